@@ -1,0 +1,30 @@
+# Raw text in, trained language models and a report out:
+#   snakemake --cores 8 results/report.html
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# The default run; a --configfile replaces it rather than merging into it.
+if not workflow.config_settings.configfiles:
+
+    configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/download.smk"
+include: "rules/ingest.smk"
+include: "rules/clean.smk"
+include: "rules/dedup.smk"
+include: "rules/tokenizer.smk"
+include: "rules/shards.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/sample.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        "results/report.html",
+    default_target: True

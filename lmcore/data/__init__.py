@@ -1,0 +1,1 @@
+"""Data stages: download, ingest, clean, dedup."""

@@ -1,0 +1,68 @@
+"""Test-set evaluation: loss, perplexity and bits per byte over every token of a split.
+
+loss        = token-weighted mean negative log-likelihood in nats
+perplexity  = exp(loss)
+bits/byte   = total nats / (ln 2 x UTF-8 bytes of the decoded target tokens),
+              which compares models across tokenizers.
+A unigram model counted on the train split is scored on the same tokens as a baseline.
+"""
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lmcore.shards import TokenDataset
+
+
+def bits_per_byte(total_nats, total_bytes):
+    return total_nats / (math.log(2) * total_bytes) if total_bytes else float("nan")
+
+
+def summarize(total_nats, n_tokens, n_bytes):
+    loss = total_nats / n_tokens
+    return {"loss": loss, "perplexity": math.exp(loss), "bits_per_byte": bits_per_byte(total_nats, n_bytes), "tokens": n_tokens, "bytes": int(n_bytes)}
+
+
+@torch.no_grad()
+def evaluate_model(model, dataset, token_bytes, batch_size=16, device="cpu"):
+    """Sum the NLL of every target token in fixed, non-overlapping windows of the model's context."""
+    model.eval()
+    total_nats, n_tokens, n_bytes = 0.0, 0, 0
+    batch = []
+
+    def flush():
+        nonlocal total_nats, n_tokens
+        lengths = {}  # windows differ in length only at the end of a shard: batch equal lengths together
+        for x, y in batch:
+            lengths.setdefault(len(x), []).append((x, y))
+        for group in lengths.values():
+            x = torch.stack([g[0] for g in group]).to(device)
+            y = torch.stack([g[1] for g in group]).to(device)
+            logits = model(x)[0].float()
+            total_nats += F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1), reduction="sum").item()
+            n_tokens += y.numel()
+        batch.clear()
+
+    for x, y in dataset.windows(model.cfg.context_length):
+        n_bytes += int(token_bytes[y.numpy()].sum())
+        batch.append((x, y))
+        if len(batch) == batch_size:
+            flush()
+    flush()
+    return summarize(total_nats, n_tokens, n_bytes)
+
+
+def unigram_baseline(train, test, token_bytes, vocab_size):
+    """Score test tokens with add-one smoothed unigram frequencies counted on the train split."""
+    counts = np.ones(vocab_size, dtype=np.float64)
+    for a in train.arrays:
+        counts += np.bincount(a, minlength=vocab_size)
+    nll = -np.log(counts / counts.sum())
+    total_nats, n_tokens, n_bytes = 0.0, 0, 0
+    for a in test.arrays:
+        targets = np.asarray(a[1:])
+        total_nats += float(nll[targets].sum())
+        n_tokens += len(targets)
+        n_bytes += int(token_bytes[targets].sum())
+    return summarize(total_nats, n_tokens, n_bytes)

@@ -1,0 +1,61 @@
+"""Sampling from a trained model: greedy, temperature, top-k, top-p (nucleus), seeded, with a KV cache."""
+import torch
+
+
+def top_p_filter(probs, p):
+    """Keep the smallest set of most likely tokens whose mass reaches p (the top token always survives); renormalise."""
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
+    sorted_probs[mass_before >= p] = 0.0
+    out = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    return out / out.sum(dim=-1, keepdim=True)
+
+
+def next_token_probs(logits, temperature=1.0, top_k=None, top_p=1.0):
+    if temperature <= 0:
+        raise ValueError(f"temperature must be above 0 for sampling, got {temperature}; use greedy decoding instead")
+    logits = logits.float() / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.size(-1)), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    return top_p_filter(probs, top_p) if top_p < 1.0 else probs
+
+
+@torch.no_grad()
+def generate(model, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=1.0, seed=0, eot_id=None, use_cache=True):
+    """Yield new token ids one at a time; temperature 0 is greedy.
+
+    The KV cache serves while the sequence fits the model's window; past it, the
+    context is cropped to the last window of tokens and recomputed each step, since
+    every position shifts. Cached and uncached decoding therefore agree.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    ids, window, caches = list(ids), model.cfg.context_length, None
+    for _ in range(max_new_tokens):
+        if caches is not None and len(ids) <= window:
+            logits = model(torch.tensor([ids[-1:]], device=device), caches=caches, start=len(ids) - 1)[0][0, -1]
+        else:
+            caches = [{} for _ in model.blocks] if use_cache and len(ids) <= window else None
+            logits = model(torch.tensor([ids[-window:]], device=device), caches=caches)[0][0, -1]
+        if temperature == 0:
+            token = int(logits.argmax())
+        else:
+            token = int(torch.multinomial(next_token_probs(logits, temperature, top_k, top_p), 1, generator=generator))
+        ids.append(token)
+        yield token
+        if token == eot_id:
+            return
+
+
+def sample_grid(model, tokenizer, prompts, presets, max_new_tokens, seed):
+    """One sample per prompt and named preset ({temperature, top_k, top_p}; temperature 0 is greedy)."""
+    rows = []
+    for prompt in prompts:
+        for name, preset in sorted(presets.items()):
+            ids = list(generate(model, tokenizer.encode(prompt), max_new_tokens, preset.get("temperature", 1.0),
+                                preset.get("top_k"), preset.get("top_p", 1.0), seed=seed, eot_id=tokenizer.eot_id))
+            rows.append({"prompt": prompt, "preset": name, "settings": preset, "completion": tokenizer.decode(ids), "tokens": len(ids)})
+    return rows

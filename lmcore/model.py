@@ -1,0 +1,187 @@
+"""A decoder-only transformer (GPT-2 / Llama family), readable top to bottom.
+
+Options: norm (layernorm, rmsnorm), position (learned, rope), mlp (gelu, swiglu),
+bias, tie_embeddings, dropout. Attention runs through F.scaled_dot_product_attention;
+generation uses a KV cache that gives the same logits as a full forward pass.
+"""
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    d_ff: int | None = None
+    context_length: int = 128
+    norm: str = "layernorm"
+    position: str = "learned"
+    mlp: str = "gelu"
+    bias: bool = True
+    tie_embeddings: bool = True
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        if self.d_ff is None:
+            # SwiGLU keeps the parameter count of a 4x GELU MLP with 2/3 of its width (Shazeer 2020).
+            self.d_ff = 4 * self.d_model if self.mlp == "gelu" else 64 * math.ceil(8 * self.d_model / 3 / 64)
+
+    @classmethod
+    def from_dict(cls, d, **overrides):
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in {**d, **overrides}.items() if k in names})
+
+    def to_dict(self):
+        return asdict(self)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim, eps=1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def make_norm(cfg):
+    return nn.LayerNorm(cfg.d_model, bias=cfg.bias) if cfg.norm == "layernorm" else RMSNorm(cfg.d_model)
+
+
+def rope_tables(head_dim, length, base=10000.0, device=None):
+    """cos and sin of the rotary angles pos * base^(-2i/head_dim) (Su et al. 2021)."""
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, device=device).float() / head_dim)
+    angles = torch.outer(torch.arange(length, device=device).float(), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x, cos, sin):
+    """Rotate each pair (x1, x2) of the head dimension by its angle; x is (B, H, T, D)."""
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    return out.flatten(-2).type_as(x)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.n_heads, self.head_dim = cfg.n_heads, cfg.d_model // cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
+        self.proj.residual = True
+        self.dropout = cfg.dropout
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, rope=None, cache=None):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if cache is not None:  # generation: append this step's keys and values to the cache
+            if "k" in cache:
+                k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
+            cache["k"], cache["v"] = k, v
+        L = k.shape[2]
+        if L != T:  # queries are the last T of L cached positions: each sees every key up to its own
+            mask = torch.ones(T, L, dtype=torch.bool, device=x.device).tril(diagonal=L - T)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, T, C)))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.swiglu = cfg.mlp == "swiglu"
+        self.up = nn.Linear(cfg.d_model, (2 if self.swiglu else 1) * cfg.d_ff, bias=cfg.bias)
+        self.down = nn.Linear(cfg.d_ff, cfg.d_model, bias=cfg.bias)
+        self.down.residual = True
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        if self.swiglu:
+            gate, up = self.up(x).chunk(2, dim=-1)
+            h = F.silu(gate) * up
+        else:
+            h = F.gelu(self.up(x), approximate="tanh")
+        return self.dropout(self.down(h))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.norm1, self.attn = make_norm(cfg), CausalSelfAttention(cfg)
+        self.norm2, self.mlp = make_norm(cfg), MLP(cfg)
+
+    def forward(self, x, rope=None, cache=None):
+        x = x + self.attn(self.norm1(x), rope, cache)
+        return x + self.mlp(self.norm2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.pos_emb = nn.Embedding(cfg.context_length, cfg.d_model) if cfg.position == "learned" else None
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm_f = make_norm(cfg)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.tok_emb.weight
+        if cfg.position == "rope":
+            cos, sin = rope_tables(cfg.d_model // cfg.n_heads, cfg.context_length)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init)
+
+    def _init(self, module):
+        # N(0, 0.02) everywhere; residual projections scaled by 1/sqrt(2 n_layers) (GPT-2).
+        if isinstance(module, nn.Linear):
+            std = 0.02 / math.sqrt(2 * self.cfg.n_layers) if getattr(module, "residual", False) else 0.02
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def forward(self, idx, targets=None, caches=None, start=0):
+        """Logits for every position; with targets, also the mean cross-entropy (nats per token).
+
+        `caches` (one dict per layer) and `start` (position of idx[:, 0]) serve generation.
+        """
+        B, T = idx.shape
+        if start + T > self.cfg.context_length:
+            raise ValueError(f"sequence of {start + T} tokens is longer than context_length {self.cfg.context_length}")
+        x = self.tok_emb(idx)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(torch.arange(start, start + T, device=idx.device))
+        rope = (self.rope_cos[start : start + T], self.rope_sin[start : start + T]) if self.cfg.position == "rope" else None
+        x = self.drop(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, rope, None if caches is None else caches[i])
+        logits = self.lm_head(self.norm_f(x))
+        if targets is None:
+            return logits, None
+        return logits, F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
+
+
+def count_parameters(model):
+    """Total parameters (shared weights once) and non-embedding parameters (no token or position embeddings)."""
+    total = sum(p.numel() for p in model.parameters())
+    embedding = model.tok_emb.weight.numel() + (model.pos_emb.weight.numel() if model.pos_emb is not None else 0)
+    return {"parameters": total, "non_embedding_parameters": total - embedding}
+
+
+def flops_per_token(cfg, non_embedding_parameters):
+    """Training FLOPs per token: 6N for the matrices plus 12 L d T for attention (Kaplan et al. 2020; PaLM)."""
+    return 6 * non_embedding_parameters + 12 * cfg.n_layers * cfg.d_model * cfg.context_length

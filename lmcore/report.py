@@ -1,0 +1,208 @@
+"""The run report: one self-contained HTML file (inline SVG plots, no network needed to view it).
+
+Every string that came from the corpus, a config or a model is HTML-escaped.
+"""
+import csv
+import datetime
+import glob
+import html
+import io
+import json
+import os
+import platform
+import subprocess
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from lmcore.io import read_json, read_jsonl  # noqa: E402
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:1rem;color:#222;line-height:1.4}
+h1{font-size:1.6rem}h2{border-bottom:1px solid #ccc;padding-bottom:.2rem;margin-top:2rem}
+.scroll{overflow-x:auto}table{border-collapse:collapse;font-size:.9rem}
+td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:right;white-space:nowrap}
+td:first-child,th:first-child{text-align:left}
+pre{white-space:pre-wrap;background:#f6f6f6;padding:.5rem;border-radius:4px;font-size:.85rem}
+.plots{display:flex;flex-wrap:wrap;gap:1rem}.plots>div{flex:1 1 480px;min-width:0}svg{max-width:100%;height:auto}
+.samples{display:grid;grid-template-columns:repeat(auto-fit,minmax(280px,1fr));gap:.5rem}
+"""
+
+
+def esc(value):
+    return html.escape(str(value), quote=True)
+
+
+def fmt(value, digits=3):
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if value != value:
+            return "nan"
+        return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:.3e}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def table(headers, rows):
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{esc(fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def svg(fig):
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg") :]  # drop the XML prolog and doctype: inline SVG needs neither
+
+
+def line_plot(series, x_key, y_key, title, logy=False):
+    """series: {model name: metrics rows}."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, rows in series.items():
+        pts = [(r[x_key], r[y_key]) for r in rows if r.get(y_key) is not None]
+        if pts:
+            ax.plot(*zip(*pts), marker="." if y_key == "val_loss" else None, label=name)
+    ax.set_xlabel(x_key)
+    ax.set_ylabel(y_key)
+    ax.set_title(title)
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    if series:
+        ax.legend()
+    return svg(fig)
+
+
+def size_plot(models):
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, m in models.items():
+        ax.scatter(m["summary"]["parameters"], m["eval"]["test"]["loss"])
+        ax.annotate(name, (m["summary"]["parameters"], m["eval"]["test"]["loss"]))
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("test loss (nats/token)")
+    ax.set_title("Model size against test loss")
+    ax.grid(alpha=0.3)
+    return svg(fig)
+
+
+def git_commit(folder):
+    try:
+        return subprocess.run(["git", "-C", folder, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def versions():
+    import numpy
+    import sentencepiece
+    import snakemake
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+            "sentencepiece": sentencepiece.__version__, "snakemake": snakemake.__version__}
+
+
+def render(run, data, tokenizers, models):
+    """run: {config, commit, rule_times}; data: {ingest: [...], clean: [...], dedup}; tokenizers: {name: stats};
+    models: {name: {summary, metrics, eval, samples}}."""
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' content='width=device-width,initial-scale=1'>"
+             f"<title>Language model run report</title><style>{CSS}</style></head><body>"]
+    parts.append("<h1>Language model run report</h1>")
+    parts.append(f"<p>Generated {esc(datetime.datetime.now().isoformat(timespec='seconds'))} on {esc(platform.node())} "
+                 f"({esc(platform.machine())}, {esc(platform.processor() or platform.system())}), commit {esc(run['commit'])}.</p>")
+
+    parts.append("<h2>Models</h2>")
+    rows = []
+    for name, m in models.items():
+        s, e = m["summary"], m["eval"]
+        rows.append([name, s["parameters"], s["non_embedding_parameters"], s["tokens_seen"], s["tokens_per_parameter"], s["total_flops"],
+                     s["wall_time_s"], s["tokens_per_s"], s["mfu"], s["best_val_loss"], e["test"]["loss"], e["test"]["perplexity"],
+                     e["test"]["bits_per_byte"], e["baseline"]["perplexity"], e["baseline"]["bits_per_byte"]])
+    parts.append(table(["model", "parameters", "non-embedding", "tokens seen", "tokens/param", "FLOPs", "train s", "tokens/s", "MFU",
+                        "best val loss", "test loss", "test ppl", "test bits/byte", "unigram ppl", "unigram bits/byte"], rows))
+
+    parts.append("<h2>Training curves</h2><div class='plots'>")
+    series = {name: m["metrics"] for name, m in models.items()}
+    for x_key, y_key, title, logy in [("step", "loss", "Train loss against steps", False), ("tokens", "loss", "Train loss against tokens", False),
+                                      ("step", "val_loss", "Validation loss against steps", False), ("tokens", "val_loss", "Validation loss against tokens", False),
+                                      ("step", "lr", "Learning rate", False), ("step", "grad_norm", "Gradient norm (before clipping)", True)]:
+        parts.append(f"<div>{line_plot(series, x_key, y_key, title, logy)}</div>")
+    parts.append(f"<div>{size_plot(models)}</div></div>")
+
+    parts.append("<h2>Data funnel</h2>")
+    ingest = data["ingest"]
+    clean = data["clean"]
+    dedup = data["dedup"]["stats"]
+    parts.append(table(["stage", "documents", "characters"], [
+        ["ingested", sum(s["documents"] for s in ingest), sum(s["characters"] for s in ingest)],
+        ["after cleaning", sum(s["documents_out"] for s in clean), sum(s["characters_out"] for s in clean)],
+        ["after dedup", dedup["documents_out"], dedup["characters_out"]],
+    ]))
+    reasons = {}
+    for s in clean:
+        for reason, n in s["dropped"].items():
+            reasons[reason] = reasons.get(reason, 0) + n
+    if reasons:
+        parts.append("<h3>Dropped by cleaning</h3>" + table(["reason", "documents"], sorted(reasons.items())))
+    skipped = {f"{s['source']}/{path}": why for s in ingest for path, why in s["skipped"].items()}
+    if skipped:
+        parts.append("<h3>Files skipped at ingest</h3>" + table(["file", "reason"], sorted(skipped.items())))
+    clusters = data["dedup"]["clusters"]
+    parts.append(f"<h3>Duplicate clusters: {len(clusters)}, {dedup['documents_removed']} documents removed</h3>")
+    if clusters:
+        parts.append(table(["survivor", "size", "removed"], [[c["survivor"], len(c["members"]), ", ".join(c["members"][1:])] for c in clusters[:50]]))
+
+    parts.append("<h2>Tokenizers</h2>")
+    parts.append(table(["tokenizer", "type", "vocabulary", "characters/token", "bytes/token", "validation tokens"],
+                       [[n, t["model_type"], t["vocab_size"], t["chars_per_token"], t["bytes_per_token"], t["tokens"]] for n, t in tokenizers.items()]))
+
+    parts.append("<h2>Samples</h2>")
+    for name, m in models.items():
+        parts.append(f"<h3>{esc(name)}</h3><div class='samples'>")
+        for s in m["samples"]:
+            parts.append(f"<div><b>{esc(s['preset'])}</b> {esc(json.dumps(s['settings'], sort_keys=True))}<pre><b>{esc(s['prompt'])}</b>{esc(s['completion'])}</pre></div>")
+        parts.append("</div>")
+
+    parts.append("<h2>Run</h2>")
+    parts.append(table(["package", "version"], sorted(versions().items())))
+    if run["rule_times"]:
+        parts.append("<h3>Wall time per rule</h3>" + table(["rule", "jobs", "seconds"], [[r, n, s] for r, (n, s) in sorted(run["rule_times"].items())]))
+    parts.append(f"<h3>Configuration</h3><pre>{esc(json.dumps(run['config'], indent=2, sort_keys=True))}</pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def rule_times(benchmarks_dir):
+    """{rule: (jobs, seconds)} from Snakemake's benchmark files, benchmarks/<rule>[/...].tsv."""
+    times = {}
+    for path in glob.glob(os.path.join(benchmarks_dir, "**", "*.tsv"), recursive=True):
+        rule = os.path.relpath(path, benchmarks_dir).split(os.sep)[0].removesuffix(".tsv")
+        with open(path, encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        if rows:
+            n, s = times.get(rule, (0, 0.0))
+            times[rule] = (n + 1, s + float(rows[-1]["s"]))
+    return times
+
+
+def build(inputs, config, tokenizer_names, model_names, workflow_dir, benchmarks_dir="benchmarks"):
+    """Read every stage's outputs (paths in `inputs`, as the report rule lists them) and render the HTML."""
+    data = {
+        "ingest": [read_json(os.path.join(d, "stats.json")) for d in inputs.ingest],
+        "clean": [read_json(p) for p in inputs.clean],
+        "dedup": read_json(inputs.dedup),
+    }
+    tokenizers = dict(zip(tokenizer_names, (read_json(p) for p in inputs.tokenizers)))
+    models = {
+        name: {"summary": read_json(s), "metrics": list(read_jsonl(m)), "eval": read_json(e), "samples": read_json(x)}
+        for name, s, m, e, x in zip(model_names, inputs.summaries, inputs.metrics, inputs.evals, inputs.samples)
+    }
+    run = {"config": config, "commit": git_commit(workflow_dir), "rule_times": rule_times(benchmarks_dir)}
+    return render(run, data, tokenizers, models)

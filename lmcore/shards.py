@@ -1,0 +1,122 @@
+"""Token shards: documents encoded and written as `.npy`, one file per split, and read back memory-mapped."""
+import contextlib
+import os
+import tempfile
+
+import numpy as np
+import torch
+
+from lmcore.io import atomic_path, read_json, read_jsonl, sha256_file, write_json
+from lmcore.splits import SPLITS, split_of
+
+
+def dtype_for(vocab_size):
+    return np.uint16 if vocab_size <= 2**16 else np.uint32
+
+
+def _batches(iterable, n):
+    batch = []
+    for item in iterable:
+        batch.append(item)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _raw_to_npy(raw_path, npy_path, dtype, chunk=1 << 24):
+    """Copy a flat binary file of `dtype` into a `.npy` file, atomically, a chunk at a time."""
+    raw = np.memmap(raw_path, dtype=dtype, mode="r") if os.path.getsize(raw_path) else np.zeros(0, dtype)
+    with atomic_path(npy_path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(len(raw),))
+        for i in range(0, len(raw), chunk):
+            out[i : i + chunk] = raw[i : i + chunk]
+        out.flush()
+        del out
+    return len(raw)
+
+
+def shard_part(doc_path, tokenizer, fractions, out_paths, num_threads=1, batch_docs=256):
+    """Encode one part's documents into one `.npy` per split; an end-of-text id follows every document.
+
+    Memory stays flat: tokens go to a raw file per split, which is then copied into the `.npy`.
+    Returns per-split statistics: documents, tokens, and UTF-8 bytes of the text.
+    """
+    dtype = dtype_for(tokenizer.vocab_size)
+    stats = {s: {"documents": 0, "tokens": 0, "bytes": 0} for s in SPLITS}
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(out_paths["train"])) as tmp, contextlib.ExitStack() as stack:
+        raw = {s: stack.enter_context(open(os.path.join(tmp, s + ".bin"), "wb")) for s in SPLITS}
+        for docs in _batches(read_jsonl(doc_path), batch_docs):
+            for doc, ids in zip(docs, tokenizer.encode_batch([d["text"] for d in docs], num_threads)):
+                split = split_of(doc["id"], fractions)
+                raw[split].write(np.asarray(ids + [tokenizer.eot_id], dtype=dtype).tobytes())
+                stats[split]["documents"] += 1
+                stats[split]["tokens"] += len(ids) + 1
+                stats[split]["bytes"] += len(doc["text"].encode("utf-8"))
+        for f in raw.values():
+            f.close()
+        for s in SPLITS:
+            _raw_to_npy(os.path.join(tmp, s + ".bin"), out_paths[s], dtype)
+    return stats
+
+
+def write_manifest(out_path, tokenizer, parts):
+    """`parts`: list of {name, stats, shards: {split: path}}. Records tokens per split and part, and checksums."""
+    totals = {s: sum(p["stats"][s]["tokens"] for p in parts) for s in SPLITS}
+    manifest = {
+        "tokenizer_fingerprint": tokenizer.fingerprint,
+        "vocab_size": tokenizer.vocab_size,
+        "eot_id": tokenizer.eot_id,
+        "dtype": np.dtype(dtype_for(tokenizer.vocab_size)).name,
+        "tokens": totals,
+        "parts": [
+            {
+                "name": p["name"],
+                "stats": p["stats"],
+                "shards": {s: {"path": os.path.abspath(path), "sha256": sha256_file(path)} for s, path in p["shards"].items()},
+            }
+            for p in parts
+        ],
+    }
+    write_json(out_path, manifest)
+    return manifest
+
+
+class TokenDataset:
+    """The shards of one split, memory-mapped: random windows for training, ordered windows for evaluation."""
+
+    def __init__(self, manifest_path, split, fingerprint=None):
+        manifest = read_json(manifest_path)
+        if fingerprint is not None and manifest["tokenizer_fingerprint"] != fingerprint:
+            raise ValueError(
+                f"{manifest_path}: shards were built with tokenizer {manifest['tokenizer_fingerprint'][:12]}, "
+                f"but the tokenizer in use is {fingerprint[:12]}; rebuild the shards"
+            )
+        self.vocab_size = manifest["vocab_size"]
+        self.eot_id = manifest["eot_id"]
+        self.paths = [p["shards"][split]["path"] for p in manifest["parts"]]
+        self.arrays = [np.load(p, mmap_mode="r") for p in self.paths]
+        for path, a in zip(self.paths, self.arrays):
+            if len(a) and int(a.max()) >= self.vocab_size:
+                raise ValueError(f"{path}: token id {int(a.max())} is out of range for vocabulary size {self.vocab_size}")
+        self.num_tokens = sum(len(a) for a in self.arrays)
+
+    def sample_batch(self, rng, batch_size, context_length):
+        """Random windows (x, y), y shifted by one; positions drawn from the numpy Generator `rng`."""
+        lengths = np.array([len(a) for a in self.arrays])
+        usable = np.maximum(lengths - context_length, 0)
+        if usable.sum() == 0:
+            raise ValueError(f"split has {self.num_tokens} tokens in shards no longer than context_length + 1 = {context_length + 1}")
+        shard = rng.choice(len(self.arrays), size=batch_size, p=usable / usable.sum())
+        start = rng.integers(0, usable[shard])
+        rows = np.stack([self.arrays[k][s : s + context_length + 1] for k, s in zip(shard, start)]).astype(np.int64)
+        rows = torch.from_numpy(rows)
+        return rows[:, :-1], rows[:, 1:]
+
+    def windows(self, context_length):
+        """Every token predicted once: non-overlapping windows in order, the final partial window included."""
+        for a in self.arrays:
+            for i in range(0, len(a) - 1, context_length):
+                row = torch.from_numpy(a[i : i + context_length + 1].astype(np.int64))
+                yield row[:-1], row[1:]

@@ -1,0 +1,117 @@
+"""SentencePiece tokenizers that are lossless: decode(encode(text)) == text.
+
+Losslessness comes from identity normalisation, no dummy prefix, no whitespace
+folding, byte fallback, and the newline as a user-defined piece (SentencePiece
+otherwise never sees one: it treats its input as lines). Documents are joined
+with the end-of-text id (SentencePiece's eos).
+"""
+import io
+import os
+
+import numpy as np
+import sentencepiece as spm
+
+from lmcore.io import atomic_open, sha256_file
+
+MAX_SENTENCE_BYTES = 8192
+
+
+def training_sentences(documents):
+    """Paragraphs with their newlines, cut at line ends to stay under SentencePiece's sentence limit."""
+    for doc in documents:
+        chunk = ""
+        for line in doc["text"].splitlines(keepends=True):
+            if chunk and (line == "\n" or len((chunk + line).encode()) > MAX_SENTENCE_BYTES):
+                yield chunk + (line if line == "\n" else "")
+                chunk = "" if line == "\n" else line
+            else:
+                chunk += line
+        if chunk:
+            yield chunk
+
+
+def train(documents, model_path, cfg, num_threads=1, log=print):
+    """Train a SentencePiece model on an iterable of documents and write it atomically."""
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=training_sentences(documents),
+        model_writer=model,
+        model_type=cfg["model_type"],
+        vocab_size=cfg["vocab_size"],
+        character_coverage=cfg["character_coverage"],
+        byte_fallback=cfg["byte_fallback"],
+        input_sentence_size=cfg["input_sentence_size"],
+        shuffle_input_sentence=True,
+        seed_sentencepiece_size=1000000,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        add_dummy_prefix=False,
+        allow_whitespace_only_pieces=True,
+        split_digits=True,
+        user_defined_symbols=["\n"],
+        max_sentence_length=MAX_SENTENCE_BYTES,
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        num_threads=num_threads,
+        random_seed=cfg.get("seed", 0),
+        hard_vocab_limit=False,
+        minloglevel=1,
+    )
+    with atomic_open(model_path, "wb") as f:
+        f.write(model.getvalue())
+
+
+class Tokenizer:
+    def __init__(self, model_path):
+        self.path = os.fspath(model_path)
+        self.sp = spm.SentencePieceProcessor(model_file=self.path)
+        self.vocab_size = self.sp.get_piece_size()
+        self.eot_id = self.sp.eos_id()
+        self.fingerprint = sha256_file(self.path)
+
+    def encode(self, text):
+        return self.sp.encode(text)
+
+    def encode_batch(self, texts, num_threads=1):
+        return self.sp.encode(list(texts), num_threads=num_threads)
+
+    def decode(self, ids):
+        return self.sp.decode([int(i) for i in ids])
+
+    def token_bytes(self):
+        """UTF-8 bytes each id contributes to decoded text (0 for control pieces such as end-of-text)."""
+        n = np.zeros(self.vocab_size, dtype=np.int64)
+        for i in range(self.vocab_size):
+            if self.sp.is_control(i) or self.sp.is_unknown(i):
+                continue
+            n[i] = 1 if self.sp.is_byte(i) else len(self.sp.id_to_piece(i).replace("\u2581", " ").encode("utf-8"))
+        return n
+
+
+def measure(tok, documents, max_documents=2000):
+    """Characters and bytes per token, byte-fallback share, vocabulary used, round-trip failures."""
+    chars = nbytes = tokens = fallback = failures = docs = 0
+    used = np.zeros(tok.vocab_size, dtype=bool)
+    is_byte = np.array([tok.sp.is_byte(i) for i in range(tok.vocab_size)])
+    for doc in documents:
+        ids = tok.encode(doc["text"])
+        failures += tok.decode(ids) != doc["text"]
+        chars += len(doc["text"])
+        nbytes += len(doc["text"].encode("utf-8"))
+        tokens += len(ids)
+        arr = np.asarray(ids, dtype=np.int64)
+        used[arr] = True
+        fallback += int(is_byte[arr].sum())
+        docs += 1
+        if docs == max_documents:
+            break
+    return {
+        "vocab_size": tok.vocab_size,
+        "fingerprint": tok.fingerprint,
+        "documents": docs,
+        "tokens": tokens,
+        "chars_per_token": chars / tokens if tokens else None,
+        "bytes_per_token": nbytes / tokens if tokens else None,
+        "byte_fallback_share": fallback / tokens if tokens else None,
+        "vocab_used_share": float(used.mean()),
+        "round_trip_failures": failures,
+    }

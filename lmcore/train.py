@@ -1,0 +1,246 @@
+"""The training loop: AdamW, warm-up + cosine, gradient accumulation and clipping, periodic
+validation on fixed batches, best-validation weights, and checkpoints that resume exactly.
+
+A run killed and rerun resumes from its newest checkpoint whose configuration and
+tokenizer match, and on CPU ends with the weights of a run never interrupted: the
+checkpoint holds model, optimizer, step, every RNG state and the data position.
+"""
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import time
+
+import numpy as np
+import torch
+
+from lmcore.checkpoint import list_checkpoints, load_checkpoint, load_safetensors, save_checkpoint, save_safetensors
+from lmcore.io import atomic_open, write_json
+from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
+from lmcore.optim import lr_at, make_optimizer
+from lmcore.shards import TokenDataset
+from lmcore.tokenizer import Tokenizer
+
+# Dense bf16 peaks from the vendors' data sheets; anything else is measured.
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
+
+
+def pick_device(name="auto"):
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def autocast_dtype(precision, device):
+    """bf16 autocast where asked, or with `auto` on GPUs that support it; fp32 otherwise."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return None
+
+
+def measured_peak_flops(device, dtype, n=1024, seconds=0.3):
+    """FLOP/s of a square matmul on this device: the CPU's peak for MFU, stated beside it."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, flops in PEAK_FLOPS.items():
+            if key in name:
+                return flops
+    a = torch.ones(n, n, device=device, dtype=dtype or torch.float32)
+    a @ a
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ a
+        count += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * n**3 * count / (time.perf_counter() - start)
+
+
+def rng_state():
+    return {
+        "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state):
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def run_key(cfg, fingerprint):
+    """What a checkpoint must match to be resumed: the training configuration and the tokenizer."""
+    return json.dumps({"config": cfg, "tokenizer": fingerprint}, sort_keys=True)
+
+
+@torch.no_grad()
+def estimate_loss(model, batches, amp):
+    model.eval()
+    losses = []
+    for x, y in batches:
+        with amp():
+            losses.append(model(x, y)[1].item())
+    model.train()
+    return sum(losses) / len(losses)
+
+
+class Stop:
+    """Set by SIGTERM (a cluster's time limit, a user's kill): the loop checkpoints and exits."""
+
+    def __init__(self):
+        self.requested = False
+        with contextlib.suppress(ValueError):  # only the main thread may install handlers
+            signal.signal(signal.SIGTERM, self._handler)
+
+    def _handler(self, signum, frame):
+        self.requested = True
+
+
+def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=print):
+    """Train one model; write model.safetensors, config.json, tokenizer.model, metrics.jsonl, summary.json."""
+    torch.set_num_threads(threads)
+    tokenizer = Tokenizer(tokenizer_path)
+    train_data = TokenDataset(manifest_path, "train", tokenizer.fingerprint)
+    val_data = TokenDataset(manifest_path, "validation", tokenizer.fingerprint)
+    device = pick_device(cfg.get("device", "auto"))
+    amp_dtype = autocast_dtype(cfg.get("precision", "auto"), device)
+
+    def amp():
+        return torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+
+    random.seed(cfg["seed"])
+    np.random.seed(cfg["seed"])
+    torch.manual_seed(cfg["seed"])
+    mcfg = ModelConfig.from_dict(cfg, vocab_size=tokenizer.vocab_size)
+    model = GPT(mcfg).to(device)
+    optimizer = make_optimizer(model, cfg)
+    forward = torch.compile(model) if cfg.get("compile") else model
+    data_rng = np.random.default_rng(cfg["seed"])
+    B, T, accum = cfg["batch_size"], mcfg.context_length, cfg["grad_accum"]
+    val_rng = np.random.default_rng(cfg["seed"] + 1)
+    val_batches = [tuple(t.to(device) for t in val_data.sample_batch(val_rng, B, T)) for _ in range(cfg["eval_batches"])]
+    decay_steps = cfg.get("decay_steps") or cfg["max_steps"]
+    key = run_key(cfg, tokenizer.fingerprint)
+
+    step, tokens, elapsed, best_val, best_state, metrics = 0, 0, 0.0, math.inf, None, []
+    os.makedirs(ckpt_dir, exist_ok=True)
+    resumable = [p for p in list_checkpoints(ckpt_dir) if load_checkpoint(p)["run_key"] == key]
+    if resumable:
+        ck = load_checkpoint(resumable[-1])
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        set_rng_state(ck["rng"])
+        data_rng.bit_generator.state = json.loads(ck["data_rng"])
+        step, tokens, elapsed, best_val, best_state, metrics = (ck[k] for k in ("step", "tokens", "elapsed_s", "best_val", "best_model", "metrics"))
+        log(f"Resumed from iteration {step}")
+    elif list_checkpoints(ckpt_dir):
+        log(f"{ckpt_dir}: checkpoints of another configuration or tokenizer; starting afresh")
+        for p in list_checkpoints(ckpt_dir):
+            os.remove(p)
+
+    counts = count_parameters(model)
+    fpt = flops_per_token(mcfg, counts["non_embedding_parameters"])
+    peak = measured_peak_flops(device, amp_dtype)
+    log(f"{counts['parameters']:,} parameters on {device} ({amp_dtype or torch.float32}), peak {peak / 1e9:.1f} GFLOP/s")
+
+    def checkpoint():
+        state = {
+            "run_key": key, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state(),
+            "data_rng": json.dumps(data_rng.bit_generator.state), "step": step, "tokens": tokens, "elapsed_s": elapsed,
+            "best_val": best_val, "best_model": best_state, "metrics": metrics,
+        }
+        return save_checkpoint(ckpt_dir, step, state, cfg["keep_checkpoints"])
+
+    stop = Stop()
+    model.train()
+    window_tokens, window_start = 0, time.perf_counter()
+    while step < cfg["max_steps"]:
+        t0 = time.perf_counter()
+        lr = lr_at(step, cfg["lr"], cfg["min_lr"], cfg["warmup_steps"], decay_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss_sum = 0.0
+        for _ in range(accum):
+            x, y = (t.to(device) for t in train_data.sample_batch(data_rng, B, T))
+            with amp():
+                loss = forward(x, y)[1] / accum  # the mean over accum micro-batches is the big batch's mean
+            loss.backward()
+            loss_sum += loss.item()
+        if not math.isfinite(loss_sum):
+            kept = list_checkpoints(ckpt_dir)
+            raise FloatingPointError(f"loss became {loss_sum} at step {step}; last good checkpoint: {kept[-1] if kept else 'none'}")
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"] or math.inf).item()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        tokens += B * T * accum
+        window_tokens += B * T * accum
+        elapsed += time.perf_counter() - t0
+
+        val_loss = None
+        if step % cfg["eval_interval"] == 0 or step == cfg["max_steps"]:
+            val_loss = estimate_loss(forward, val_batches, amp)
+            if val_loss < best_val:
+                best_val, best_state = val_loss, {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+        if step % cfg["log_interval"] == 0 or val_loss is not None:
+            tokens_per_s = window_tokens / (time.perf_counter() - window_start)
+            row = {"step": step, "tokens": tokens, "loss": loss_sum, "val_loss": val_loss, "lr": lr, "grad_norm": grad_norm,
+                   "tokens_per_s": tokens_per_s, "mfu": fpt * tokens_per_s / peak, "elapsed_s": elapsed}
+            metrics.append(row)
+            log(json.dumps(row))
+            window_tokens, window_start = 0, time.perf_counter()
+        if step % cfg["checkpoint_interval"] == 0 or stop.requested:
+            checkpoint()
+        if stop.requested:
+            log(f"SIGTERM: checkpoint written at iteration {step}; rerun to resume")
+            raise SystemExit(143)
+
+    model.load_state_dict(best_state)
+    os.makedirs(out_dir, exist_ok=True)
+    weights = model.state_dict()
+    if mcfg.tie_embeddings:
+        weights.pop("lm_head.weight")  # the same tensor as tok_emb.weight
+    save_safetensors(weights, os.path.join(out_dir, "model.safetensors"), {"format": "pt"})
+    write_json(os.path.join(out_dir, "config.json"), {"model": mcfg.to_dict(), "train": cfg, "tokenizer_fingerprint": tokenizer.fingerprint})
+    with atomic_open(os.path.join(out_dir, "tokenizer.model"), "wb") as f, open(tokenizer_path, "rb") as src:
+        shutil.copyfileobj(src, f)
+    with atomic_open(os.path.join(out_dir, "metrics.jsonl")) as f:
+        f.writelines(json.dumps(row) + "\n" for row in metrics)
+    summary = {
+        **counts,
+        "tokens_seen": tokens,
+        "tokens_per_parameter": tokens / counts["parameters"],
+        "flops_per_token": fpt,
+        "total_flops": fpt * tokens,
+        "wall_time_s": elapsed,
+        "tokens_per_s": tokens / elapsed if elapsed else None,
+        "mfu": fpt * tokens / elapsed / peak if elapsed else None,
+        "peak_flops": peak,
+        "best_val_loss": best_val,
+        "device": str(device),
+        "precision": str(amp_dtype or torch.float32),
+        "steps": step,
+    }
+    write_json(os.path.join(out_dir, "summary.json"), summary)
+    return summary
+
+
+def load_model(model_dir, device="cpu"):
+    """A trained model and its tokenizer from a `results/models/<name>/` folder."""
+    with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    model = GPT(ModelConfig.from_dict(config["model"]))
+    missing, unexpected = model.load_state_dict(load_safetensors(os.path.join(model_dir, "model.safetensors")), strict=False)
+    if unexpected or set(missing) - ({"lm_head.weight"} if model.cfg.tie_embeddings else set()):
+        raise ValueError(f"{model_dir}: weights do not match config.json (missing {missing}, unexpected {unexpected})")
+    return model.to(device).eval(), Tokenizer(os.path.join(model_dir, "tokenizer.model"))

@@ -1,0 +1,15 @@
+rule clean:
+    input:
+        docs="results/docs/{source}",
+        code=code("data/clean.py"),
+    output:
+        docs="results/clean/{source}/part-{part}.jsonl",
+        stats="results/clean/{source}/part-{part}.stats.json",
+    params:
+        clean=config["clean"],
+    log:
+        "logs/clean/{source}/part-{part}.log",
+    benchmark:
+        "benchmarks/clean/{source}/part-{part}.tsv"
+    script:
+        "../workflow_scripts/clean.py"

@@ -1,0 +1,65 @@
+# Validation, name lists, wildcard constraints and input functions shared by every rule.
+import os
+
+from lmcore.config import prepare_config
+from lmcore.splits import SPLITS
+
+# Fails before any job runs, naming the key and the value.
+config.update(prepare_config(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml")))
+
+SOURCES = sorted(config["sources"])
+TOKENIZERS = sorted(config["tokenizers"])
+MODELS = sorted(config["models"])
+PARTS = [(source, part) for source in SOURCES for part in range(config["sources"][source]["parts"])]
+
+
+wildcard_constraints:
+    source="[A-Za-z0-9_-]+",
+    part=r"\d+",
+    tok="[A-Za-z0-9_-]+",
+    model="[A-Za-z0-9_-]+",
+    split="|".join(SPLITS),
+
+
+localrules:
+    download,
+    report,
+
+
+def code(*modules):
+    """lmcore modules a rule runs: edits to them rerun the rule (Snakemake's code trigger sees only the script)."""
+    return [os.path.join(workflow.basedir, "lmcore", m) for m in ("__init__.py", "io.py") + modules]
+
+
+def part_paths(pattern, **wildcards):
+    """`pattern` expanded over every (source, part)."""
+    return [pattern.format(source=s, part=k, **wildcards) for s, k in PARTS]
+
+
+def source_config(wildcards):
+    return config["sources"][wildcards.source]
+
+
+def model_config(wildcards):
+    return config["models"][wildcards.model]
+
+
+def tokenizer_config(wildcards):
+    return config["tokenizers"][wildcards.tok]
+
+
+def tokenizer_of(wildcards):
+    return config["models"][wildcards.model]["tokenizer"]
+
+
+def model_inputs(wildcards):
+    """The shards and tokenizer a model trains or is evaluated on."""
+    tok = tokenizer_of(wildcards)
+    return {
+        "tokenizer": f"results/tokenizers/{tok}/spm.model",
+        "manifest": f"results/shards/{tok}/manifest.json",
+    }
+
+
+def trained_model(wildcards):
+    return {name: f"results/models/{wildcards.model}/{name}" for name in ("model.safetensors", "config.json", "tokenizer.model")}

@@ -1,0 +1,43 @@
+rule dedup_signatures:
+    input:
+        docs="results/clean/{source}/part-{part}.jsonl",
+        code=code("data/dedup.py"),
+    output:
+        "results/dedup/signatures/{source}/part-{part}.json",
+    log:
+        "logs/dedup_signatures/{source}/part-{part}.log",
+    benchmark:
+        "benchmarks/dedup_signatures/{source}/part-{part}.tsv"
+    script:
+        "../workflow_scripts/dedup_signatures.py"
+
+
+rule dedup_clusters:
+    input:
+        signatures=part_paths("results/dedup/signatures/{source}/part-{part}.json"),
+        code=code("data/dedup.py"),
+    output:
+        "results/dedup/clusters.json",
+    params:
+        dedup=config["dedup"],
+    log:
+        "logs/dedup_clusters.log",
+    benchmark:
+        "benchmarks/dedup_clusters.tsv"
+    script:
+        "../workflow_scripts/dedup_clusters.py"
+
+
+rule dedup_apply:
+    input:
+        docs="results/clean/{source}/part-{part}.jsonl",
+        clusters="results/dedup/clusters.json",
+        code=code("data/dedup.py"),
+    output:
+        "results/dedup/{source}/part-{part}.jsonl",
+    log:
+        "logs/dedup_apply/{source}/part-{part}.log",
+    benchmark:
+        "benchmarks/dedup_apply/{source}/part-{part}.tsv"
+    script:
+        "../workflow_scripts/dedup_apply.py"

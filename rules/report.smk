@@ -1,0 +1,24 @@
+rule report:
+    input:
+        ingest=expand("results/docs/{source}", source=SOURCES),
+        clean=part_paths("results/clean/{source}/part-{part}.stats.json"),
+        dedup="results/dedup/clusters.json",
+        tokenizers=expand("results/tokenizers/{tok}/stats.json", tok=TOKENIZERS),
+        summaries=expand("results/models/{model}/summary.json", model=MODELS),
+        metrics=expand("results/models/{model}/metrics.jsonl", model=MODELS),
+        evals=expand("results/eval/{model}.json", model=MODELS),
+        samples=expand("results/samples/{model}.json", model=MODELS),
+        code=code("report.py"),
+    output:
+        "results/report.html",
+    params:
+        config=config,
+        tokenizers=TOKENIZERS,
+        models=MODELS,
+        workflow_dir=workflow.basedir,
+    log:
+        "logs/report.log",
+    benchmark:
+        "benchmarks/report.tsv"
+    script:
+        "../workflow_scripts/report.py"

@@ -1,0 +1,32 @@
+rule shard:
+    input:
+        docs="results/dedup/{source}/part-{part}.jsonl",
+        tokenizer="results/tokenizers/{tok}/spm.model",
+        code=code("shards.py", "splits.py", "tokenizer.py"),
+    output:
+        shards=expand("results/shards/{{tok}}/{split}/{{source}}/part-{{part}}.npy", split=SPLITS),
+        stats="results/shards/{tok}/stats/{source}/part-{part}.json",
+    params:
+        splits=config["splits"],
+    threads: 2
+    log:
+        "logs/shard/{tok}/{source}/part-{part}.log",
+    benchmark:
+        "benchmarks/shard/{tok}/{source}/part-{part}.tsv"
+    script:
+        "../workflow_scripts/shard.py"
+
+
+rule shards_manifest:
+    input:
+        stats=part_paths("results/shards/{tok}/stats/{source}/part-{part}.json", tok="{tok}"),
+        tokenizer="results/tokenizers/{tok}/spm.model",
+        code=code("shards.py"),
+    output:
+        "results/shards/{tok}/manifest.json",
+    log:
+        "logs/shards_manifest/{tok}.log",
+    benchmark:
+        "benchmarks/shards_manifest/{tok}.tsv"
+    script:
+        "../workflow_scripts/shards_manifest.py"

@@ -1,0 +1,17 @@
+rule train_tokenizer:
+    input:
+        docs=part_paths("results/dedup/{source}/part-{part}.jsonl"),
+        code=code("tokenizer.py", "splits.py"),
+    output:
+        model="results/tokenizers/{tok}/spm.model",
+        stats="results/tokenizers/{tok}/stats.json",
+    params:
+        tokenizer=tokenizer_config,
+        splits=config["splits"],
+    threads: 2
+    log:
+        "logs/train_tokenizer/{tok}.log",
+    benchmark:
+        "benchmarks/train_tokenizer/{tok}.tsv"
+    script:
+        "../workflow_scripts/train_tokenizer.py"

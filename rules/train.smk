@@ -1,0 +1,22 @@
+# Checkpoints live outside the outputs, in results/checkpoints/<model>/, so that a job
+# killed part way and rerun (--rerun-incomplete) resumes instead of starting over.
+rule train:
+    input:
+        unpack(model_inputs),
+        code=code("train.py", "model.py", "optim.py", "checkpoint.py", "shards.py", "tokenizer.py"),
+    output:
+        weights="results/models/{model}/model.safetensors",
+        config="results/models/{model}/config.json",
+        tokenizer="results/models/{model}/tokenizer.model",
+        metrics="results/models/{model}/metrics.jsonl",
+        summary="results/models/{model}/summary.json",
+    params:
+        model=model_config,
+        checkpoints="results/checkpoints/{model}",
+    threads: 2
+    log:
+        "logs/train/{model}.log",
+    benchmark:
+        "benchmarks/train/{model}.tsv"
+    script:
+        "../workflow_scripts/train.py"

@@ -1,0 +1,12 @@
+"""Fetch one source into results/raw/<source>/ (files/ + manifest.json), all or nothing."""
+import os
+
+from lmcore.data.download import download_source
+from lmcore.io import atomic_dir, redirect_output, write_json
+
+redirect_output(snakemake.log[0])
+name = snakemake.wildcards.source
+with atomic_dir(snakemake.output[0]) as tmp:
+    manifest = download_source(name, snakemake.params.source, tmp)
+    write_json(os.path.join(tmp, "manifest.json"), manifest)
+print(f"{name}: {len(manifest['files'])} files, {manifest['bytes']:,} bytes")

@@ -1,0 +1,11 @@
+"""Samples for every prompt and decoding preset of the config."""
+import os
+
+from lmcore.generate import sample_grid
+from lmcore.io import redirect_output, write_json
+from lmcore.train import load_model
+
+redirect_output(snakemake.log[0])
+cfg = snakemake.params.sampling
+model, tok = load_model(os.path.dirname(snakemake.input.config))
+write_json(snakemake.output[0], sample_grid(model, tok, cfg["prompts"], cfg["presets"], cfg["max_new_tokens"], cfg["seed"]))

@@ -33,6 +33,7 @@ def training_sentences(documents):
 def train(documents, model_path, cfg, num_threads=1, log=print):
     """Train a SentencePiece model on an iterable of documents and write it atomically."""
     model = io.BytesIO()
+    spm.set_random_generator_seed(cfg.get("seed", 0))  # makes the paragraph sample repeatable
     spm.SentencePieceTrainer.train(
         sentence_iterator=training_sentences(documents),
         model_writer=model,
@@ -52,7 +53,6 @@ def train(documents, model_path, cfg, num_threads=1, log=print):
         max_sentence_length=MAX_SENTENCE_BYTES,
         unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
         num_threads=num_threads,
-        random_seed=cfg.get("seed", 0),
         hard_vocab_limit=False,
         minloglevel=1,
     )

@@ -1,0 +1,107 @@
+"""Shared helpers: a tiny corpus the tests write themselves, a local HTTP server, a Snakemake runner."""
+import contextlib
+import functools
+import hashlib
+import http.server
+import io
+import os
+import random
+import subprocess
+import sys
+import tarfile
+import threading
+
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+WORDS = ("the king queen lord lady love death night day heart blood crown sword sweet fair foul good "
+         "noble honour grace time world life eyes heaven earth soul tongue hand speak hear come go "
+         "make thee thou thy my your our his her their what why how when where now then here there").split()
+
+
+def fake_document(rng, n_lines):
+    """Verse-like text: a speaker, then lines of words with punctuation."""
+    lines = []
+    for _ in range(n_lines):
+        if rng.random() < 0.15:
+            lines.append("\n" + rng.choice(["ROMEO", "JULIET", "HAMLET", "KING", "QUEEN"]) + ":")
+        words = [rng.choice(WORDS) for _ in range(rng.randint(4, 10))]
+        lines.append(" ".join(words).capitalize() + rng.choice([",", ".", ";", "!", "?"]))
+    return "\n".join(lines) + "\n"
+
+
+def write_corpus_archive(path, n_docs=60, seed=0):
+    """A tar.gz of `n_docs` text files (one an exact copy of another) plus a file the include glob drops."""
+    rng = random.Random(seed)
+    docs = {f"corpus/texts/doc{i:03d}.txt": fake_document(rng, rng.randint(40, 90)) for i in range(n_docs)}
+    docs["corpus/texts/copy_of_doc000.txt"] = docs["corpus/texts/doc000.txt"]
+    docs["corpus/README.md"] = "not a document"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in sorted(docs.items()):
+            data = text.encode("utf-8")
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+@contextlib.contextmanager
+def serve(root):
+    """Serve the folder `root` on 127.0.0.1; yields the base URL."""
+    handler = functools.partial(QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def tiny_config(url, sha256):
+    return {
+        "sources": {"fake": {"url": url, "sha256": sha256, "include": ["corpus/texts/*.txt"], "documents": "file", "parts": 2}},
+        "clean": {"min_chars": 100, "min_words": 20},
+        "splits": {"validation": 0.15, "test": 0.15},
+        "tokenizers": {"tok": {"model_type": "bpe", "vocab_size": 320}},
+        "model_defaults": {"tokenizer": "tok", "context_length": 32, "batch_size": 4, "max_steps": 12, "warmup_steps": 2,
+                           "eval_interval": 6, "eval_batches": 2, "log_interval": 2, "checkpoint_interval": 6},
+        "models": {"a": {"d_model": 32, "n_layers": 1, "n_heads": 2}, "b": {"d_model": 48, "n_layers": 2, "n_heads": 4, "position": "rope"}},
+        "sampling": {"prompts": ["ROMEO:", "<script>alert(1)</script>"], "max_new_tokens": 12},
+    }
+
+
+def write_config(path, config):
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(config, f, sort_keys=False)
+    return path
+
+
+def snakemake(workdir, *args, configfile=None, timeout=600):
+    """Run Snakemake on this repository's Snakefile in `workdir`; returns the CompletedProcess."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", os.path.join(REPO, "Snakefile"), "-d", str(workdir), "--cores", "2"]
+    if configfile:
+        cmd += ["--configfile", str(configfile)]
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout)
+
+
+def planned_jobs(result):
+    """{rule: count} from the 'Job stats' table of a dry run; {} when nothing is to be done."""
+    jobs, in_table = {}, False
+    for line in result.stdout.splitlines() + result.stderr.splitlines():
+        if line.startswith("Job stats:"):
+            in_table, jobs = True, {}
+            continue
+        if in_table:
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+                jobs[parts[0]] = int(parts[1])
+            elif parts and parts[0] == "total":
+                in_table = False
+    return jobs

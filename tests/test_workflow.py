@@ -1,0 +1,105 @@
+"""The whole pipeline through Snakemake: dry runs, a tiny end-to-end run, exact reruns, bad configs."""
+import copy
+import html.parser
+import json
+import os
+import re
+import time
+
+import pytest
+
+from conftest import REPO, planned_jobs, serve, snakemake, tiny_config, write_config, write_corpus_archive
+
+ALL_RULES = {"download", "ingest", "clean", "dedup_signatures", "dedup_clusters", "dedup_apply", "train_tokenizer",
+             "shard", "shards_manifest", "train", "evaluate", "sample", "report", "all"}
+
+
+def test_dry_run_of_default_config_lists_every_rule(tmp_path):
+    result = snakemake(tmp_path, "-n", configfile=os.path.join(REPO, "config.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert set(planned_jobs(result)) == ALL_RULES
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """The tiny pipeline run once, end to end, on a corpus served from 127.0.0.1."""
+    work = tmp_path_factory.mktemp("run")
+    www = work / "www"
+    www.mkdir()
+    sha = write_corpus_archive(www / "corpus.tar.gz")
+    with serve(www) as base:
+        config = tiny_config(f"{base}/corpus.tar.gz", sha)
+        configfile = write_config(work / "config.yaml", config)
+        start = time.monotonic()
+        result = snakemake(work, "results/report.html", configfile=configfile)
+        elapsed = time.monotonic() - start
+        assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+        yield {"work": work, "config": config, "configfile": configfile, "elapsed": elapsed}
+
+
+def test_tiny_pipeline_produces_report_and_nothing_is_left_to_do(pipeline):
+    work = pipeline["work"]
+    assert pipeline["elapsed"] < 180
+    report = (work / "results" / "report.html").read_text(encoding="utf-8")
+    parser = html.parser.HTMLParser()
+    parser.feed(report)
+    parser.close()
+    for name in ("a", "b"):
+        summary = json.loads((work / "results" / "models" / name / "summary.json").read_text())
+        evaluation = json.loads((work / "results" / "eval" / f"{name}.json").read_text())
+        assert f"{summary['parameters']:,}" in report
+        assert f"{evaluation['test']['perplexity']:.3g}" in report
+        # A trained model beats the unigram baseline counted on the train split.
+        assert evaluation["test"]["loss"] < evaluation["baseline"]["loss"]
+    assert "<script>alert(1)</script>" not in report
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in report
+    assert not re.search(r"""(src|href)\s*=\s*["']?https?:""", report), "the report must not load anything from the network"
+    again = snakemake(work, "-n", "results/report.html", configfile=pipeline["configfile"])
+    assert again.returncode == 0
+    assert planned_jobs(again) == {}
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def changed_config(pipeline, change):
+    config = copy.deepcopy(pipeline["config"])
+    change(config)
+    return write_config(pipeline["work"] / "changed.yaml", config)
+
+
+def jobs_and_wildcards(pipeline, change):
+    result = snakemake(pipeline["work"], "-n", "results/report.html", configfile=changed_config(pipeline, change))
+    assert result.returncode == 0, result.stderr
+    return planned_jobs(result), result.stdout + result.stderr
+
+
+def test_changing_one_models_lr_reruns_only_that_model(pipeline):
+    jobs, out = jobs_and_wildcards(pipeline, lambda c: c["models"]["a"].update(lr=0.003))
+    assert jobs == {"train": 1, "evaluate": 1, "sample": 1, "report": 1}
+    assert "model=a" in out and "model=b" not in out
+
+
+def test_changing_a_cleaning_threshold_reruns_everything_downstream(pipeline):
+    jobs, _ = jobs_and_wildcards(pipeline, lambda c: c["clean"].update(min_words=25))
+    assert jobs == {"clean": 2, "dedup_signatures": 2, "dedup_clusters": 1, "dedup_apply": 2, "train_tokenizer": 1,
+                    "shard": 2, "shards_manifest": 1, "train": 2, "evaluate": 2, "sample": 2, "report": 1}
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        (lambda c: c["models"]["a"].update(lrr=0.1), "lrr"),
+        (lambda c: c["tokenizers"]["tok"].update(vocab_size="big"), "tokenizers.tok.vocab_size"),
+        (lambda c: c["models"]["b"].update(d_model=50), "models.b.d_model"),
+        (lambda c: c["models"]["a"].update(tokenizer="nope"), "models.a.tokenizer"),
+        (lambda c: c["splits"].update(test=0.9), "splits"),
+    ],
+)
+def test_broken_config_fails_before_any_job_with_the_key_named(tmp_path, change, key):
+    config = tiny_config("http://127.0.0.1:9/corpus.tar.gz", None)
+    change(config)
+    start = time.monotonic()
+    result = snakemake(tmp_path, "results/report.html", configfile=write_config(tmp_path / "bad.yaml", config))
+    assert result.returncode != 0
+    assert key in result.stderr + result.stdout
+    assert not (tmp_path / "results").exists()
+    assert time.monotonic() - start < 60

@@ -6,6 +6,12 @@ import os
 import tempfile
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds.
@@ -17,6 +23,7 @@ def atomic_path(path):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-" + os.path.basename(path) + ".")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; outputs get the usual permissions
     try:
         yield tmp
         os.replace(tmp, path)
@@ -88,6 +95,7 @@ def atomic_dir(path):
     path = os.fspath(path).rstrip("/")
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = tempfile.mkdtemp(dir=os.path.dirname(path) or ".", prefix=".tmp-" + os.path.basename(path) + ".")
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
         if os.path.isdir(path):

@@ -62,4 +62,6 @@ def model_inputs(wildcards):
 
 
 def trained_model(wildcards):
-    return {name: f"results/models/{wildcards.model}/{name}" for name in ("model.safetensors", "config.json", "tokenizer.model")}
+    """A trained model's folder, as the files a rule reads from it."""
+    files = {"weights": "model.safetensors", "config": "config.json", "tokenizer": "tokenizer.model"}
+    return {key: f"results/models/{wildcards.model}/{name}" for key, name in files.items()}

@@ -70,8 +70,8 @@ def tiny_config(url, sha256):
         "clean": {"min_chars": 100, "min_words": 20},
         "splits": {"validation": 0.15, "test": 0.15},
         "tokenizers": {"tok": {"model_type": "bpe", "vocab_size": 320}},
-        "model_defaults": {"tokenizer": "tok", "context_length": 32, "batch_size": 4, "max_steps": 12, "warmup_steps": 2,
-                           "eval_interval": 6, "eval_batches": 2, "log_interval": 2, "checkpoint_interval": 6},
+        "model_defaults": {"tokenizer": "tok", "context_length": 32, "batch_size": 8, "max_steps": 80, "warmup_steps": 5, "lr": 0.01,
+                           "eval_interval": 20, "eval_batches": 2, "log_interval": 5, "checkpoint_interval": 20},
         "models": {"a": {"d_model": 32, "n_layers": 1, "n_heads": 2}, "b": {"d_model": 48, "n_layers": 2, "n_heads": 4, "position": "rope"}},
         "sampling": {"prompts": ["ROMEO:", "<script>alert(1)</script>"], "max_new_tokens": 12},
     }
@@ -85,10 +85,10 @@ def write_config(path, config):
 
 def snakemake(workdir, *args, configfile=None, timeout=600):
     """Run Snakemake on this repository's Snakefile in `workdir`; returns the CompletedProcess."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", os.path.join(REPO, "Snakefile"), "-d", str(workdir), "--cores", "2"]
-    if configfile:
+    cmd = [sys.executable, "-m", "snakemake", "-s", os.path.join(REPO, "Snakefile"), "-d", str(workdir), "--cores", "2", *args]
+    if configfile:  # last: --configfile takes every argument after it
         cmd += ["--configfile", str(configfile)]
-    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
 def planned_jobs(result):

@@ -11,6 +11,9 @@ if not workflow.config_settings.configfiles:
     configfile: "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/download.smk"
 include: "rules/ingest.smk"

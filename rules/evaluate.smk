@@ -4,7 +4,7 @@ rule evaluate:
         manifest=lambda w: model_inputs(w)["manifest"],
         code=code("evaluate.py", "train.py", "model.py", "shards.py", "tokenizer.py"),
     output:
-        "results/eval/{model}.json",
+        report("results/eval/{model}.json", caption="../report/eval.rst", category="Models", subcategory="{model}"),
     threads: 2
     log:
         "logs/evaluate/{model}.log",

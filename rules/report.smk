@@ -8,9 +8,9 @@ rule report:
         metrics=expand("results/models/{model}/metrics.jsonl", model=MODELS),
         evals=expand("results/eval/{model}.json", model=MODELS),
         samples=expand("results/samples/{model}.json", model=MODELS),
-        code=code("report.py"),
+        code=code("report/__init__.py", "report/page.py", "report/plots.py"),
     output:
-        "results/report.html",
+        report("results/report.html", caption="../report/report.rst", category="Report"),
     params:
         config=config,
         tokenizers=TOKENIZERS,

@@ -3,7 +3,7 @@ rule sample:
         unpack(trained_model),
         code=code("generate.py", "train.py", "model.py", "tokenizer.py"),
     output:
-        "results/samples/{model}.json",
+        report("results/samples/{model}.json", caption="../report/samples.rst", category="Models", subcategory="{model}"),
     params:
         sampling=config["sampling"],
     log:

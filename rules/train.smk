@@ -9,7 +9,9 @@ rule train:
         config="results/models/{model}/config.json",
         tokenizer="results/models/{model}/tokenizer.model",
         metrics="results/models/{model}/metrics.jsonl",
-        summary="results/models/{model}/summary.json",
+        summary=report(
+            "results/models/{model}/summary.json", caption="../report/summary.rst", category="Models", subcategory="{model}"
+        ),
     params:
         model=model_config,
         checkpoints="results/checkpoints/{model}",

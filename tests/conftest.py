@@ -32,10 +32,11 @@ def fake_document(rng, n_lines):
 
 
 def write_corpus_archive(path, n_docs=60, seed=0):
-    """A tar.gz of `n_docs` text files (one an exact copy of another) plus a file the include glob drops."""
+    """A tar.gz of `n_docs` text files, an exact copy of one, a file cleaning drops, and one the include glob drops."""
     rng = random.Random(seed)
     docs = {f"corpus/texts/doc{i:03d}.txt": fake_document(rng, rng.randint(40, 90)) for i in range(n_docs)}
     docs["corpus/texts/copy_of_doc000.txt"] = docs["corpus/texts/doc000.txt"]
+    docs["corpus/texts/short.txt"] = "<script>alert(1)</script> is too short to keep"
     docs["corpus/README.md"] = "not a document"
     with tarfile.open(path, "w:gz") as tar:
         for name, text in sorted(docs.items()):

@@ -28,7 +28,7 @@ def test_download_over_http_checks_sha256_and_unpacks_with_globs(tmp_path):
         source = {"url": f"{base}/c.tar.gz", "sha256": sha, "include": ["corpus/texts/*.txt"], "exclude": ["*/doc001.txt"]}
         manifest = download.download_source("fake", source, str(tmp_path / "out"))
     paths = [f["path"] for f in manifest["files"]]
-    assert paths == ["corpus/texts/copy_of_doc000.txt", "corpus/texts/doc000.txt", "corpus/texts/doc002.txt"]
+    assert paths == ["corpus/texts/copy_of_doc000.txt", "corpus/texts/doc000.txt", "corpus/texts/doc002.txt", "corpus/texts/short.txt"]
     assert manifest["fetched"]["sha256"] == sha
 
 
@@ -83,7 +83,7 @@ def test_clean_drops_short_documents_with_reason_and_examples(tmp_path):
     out = list(read_jsonl(tmp_path / "out.jsonl"))
     assert [d["id"] for d in out] == ["long"]
     assert out[0]["text"] == ("word " * 50).rstrip() + "\n"
-    assert stats["dropped"] == {"too_short_chars": 1} and stats["examples"] == {"too_short_chars": ["short"]}
+    assert stats["dropped"] == {"too_short_chars": 1} and stats["examples"] == {"too_short_chars": [{"id": "short", "excerpt": "tiny"}]}
 
 
 def test_exact_dedup_ignores_case_digits_punctuation_and_keeps_smallest_id(tmp_path):

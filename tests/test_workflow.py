@@ -4,6 +4,8 @@ import html.parser
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -52,7 +54,8 @@ def test_tiny_pipeline_produces_report_and_nothing_is_left_to_do(pipeline):
         # A trained model beats the unigram baseline counted on the train split.
         assert evaluation["test"]["loss"] < evaluation["baseline"]["loss"]
     assert "<script>alert(1)</script>" not in report
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in report
+    assert report.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 3  # a prompt, its samples, a dropped document
+    assert "texts/short.txt" in report
     assert not re.search(r"""(src|href)\s*=\s*["']?https?:""", report), "the report must not load anything from the network"
     again = snakemake(work, "-n", "results/report.html", configfile=pipeline["configfile"])
     assert again.returncode == 0
@@ -103,3 +106,19 @@ def test_broken_config_fails_before_any_job_with_the_key_named(tmp_path, change,
     assert key in result.stderr + result.stdout
     assert not (tmp_path / "results").exists()
     assert time.monotonic() - start < 60
+
+
+def test_generate_cli_streams_a_continuation(pipeline):
+    model_dir = pipeline["work"] / "results" / "models" / "a"
+    cmd = [sys.executable, "-m", "lmcore", "generate", str(model_dir), "--prompt", "ROMEO:", "--max-new-tokens", "8",
+           "--temperature", "0.8", "--top-k", "20", "--top-p", "0.9", "--seed", "3", "--num-samples", "2"]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count("ROMEO:") == 2 and "--- sample 2 ---" in first.stdout
+    assert subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout == first.stdout  # seeded
+
+
+def test_snakemake_report_gives_provenance_with_flagged_outputs(pipeline):
+    result = snakemake(pipeline["work"], "--report", "provenance.html", configfile=pipeline["configfile"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (pipeline["work"] / "provenance.html").stat().st_size > 10_000

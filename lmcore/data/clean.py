@@ -7,6 +7,7 @@ from lmcore.io import read_jsonl, write_jsonl
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
 EXAMPLES_PER_REASON = 5
+EXCERPT_CHARS = 200
 
 
 def normalize(text):
@@ -25,7 +26,7 @@ def drop_reason(text, cfg):
 
 
 def clean_part(in_path, out_path, cfg):
-    """Clean one part; return statistics: documents and characters in and out, drops per reason, examples."""
+    """Clean one part; return statistics: documents and characters in and out, drops per reason, and up to 5 examples (id and excerpt) per reason."""
     stats = {"documents_in": 0, "characters_in": 0, "documents_out": 0, "characters_out": 0, "dropped": {}, "examples": {}}
 
     def kept():
@@ -38,7 +39,7 @@ def clean_part(in_path, out_path, cfg):
                 stats["dropped"][reason] = stats["dropped"].get(reason, 0) + 1
                 examples = stats["examples"].setdefault(reason, [])
                 if len(examples) < EXAMPLES_PER_REASON:
-                    examples.append(doc["id"])
+                    examples.append({"id": doc["id"], "excerpt": doc["text"][:EXCERPT_CHARS]})
                 continue
             stats["documents_out"] += 1
             stats["characters_out"] += len(doc["text"])

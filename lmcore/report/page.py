@@ -1,23 +1,19 @@
-"""The run report: one self-contained HTML file (inline SVG plots, no network needed to view it).
+"""The run report's page: one self-contained HTML file (inline SVG plots, no network needed to view it).
 
 Every string that came from the corpus, a config or a model is HTML-escaped.
 """
 import csv
 import datetime
 import glob
+import hashlib
 import html
-import io
 import json
 import os
 import platform
 import subprocess
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from lmcore.io import read_json, read_jsonl  # noqa: E402
+from lmcore.io import read_json, read_jsonl
+from lmcore.report.plots import line_plot, size_plot
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:1rem;color:#222;line-height:1.4}
@@ -53,43 +49,9 @@ def table(headers, rows):
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def svg(fig):
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
-    plt.close(fig)
-    text = buf.getvalue()
-    return text[text.index("<svg") :]  # drop the XML prolog and doctype: inline SVG needs neither
-
-
-def line_plot(series, x_key, y_key, title, logy=False):
-    """series: {model name: metrics rows}."""
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for name, rows in series.items():
-        pts = [(r[x_key], r[y_key]) for r in rows if r.get(y_key) is not None]
-        if pts:
-            ax.plot(*zip(*pts), marker="." if y_key == "val_loss" else None, label=name)
-    ax.set_xlabel(x_key)
-    ax.set_ylabel(y_key)
-    ax.set_title(title)
-    if logy:
-        ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    if series:
-        ax.legend()
-    return svg(fig)
-
-
-def size_plot(models):
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for name, m in models.items():
-        ax.scatter(m["summary"]["parameters"], m["eval"]["test"]["loss"])
-        ax.annotate(name, (m["summary"]["parameters"], m["eval"]["test"]["loss"]))
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters")
-    ax.set_ylabel("test loss (nats/token)")
-    ax.set_title("Model size against test loss")
-    ax.grid(alpha=0.3)
-    return svg(fig)
+def config_digest(config):
+    """The first 12 hex digits of the sha256 of the resolved config: equal digests, equal runs."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def git_commit(folder):
@@ -116,7 +78,8 @@ def render(run, data, tokenizers, models):
              f"<title>Language model run report</title><style>{CSS}</style></head><body>"]
     parts.append("<h1>Language model run report</h1>")
     parts.append(f"<p>Generated {esc(datetime.datetime.now().isoformat(timespec='seconds'))} on {esc(platform.node())} "
-                 f"({esc(platform.machine())}, {esc(platform.processor() or platform.system())}), commit {esc(run['commit'])}.</p>")
+                 f"({esc(platform.machine())}, {os.cpu_count()} CPUs, {esc(platform.processor() or platform.system())}), "
+                 f"commit {esc(run['commit'])}, config digest {esc(config_digest(run['config']))}.</p>")
 
     parts.append("<h2>Models</h2>")
     rows = []
@@ -148,9 +111,11 @@ def render(run, data, tokenizers, models):
     reasons = {}
     for s in clean:
         for reason, n in s["dropped"].items():
-            reasons[reason] = reasons.get(reason, 0) + n
+            count, examples = reasons.get(reason, (0, []))
+            reasons[reason] = (count + n, examples + s["examples"].get(reason, []))
     if reasons:
-        parts.append("<h3>Dropped by cleaning</h3>" + table(["reason", "documents"], sorted(reasons.items())))
+        rows = [[reason, n, " | ".join(f"{e['id']}: {e['excerpt'][:80]!r}" for e in examples[:3])] for reason, (n, examples) in sorted(reasons.items())]
+        parts.append("<h3>Dropped by cleaning</h3>" + table(["reason", "documents", "examples"], rows))
     skipped = {f"{s['source']}/{path}": why for s in ingest for path, why in s["skipped"].items()}
     if skipped:
         parts.append("<h3>Files skipped at ingest</h3>" + table(["file", "reason"], sorted(skipped.items())))

@@ -1,11 +1,15 @@
-"""`python -m lmcore generate results/models/NAME --prompt "ROMEO:"`: play with a trained model."""
+"""`python -m lmcore generate results/models/NAME --prompt "ROMEO:"`: play with a trained model.
+
+`python -m lmcore train ...` is what the train rule runs, in one process or under torchrun.
+"""
 import argparse
+import json
 import sys
 
 import torch
 
 from lmcore.generate import generate
-from lmcore.train import load_model, pick_device
+from lmcore.train import load_model, pick_device, train
 
 
 def main(argv=None):
@@ -21,8 +25,18 @@ def main(argv=None):
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--num-samples", type=int, default=1)
     g.add_argument("--device", default="auto")
+    t = sub.add_parser("train", help="train one model (what the train rule runs, also under torchrun)")
+    t.add_argument("--config-json", required=True, help="the model's resolved configuration, as JSON")
+    t.add_argument("--tokenizer", required=True)
+    t.add_argument("--manifest", required=True)
+    t.add_argument("--out", required=True)
+    t.add_argument("--checkpoints", required=True)
+    t.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    if args.command == "train":
+        return train(json.loads(args.config_json), args.tokenizer, args.manifest, args.out, args.checkpoints, args.threads)
 
+    torch.set_grad_enabled(False)
     model, tokenizer = load_model(args.model_dir, pick_device(args.device))
     prompt_ids = tokenizer.encode(args.prompt)
     for n in range(args.num_samples):
@@ -42,5 +56,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    torch.set_grad_enabled(False)
     main()

@@ -58,9 +58,20 @@ def validate(config, schema):
         raise ConfigError(f"config key '{_key(e.absolute_path)}': {e.message}")
 
 
+PRESETS = {
+    "gpt2": {"norm": "layernorm", "position": "learned", "mlp": "gelu", "bias": True, "tie_embeddings": True},
+    "llama": {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": False, "tie_embeddings": False},
+}
+
+
 def merge_model_defaults(config):
+    """Each model: model_defaults, then its preset's shape, then its own keys (the last wins)."""
     defaults = config.get("model_defaults") or {}
-    config["models"] = {name: {**defaults, **(entry or {})} for name, entry in (config.get("models") or {}).items()}
+    models = {}
+    for name, entry in (config.get("models") or {}).items():
+        merged = {**defaults, **(entry or {})}
+        models[name] = {**defaults, **PRESETS.get(merged.get("preset"), {}), **(entry or {})}
+    config["models"] = models
     return config
 
 
@@ -79,6 +90,10 @@ def check_semantics(config):
             raise ConfigError(f"config key 'models.{name}.tokenizer': '{m['tokenizer']}' is not defined under tokenizers (defined: {sorted(config['tokenizers'])})")
         if m["min_lr"] > m["lr"]:
             raise ConfigError(f"config key 'models.{name}.min_lr': {m['min_lr']} is above lr = {m['lr']}")
+    for name, tok in config["tokenizers"].items():
+        ids = [i for i in tok["special_ids"].values() if i >= 0]
+        if len(set(ids)) != len(ids) or max(ids) >= tok["vocab_size"]:
+            raise ConfigError(f"config key 'tokenizers.{name}.special_ids': {tok['special_ids']} must be distinct and below vocab_size = {tok['vocab_size']}")
     held_out = config["splits"]["validation"] + config["splits"]["test"]
     if not held_out < 1:
         raise ConfigError(f"config key 'splits': validation + test = {held_out} must be below 1")

@@ -17,8 +17,11 @@ def param_groups(model, weight_decay):
 
 
 def make_optimizer(model, cfg):
-    fused = {"fused": True} if next(model.parameters()).is_cuda else {}
-    return torch.optim.AdamW(param_groups(model, cfg["weight_decay"]), lr=cfg["lr"], betas=(cfg["beta1"], cfg["beta2"]), **fused)
+    groups, betas = param_groups(model, cfg["weight_decay"]), (cfg["beta1"], cfg["beta2"])
+    if cfg.get("optimizer_impl", "torch") == "lmcore":
+        return AdamW(groups, lr=cfg["lr"], betas=betas)
+    fast = {"fused": True} if next(model.parameters()).is_cuda else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=cfg["lr"], betas=betas, **fast)
 
 
 def lr_at(step, max_lr, min_lr, warmup, decay_steps):
@@ -29,3 +32,35 @@ def lr_at(step, max_lr, min_lr, warmup, decay_steps):
         return min_lr
     progress = (step - warmup) / max(1, decay_steps - warmup)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (max_lr - min_lr)
+
+
+class AdamW(torch.optim.Optimizer):
+    """Adam with bias correction, then decoupled weight decay p -= lr * wd * p (Loshchilov & Hutter 2019).
+
+    Written out so that the update reads as in the paper; `impl: torch` uses torch's fused or foreach AdamW.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                state["step"] += 1
+                t = state["step"].item()
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                m.lerp_(p.grad, 1 - beta1)  # m = beta1 m + (1 - beta1) g
+                v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)  # v = beta2 v + (1 - beta2) g^2
+                m_hat = m / (1 - beta1**t)
+                v_hat = v / (1 - beta2**t)
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+                p.addcdiv_(m_hat, v_hat.sqrt_().add_(group["eps"]), value=-group["lr"])

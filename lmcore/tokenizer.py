@@ -14,6 +14,8 @@ import sentencepiece as spm
 from lmcore.io import atomic_open, sha256_file
 
 MAX_SENTENCE_BYTES = 8192
+DEFAULT_SPECIAL_IDS = {"unk": 0, "bos": 1, "eos": 2, "pad": -1}
+TOP_PIECES = 20
 
 
 def training_sentences(documents):
@@ -49,9 +51,9 @@ def train(documents, model_path, cfg, num_threads=1, log=print):
         add_dummy_prefix=False,
         allow_whitespace_only_pieces=True,
         split_digits=True,
-        user_defined_symbols=["\n"],
+        user_defined_symbols=["\n"] + [s for s in cfg.get("user_defined_symbols", []) if s != "\n"],
         max_sentence_length=MAX_SENTENCE_BYTES,
-        unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        **{f"{name}_id": i for name, i in cfg.get("special_ids", DEFAULT_SPECIAL_IDS).items()},
         num_threads=num_threads,
         hard_vocab_limit=False,
         minloglevel=1,
@@ -88,9 +90,10 @@ class Tokenizer:
 
 
 def measure(tok, documents, max_documents=2000):
-    """Characters and bytes per token, byte-fallback share, vocabulary used, round-trip failures."""
+    """Characters and bytes per token, byte-fallback share, vocabulary used, round-trip failures
+    (which must be 0), and the most frequent pieces, over at most `max_documents` documents."""
     chars = nbytes = tokens = fallback = failures = docs = 0
-    used = np.zeros(tok.vocab_size, dtype=bool)
+    counts = np.zeros(tok.vocab_size, dtype=np.int64)
     is_byte = np.array([tok.sp.is_byte(i) for i in range(tok.vocab_size)])
     for doc in documents:
         ids = tok.encode(doc["text"])
@@ -99,7 +102,7 @@ def measure(tok, documents, max_documents=2000):
         nbytes += len(doc["text"].encode("utf-8"))
         tokens += len(ids)
         arr = np.asarray(ids, dtype=np.int64)
-        used[arr] = True
+        counts += np.bincount(arr, minlength=tok.vocab_size)
         fallback += int(is_byte[arr].sum())
         docs += 1
         if docs == max_documents:
@@ -112,6 +115,7 @@ def measure(tok, documents, max_documents=2000):
         "chars_per_token": chars / tokens if tokens else None,
         "bytes_per_token": nbytes / tokens if tokens else None,
         "byte_fallback_share": fallback / tokens if tokens else None,
-        "vocab_used_share": float(used.mean()),
+        "vocab_used_share": float((counts > 0).mean()),
         "round_trip_failures": failures,
+        "top_pieces": [[tok.sp.id_to_piece(int(i)), int(counts[i])] for i in np.argsort(-counts, kind="stable")[:TOP_PIECES] if counts[i]],
     }

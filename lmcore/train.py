@@ -12,10 +12,14 @@ import os
 import random
 import shutil
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from lmcore.checkpoint import list_checkpoints, load_checkpoint, load_safetensors, save_checkpoint, save_safetensors
 from lmcore.io import atomic_open, write_json
@@ -38,11 +42,47 @@ def pick_device(name="auto"):
     return torch.device("cpu")
 
 
+def cpu_has_amx():
+    """Intel AMX tiles multiply bf16 matrices several times faster than fp32 (bench/train_throughput.py)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return "amx_bf16" in f.read()
+    except OSError:
+        return False
+
+
 def autocast_dtype(precision, device):
-    """bf16 autocast where asked, or with `auto` on GPUs that support it; fp32 otherwise."""
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16
-    return None
+    """bf16 autocast where asked, or with `auto` where it pays: GPUs that support it, CPUs with AMX."""
+    if precision == "auto":
+        fast = torch.cuda.is_bf16_supported() if device.type == "cuda" else device.type == "cpu" and cpu_has_amx()
+        precision = "bf16" if fast else "fp32"
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+def distributed():
+    """(rank, world size) under torchrun, with the process group started; (0, 1) in a plain process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def train_step(forward, micro_batches, amp, no_sync=None):
+    """Forward and backward over the micro-batches of one optimizer step; returns their mean loss.
+
+    Each loss is divided by the number of micro-batches, so the summed gradients are those
+    of the mean over all of them, as if they were one batch. Under DDP, `no_sync` skips the
+    gradient all-reduce for every micro-batch but the last.
+    """
+    total = 0.0
+    for i, (x, y) in enumerate(micro_batches):
+        last = i == len(micro_batches) - 1
+        with (no_sync() if no_sync and not last else contextlib.nullcontext()):
+            with amp():
+                loss = forward(x, y)[1] / len(micro_batches)
+            loss.backward()
+        total += loss.item()
+    return total
 
 
 def measured_peak_flops(device, dtype, n=1024, seconds=0.3):
@@ -76,6 +116,12 @@ def set_rng_state(state):
     torch.set_rng_state(state["torch"])
     if state["cuda"]:
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def reduce_mean(value, device):
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.item() / dist.get_world_size()
 
 
 def run_key(cfg, fingerprint):
@@ -112,7 +158,11 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
     tokenizer = Tokenizer(tokenizer_path)
     train_data = TokenDataset(manifest_path, "train", tokenizer.fingerprint)
     val_data = TokenDataset(manifest_path, "validation", tokenizer.fingerprint)
+    rank, world = distributed()
     device = pick_device(cfg.get("device", "auto"))
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
     amp_dtype = autocast_dtype(cfg.get("precision", "auto"), device)
 
     def amp():
@@ -125,6 +175,8 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
     model = GPT(mcfg).to(device)
     optimizer = make_optimizer(model, cfg)
     forward = torch.compile(model) if cfg.get("compile") else model
+    if world > 1:
+        forward = DDP(forward, device_ids=[device.index] if device.type == "cuda" else None)
     data_rng = np.random.default_rng(cfg["seed"])
     B, T, accum = cfg["batch_size"], mcfg.context_length, cfg["grad_accum"]
     val_rng = np.random.default_rng(cfg["seed"] + 1)
@@ -133,7 +185,8 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
     key = run_key(cfg, tokenizer.fingerprint)
 
     step, tokens, elapsed, best_val, best_state, metrics = 0, 0, 0.0, math.inf, None, []
-    os.makedirs(ckpt_dir, exist_ok=True)
+    if rank == 0:
+        os.makedirs(ckpt_dir, exist_ok=True)
     resumable = [p for p in list_checkpoints(ckpt_dir) if load_checkpoint(p)["run_key"] == key]
     if resumable:
         ck = load_checkpoint(resumable[-1])
@@ -143,7 +196,7 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
         data_rng.bit_generator.state = json.loads(ck["data_rng"])
         step, tokens, elapsed, best_val, best_state, metrics = (ck[k] for k in ("step", "tokens", "elapsed_s", "best_val", "best_model", "metrics"))
         log(f"Resumed from iteration {step}")
-    elif list_checkpoints(ckpt_dir):
+    elif list_checkpoints(ckpt_dir) and rank == 0:
         log(f"{ckpt_dir}: checkpoints of another configuration or tokenizer; starting afresh")
         for p in list_checkpoints(ckpt_dir):
             os.remove(p)
@@ -169,13 +222,15 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
         lr = lr_at(step, cfg["lr"], cfg["min_lr"], cfg["warmup_steps"], decay_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss_sum = 0.0
+        # Every rank draws the same global batch and trains on its own slice of it, so that
+        # N processes take the step one process would take on the whole batch.
+        micro_batches = []
         for _ in range(accum):
-            x, y = (t.to(device) for t in train_data.sample_batch(data_rng, B, T))
-            with amp():
-                loss = forward(x, y)[1] / accum  # the mean over accum micro-batches is the big batch's mean
-            loss.backward()
-            loss_sum += loss.item()
+            x, y = train_data.sample_batch(data_rng, B * world, T)
+            micro_batches.append((x[rank * B : (rank + 1) * B].to(device), y[rank * B : (rank + 1) * B].to(device)))
+        loss_sum = train_step(forward, micro_batches, amp, forward.no_sync if world > 1 else None)
+        if world > 1:
+            loss_sum = reduce_mean(loss_sum, device)
         if not math.isfinite(loss_sum):
             kept = list_checkpoints(ckpt_dir)
             raise FloatingPointError(f"loss became {loss_sum} at step {step}; last good checkpoint: {kept[-1] if kept else 'none'}")
@@ -183,8 +238,8 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        tokens += B * T * accum
-        window_tokens += B * T * accum
+        tokens += B * T * accum * world
+        window_tokens += B * T * accum * world
         elapsed += time.perf_counter() - t0
 
         val_loss = None
@@ -197,15 +252,20 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
             row = {"step": step, "tokens": tokens, "loss": loss_sum, "val_loss": val_loss, "lr": lr, "grad_norm": grad_norm,
                    "tokens_per_s": tokens_per_s, "mfu": fpt * tokens_per_s / peak, "elapsed_s": elapsed}
             metrics.append(row)
-            log(json.dumps(row))
+            if rank == 0:
+                log(json.dumps(row))
             window_tokens, window_start = 0, time.perf_counter()
-        if step % cfg["checkpoint_interval"] == 0 or stop.requested:
+        if (step % cfg["checkpoint_interval"] == 0 or stop.requested) and rank == 0:
             checkpoint()
         if stop.requested:
             log(f"SIGTERM: checkpoint written at iteration {step}; rerun to resume")
             raise SystemExit(143)
 
     model.load_state_dict(best_state)
+    if world > 1:
+        dist.destroy_process_group()
+        if rank != 0:
+            return None
     os.makedirs(out_dir, exist_ok=True)
     weights = model.state_dict()
     if mcfg.tie_embeddings:
@@ -244,3 +304,16 @@ def load_model(model_dir, device="cpu"):
     if unexpected or set(missing) - ({"lm_head.weight"} if model.cfg.tie_embeddings else set()):
         raise ValueError(f"{model_dir}: weights do not match config.json (missing {missing}, unexpected {unexpected})")
     return model.to(device).eval(), Tokenizer(os.path.join(model_dir, "tokenizer.model"))
+
+
+def launch(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, nproc=1, log=print):
+    """Train in this process, or, for nproc > 1, in nproc processes under torchrun (DDP)."""
+    if nproc <= 1:
+        return train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads, log)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "lmcore", "train", "--config-json", json.dumps(cfg), "--tokenizer", tokenizer_path, "--manifest", manifest_path,
+           "--out", out_dir, "--checkpoints", ckpt_dir, "--threads", str(max(1, threads // nproc))]
+    log("running: " + " ".join(cmd[:6]) + " ...")
+    subprocess.run(cmd, check=True, stdout=sys.stdout, stderr=sys.stderr)  # into the job's log
+    with open(os.path.join(out_dir, "summary.json"), encoding="utf-8") as f:
+        return json.load(f)

@@ -3,8 +3,7 @@ rule train_tokenizer:
         docs=part_paths("results/dedup/{source}/part-{part}.jsonl"),
         code=code("tokenizer.py", "splits.py"),
     output:
-        model="results/tokenizers/{tok}/spm.model",
-        stats="results/tokenizers/{tok}/stats.json",
+        "results/tokenizers/{tok}/spm.model",
     params:
         tokenizer=tokenizer_config,
         splits=config["splits"],
@@ -15,3 +14,21 @@ rule train_tokenizer:
         "benchmarks/train_tokenizer/{tok}.tsv"
     script:
         "../workflow_scripts/train_tokenizer.py"
+
+
+rule eval_tokenizer:
+    input:
+        docs=part_paths("results/dedup/{source}/part-{part}.jsonl"),
+        tokenizer="results/tokenizers/{tok}/spm.model",
+        code=code("tokenizer.py", "splits.py"),
+    output:
+        "results/tokenizers/{tok}/stats.json",
+    params:
+        tokenizer=tokenizer_config,
+        splits=config["splits"],
+    log:
+        "logs/eval_tokenizer/{tok}.log",
+    benchmark:
+        "benchmarks/eval_tokenizer/{tok}.tsv"
+    script:
+        "../workflow_scripts/eval_tokenizer.py"

@@ -13,6 +13,10 @@ import threading
 
 import yaml
 
+from lmcore.io import write_jsonl
+from lmcore.shards import shard_part, write_manifest
+from lmcore.splits import SPLITS
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 WORDS = ("the king queen lord lady love death night day heart blood crown sword sweet fair foul good "
@@ -84,12 +88,17 @@ def write_config(path, config):
     return path
 
 
-def snakemake(workdir, *args, configfile=None, timeout=600):
-    """Run Snakemake on this repository's Snakefile in `workdir`; returns the CompletedProcess."""
+def snakemake_command(workdir, *args, configfile=None):
+    """Snakemake on this repository's Snakefile in `workdir`, with 2 cores."""
     cmd = [sys.executable, "-m", "snakemake", "-s", os.path.join(REPO, "Snakefile"), "-d", str(workdir), "--cores", "2", *args]
     if configfile:  # last: --configfile takes every argument after it
         cmd += ["--configfile", str(configfile)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return cmd
+
+
+def snakemake(workdir, *args, configfile=None, timeout=600):
+    """Run Snakemake and wait; returns the CompletedProcess."""
+    return subprocess.run(snakemake_command(workdir, *args, configfile=configfile), capture_output=True, text=True, timeout=timeout)
 
 
 def planned_jobs(result):
@@ -106,3 +115,19 @@ def planned_jobs(result):
             elif parts and parts[0] == "total":
                 in_table = False
     return jobs
+
+
+def documents(n=40, seed=0):
+    """`n` fake documents with ids, for unit tests."""
+    rng = random.Random(seed)
+    return [{"id": f"doc{i}", "text": fake_document(rng, 50)} for i in range(n)]
+
+
+def make_shards(tmp_path, tok, docs):
+    """One part of `docs` sharded with `tok` into tmp_path, with its manifest.json."""
+    write_jsonl(tmp_path / "part.jsonl", docs)
+    fractions = {"validation": 0.2, "test": 0.2}
+    out = {s: str(tmp_path / f"{s}.npy") for s in SPLITS}
+    stats = shard_part(tmp_path / "part.jsonl", tok, fractions, out, num_threads=2, batch_docs=7)
+    write_manifest(tmp_path / "manifest.json", tok, [{"name": "part", "stats": stats, "shards": out}])
+    return stats, out

@@ -9,10 +9,11 @@ import sys
 import time
 
 import pytest
+import torch
 
-from conftest import REPO, planned_jobs, serve, snakemake, tiny_config, write_config, write_corpus_archive
+from conftest import REPO, planned_jobs, serve, snakemake, snakemake_command, tiny_config, write_config, write_corpus_archive
 
-ALL_RULES = {"download", "ingest", "clean", "dedup_signatures", "dedup_clusters", "dedup_apply", "train_tokenizer",
+ALL_RULES = {"download", "ingest", "clean", "dedup_signatures", "dedup_clusters", "dedup_apply", "train_tokenizer", "eval_tokenizer",
              "shard", "shards_manifest", "train", "evaluate", "sample", "report", "all"}
 
 
@@ -83,7 +84,7 @@ def test_changing_one_models_lr_reruns_only_that_model(pipeline):
 
 def test_changing_a_cleaning_threshold_reruns_everything_downstream(pipeline):
     jobs, _ = jobs_and_wildcards(pipeline, lambda c: c["clean"].update(min_words=25))
-    assert jobs == {"clean": 2, "dedup_signatures": 2, "dedup_clusters": 1, "dedup_apply": 2, "train_tokenizer": 1,
+    assert jobs == {"clean": 2, "dedup_signatures": 2, "dedup_clusters": 1, "dedup_apply": 2, "train_tokenizer": 1, "eval_tokenizer": 1,
                     "shard": 2, "shards_manifest": 1, "train": 2, "evaluate": 2, "sample": 2, "report": 1}
 
 
@@ -122,3 +123,42 @@ def test_snakemake_report_gives_provenance_with_flagged_outputs(pipeline):
     result = snakemake(pipeline["work"], "--report", "provenance.html", configfile=pipeline["configfile"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert (pipeline["work"] / "provenance.html").stat().st_size > 10_000
+
+
+def test_training_killed_and_rerun_resumes_to_the_same_weights(tmp_path):
+    """SIGKILL the whole Snakemake run part way through training; the rerun resumes and ends
+    with the weights of a run never interrupted, bit for bit."""
+    import signal
+
+    from lmcore.checkpoint import load_safetensors
+    from lmcore.config import prepare_config
+    from lmcore.train import train
+
+    sha = write_corpus_archive(tmp_path / "corpus.tar.gz")
+    config = tiny_config((tmp_path / "corpus.tar.gz").as_uri(), sha)
+    config["models"] = {"a": {**config["models"]["a"], "max_steps": 400, "checkpoint_interval": 50, "log_interval": 50,
+                              "eval_interval": 100}}
+    configfile = write_config(tmp_path / "config.yaml", config)
+    target = "results/models/a/model.safetensors"
+    cmd = snakemake_command(tmp_path, target, configfile=configfile)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first_checkpoint = tmp_path / "results" / "checkpoints" / "a" / "ckpt-00000050.pt"
+    deadline = time.monotonic() + 240
+    while not first_checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert first_checkpoint.exists() and not (tmp_path / target).exists(), "the kill must land part way through training"
+
+    assert snakemake(tmp_path, "--unlock", configfile=configfile).returncode == 0
+    rerun = snakemake(tmp_path, target, configfile=configfile)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert re.search(r"Resumed from iteration [1-9]\d*", (tmp_path / "logs" / "train" / "a.log").read_text())
+
+    resolved = prepare_config(config, os.path.join(REPO, "schemas", "config.schema.yaml"))
+    reference = tmp_path / "reference"
+    train(resolved["models"]["a"], str(tmp_path / "results/tokenizers/tok/spm.model"), str(tmp_path / "results/shards/tok/manifest.json"),
+          str(reference), str(tmp_path / "reference-checkpoints"), threads=2, log=lambda *a: None)
+    resumed, uninterrupted = load_safetensors(tmp_path / target), load_safetensors(reference / "model.safetensors")
+    assert resumed.keys() == uninterrupted.keys()
+    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)

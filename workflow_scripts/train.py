@@ -1,10 +1,12 @@
-"""Train one model; resumes from results/checkpoints/<model>/ when a matching checkpoint is there."""
+"""Train one model; resumes from results/checkpoints/<model>/ when a matching checkpoint is there.
+With `gpus` above 1 in the model's config, the training runs under torchrun (DDP)."""
 import os
 
 from lmcore.io import redirect_output
-from lmcore.train import train
+from lmcore.train import launch
 
 redirect_output(snakemake.log[0])
-summary = train(snakemake.params.model, snakemake.input.tokenizer, snakemake.input.manifest,
-                os.path.dirname(snakemake.output.weights), snakemake.params.checkpoints, threads=snakemake.threads)
+cfg = snakemake.params.model
+summary = launch(cfg, snakemake.input.tokenizer, snakemake.input.manifest, os.path.dirname(snakemake.output.weights),
+                 snakemake.params.checkpoints, threads=snakemake.threads, nproc=cfg["gpus"])
 print(summary)

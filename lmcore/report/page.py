@@ -125,8 +125,11 @@ def render(run, data, tokenizers, models):
         parts.append(table(["survivor", "size", "removed"], [[c["survivor"], len(c["members"]), ", ".join(c["members"][1:])] for c in clusters[:50]]))
 
     parts.append("<h2>Tokenizers</h2>")
-    parts.append(table(["tokenizer", "type", "vocabulary", "characters/token", "bytes/token", "validation tokens"],
-                       [[n, t["model_type"], t["vocab_size"], t["chars_per_token"], t["bytes_per_token"], t["tokens"]] for n, t in tokenizers.items()]))
+    parts.append(table(["tokenizer", "type", "vocabulary", "characters/token", "bytes/token", "byte fallback", "vocabulary used",
+                        "round-trip failures", "validation tokens", "most frequent pieces"],
+                       [[n, t["model_type"], t["vocab_size"], t["chars_per_token"], t["bytes_per_token"], t["byte_fallback_share"],
+                         t["vocab_used_share"], t["round_trip_failures"], t["tokens"], " ".join(repr(p) for p, _ in t["top_pieces"][:10])]
+                        for n, t in tokenizers.items()]))
 
     parts.append("<h2>Samples</h2>")
     for name, m in models.items():

@@ -1,0 +1,39 @@
+"""Helpers shared by the benchmark scripts: a synthetic corpus and a child process's peak memory."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+WORDS = np.array(("the of and to in a is that for it as was with be by on not he I this are or his from at which "
+                  "but have an they you were her she there been one all we their has would when if so no will more "
+                  "king queen love death night day heart blood crown sword sweet fair noble honour grace time world "
+                  "life eyes heaven earth soul tongue hand speak hear come make thee thou thy lord lady").split())
+
+
+def write_corpus(path, megabytes, seed=0, words_per_doc=600):
+    """JSON Lines documents of random words, lines and paragraphs, about `megabytes` MB in all."""
+    rng = np.random.default_rng(seed)
+    written, i = 0, 0
+    with open(path, "w", encoding="utf-8") as f:
+        while written < megabytes * 1e6:
+            words = WORDS[rng.integers(0, len(WORDS), words_per_doc)]
+            breaks = rng.integers(0, 10, words_per_doc)
+            text = "".join(w + ("\n" if b == 0 else "\n\n" if b == 1 and rng.random() < 0.2 else " ") for w, b in zip(words, breaks))
+            line = json.dumps({"id": f"bench/{i}", "text": text, "meta": {}}) + "\n"
+            f.write(line)
+            written += len(line.encode())
+            i += 1
+    return i
+
+
+def run_child(args):
+    """Run `python args...`; return (its JSON output, its peak resident memory in MB)."""
+    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"child {args} failed with {proc.returncode}")
+    return json.loads(out.strip().splitlines()[-1]), usage.ru_maxrss / 1024

@@ -1,0 +1,92 @@
+"""Tokenizers (lossless for every model type) and token shards (splits, dtype, checks, exact sampling)."""
+import random
+
+import numpy as np
+import pytest
+
+from conftest import documents, make_shards
+from lmcore import tokenizer as tokenizer_lib
+from lmcore.shards import TokenDataset, dtype_for
+from lmcore.splits import SPLITS
+
+HARD_STRINGS = ["  two leading spaces", "tabs\tand\n\n\nnewlines\n", "trailing  ", "\n", "emoji 😀, CJK 漢字, e\u0301 (combining)",
+                "<|endoftext|>", "a\r\nb", "\x00\x01 control", "", "zero\u200bwidth", "RTL مرحبا"]
+
+
+@pytest.fixture(scope="module", params=["bpe", "unigram", "char"])
+def tok(request, tmp_path_factory):
+    path = tmp_path_factory.mktemp(request.param) / "spm.model"
+    cfg = {"model_type": request.param, "vocab_size": 400, "character_coverage": 1.0, "byte_fallback": True,
+           "input_sentence_size": 0, "user_defined_symbols": ["<|endoftext|>"]}
+    tokenizer_lib.train(documents(), path, cfg)
+    return tokenizer_lib.Tokenizer(path)
+
+
+@pytest.mark.parametrize("text", HARD_STRINGS)
+def test_decode_encode_is_identity(tok, text):
+    assert tok.decode(tok.encode(text)) == text
+
+
+def test_decode_encode_is_identity_on_random_text(tok):
+    rng = random.Random(1)
+    alphabet = "abc XYZ\n\t  .,;'\"é漢😀\u0301-_<|>\r\x00\u00a0"
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
+        assert tok.decode(tok.encode(text)) == text
+
+
+def test_user_defined_symbol_is_one_piece(tok):
+    assert len(tok.encode("<|endoftext|>")) == 1
+
+
+def test_measure_reports_no_round_trip_failure(tok):
+    stats = tokenizer_lib.measure(tok, documents(5, seed=3))
+    assert stats["round_trip_failures"] == 0
+    assert stats["chars_per_token"] >= 1.0 and 0 < stats["vocab_used_share"] <= 1
+    assert len(stats["top_pieces"]) == 20
+
+
+@pytest.fixture(scope="module")
+def bpe(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bpe") / "spm.model"
+    tokenizer_lib.train(documents(), path, {"model_type": "bpe", "vocab_size": 400, "character_coverage": 1.0,
+                                            "byte_fallback": True, "input_sentence_size": 0})
+    return tokenizer_lib.Tokenizer(path)
+
+
+def test_shards_hold_every_document_once_joined_by_end_of_text(tmp_path, bpe):
+    docs = documents(30)
+    stats, out = make_shards(tmp_path, bpe, docs)
+    assert sum(stats[s]["documents"] for s in SPLITS) == 30
+    texts = []
+    for s in SPLITS:
+        tokens = np.load(out[s])
+        assert tokens.dtype == np.uint16 and len(tokens) == stats[s]["tokens"]
+        pieces = np.split(tokens, np.flatnonzero(tokens == bpe.eot_id) + 1)
+        texts += [bpe.decode(p[:-1]) for p in pieces if len(p)]
+    assert sorted(texts) == sorted(d["text"] for d in docs)
+    assert dtype_for(70_000) == np.uint32
+
+
+def test_dataset_checks_fingerprint_and_token_range(tmp_path, bpe):
+    _, out = make_shards(tmp_path, bpe, documents(30))
+    with pytest.raises(ValueError, match="rebuild the shards"):
+        TokenDataset(tmp_path / "manifest.json", "train", fingerprint="f" * 64)
+    np.save(out["test"], np.array([1, 2, 999], dtype=np.uint16))
+    with pytest.raises(ValueError, match=r"test\.npy: token id 999 is out of range for vocabulary size 400"):
+        TokenDataset(tmp_path / "manifest.json", "test", bpe.fingerprint)
+
+
+def test_random_windows_are_shifted_seeded_and_resumable(tmp_path, bpe):
+    make_shards(tmp_path, bpe, documents(30))
+    data = TokenDataset(tmp_path / "manifest.json", "train", bpe.fingerprint)
+    rng = np.random.default_rng(5)
+    x, y = data.sample_batch(rng, 4, 16)
+    assert x.shape == y.shape == (4, 16) and (x[:, 1:] == y[:, :-1]).all()
+    saved = rng.bit_generator.state
+    after = data.sample_batch(rng, 4, 16)
+    restored = np.random.default_rng(0)
+    restored.bit_generator.state = saved
+    assert all((a == b).all() for a, b in zip(after, data.sample_batch(restored, 4, 16)))
+    windows = list(data.windows(16))
+    assert sum(len(y) for _, y in windows) == data.num_tokens - len(data.arrays)

@@ -1,0 +1,45 @@
+"""The training loop: stops on NaN with the step named, and DDP matches one process."""
+import json
+import os
+
+import pytest
+import torch
+
+from conftest import REPO, documents, make_shards, tiny_config
+from lmcore import tokenizer as tokenizer_lib
+from lmcore.checkpoint import list_checkpoints, load_safetensors
+from lmcore.config import prepare_config
+from lmcore.train import launch, train
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    model = folder / "spm.model"
+    tokenizer_lib.train(documents(), model, {"model_type": "bpe", "vocab_size": 400, "character_coverage": 1.0,
+                                             "byte_fallback": True, "input_sentence_size": 0})
+    make_shards(folder, tokenizer_lib.Tokenizer(model), documents(60, seed=1))
+    return str(model), str(folder / "manifest.json")
+
+
+def model_config(**changes):
+    config = prepare_config(tiny_config("file:///x", None), os.path.join(REPO, "schemas", "config.schema.yaml"))
+    return {**config["models"]["a"], "precision": "fp32", **changes}
+
+
+def test_a_loss_that_becomes_nan_stops_the_run_naming_the_step(tmp_path, data):
+    cfg = model_config(lr=1e6, min_lr=1e6, warmup_steps=0, grad_clip=0, checkpoint_interval=1, max_steps=50)
+    with pytest.raises(FloatingPointError, match=r"at step \d+; last good checkpoint: .*ckpt-\d+\.pt"):
+        train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
+    assert list_checkpoints(tmp_path / "ckpt")
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_two_ddp_processes_take_the_steps_of_one_process_on_the_same_global_batch(tmp_path, data):
+    single = model_config(batch_size=4, max_steps=8, eval_interval=4, log_interval=1, dropout=0.0)
+    launch(single, *data, str(tmp_path / "one"), str(tmp_path / "ck1"), threads=1, nproc=1, log=lambda *a: None)
+    launch({**single, "batch_size": 2}, *data, str(tmp_path / "two"), str(tmp_path / "ck2"), threads=2, nproc=2)
+    losses = [[json.loads(line)["loss"] for line in open(tmp_path / d / "metrics.jsonl")] for d in ("one", "two")]
+    assert losses[0] == pytest.approx(losses[1], abs=1e-4)
+    one, two = (load_safetensors(tmp_path / d / "model.safetensors") for d in ("one", "two"))
+    assert all(torch.allclose(one[k], two[k], atol=1e-4) for k in one)

@@ -1,0 +1,11 @@
+"""Measure a tokenizer on validation documents: compression, byte fallback, vocabulary use, round trips."""
+from lmcore import tokenizer
+from lmcore.io import redirect_output, write_json
+from lmcore.splits import documents_in_split
+
+redirect_output(snakemake.log[0])
+cfg = snakemake.params.tokenizer
+documents = documents_in_split(snakemake.input.docs, "validation", snakemake.params.splits)
+stats = tokenizer.measure(tokenizer.Tokenizer(snakemake.input.tokenizer), documents, cfg["eval_documents"])
+write_json(snakemake.output[0], {"model_type": cfg["model_type"], **stats})
+print(stats)

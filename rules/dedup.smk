@@ -1,9 +1,12 @@
 rule dedup_signatures:
     input:
         docs="results/clean/{source}/part-{part}.jsonl",
-        code=code("data/dedup.py"),
+        code=code("data/dedup.py", "data/text.py"),
     output:
-        "results/dedup/signatures/{source}/part-{part}.json",
+        json="results/dedup/signatures/{source}/part-{part}.json",
+        npy="results/dedup/signatures/{source}/part-{part}.npy",
+    params:
+        dedup=config["dedup"],
     log:
         "logs/dedup_signatures/{source}/part-{part}.log",
     benchmark:
@@ -14,7 +17,8 @@ rule dedup_signatures:
 
 rule dedup_clusters:
     input:
-        signatures=part_paths("results/dedup/signatures/{source}/part-{part}.json"),
+        json=part_paths("results/dedup/signatures/{source}/part-{part}.json"),
+        npy=part_paths("results/dedup/signatures/{source}/part-{part}.npy"),
         code=code("data/dedup.py"),
     output:
         "results/dedup/clusters.json",

@@ -21,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 WORDS = ("the king queen lord lady love death night day heart blood crown sword sweet fair foul good "
          "noble honour grace time world life eyes heaven earth soul tongue hand speak hear come go "
-         "make thee thou thy my your our his her their what why how when where now then here there").split()
+         "make thee thou thy my your our his her their what why how when where now then here there and of to with").split()
 
 
 def fake_document(rng, n_lines):

@@ -1,14 +1,20 @@
 """Download, ingest, clean, dedup and splits, without Snakemake."""
+import gzip
+import http.server
 import io
 import json
 import os
+import random
+import re
 import tarfile
+import threading
+import zipfile
 
 import pytest
 
-from conftest import serve, write_corpus_archive
+from conftest import WORDS, serve, write_corpus_archive
 from lmcore.data import clean, dedup, download, ingest
-from lmcore.io import atomic_open, read_jsonl, write_jsonl
+from lmcore.io import atomic_open, read_jsonl, stable_hash, write_jsonl
 from lmcore.splits import split_of
 
 
@@ -79,26 +85,65 @@ def test_ingest_of_a_source_without_documents_names_the_source(tmp_path):
 def test_clean_drops_short_documents_with_reason_and_examples(tmp_path):
     docs = [{"id": "long", "text": "word " * 50 + "  \x07\r\n"}, {"id": "short", "text": "tiny"}]
     write_jsonl(tmp_path / "in.jsonl", docs)
-    stats = clean.clean_part(tmp_path / "in.jsonl", tmp_path / "out.jsonl", {"min_chars": 20, "min_words": 5})
+    cfg = clean_config(min_chars=20, min_words=5, gopher_quality={"enabled": False}, gopher_repetition={"enabled": False})
+    stats = clean.clean_part(tmp_path / "in.jsonl", tmp_path / "out.jsonl", cfg)
     out = list(read_jsonl(tmp_path / "out.jsonl"))
     assert [d["id"] for d in out] == ["long"]
     assert out[0]["text"] == ("word " * 50).rstrip() + "\n"
-    assert stats["dropped"] == {"too_short_chars": 1} and stats["examples"] == {"too_short_chars": [{"id": "short", "excerpt": "tiny"}]}
+    assert stats["dropped"] == {"too_short_chars": 1} and stats["dropped_characters"] == {"too_short_chars": 4} and stats["examples"] == {"too_short_chars": [{"id": "short", "excerpt": "tiny"}]}
+
+
+DEDUP = {"exact": True, "near": True, "ngram": 5, "bands": 10, "rows": 10, "threshold": 0.8, "seed": 0}
+
+
+def run_dedup(tmp_path, parts):
+    """Signatures per part, clusters over all; returns (stats, clusters file, part paths)."""
+    paths = []
+    for k, docs in enumerate(parts):
+        write_jsonl(tmp_path / f"p{k}.jsonl", docs)
+        dedup.signatures(tmp_path / f"p{k}.jsonl", tmp_path / f"p{k}.json", tmp_path / f"p{k}.npy", DEDUP)
+        paths.append(tmp_path / f"p{k}.jsonl")
+    stats = dedup.find_clusters([tmp_path / f"p{k}.json" for k in range(len(parts))], [tmp_path / f"p{k}.npy" for k in range(len(parts))],
+                                tmp_path / "clusters.json", DEDUP)
+    return stats, json.loads((tmp_path / "clusters.json").read_text()), paths
 
 
 def test_exact_dedup_ignores_case_digits_punctuation_and_keeps_smallest_id(tmp_path):
-    part_a = [{"id": "b", "text": "Hello, World 1!"}, {"id": "c", "text": "something else"}]
+    part_a = [{"id": "b", "text": "Hello, World 1!"}, {"id": "c", "text": "something else entirely"}]
     part_b = [{"id": "a", "text": "hello world 2"}]
-    sigs = []
-    for name, docs in (("a", part_a), ("b", part_b)):
-        write_jsonl(tmp_path / f"{name}.jsonl", docs)
-        dedup.signatures(tmp_path / f"{name}.jsonl", tmp_path / f"{name}.sig.json")
-        sigs.append(tmp_path / f"{name}.sig.json")
-    stats = dedup.find_clusters(sigs, tmp_path / "clusters.json")
-    assert stats["documents_removed"] == 1
-    assert json.loads((tmp_path / "clusters.json").read_text())["removed"] == ["b"]
-    dedup.apply_clusters(tmp_path / "a.jsonl", tmp_path / "clusters.json", tmp_path / "a.out.jsonl")
+    stats, clusters, paths = run_dedup(tmp_path, [part_a, part_b])
+    assert stats["documents_removed"] == 1 and clusters["removed"] == ["b"]
+    dedup.apply_clusters(paths[0], tmp_path / "clusters.json", tmp_path / "a.out.jsonl")
     assert [d["id"] for d in read_jsonl(tmp_path / "a.out.jsonl")] == ["c"]
+
+
+def long_document(seed, n_words=600):
+    rng = random.Random(seed)
+    return [rng.choice(WORDS) + str(rng.randint(0, 50)) for _ in range(n_words)]
+
+
+def test_near_duplicates_are_found_and_unrelated_documents_kept(tmp_path):
+    original = long_document(1)
+    edited = list(original)
+    for i in (50, 200, 350, 500):  # a few words changed in a long document
+        edited[i] = "changed"
+    docs = [{"id": "orig", "text": " ".join(original)}, {"id": "edit", "text": " ".join(edited)},
+            {"id": "other", "text": " ".join(long_document(2))}, {"id": "copy", "text": " ".join(original)}]
+    stats, clusters, _ = run_dedup(tmp_path, [docs])
+    assert clusters["clusters"] == [{"survivor": "copy", "members": ["copy", "edit", "orig"]}]
+    assert stats["documents_removed"] == 2 and stats["near_duplicate_pairs"] >= 1
+
+
+def test_dedup_result_does_not_depend_on_the_number_of_parts(tmp_path):
+    base = [long_document(s) for s in range(12)]
+    docs = [{"id": f"d{i:02d}", "text": " ".join(base[i % 8] if i % 3 else base[i])} for i in range(12)]
+    results = []
+    for n_parts in (1, 3):
+        folder = tmp_path / str(n_parts)
+        folder.mkdir()
+        parts = [[d for d in docs if stable_hash(d["id"]) % n_parts == k] for k in range(n_parts)]
+        results.append(run_dedup(folder, parts)[1])
+    assert results[0]["clusters"] == results[1]["clusters"] and results[0]["removed"]
 
 
 def test_splits_are_stable_and_follow_the_fractions():
@@ -108,3 +153,126 @@ def test_splits_are_stable_and_follow_the_fractions():
     assert first == [split_of(i, fractions) for i in ids]
     assert abs(first.count("test") / 5000 - 0.2) < 0.03
     assert abs(first.count("validation") / 5000 - 0.1) < 0.03
+
+
+class FlakyHandler(http.server.BaseHTTPRequestHandler):
+    """/flaky answers 500 once then the body; /truncated promises more bytes than it sends."""
+
+    hits = {}
+
+    def do_GET(self):
+        FlakyHandler.hits[self.path] = FlakyHandler.hits.get(self.path, 0) + 1
+        if self.path == "/flaky" and FlakyHandler.hits[self.path] == 1:
+            self.send_error(500)
+            return
+        body = b"payload"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body) + (100 if self.path == "/truncated" else 0)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def flaky_server():
+    FlakyHandler.hits = {}
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FlakyHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_download_retries_a_500_then_succeeds(tmp_path, flaky_server):
+    download.fetch_url(f"{flaky_server}/flaky", str(tmp_path / "f"), retries=2, backoff=0.01, log=lambda *a: None)
+    assert (tmp_path / "f").read_bytes() == b"payload" and FlakyHandler.hits["/flaky"] == 2
+
+
+def test_a_truncated_body_is_retried_then_fails_and_is_deleted(tmp_path, flaky_server):
+    with pytest.raises(download.DownloadError, match="truncated body: 7 of 107 bytes"):
+        download.fetch_url(f"{flaky_server}/truncated", str(tmp_path / "t"), retries=1, backoff=0.01, log=lambda *a: None)
+    assert FlakyHandler.hits["/truncated"] == 2 and not (tmp_path / "t").exists()
+
+
+def test_compressed_files_and_zip_archives_are_unpacked(tmp_path):
+    with gzip.open(tmp_path / "one.txt.gz", "wb") as f:
+        f.write(b"gzipped text")
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as z:
+        z.writestr("docs/a.txt", "zipped a")
+        z.writestr("docs/b.bin", "dropped")
+    download.unpack(str(tmp_path / "one.txt.gz"), str(tmp_path / "out"))
+    download.unpack(str(tmp_path / "a.zip"), str(tmp_path / "out"), include=["*.txt"])
+    assert (tmp_path / "out" / "one.txt").read_text() == "gzipped text"
+    assert (tmp_path / "out" / "docs" / "a.txt").read_text() == "zipped a"
+    assert not (tmp_path / "out" / "docs" / "b.bin").exists()
+
+
+@pytest.mark.parametrize("kind, name", [("absolute", "/tmp/evil.txt"), ("symlink", "link"), ("zip", "../evil.txt")])
+def test_members_escaping_the_target_are_refused(tmp_path, kind, name):
+    if kind == "zip":
+        archive = tmp_path / "evil.zip"
+        with zipfile.ZipFile(archive, "w") as z:
+            z.writestr(name, "bad")
+    else:
+        archive = tmp_path / "evil.tar"
+        with tarfile.open(archive, "w") as tar:
+            info = tarfile.TarInfo(name)
+            if kind == "symlink":
+                info.type, info.linkname = tarfile.SYMTYPE, "../../etc/passwd"
+                tar.addfile(info)
+            else:
+                info.size = 3
+                tar.addfile(info, io.BytesIO(b"bad"))
+    with pytest.raises(download.DownloadError, match=re.escape(repr(name))):
+        download.unpack(str(archive), str(tmp_path / "files"))
+
+
+def clean_config(**changes):
+    from conftest import REPO
+    from lmcore.config import prepare_config
+
+    config = {"sources": {"s": {"path": "x"}}, "tokenizers": {"t": {}}, "models": {"m": {"tokenizer": "t", "d_model": 8, "n_layers": 1, "n_heads": 1}},
+              "clean": {"min_chars": 0, "min_words": 0, **changes}}
+    return prepare_config(config, os.path.join(REPO, "schemas", "config.schema.yaml"))["clean"]
+
+
+def prose_lines(n_lines=12, seed=0):
+    """Distinct lines of ordinary words with stop words among them."""
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(n_lines)]
+
+
+PROSE = "\n".join(prose_lines()) + "\n"
+
+
+@pytest.mark.parametrize("text, reason", [
+    (PROSE, None),
+    ("word " * 30, "gopher_word_count"),
+    ("# " * 40 + PROSE, "gopher_symbol_ratio"),
+    ("\n".join("- " + line for line in prose_lines()), "gopher_bullet_lines"),
+    ("\n".join(line + "..." for line in prose_lines()), "gopher_ellipsis_lines"),
+    ("12 34 56 78 " * 10 + PROSE, "gopher_alpha_words"),
+    (" ".join(f"w{i}ord" for i in range(80)), "gopher_stop_words"),
+    (PROSE + "the same line and of that is here\n" * 10, "gopher_duplicate_lines"),
+    ("lorem ipsum dolor sit amet " + PROSE, "c4_lorem_ipsum"),
+    ("function f() { return 1 }\n" + PROSE, "c4_curly_braces"),
+])
+def test_each_filter_drops_with_its_named_reason(text, reason):
+    assert clean.Cleaner(clean_config())(text)[1] == reason
+
+
+def test_duplicated_ngrams_are_caught():
+    rng = random.Random(0)
+    fresh = " ".join(rng.choice(WORDS) + str(rng.randint(0, 99)) for _ in range(200))
+    repeated = " ".join(["the king and of that queen said to me"] * 8)
+    assert clean.Cleaner(clean_config())(fresh + " the of and")[1] is None
+    assert clean.Cleaner(clean_config())(fresh + " " + repeated)[1].startswith("gopher_")
+
+
+def test_c4_removes_javascript_and_policy_lines():
+    more = "\n".join(prose_lines(seed=1)) + "\n"
+    text = PROSE + "Please enable JavaScript to view this page.\nRead our Privacy Policy.\n" + more
+    cleaned, reason = clean.Cleaner(clean_config())(text)
+    assert reason is None and cleaned == PROSE + more

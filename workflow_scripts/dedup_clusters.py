@@ -3,4 +3,4 @@ from lmcore.data.dedup import find_clusters
 from lmcore.io import redirect_output
 
 redirect_output(snakemake.log[0])
-print(find_clusters(snakemake.input.signatures, snakemake.output[0], exact=snakemake.params.dedup["exact"]))
+print(find_clusters(snakemake.input.json, snakemake.input.npy, snakemake.output[0], snakemake.params.dedup))

@@ -1,13 +1,32 @@
-"""Normalise documents and drop the ones that fail the configured filters, with a named reason."""
+"""Normalise documents, then drop the ones a filter rejects, each with a named reason.
+
+Filters (each on or off, thresholds in the config's `clean:` section):
+- length: characters and words;
+- Gopher quality (Rae et al. 2021, appendix A): word count, mean word length,
+  symbol-to-word ratio, bullet and ellipsis lines, alphabetic words, stop words;
+- Gopher repetition: duplicate lines and paragraphs (share and characters), the most
+  frequent 2-4-gram's character share, characters inside duplicated 5-10-grams;
+- C4 rules (Raffel et al. 2020): lorem ipsum and curly braces drop the document,
+  lines mentioning javascript or a policy are removed.
+Defaults follow the papers, except where they would drop verse and plays (short,
+repeated speaker lines, no final punctuation); see schemas/config.schema.yaml.
+"""
 import re
 import unicodedata
 
+import numpy as np
+
+from lmcore.data.text import WordHasher, ngram_hashes, words
 from lmcore.io import read_jsonl, write_jsonl
 
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
 EXAMPLES_PER_REASON = 5
 EXCERPT_CHARS = 200
+STOP_WORDS = {"the", "be", "to", "of", "and", "that", "have", "with"}
+BULLETS = ("●", "•", "*", "-", "‣", "⁃", "◦", "▪")
+ALPHA = re.compile(r"[^\W\d_]")
+POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 
 
 def normalize(text):
@@ -16,27 +35,138 @@ def normalize(text):
     return TRAILING_SPACE.sub("", CONTROL.sub("", text))
 
 
-def drop_reason(text, cfg):
-    """The name of the first filter the text fails, or None to keep it."""
-    if len(text) < cfg["min_chars"]:
-        return "too_short_chars"
-    if len(text.split()) < cfg["min_words"]:
-        return "too_short_words"
+def c4_lines(text, cfg):
+    """(text without javascript and policy lines, drop reason or None)."""
+    lower = text.lower()
+    if cfg["lorem_ipsum"] and "lorem ipsum" in lower:
+        return text, "c4_lorem_ipsum"
+    if cfg["curly_braces"] and "{" in text:
+        return text, "c4_curly_braces"
+    unwanted = (("javascript",) if cfg["javascript"] else ()) + (POLICY if cfg["policy"] else ())
+    if any(u in lower for u in unwanted):  # most documents have none: skip the line loop
+        kept = []
+        for line in text.split("\n"):
+            low = line.lower()
+            if (cfg["javascript"] and "javascript" in low) or (cfg["policy"] and any(p in low for p in POLICY)):
+                continue
+            kept.append(line)
+        text = "\n".join(kept)
+    return text, None
+
+
+def gopher_quality(text, ws, cfg):
+    n = len(ws)
+    if not cfg["min_words"] <= n <= cfg["max_words"]:
+        return "gopher_word_count"
+    mean_len = sum(map(len, ws)) / n
+    if not cfg["min_mean_word_length"] <= mean_len <= cfg["max_mean_word_length"]:
+        return "gopher_mean_word_length"
+    if (text.count("#") + text.count("...") + text.count("…")) / n > cfg["max_symbol_word_ratio"]:
+        return "gopher_symbol_ratio"
+    lines = [line for line in text.split("\n") if line.strip()]
+    if lines and sum(line.lstrip().startswith(BULLETS) for line in lines) / len(lines) > cfg["max_bullet_lines"]:
+        return "gopher_bullet_lines"
+    if lines and sum(line.rstrip().endswith(("...", "…")) for line in lines) / len(lines) > cfg["max_ellipsis_lines"]:
+        return "gopher_ellipsis_lines"
+    if sum(1 for w in ws if w[0].isalpha() or ALPHA.search(w)) / n < cfg["min_alpha_words"]:
+        return "gopher_alpha_words"
+    if len(STOP_WORDS.intersection(w.lower() for w in ws)) < cfg["min_stop_words"]:
+        return "gopher_stop_words"
     return None
 
 
+def _duplicate_share(pieces):
+    """(share of pieces that repeat an earlier one, share of their characters)."""
+    seen, dup, dup_chars = set(), 0, 0
+    for p in pieces:
+        if p in seen:
+            dup += 1
+            dup_chars += len(p)
+        seen.add(p)
+    total_chars = sum(map(len, pieces))
+    return dup / max(1, len(pieces)), dup_chars / max(1, total_chars)
+
+
+def gopher_repetition(text, ws, hashes, cfg):
+    lines = [line for line in text.split("\n") if line.strip()]
+    paragraphs = [p for p in re.split(r"\n{2,}", text) if p.strip()]
+    line_frac, line_chars = _duplicate_share(lines)
+    para_frac, para_chars = _duplicate_share(paragraphs)
+    if line_frac > cfg["max_dup_line_frac"] or line_chars > cfg["max_dup_line_char_frac"]:
+        return "gopher_duplicate_lines"
+    if para_frac > cfg["max_dup_para_frac"] or para_chars > cfg["max_dup_para_char_frac"]:
+        return "gopher_duplicate_paragraphs"
+    lengths = np.fromiter(map(len, ws), dtype=np.int64, count=len(ws))
+    total = lengths.sum()
+    for n, limit in sorted(cfg["top_ngram_char_frac"].items()):
+        h = ngram_hashes(hashes, int(n))
+        if len(h) == 0:
+            continue
+        values, first, counts = np.unique(h, return_index=True, return_counts=True)
+        top = np.argmax(counts)
+        if counts[top] > 1 and counts[top] * lengths[first[top] : first[top] + int(n)].sum() / total > limit:
+            return f"gopher_top_{n}gram"
+    for n, limit in sorted(cfg["dup_ngram_char_frac"].items()):
+        n = int(n)
+        h = ngram_hashes(hashes, n)
+        if len(h) == 0:
+            continue
+        _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
+        starts = counts[inverse] > 1
+        # mark every word covered by a duplicated n-gram: +1 at its start, -1 after its end
+        marks = np.zeros(len(ws) + 1, dtype=np.int64)
+        np.add.at(marks, np.flatnonzero(starts), 1)
+        np.add.at(marks, np.flatnonzero(starts) + n, -1)
+        covered = np.cumsum(marks[:-1]) > 0
+        if lengths[covered].sum() / total > limit:
+            return f"gopher_duplicate_{n}grams"
+    return None
+
+
+class Cleaner:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.hash_words = WordHasher()
+
+    def __call__(self, text):
+        """(cleaned text, drop reason or None)."""
+        cfg = self.cfg
+        text = normalize(text)
+        if cfg["c4"]["enabled"]:
+            text, reason = c4_lines(text, cfg["c4"])
+            if reason:
+                return text, reason
+        if len(text) < cfg["min_chars"]:
+            return text, "too_short_chars"
+        ws = words(text)
+        if len(ws) < cfg["min_words"]:
+            return text, "too_short_words"
+        if cfg["gopher_quality"]["enabled"]:
+            reason = gopher_quality(text, ws, cfg["gopher_quality"])
+            if reason:
+                return text, reason
+        if cfg["gopher_repetition"]["enabled"]:
+            reason = gopher_repetition(text, ws, self.hash_words(ws), cfg["gopher_repetition"])
+            if reason:
+                return text, reason
+        return text, None
+
+
 def clean_part(in_path, out_path, cfg):
-    """Clean one part; return statistics: documents and characters in and out, drops per reason, and up to 5 examples (id and excerpt) per reason."""
-    stats = {"documents_in": 0, "characters_in": 0, "documents_out": 0, "characters_out": 0, "dropped": {}, "examples": {}}
+    """Clean one part; return statistics: documents and characters in and out, drops per reason
+    (documents and characters), and up to 5 examples (id and excerpt) per reason."""
+    stats = {"documents_in": 0, "characters_in": 0, "documents_out": 0, "characters_out": 0, "dropped": {},
+             "dropped_characters": {}, "examples": {}}
+    cleaner = Cleaner(cfg)
 
     def kept():
         for doc in read_jsonl(in_path):
             stats["documents_in"] += 1
             stats["characters_in"] += len(doc["text"])
-            doc["text"] = normalize(doc["text"])
-            reason = drop_reason(doc["text"], cfg)
+            doc["text"], reason = cleaner(doc["text"])
             if reason:
                 stats["dropped"][reason] = stats["dropped"].get(reason, 0) + 1
+                stats["dropped_characters"][reason] = stats["dropped_characters"].get(reason, 0) + len(doc["text"])
                 examples = stats["examples"].setdefault(reason, [])
                 if len(examples) < EXAMPLES_PER_REASON:
                     examples.append({"id": doc["id"], "excerpt": doc["text"][:EXCERPT_CHARS]})

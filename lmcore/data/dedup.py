@@ -1,18 +1,25 @@
-"""Exact duplicate removal across all sources and parts, in three steps.
+"""Duplicate removal across all sources and parts, in three steps.
 
-`signatures` runs per part, `find_clusters` once over every part's signatures, and
-`apply_clusters` per part again, so that only the small signature files meet.
-Within each cluster the smallest id survives, which makes the result independent
-of how documents were spread over parts.
+`signatures` runs per part: for each document an exact key (a hash of its normalised
+text) and a MinHash signature over word n-grams (Broder 1997). `find_clusters` runs once
+over every part's signatures: equal keys, and LSH candidates (bands x rows; the pair
+collides in some band with probability 1 - (1 - J^rows)^bands) whose estimated Jaccard
+similarity reaches the threshold, are joined by union-find. `apply_clusters` runs per
+part and drops every member but the smallest id, so the result does not depend on how
+documents were spread over parts.
 """
 import hashlib
 import re
 import unicodedata
 
-from lmcore.io import read_json, read_jsonl, write_json, write_jsonl
+import numpy as np
+
+from lmcore.data.text import WordHasher, ngram_hashes, words
+from lmcore.io import atomic_path, read_json, read_jsonl, write_json, write_jsonl
 
 PUNCT_OR_SPACE = re.compile(r"[\W_]+")
 DIGIT = re.compile(r"\d")
+SHINGLE_CHUNK = 4096
 
 
 def dedup_text(text):
@@ -25,35 +32,102 @@ def exact_key(text):
     return hashlib.blake2b(dedup_text(text).encode("utf-8"), digest_size=16).hexdigest()
 
 
-def signatures(in_path, out_path):
-    """Write {ids, keys, chars} for one part; return the number of documents."""
-    ids, keys, chars = [], [], []
+def permutations(num_perm, seed):
+    """MinHash's hash family: x -> a x + b mod 2^64 with odd a, a bijection of the 64-bit hashes."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(1, 2**63, num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    b = rng.integers(0, 2**63, num_perm, dtype=np.uint64)
+    return a, b
+
+
+def minhash(word_hashes, n, a, b):
+    """The minimum of every permuted hash over the document's distinct n-grams."""
+    shingles = np.unique(ngram_hashes(word_hashes, min(n, max(1, len(word_hashes)))))
+    sig = np.full(len(a), np.iinfo(np.uint64).max, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for i in range(0, len(shingles), SHINGLE_CHUNK):
+            chunk = shingles[i : i + SHINGLE_CHUNK]
+            sig = np.minimum(sig, (a[:, None] * chunk[None, :] + b[:, None]).min(axis=1))
+    return sig
+
+
+def signatures(in_path, json_path, npy_path, cfg):
+    """Write {ids, keys, chars} and a uint64 (documents x bands*rows) MinHash matrix for one part."""
+    a, b = permutations(cfg["bands"] * cfg["rows"], cfg["seed"])
+    hash_words = WordHasher()
+    ids, keys, chars, sigs = [], [], [], []
     for doc in read_jsonl(in_path):
+        folded = dedup_text(doc["text"])
         ids.append(doc["id"])
-        keys.append(exact_key(doc["text"]))
+        keys.append(hashlib.blake2b(folded.encode("utf-8"), digest_size=16).hexdigest())
         chars.append(len(doc["text"]))
-    write_json(out_path, {"ids": ids, "keys": keys, "chars": chars})
+        sigs.append(minhash(hash_words(words(folded)), cfg["ngram"], a, b))
+    matrix = np.stack(sigs) if sigs else np.zeros((0, len(a)), dtype=np.uint64)
+    with atomic_path(npy_path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, matrix)
+    write_json(json_path, {"ids": ids, "keys": keys, "chars": chars})
     return len(ids)
 
 
-def find_clusters(signature_paths, out_path, exact=True):
-    """Group documents with equal keys; write clusters, removed ids and statistics; return the stats."""
-    by_key, chars = {}, {}
-    for path in signature_paths:
+class UnionFind:
+    def __init__(self, n):
+        self.parent = list(range(n))
+
+    def find(self, i):
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]  # path halving
+            i = self.parent[i]
+        return i
+
+    def union(self, i, j):
+        ri, rj = self.find(i), self.find(j)
+        if ri != rj:
+            self.parent[max(ri, rj)] = min(ri, rj)
+        return ri != rj
+
+
+def find_clusters(json_paths, npy_paths, out_path, cfg):
+    """Cluster exact and near duplicates over every part; write clusters, removed ids and stats."""
+    ids, keys, chars = [], [], []
+    for path in json_paths:
         sig = read_json(path)
-        for doc_id, key, n in zip(sig["ids"], sig["keys"], sig["chars"]):
-            by_key.setdefault(key if exact else doc_id, []).append(doc_id)
-            chars[doc_id] = n
-    clusters = [sorted(members) for members in by_key.values() if len(members) > 1]
-    clusters.sort(key=lambda c: (-len(c), c[0]))
+        ids += sig["ids"]
+        keys += sig["keys"]
+        chars += sig["chars"]
+    matrix = np.concatenate([np.load(p) for p in npy_paths]) if npy_paths else np.zeros((0, 1), np.uint64)
+    uf = UnionFind(len(ids))
+    if cfg["exact"]:
+        first = {}
+        for i, key in enumerate(keys):
+            uf.union(first.setdefault(key, i), i)
+    near_pairs = 0
+    if cfg["near"]:
+        rows = cfg["rows"]
+        for band in range(cfg["bands"]):
+            buckets = {}
+            for i, row in enumerate(matrix[:, band * rows : (band + 1) * rows]):
+                buckets.setdefault(row.tobytes(), []).append(i)
+            for members in buckets.values():
+                for j in members[1:]:
+                    i = members[0]
+                    if uf.find(i) != uf.find(j) and np.mean(matrix[i] == matrix[j]) >= cfg["threshold"]:
+                        near_pairs += uf.union(i, j)
+    groups = {}
+    for i in range(len(ids)):
+        groups.setdefault(uf.find(i), []).append(ids[i])
+    clusters = sorted((sorted(g) for g in groups.values() if len(g) > 1), key=lambda c: (-len(c), c[0]))
     removed = sorted(doc_id for c in clusters for doc_id in c[1:])
+    by_id = dict(zip(ids, chars))
+    removed_chars = sum(by_id[d] for d in removed)
     stats = {
-        "documents_in": len(chars),
+        "documents_in": len(ids),
         "clusters": len(clusters),
+        "near_duplicate_pairs": near_pairs,
         "documents_removed": len(removed),
-        "characters_removed": sum(chars[d] for d in removed),
-        "documents_out": len(chars) - len(removed),
-        "characters_out": sum(chars.values()) - sum(chars[d] for d in removed),
+        "characters_removed": removed_chars,
+        "documents_out": len(ids) - len(removed),
+        "characters_out": sum(chars) - removed_chars,
     }
     write_json(out_path, {"stats": stats, "clusters": [{"survivor": c[0], "members": c} for c in clusters], "removed": removed})
     return stats

@@ -111,16 +111,18 @@ def render(run, data, tokenizers, models):
     reasons = {}
     for s in clean:
         for reason, n in s["dropped"].items():
-            count, examples = reasons.get(reason, (0, []))
-            reasons[reason] = (count + n, examples + s["examples"].get(reason, []))
+            count, chars, examples = reasons.get(reason, (0, 0, []))
+            reasons[reason] = (count + n, chars + s["dropped_characters"][reason], examples + s["examples"].get(reason, []))
     if reasons:
-        rows = [[reason, n, " | ".join(f"{e['id']}: {e['excerpt'][:80]!r}" for e in examples[:3])] for reason, (n, examples) in sorted(reasons.items())]
-        parts.append("<h3>Dropped by cleaning</h3>" + table(["reason", "documents", "examples"], rows))
+        rows = [[reason, n, chars, " | ".join(f"{e['id']}: {e['excerpt'][:80]!r}" for e in examples[:3])]
+                for reason, (n, chars, examples) in sorted(reasons.items())]
+        parts.append("<h3>Dropped by cleaning</h3>" + table(["reason", "documents", "characters", "examples"], rows))
     skipped = {f"{s['source']}/{path}": why for s in ingest for path, why in s["skipped"].items()}
     if skipped:
         parts.append("<h3>Files skipped at ingest</h3>" + table(["file", "reason"], sorted(skipped.items())))
     clusters = data["dedup"]["clusters"]
-    parts.append(f"<h3>Duplicate clusters: {len(clusters)}, {dedup['documents_removed']} documents removed</h3>")
+    parts.append(f"<h3>Duplicate clusters: {len(clusters)}, {dedup['documents_removed']} documents and "
+                 f"{dedup['characters_removed']:,} characters removed</h3>")
     if clusters:
         parts.append(table(["survivor", "size", "removed"], [[c["survivor"], len(c["members"]), ", ".join(c["members"][1:])] for c in clusters[:50]]))
 

@@ -1,0 +1,44 @@
+"""Words and n-grams as integer hashes, computed with numpy over whole arrays.
+
+Shared by the repetition filters (clean) and MinHash (dedup): each word is hashed once
+(crc32, the same on every machine), and an n-gram's hash is a polynomial in its word
+hashes, computed for every position at once with uint64 arithmetic that wraps.
+"""
+import re
+import zlib
+
+import numpy as np
+
+WORD = re.compile(r"\S+")
+MULTIPLIER = np.uint64(0x100000001B3)  # an odd 64-bit constant (the FNV prime) for the polynomial
+
+
+def words(text):
+    return WORD.findall(text)
+
+
+class WordHasher:
+    """crc32 of each word, remembered for the words seen most (bounded memory)."""
+
+    def __init__(self, max_cache=1_000_000):
+        self.cache, self.max_cache = {}, max_cache
+
+    def __call__(self, word_list):
+        cache = self.cache
+        if len(cache) > self.max_cache:
+            cache.clear()
+        for w in set(word_list).difference(cache):
+            cache[w] = zlib.crc32(w.encode("utf-8")) + 1
+        return np.fromiter(map(cache.__getitem__, word_list), dtype=np.uint64, count=len(word_list))
+
+
+def ngram_hashes(word_hashes, n):
+    """Hash of the n-gram starting at every position (len(word_hashes) - n + 1 of them)."""
+    count = len(word_hashes) - n + 1
+    if count <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        h = word_hashes[:count].copy()
+        for k in range(1, n):
+            h = h * MULTIPLIER + word_hashes[k : k + count]
+    return h

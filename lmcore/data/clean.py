@@ -24,8 +24,10 @@ TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
 EXAMPLES_PER_REASON = 5
 EXCERPT_CHARS = 200
 STOP_WORDS = {"the", "be", "to", "of", "and", "that", "have", "with"}
-BULLETS = ("●", "•", "*", "-", "‣", "⁃", "◦", "▪")
-ALPHA = re.compile(r"[^\W\d_]")
+NON_BLANK_LINE = re.compile(r"^.*\S.*$", re.MULTILINE)
+BULLET_LINE = re.compile(r"^[ \t]*[●•*\-‣⁃◦▪]", re.MULTILINE)
+ELLIPSIS_LINE = re.compile(r"(?:\.\.\.|…)\s*$", re.MULTILINE)
+NO_LETTER_WORD = re.compile(r"(?<!\S)(?:[^\s\w]|[\d_])+(?!\S)")  # a word without a single letter
 POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 
 
@@ -63,14 +65,14 @@ def gopher_quality(text, ws, cfg):
         return "gopher_mean_word_length"
     if (text.count("#") + text.count("...") + text.count("…")) / n > cfg["max_symbol_word_ratio"]:
         return "gopher_symbol_ratio"
-    lines = [line for line in text.split("\n") if line.strip()]
-    if lines and sum(line.lstrip().startswith(BULLETS) for line in lines) / len(lines) > cfg["max_bullet_lines"]:
+    lines = len(NON_BLANK_LINE.findall(text))
+    if lines and len(BULLET_LINE.findall(text)) / lines > cfg["max_bullet_lines"]:
         return "gopher_bullet_lines"
-    if lines and sum(line.rstrip().endswith(("...", "…")) for line in lines) / len(lines) > cfg["max_ellipsis_lines"]:
+    if lines and len(ELLIPSIS_LINE.findall(text)) / lines > cfg["max_ellipsis_lines"]:
         return "gopher_ellipsis_lines"
-    if sum(1 for w in ws if w[0].isalpha() or ALPHA.search(w)) / n < cfg["min_alpha_words"]:
+    if 1 - len(NO_LETTER_WORD.findall(text)) / n < cfg["min_alpha_words"]:
         return "gopher_alpha_words"
-    if len(STOP_WORDS.intersection(w.lower() for w in ws)) < cfg["min_stop_words"]:
+    if len(STOP_WORDS.intersection(text.lower().split())) < cfg["min_stop_words"]:
         return "gopher_stop_words"
     return None
 
@@ -106,8 +108,8 @@ def gopher_repetition(text, ws, hashes, cfg):
         top = np.argmax(counts)
         if counts[top] > 1 and counts[top] * lengths[first[top] : first[top] + int(n)].sum() / total > limit:
             return f"gopher_top_{n}gram"
-    for n, limit in sorted(cfg["dup_ngram_char_frac"].items()):
-        n = int(n)
+    limits = sorted((int(n), limit) for n, limit in cfg["dup_ngram_char_frac"].items())
+    for k, (n, limit) in enumerate(limits):
         h = ngram_hashes(hashes, n)
         if len(h) == 0:
             continue
@@ -118,8 +120,13 @@ def gopher_repetition(text, ws, hashes, cfg):
         np.add.at(marks, np.flatnonzero(starts), 1)
         np.add.at(marks, np.flatnonzero(starts) + n, -1)
         covered = np.cumsum(marks[:-1]) > 0
-        if lengths[covered].sum() / total > limit:
+        share = lengths[covered].sum() / total
+        if share > limit:
             return f"gopher_duplicate_{n}grams"
+        # Words inside a repeated longer n-gram lie inside repeated shorter ones: once the
+        # share is under every remaining limit, no longer n can fail.
+        if share <= min(lim for _, lim in limits[k:]):
+            break
     return None
 
 

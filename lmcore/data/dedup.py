@@ -45,9 +45,10 @@ def minhash(word_hashes, n, a, b):
     shingles = np.unique(ngram_hashes(word_hashes, min(n, max(1, len(word_hashes)))))
     sig = np.full(len(a), np.iinfo(np.uint64).max, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for i in range(0, len(shingles), SHINGLE_CHUNK):
-            chunk = shingles[i : i + SHINGLE_CHUNK]
-            sig = np.minimum(sig, (a[:, None] * chunk[None, :] + b[:, None]).min(axis=1))
+        for i in range(0, len(shingles), SHINGLE_CHUNK):  # chunks bound the (permutations x shingles) matrix
+            permuted = np.multiply.outer(a, shingles[i : i + SHINGLE_CHUNK])
+            permuted += b[:, None]
+            np.minimum(sig, permuted.min(axis=1), out=sig)
     return sig
 
 

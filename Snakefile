@@ -15,6 +15,19 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+wildcard_constraints:
+    source="[A-Za-z0-9_-]+",
+    part=r"\d+",
+    tok="[A-Za-z0-9_-]+",
+    model="[A-Za-z0-9_-]+",
+    split="|".join(SPLITS),
+
+
+localrules:
+    download,
+    report,
+
+
 include: "rules/download.smk"
 include: "rules/ingest.smk"
 include: "rules/clean.smk"

@@ -31,7 +31,7 @@ def batches(vocab, batch, context, seed):
     if os.path.exists(MANIFEST):
         data = TokenDataset(MANIFEST, "train")
         while True:
-            yield data.sample_batch(rng, batch, context)
+            yield tuple(torch.from_numpy(a) for a in data.sample_batch(rng, batch, context))
     while True:
         x = torch.from_numpy(rng.integers(0, vocab, (batch, context + 1)))
         yield x[:, :-1], x[:, 1:]

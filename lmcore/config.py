@@ -32,9 +32,9 @@ def fill_defaults(instance, schema, root=None):
     if not isinstance(instance, dict):
         return instance
     for key, sub in schema.get("properties", {}).items():
-        sub = _resolve(sub, root)
-        if key not in instance and "default" in sub:
-            instance[key] = copy.deepcopy(sub["default"])
+        default = sub.get("default", _resolve(sub, root).get("default"))  # a default beside a $ref wins
+        if key not in instance and default is not None:
+            instance[key] = copy.deepcopy(default)
         if key in instance:
             fill_defaults(instance[key], sub, root)
     extra = schema.get("additionalProperties")

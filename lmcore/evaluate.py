@@ -37,15 +37,15 @@ def evaluate_model(model, dataset, token_bytes, batch_size=16, device="cpu"):
         for x, y in batch:
             lengths.setdefault(len(x), []).append((x, y))
         for group in lengths.values():
-            x = torch.stack([g[0] for g in group]).to(device)
-            y = torch.stack([g[1] for g in group]).to(device)
+            x = torch.from_numpy(np.stack([g[0] for g in group])).to(device)
+            y = torch.from_numpy(np.stack([g[1] for g in group])).to(device)
             logits = model(x)[0].float()
             total_nats += F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1), reduction="sum").item()
             n_tokens += y.numel()
         batch.clear()
 
     for x, y in dataset.windows(model.cfg.context_length):
-        n_bytes += int(token_bytes[y.numpy()].sum())
+        n_bytes += int(token_bytes[y].sum())
         batch.append((x, y))
         if len(batch) == batch_size:
             flush()

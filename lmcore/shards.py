@@ -1,12 +1,12 @@
 """Token shards: documents encoded and written as `.npy`, one file per split, and read back memory-mapped."""
 import contextlib
 import os
+import shutil
 import tempfile
 
 import numpy as np
-import torch
 
-from lmcore.io import atomic_path, read_json, read_jsonl, sha256_file, write_json
+from lmcore.io import atomic_open, read_json, read_jsonl, sha256_file, write_json
 from lmcore.splits import SPLITS, split_of
 
 
@@ -25,16 +25,14 @@ def _batches(iterable, n):
         yield batch
 
 
-def _raw_to_npy(raw_path, npy_path, dtype, chunk=1 << 24):
-    """Copy a flat binary file of `dtype` into a `.npy` file, atomically, a chunk at a time."""
-    raw = np.memmap(raw_path, dtype=dtype, mode="r") if os.path.getsize(raw_path) else np.zeros(0, dtype)
-    with atomic_path(npy_path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(len(raw),))
-        for i in range(0, len(raw), chunk):
-            out[i : i + chunk] = raw[i : i + chunk]
-        out.flush()
-        del out
-    return len(raw)
+def _raw_to_npy(raw_path, npy_path, dtype):
+    """Wrap a flat binary file of `dtype` into a `.npy` file, atomically, streaming (memory stays flat)."""
+    n = os.path.getsize(raw_path) // np.dtype(dtype).itemsize
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (n,)}
+    with atomic_open(npy_path, "wb") as out, open(raw_path, "rb") as raw:
+        np.lib.format.write_array_header_1_0(out, header)
+        shutil.copyfileobj(raw, out, 1 << 24)
+    return n
 
 
 def shard_part(doc_path, tokenizer, fractions, out_paths, num_threads=1, batch_docs=256):
@@ -84,7 +82,8 @@ def write_manifest(out_path, tokenizer, parts):
 
 
 class TokenDataset:
-    """The shards of one split, memory-mapped: random windows for training, ordered windows for evaluation."""
+    """The shards of one split, memory-mapped: random windows for training, ordered windows for
+    evaluation, as int64 numpy arrays (numpy only: the shard jobs never import torch)."""
 
     def __init__(self, manifest_path, split, fingerprint=None):
         manifest = read_json(manifest_path)
@@ -111,12 +110,11 @@ class TokenDataset:
         shard = rng.choice(len(self.arrays), size=batch_size, p=usable / usable.sum())
         start = rng.integers(0, usable[shard])
         rows = np.stack([self.arrays[k][s : s + context_length + 1] for k, s in zip(shard, start)]).astype(np.int64)
-        rows = torch.from_numpy(rows)
         return rows[:, :-1], rows[:, 1:]
 
     def windows(self, context_length):
         """Every token predicted once: non-overlapping windows in order, the final partial window included."""
         for a in self.arrays:
             for i in range(0, len(a) - 1, context_length):
-                row = torch.from_numpy(a[i : i + context_length + 1].astype(np.int64))
+                row = a[i : i + context_length + 1].astype(np.int64)
                 yield row[:-1], row[1:]

@@ -11,7 +11,8 @@ import os
 import numpy as np
 import sentencepiece as spm
 
-from lmcore.io import atomic_open, sha256_file
+from lmcore.io import atomic_open, sha256_file, stable_hash
+from lmcore.splits import documents_in_split
 
 MAX_SENTENCE_BYTES = 8192
 DEFAULT_SPECIAL_IDS = {"unk": 0, "bos": 1, "eos": 2, "pad": -1}
@@ -30,6 +31,19 @@ def training_sentences(documents):
                 chunk += line
         if chunk:
             yield chunk
+
+
+def training_documents(paths, fractions, max_chars, seed=0):
+    """The train-split documents, sampled to at most about `max_chars` characters, sorted by id.
+
+    The sample and the order depend on the documents' ids only, never on how they were
+    spread over parts, so 1 part and 8 parts train the same tokenizer. Two passes over
+    the files keep memory at the sample's size.
+    """
+    total = sum(len(d["text"]) for d in documents_in_split(paths, "train", fractions))
+    keep = min(1.0, max_chars / max(1, total))
+    sample = [d for d in documents_in_split(paths, "train", fractions) if stable_hash(f"{seed}/{d['id']}") / 2**64 < keep]
+    return sorted(sample, key=lambda d: d["id"])
 
 
 def train(documents, model_path, cfg, num_threads=1, log=print):

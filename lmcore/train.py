@@ -22,7 +22,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from lmcore.checkpoint import list_checkpoints, load_checkpoint, load_safetensors, save_checkpoint, save_safetensors
-from lmcore.io import atomic_open, write_json
+from lmcore.io import atomic_open, sha256_file, write_json
 from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
 from lmcore.optim import lr_at, make_optimizer
 from lmcore.shards import TokenDataset
@@ -118,6 +118,10 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def to_device(arrays, device):
+    return tuple(torch.from_numpy(a).to(device) for a in arrays)
+
+
 def reduce_mean(value, device):
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
@@ -169,7 +173,6 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
         return torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
 
     random.seed(cfg["seed"])
-    np.random.seed(cfg["seed"])
     torch.manual_seed(cfg["seed"])
     mcfg = ModelConfig.from_dict(cfg, vocab_size=tokenizer.vocab_size)
     model = GPT(mcfg).to(device)
@@ -180,7 +183,7 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
     data_rng = np.random.default_rng(cfg["seed"])
     B, T, accum = cfg["batch_size"], mcfg.context_length, cfg["grad_accum"]
     val_rng = np.random.default_rng(cfg["seed"] + 1)
-    val_batches = [tuple(t.to(device) for t in val_data.sample_batch(val_rng, B, T)) for _ in range(cfg["eval_batches"])]
+    val_batches = [to_device(val_data.sample_batch(val_rng, B, T), device) for _ in range(cfg["eval_batches"])]
     decay_steps = cfg.get("decay_steps") or cfg["max_steps"]
     key = run_key(cfg, tokenizer.fingerprint)
 
@@ -227,7 +230,7 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
         micro_batches = []
         for _ in range(accum):
             x, y = train_data.sample_batch(data_rng, B * world, T)
-            micro_batches.append((x[rank * B : (rank + 1) * B].to(device), y[rank * B : (rank + 1) * B].to(device)))
+            micro_batches.append(to_device((x[rank * B : (rank + 1) * B], y[rank * B : (rank + 1) * B]), device))
         loss_sum = train_step(forward, micro_batches, amp, forward.no_sync if world > 1 else None)
         if world > 1:
             loss_sum = reduce_mean(loss_sum, device)
@@ -266,16 +269,6 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
         dist.destroy_process_group()
         if rank != 0:
             return None
-    os.makedirs(out_dir, exist_ok=True)
-    weights = model.state_dict()
-    if mcfg.tie_embeddings:
-        weights.pop("lm_head.weight")  # the same tensor as tok_emb.weight
-    save_safetensors(weights, os.path.join(out_dir, "model.safetensors"), {"format": "pt"})
-    write_json(os.path.join(out_dir, "config.json"), {"model": mcfg.to_dict(), "train": cfg, "tokenizer_fingerprint": tokenizer.fingerprint})
-    with atomic_open(os.path.join(out_dir, "tokenizer.model"), "wb") as f, open(tokenizer_path, "rb") as src:
-        shutil.copyfileobj(src, f)
-    with atomic_open(os.path.join(out_dir, "metrics.jsonl")) as f:
-        f.writelines(json.dumps(row) + "\n" for row in metrics)
     summary = {
         **counts,
         "tokens_seen": tokens,
@@ -291,8 +284,24 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
         "precision": str(amp_dtype or torch.float32),
         "steps": step,
     }
-    write_json(os.path.join(out_dir, "summary.json"), summary)
+    save_model(out_dir, model, cfg, tokenizer_path, metrics, summary)
     return summary
+
+
+def save_model(out_dir, model, cfg, tokenizer_path, metrics, summary):
+    """The folder `load_model` and `python -m lmcore generate` read: weights, configs, tokenizer, metrics."""
+    os.makedirs(out_dir, exist_ok=True)
+    weights = model.state_dict()
+    if model.cfg.tie_embeddings:
+        weights.pop("lm_head.weight")  # the same tensor as tok_emb.weight
+    save_safetensors(weights, os.path.join(out_dir, "model.safetensors"), {"format": "pt"})
+    with atomic_open(os.path.join(out_dir, "tokenizer.model"), "wb") as f, open(tokenizer_path, "rb") as src:
+        shutil.copyfileobj(src, f)
+    config = {"model": model.cfg.to_dict(), "train": cfg, "tokenizer_fingerprint": sha256_file(tokenizer_path)}
+    write_json(os.path.join(out_dir, "config.json"), config)
+    with atomic_open(os.path.join(out_dir, "metrics.jsonl")) as f:
+        f.writelines(json.dumps(row) + "\n" for row in metrics)
+    write_json(os.path.join(out_dir, "summary.json"), summary)
 
 
 def load_model(model_dir, device="cpu"):

@@ -7,6 +7,10 @@ rule clean:
         stats="results/clean/{source}/part-{part}.stats.json",
     params:
         clean=config["clean"],
+    threads: resource("clean", "threads")
+    resources:
+        mem_mb=resource("clean", "mem_mb"),
+        runtime=resource("clean", "runtime"),
     log:
         "logs/clean/{source}/part-{part}.log",
     benchmark:

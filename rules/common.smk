@@ -13,21 +13,13 @@ MODELS = sorted(config["models"])
 PARTS = [(source, part) for source in SOURCES for part in range(config["sources"][source]["parts"])]
 
 
-wildcard_constraints:
-    source="[A-Za-z0-9_-]+",
-    part=r"\d+",
-    tok="[A-Za-z0-9_-]+",
-    model="[A-Za-z0-9_-]+",
-    split="|".join(SPLITS),
-
-
-localrules:
-    download,
-    report,
+def resource(rule, key):
+    """Threads, mem_mb or runtime of one rule, from the config's resources section."""
+    return config["resources"][rule][key]
 
 
 def code(*modules):
-    """lmcore modules a rule runs: edits to them rerun the rule (Snakemake's code trigger sees only the script)."""
+    """The lmcore modules behind a job, as inputs: editing one reruns the job (the code trigger sees only the script)."""
     return [os.path.join(workflow.basedir, "lmcore", m) for m in ("__init__.py", "io.py") + modules]
 
 
@@ -48,17 +40,21 @@ def tokenizer_config(wildcards):
     return config["tokenizers"][wildcards.tok]
 
 
+def model_gpus(wildcards):
+    return config["models"][wildcards.model]["gpus"]
+
+
 def tokenizer_of(wildcards):
     return config["models"][wildcards.model]["tokenizer"]
 
 
 def model_inputs(wildcards):
-    """The shards and tokenizer a model trains or is evaluated on."""
-    tok = tokenizer_of(wildcards)
-    return {
-        "tokenizer": f"results/tokenizers/{tok}/spm.model",
-        "manifest": f"results/shards/{tok}/manifest.json",
-    }
+    """The shards and tokenizer a model trains on."""
+    return {"tokenizer": f"results/tokenizers/{tokenizer_of(wildcards)}/spm.model", "manifest": shards_manifest_of(wildcards)}
+
+
+def shards_manifest_of(wildcards):
+    return f"results/shards/{tokenizer_of(wildcards)}/manifest.json"
 
 
 def trained_model(wildcards):

@@ -7,6 +7,10 @@ rule dedup_signatures:
         npy="results/dedup/signatures/{source}/part-{part}.npy",
     params:
         dedup=config["dedup"],
+    threads: resource("dedup_signatures", "threads")
+    resources:
+        mem_mb=resource("dedup_signatures", "mem_mb"),
+        runtime=resource("dedup_signatures", "runtime"),
     log:
         "logs/dedup_signatures/{source}/part-{part}.log",
     benchmark:
@@ -24,6 +28,10 @@ rule dedup_clusters:
         "results/dedup/clusters.json",
     params:
         dedup=config["dedup"],
+    threads: resource("dedup_clusters", "threads")
+    resources:
+        mem_mb=resource("dedup_clusters", "mem_mb"),
+        runtime=resource("dedup_clusters", "runtime"),
     log:
         "logs/dedup_clusters.log",
     benchmark:
@@ -39,6 +47,10 @@ rule dedup_apply:
         code=code("data/dedup.py"),
     output:
         "results/dedup/{source}/part-{part}.jsonl",
+    threads: resource("dedup_apply", "threads")
+    resources:
+        mem_mb=resource("dedup_apply", "mem_mb"),
+        runtime=resource("dedup_apply", "runtime"),
     log:
         "logs/dedup_apply/{source}/part-{part}.log",
     benchmark:

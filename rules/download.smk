@@ -5,6 +5,10 @@ rule download:
         directory("results/raw/{source}"),
     params:
         source=source_config,
+    threads: resource("download", "threads")
+    resources:
+        mem_mb=resource("download", "mem_mb"),
+        runtime=resource("download", "runtime"),
     log:
         "logs/download/{source}.log",
     benchmark:

@@ -1,11 +1,14 @@
 rule evaluate:
     input:
         unpack(trained_model),
-        manifest=lambda w: model_inputs(w)["manifest"],
+        manifest=shards_manifest_of,
         code=code("evaluate.py", "train.py", "model.py", "shards.py", "tokenizer.py"),
     output:
         report("results/eval/{model}.json", caption="../report/eval.rst", category="Models", subcategory="{model}"),
-    threads: 2
+    threads: resource("evaluate", "threads")
+    resources:
+        mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
     log:
         "logs/evaluate/{model}.log",
     benchmark:

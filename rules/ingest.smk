@@ -6,6 +6,10 @@ rule ingest:
         directory("results/docs/{source}"),
     params:
         source=source_config,
+    threads: resource("ingest", "threads")
+    resources:
+        mem_mb=resource("ingest", "mem_mb"),
+        runtime=resource("ingest", "runtime"),
     log:
         "logs/ingest/{source}.log",
     benchmark:

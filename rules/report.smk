@@ -15,7 +15,10 @@ rule report:
         config=config,
         tokenizers=TOKENIZERS,
         models=MODELS,
-        workflow_dir=workflow.basedir,
+    threads: resource("report", "threads")
+    resources:
+        mem_mb=resource("report", "mem_mb"),
+        runtime=resource("report", "runtime"),
     log:
         "logs/report.log",
     benchmark:

@@ -6,6 +6,10 @@ rule sample:
         report("results/samples/{model}.json", caption="../report/samples.rst", category="Models", subcategory="{model}"),
     params:
         sampling=config["sampling"],
+    threads: resource("sample", "threads")
+    resources:
+        mem_mb=resource("sample", "mem_mb"),
+        runtime=resource("sample", "runtime"),
     log:
         "logs/sample/{model}.log",
     benchmark:

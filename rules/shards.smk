@@ -8,7 +8,10 @@ rule shard:
         stats="results/shards/{tok}/stats/{source}/part-{part}.json",
     params:
         splits=config["splits"],
-    threads: 2
+    threads: resource("shard", "threads")
+    resources:
+        mem_mb=resource("shard", "mem_mb"),
+        runtime=resource("shard", "runtime"),
     log:
         "logs/shard/{tok}/{source}/part-{part}.log",
     benchmark:
@@ -24,6 +27,10 @@ rule shards_manifest:
         code=code("shards.py"),
     output:
         "results/shards/{tok}/manifest.json",
+    threads: resource("shards_manifest", "threads")
+    resources:
+        mem_mb=resource("shards_manifest", "mem_mb"),
+        runtime=resource("shards_manifest", "runtime"),
     log:
         "logs/shards_manifest/{tok}.log",
     benchmark:

@@ -7,7 +7,10 @@ rule train_tokenizer:
     params:
         tokenizer=tokenizer_config,
         splits=config["splits"],
-    threads: 2
+    threads: resource("train_tokenizer", "threads")
+    resources:
+        mem_mb=resource("train_tokenizer", "mem_mb"),
+        runtime=resource("train_tokenizer", "runtime"),
     log:
         "logs/train_tokenizer/{tok}.log",
     benchmark:
@@ -26,6 +29,10 @@ rule eval_tokenizer:
     params:
         tokenizer=tokenizer_config,
         splits=config["splits"],
+    threads: resource("eval_tokenizer", "threads")
+    resources:
+        mem_mb=resource("eval_tokenizer", "mem_mb"),
+        runtime=resource("eval_tokenizer", "runtime"),
     log:
         "logs/eval_tokenizer/{tok}.log",
     benchmark:

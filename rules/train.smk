@@ -15,7 +15,11 @@ rule train:
     params:
         model=model_config,
         checkpoints="results/checkpoints/{model}",
-    threads: 2
+    threads: resource("train", "threads")
+    resources:
+        mem_mb=resource("train", "mem_mb"),
+        runtime=resource("train", "runtime"),
+        gpu=model_gpus,
     log:
         "logs/train/{model}.log",
     benchmark:

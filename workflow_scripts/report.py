@@ -3,7 +3,6 @@ from lmcore.io import atomic_open, redirect_output
 from lmcore.report import build
 
 redirect_output(snakemake.log[0])
-html = build(snakemake.input, snakemake.params.config, snakemake.params.tokenizers, snakemake.params.models,
-             snakemake.params.workflow_dir, benchmarks_dir="benchmarks")
+html = build(snakemake.input, snakemake.params.config, snakemake.params.tokenizers, snakemake.params.models, benchmarks_dir="benchmarks")
 with atomic_open(snakemake.output[0]) as f:
     f.write(html)

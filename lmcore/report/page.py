@@ -162,7 +162,7 @@ def rule_times(benchmarks_dir):
     return times
 
 
-def build(inputs, config, tokenizer_names, model_names, workflow_dir, benchmarks_dir="benchmarks"):
+def build(inputs, config, tokenizer_names, model_names, benchmarks_dir="benchmarks"):
     """Read every stage's outputs (paths in `inputs`, as the report rule lists them) and render the HTML."""
     data = {
         "ingest": [read_json(os.path.join(d, "stats.json")) for d in inputs.ingest],
@@ -174,5 +174,5 @@ def build(inputs, config, tokenizer_names, model_names, workflow_dir, benchmarks
         name: {"summary": read_json(s), "metrics": list(read_jsonl(m)), "eval": read_json(e), "samples": read_json(x)}
         for name, s, m, e, x in zip(model_names, inputs.summaries, inputs.metrics, inputs.evals, inputs.samples)
     }
-    run = {"config": config, "commit": git_commit(workflow_dir), "rule_times": rule_times(benchmarks_dir)}
+    run = {"config": config, "commit": git_commit(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "rule_times": rule_times(benchmarks_dir)}
     return render(run, data, tokenizers, models)

@@ -1,0 +1,59 @@
+"""Beyond one machine: the tiny pipeline through a real SLURM, and parallel data stages that
+give the same result with 8 parts as with 1."""
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import REPO, planned_jobs, snakemake, tiny_config, write_config, write_corpus_archive
+
+
+def slurm_answers():
+    return shutil.which("sinfo") is not None and subprocess.run(["sinfo", "-h"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not slurm_answers() and os.environ.get("CI") != "true",
+                    reason="no SLURM here: tests/slurm/start.sh starts one (CI runs it)")
+def test_tiny_pipeline_runs_through_the_slurm_profile(tmp_path):
+    sha = write_corpus_archive(tmp_path / "corpus.tar.gz", n_docs=30)
+    config = tiny_config((tmp_path / "corpus.tar.gz").as_uri(), sha)
+    config["sources"]["fake"]["parts"] = 1
+    config["models"] = {"a": config["models"]["a"]}
+    config["resources"] = {rule: {"mem_mb": 500} for rule in ("train", "train_tokenizer", "evaluate", "shard", "dedup_clusters")}
+    configfile = write_config(tmp_path / "config.yaml", config)
+    result = snakemake(tmp_path, "results/report.html", "--profile", os.path.join(REPO, "profiles", "slurm"),
+                       "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
+                       configfile=configfile, timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "SLURM jobid" in result.stdout + result.stderr
+    assert (tmp_path / "results" / "report.html").exists()
+
+
+def run_data_stages(folder, parts):
+    sha = write_corpus_archive(folder / "corpus.tar.gz")
+    config = tiny_config((folder / "corpus.tar.gz").as_uri(), sha)
+    config["sources"]["fake"]["parts"] = parts
+    configfile = write_config(folder / "config.yaml", config)
+    dry = snakemake(folder, "-n", "results/shards/tok/manifest.json", configfile=configfile)
+    result = snakemake(folder, "results/shards/tok/manifest.json", configfile=configfile)
+    assert result.returncode == 0, result.stderr[-3000:]
+    kept = sorted(json.loads(line)["id"] for k in range(parts) for line in open(folder / f"results/dedup/fake/part-{k}.jsonl"))
+    manifest = json.loads((folder / "results/shards/tok/manifest.json").read_text())
+    return planned_jobs(dry), kept, manifest
+
+
+def test_eight_parts_are_eight_jobs_per_data_stage_with_the_result_of_one(tmp_path):
+    (tmp_path / "one").mkdir()
+    (tmp_path / "eight").mkdir()
+    jobs1, kept1, manifest1 = run_data_stages(tmp_path / "one", 1)
+    jobs8, kept8, manifest8 = run_data_stages(tmp_path / "eight", 8)
+    for rule in ("clean", "dedup_signatures", "dedup_apply", "shard"):
+        assert (jobs1[rule], jobs8[rule]) == (1, 8)
+    assert kept1 == kept8
+    assert manifest1["tokenizer_fingerprint"] == manifest8["tokenizer_fingerprint"]
+    assert manifest1["tokens"] == manifest8["tokens"]
+    tokens = [np.concatenate([np.load(p["shards"]["train"]["path"]) for p in m["parts"]]) for m in (manifest1, manifest8)]
+    assert sorted(tokens[0].tolist()) == sorted(tokens[1].tolist())

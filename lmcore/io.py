@@ -3,7 +3,11 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
+import sys
 import tempfile
+
+import numpy as np
 
 
 def _umask():
@@ -90,8 +94,6 @@ def stable_hash(text):
 @contextlib.contextmanager
 def atomic_dir(path):
     """Yield a temporary folder beside `path` that replaces `path` when the block succeeds."""
-    import shutil
-
     path = os.fspath(path).rstrip("/")
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = tempfile.mkdtemp(dir=os.path.dirname(path) or ".", prefix=".tmp-" + os.path.basename(path) + ".")
@@ -106,10 +108,20 @@ def atomic_dir(path):
             shutil.rmtree(tmp)
 
 
+def raw_to_npy(raw_path, npy_path, dtype, columns=None):
+    """Wrap a flat binary file of `dtype` into a `.npy` file (1-D, or rows of `columns`),
+    atomically and streaming, so that memory stays flat however large the file."""
+    n = os.path.getsize(raw_path) // np.dtype(dtype).itemsize
+    shape = (n,) if columns is None else (n // columns, columns)
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    with atomic_open(npy_path, "wb") as out, open(raw_path, "rb") as raw:
+        np.lib.format.write_array_header_1_0(out, header)
+        shutil.copyfileobj(raw, out, 1 << 24)
+    return n
+
+
 def redirect_output(log_path):
     """Send this process's stdout and stderr, line-buffered, to a job's log file."""
-    import sys
-
     os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
     stream = open(log_path, "a", buffering=1, encoding="utf-8")
     sys.stdout = sys.stderr = stream

@@ -1,12 +1,11 @@
 """Token shards: documents encoded and written as `.npy`, one file per split, and read back memory-mapped."""
 import contextlib
 import os
-import shutil
 import tempfile
 
 import numpy as np
 
-from lmcore.io import atomic_open, read_json, read_jsonl, sha256_file, write_json
+from lmcore.io import raw_to_npy, read_json, read_jsonl, sha256_file, write_json
 from lmcore.splits import SPLITS, split_of
 
 
@@ -23,16 +22,6 @@ def _batches(iterable, n):
             batch = []
     if batch:
         yield batch
-
-
-def _raw_to_npy(raw_path, npy_path, dtype):
-    """Wrap a flat binary file of `dtype` into a `.npy` file, atomically, streaming (memory stays flat)."""
-    n = os.path.getsize(raw_path) // np.dtype(dtype).itemsize
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (n,)}
-    with atomic_open(npy_path, "wb") as out, open(raw_path, "rb") as raw:
-        np.lib.format.write_array_header_1_0(out, header)
-        shutil.copyfileobj(raw, out, 1 << 24)
-    return n
 
 
 def shard_part(doc_path, tokenizer, fractions, out_paths, num_threads=1, batch_docs=256):
@@ -55,7 +44,7 @@ def shard_part(doc_path, tokenizer, fractions, out_paths, num_threads=1, batch_d
         for f in raw.values():
             f.close()
         for s in SPLITS:
-            _raw_to_npy(os.path.join(tmp, s + ".bin"), out_paths[s], dtype)
+            raw_to_npy(os.path.join(tmp, s + ".bin"), out_paths[s], dtype)
     return stats
 
 

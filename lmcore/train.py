@@ -184,6 +184,8 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
     B, T, accum = cfg["batch_size"], mcfg.context_length, cfg["grad_accum"]
     val_rng = np.random.default_rng(cfg["seed"] + 1)
     val_batches = [to_device(val_data.sample_batch(val_rng, B, T), device) for _ in range(cfg["eval_batches"])]
+    if cfg.get("max_tokens"):
+        cfg = {**cfg, "max_steps": math.ceil(cfg["max_tokens"] / (B * T * accum * world))}
     decay_steps = cfg.get("decay_steps") or cfg["max_steps"]
     key = run_key(cfg, tokenizer.fingerprint)
 

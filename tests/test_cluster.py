@@ -24,8 +24,11 @@ def test_tiny_pipeline_runs_through_the_slurm_profile(tmp_path):
     config["models"] = {"a": config["models"]["a"]}
     config["resources"] = {rule: {"mem_mb": 500} for rule in ("train", "train_tokenizer", "evaluate", "shard", "dedup_clusters")}
     configfile = write_config(tmp_path / "config.yaml", config)
+    # This one-node cluster has no GPU and little memory: override the profile's train resources.
     result = snakemake(tmp_path, "results/report.html", "--profile", os.path.join(REPO, "profiles", "slurm"),
+                       "--set-resources", "train:gpu=0", "train:mem_mb=500", "train:cpus_per_task=1",
                        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
+                       "--seconds-between-status-checks", "2",
                        configfile=configfile, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "SLURM jobid" in result.stdout + result.stderr

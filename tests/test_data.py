@@ -276,3 +276,32 @@ def test_c4_removes_javascript_and_policy_lines():
     text = PROSE + "Please enable JavaScript to view this page.\nRead our Privacy Policy.\n" + more
     cleaned, reason = clean.Cleaner(clean_config())(text)
     assert reason is None and cleaned == PROSE + more
+
+
+def test_ingest_splits_on_a_delimiter_and_reads_jsonl_fields(tmp_path):
+    files = tmp_path / "raw" / "files"
+    files.mkdir(parents=True)
+    (files / "stories.txt").write_text("Once upon a time.<|endoftext|>\nThe end came.<|endoftext|>  \n")
+    (files / "rows.jsonl").write_text('{"text": "first row"}\n\n{"text": "second row", "other": 1}\n')
+    parts = [str(tmp_path / f"part-{k}.jsonl") for k in range(2)]
+    ingest.ingest("s", str(tmp_path / "raw"), {"files": [{"path": "stories.txt"}]}, {"split": "<|endoftext|>"}, parts)
+    docs = sorted((d["id"], d["text"]) for p in parts for d in read_jsonl(p))
+    assert docs == [("s/stories.txt#0", "Once upon a time."), ("s/stories.txt#1", "The end came.")]
+    ingest.ingest("s", str(tmp_path / "raw"), {"files": [{"path": "rows.jsonl"}]}, {"jsonl": "text"}, parts)
+    docs = sorted((d["id"], d["text"]) for p in parts for d in read_jsonl(p))
+    assert docs == [("s/rows.jsonl#1", "first row"), ("s/rows.jsonl#3", "second row")]
+    with pytest.raises(ValueError, match=r"rows\.jsonl:1: no field 'body'"):
+        ingest.ingest("s", str(tmp_path / "raw"), {"files": [{"path": "rows.jsonl"}]}, {"jsonl": "body"}, parts)
+
+
+def test_path_sources_take_a_folder_or_a_glob_with_relative_names(tmp_path):
+    (tmp_path / "corpus" / "sub").mkdir(parents=True)
+    (tmp_path / "corpus" / "a.txt").write_text("a")
+    (tmp_path / "corpus" / "sub" / "b.txt").write_text("b")
+    (tmp_path / "corpus" / "sub" / "c.md").write_text("c")
+    folder = download.download_source("f", {"path": str(tmp_path / "corpus"), "exclude": ["*.md"]}, str(tmp_path / "out1"))
+    assert [f["path"] for f in folder["files"]] == ["a.txt", "sub/b.txt"]
+    matched = download.download_source("g", {"path": str(tmp_path / "corpus" / "**" / "*.txt")}, str(tmp_path / "out2"))
+    assert [f["path"] for f in matched["files"]] == ["a.txt", "sub/b.txt"]
+    with pytest.raises(download.DownloadError, match="matches no file"):
+        download.download_source("h", {"path": str(tmp_path / "nothing*")}, str(tmp_path / "out3"))

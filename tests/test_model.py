@@ -36,7 +36,10 @@ def test_model_is_causal_counts_parameters_and_starts_near_uniform(opts):
     y = x.clone()
     y[:, 10:] = torch.randint(0, 512, (2, 6))
     assert torch.allclose(model(x)[0][:, :10], model(y)[0][:, :10], atol=1e-6)
-    assert count_parameters(model)["parameters"] == sum(p.numel() for p in model.parameters())
+    counts = count_parameters(model)
+    assert counts["parameters"] == sum(p.numel() for p in model.parameters())
+    embeddings = model.tok_emb.weight.numel() + (model.pos_emb.weight.numel() if model.pos_emb is not None else 0)
+    assert counts["non_embedding_parameters"] == counts["parameters"] - embeddings
     loss = model(x, torch.randint(0, 512, (2, 16)))[1].item()
     assert abs(loss - math.log(512)) / math.log(512) < 0.05
 

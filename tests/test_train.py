@@ -43,3 +43,9 @@ def test_two_ddp_processes_take_the_steps_of_one_process_on_the_same_global_batc
     assert losses[0] == pytest.approx(losses[1], abs=1e-4)
     one, two = (load_safetensors(tmp_path / d / "model.safetensors") for d in ("one", "two"))
     assert all(torch.allclose(one[k], two[k], atol=1e-4) for k in one)
+
+
+def test_a_token_budget_sets_the_number_of_steps(tmp_path, data):
+    cfg = model_config(max_steps=1000, max_tokens=5 * 8 * 32 + 1, batch_size=8, eval_interval=100)  # 5 steps' tokens, and one more
+    summary = train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
+    assert summary["steps"] == 6 and summary["tokens_seen"] == 6 * 8 * 32

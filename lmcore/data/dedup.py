@@ -9,13 +9,14 @@ part and drops every member but the smallest id, so the result does not depend o
 documents were spread over parts.
 """
 import hashlib
+import os
 import re
 import unicodedata
 
 import numpy as np
 
 from lmcore.data.text import WordHasher, ngram_hashes, words
-from lmcore.io import atomic_path, read_json, read_jsonl, write_json, write_jsonl
+from lmcore.io import atomic_path, raw_to_npy, read_json, read_jsonl, write_json, write_jsonl
 
 PUNCT_OR_SPACE = re.compile(r"[\W_]+")
 DIGIT = re.compile(r"\d")
@@ -53,20 +54,21 @@ def minhash(word_hashes, n, a, b):
 
 
 def signatures(in_path, json_path, npy_path, cfg):
-    """Write {ids, keys, chars} and a uint64 (documents x bands*rows) MinHash matrix for one part."""
+    """Write {ids, keys, chars} and a uint64 (documents x bands*rows) MinHash matrix for one part.
+
+    Signatures stream to a raw file as they are computed, so memory does not grow with the part."""
     a, b = permutations(cfg["bands"] * cfg["rows"], cfg["seed"])
     hash_words = WordHasher()
-    ids, keys, chars, sigs = [], [], [], []
-    for doc in read_jsonl(in_path):
-        folded = dedup_text(doc["text"])
-        ids.append(doc["id"])
-        keys.append(hashlib.blake2b(folded.encode("utf-8"), digest_size=16).hexdigest())
-        chars.append(len(doc["text"]))
-        sigs.append(minhash(hash_words(words(folded)), cfg["ngram"], a, b))
-    matrix = np.stack(sigs) if sigs else np.zeros((0, len(a)), dtype=np.uint64)
-    with atomic_path(npy_path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, matrix)
+    ids, keys, chars = [], [], []
+    with atomic_path(os.fspath(npy_path) + ".raw") as raw_path:
+        with open(raw_path, "wb") as raw:
+            for doc in read_jsonl(in_path):
+                folded = dedup_text(doc["text"])
+                ids.append(doc["id"])
+                keys.append(hashlib.blake2b(folded.encode("utf-8"), digest_size=16).hexdigest())
+                chars.append(len(doc["text"]))
+                raw.write(minhash(hash_words(words(folded)), cfg["ngram"], a, b).tobytes())
+        raw_to_npy(raw_path, npy_path, np.uint64, columns=len(a))
     write_json(json_path, {"ids": ids, "keys": keys, "chars": chars})
     return len(ids)
 

@@ -305,3 +305,12 @@ def test_path_sources_take_a_folder_or_a_glob_with_relative_names(tmp_path):
     assert [f["path"] for f in matched["files"]] == ["a.txt", "sub/b.txt"]
     with pytest.raises(download.DownloadError, match="matches no file"):
         download.download_source("h", {"path": str(tmp_path / "nothing*")}, str(tmp_path / "out3"))
+
+
+def test_a_pinned_local_file_is_checked_and_never_deleted(tmp_path):
+    (tmp_path / "mine.txt").write_text("my own words")
+    with pytest.raises(download.DownloadError, match="sha256 mismatch for .*mine.txt"):
+        download.download_source("m", {"path": str(tmp_path / "mine.txt"), "sha256": "0" * 64}, str(tmp_path / "out"))
+    assert (tmp_path / "mine.txt").read_text() == "my own words"
+    with pytest.raises(download.DownloadError, match="no such file"):
+        download.fetch_url((tmp_path / "missing.txt").as_uri(), str(tmp_path / "x"))

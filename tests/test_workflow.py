@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import REPO, planned_jobs, serve, snakemake, snakemake_command, tiny_config, write_config, write_corpus_archive
+from lmcore.report.page import fmt
 
 ALL_RULES = {"download", "ingest", "clean", "dedup_signatures", "dedup_clusters", "dedup_apply", "train_tokenizer", "eval_tokenizer",
              "shard", "shards_manifest", "train", "evaluate", "sample", "report", "all"}
@@ -51,7 +52,7 @@ def test_tiny_pipeline_produces_report_and_nothing_is_left_to_do(pipeline):
         summary = json.loads((work / "results" / "models" / name / "summary.json").read_text())
         evaluation = json.loads((work / "results" / "eval" / f"{name}.json").read_text())
         assert f"{summary['parameters']:,}" in report
-        assert f"{evaluation['test']['perplexity']:.3g}" in report
+        assert fmt(evaluation["test"]["perplexity"]) in report and fmt(summary["tokens_per_s"]) in report
         # A trained model beats the unigram baseline counted on the train split.
         assert evaluation["test"]["loss"] < evaluation["baseline"]["loss"]
     assert "<script>alert(1)</script>" not in report

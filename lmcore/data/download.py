@@ -52,7 +52,10 @@ def fetch_url(url, dest, retries=4, timeout=60, backoff=0.5, log=print):
     """Stream `url` to `dest`, retrying connection errors, 5xx and truncated bodies with backoff."""
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme == "file":
-        shutil.copyfile(urllib.request.url2pathname(parsed.path), dest)
+        local = urllib.request.url2pathname(parsed.path)
+        if not os.path.isfile(local):
+            raise DownloadError(f"{url}: no such file")
+        shutil.copyfile(local, dest)
         return dest
     if parsed.scheme not in ("http", "https"):
         raise DownloadError(f"unsupported URL scheme in {url!r}: use http, https or file")
@@ -167,7 +170,12 @@ def download_source(name, source, out_dir, log=print):
     fetched = {}
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".fetch-") as tmp:
         if source.get("path"):
-            for path, rel in local_files(source["path"]):
+            listed = local_files(source["path"])
+            if source.get("sha256"):  # a user's own file: a mismatch is reported, never deleted
+                actual = sha256_file(listed[0][0]) if len(listed) == 1 else f"{len(listed)} files"
+                if actual != source["sha256"]:
+                    raise DownloadError(f"sha256 mismatch for {source['path']}: expected {source['sha256']}, got {actual}")
+            for path, rel in listed:
                 if selected(rel, include, exclude) or rel.lower().endswith(ARCHIVE_SUFFIXES):
                     unpack(path, os.path.join(files_dir, os.path.dirname(rel)), include, exclude)
         else:

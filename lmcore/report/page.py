@@ -37,7 +37,9 @@ def fmt(value, digits=3):
     if isinstance(value, float):
         if value != value:
             return "nan"
-        return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:.3e}"
+        if abs(value) >= 1e4:
+            return f"{value:,.0f}"
+        return f"{value:.{digits + 1}g}" if abs(value) >= 1 else f"{value:.{digits}g}"
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)

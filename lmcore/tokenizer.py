@@ -1,12 +1,14 @@
 """SentencePiece tokenizers that are lossless: decode(encode(text)) == text.
 
 Losslessness comes from identity normalisation, no dummy prefix, no whitespace
-folding, byte fallback, and the newline as a user-defined piece (SentencePiece
-otherwise never sees one: it treats its input as lines). Documents are joined
+folding, byte fallback, the newline as a user-defined piece (SentencePiece
+otherwise never sees one: it treats its input as lines), and an escape for the
+character SentencePiece uses for spaces (U+2581). Documents are joined
 with the end-of-text id (SentencePiece's eos).
 """
 import io
 import os
+import re
 
 import numpy as np
 import sentencepiece as spm
@@ -15,15 +17,31 @@ from lmcore.io import atomic_open, sha256_file, stable_hash
 from lmcore.splits import documents_in_split
 
 MAX_SENTENCE_BYTES = 8192
+# SentencePiece writes spaces as U+2581, so a U+2581 in the text would decode as a space.
+# It is escaped as ESCAPE + "s", and ESCAPE itself (a private-use character) as ESCAPE twice.
+SPACE_SYMBOL, ESCAPE = "\u2581", "\ue000"
+UNESCAPE = re.compile(ESCAPE + "([" + ESCAPE + "s])")
 DEFAULT_SPECIAL_IDS = {"unk": 0, "bos": 1, "eos": 2, "pad": -1}
 TOP_PIECES = 20
+
+
+def escape(text):
+    if ESCAPE in text or SPACE_SYMBOL in text:
+        return text.replace(ESCAPE, ESCAPE + ESCAPE).replace(SPACE_SYMBOL, ESCAPE + "s")
+    return text
+
+
+def unescape(text):
+    if ESCAPE in text:
+        return UNESCAPE.sub(lambda m: ESCAPE if m.group(1) == ESCAPE else SPACE_SYMBOL, text)
+    return text
 
 
 def training_sentences(documents):
     """Paragraphs with their newlines, cut at line ends to stay under SentencePiece's sentence limit."""
     for doc in documents:
         chunk = ""
-        for line in doc["text"].splitlines(keepends=True):
+        for line in escape(doc["text"]).splitlines(keepends=True):
             if chunk and (line == "\n" or len((chunk + line).encode()) > MAX_SENTENCE_BYTES):
                 yield chunk + (line if line == "\n" else "")
                 chunk = "" if line == "\n" else line
@@ -85,13 +103,13 @@ class Tokenizer:
         self.fingerprint = sha256_file(self.path)
 
     def encode(self, text):
-        return self.sp.encode(text)
+        return self.sp.encode(escape(text))
 
     def encode_batch(self, texts, num_threads=1):
-        return self.sp.encode(list(texts), num_threads=num_threads)
+        return self.sp.encode([escape(t) for t in texts], num_threads=num_threads)
 
     def decode(self, ids):
-        return self.sp.decode([int(i) for i in ids])
+        return unescape(self.sp.decode([int(i) for i in ids]))
 
     def token_bytes(self):
         """UTF-8 bytes each id contributes to decoded text (0 for control pieces such as end-of-text)."""

@@ -10,7 +10,8 @@ from lmcore.shards import TokenDataset, dtype_for
 from lmcore.splits import SPLITS
 
 HARD_STRINGS = ["  two leading spaces", "tabs\tand\n\n\nnewlines\n", "trailing  ", "\n", "emoji 😀, CJK 漢字, e\u0301 (combining)",
-                "<|endoftext|>", "a\r\nb", "\x00\x01 control", "", "zero\u200bwidth", "RTL مرحبا"]
+                "<|endoftext|>", "a\r\nb", "\x00\x01 control", "", "zero\u200bwidth", "RTL مرحبا",
+                "\u2581 lower one eighth block", "\ue000 private\ue000\ue000s use", "\ue000s\u2581"]
 
 
 @pytest.fixture(scope="module", params=["bpe", "unigram", "char"])
@@ -29,7 +30,7 @@ def test_decode_encode_is_identity(tok, text):
 
 def test_decode_encode_is_identity_on_random_text(tok):
     rng = random.Random(1)
-    alphabet = "abc XYZ\n\t  .,;'\"é漢😀\u0301-_<|>\r\x00\u00a0"
+    alphabet = "abc XYZ\n\t  .,;'\"é漢😀\u0301-_<|>\r\x00\u00a0\u2581\ue000s"
     for _ in range(300):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
         assert tok.decode(tok.encode(text)) == text

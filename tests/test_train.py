@@ -49,3 +49,28 @@ def test_a_token_budget_sets_the_number_of_steps(tmp_path, data):
     cfg = model_config(max_steps=1000, max_tokens=5 * 8 * 32 + 1, batch_size=8, eval_interval=100)  # 5 steps' tokens, and one more
     summary = train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
     assert summary["steps"] == 6 and summary["tokens_seen"] == 6 * 8 * 32
+
+
+def test_sigterm_writes_a_checkpoint_and_the_rerun_resumes_from_it(tmp_path, data):
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    cfg = model_config(max_steps=100_000, log_interval=5, eval_interval=10_000, checkpoint_interval=10_000)
+    cmd = [sys.executable, "-m", "lmcore", "train", "--config-json", json.dumps(cfg), "--tokenizer", data[0], "--manifest", data[1],
+           "--out", str(tmp_path / "out"), "--checkpoints", str(tmp_path / "ckpt")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if line.startswith('{"step"'):  # training is under way
+            proc.send_signal(signal.SIGTERM)
+            break
+    output = proc.stdout.read()
+    assert proc.wait(timeout=60) == 143
+    step = int(re.search(r"SIGTERM: checkpoint written at iteration (\d+)", output).group(1))
+    assert [os.path.basename(p) for p in list_checkpoints(tmp_path / "ckpt")] == [f"ckpt-{step:08d}.pt"]
+    rerun = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first_line = rerun.stdout.readline()
+    rerun.kill()
+    rerun.wait()
+    assert first_line.strip() == f"Resumed from iteration {step}"

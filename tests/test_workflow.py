@@ -49,6 +49,7 @@ def test_tiny_pipeline_produces_report_and_nothing_is_left_to_do(pipeline):
     parser.feed(report)
     parser.close()
     for name in ("a", "b"):
+        assert f"<td>{name}</td>" in report and f"<h3>{name}</h3>" in report  # models table and samples
         summary = json.loads((work / "results" / "models" / name / "summary.json").read_text())
         evaluation = json.loads((work / "results" / "eval" / f"{name}.json").read_text())
         assert f"{summary['parameters']:,}" in report

@@ -112,10 +112,11 @@ def find_clusters(json_paths, npy_paths, out_path, cfg):
             for i, row in enumerate(matrix[:, band * rows : (band + 1) * rows]):
                 buckets.setdefault(row.tobytes(), []).append(i)
             for members in buckets.values():
-                for j in members[1:]:
-                    i = members[0]
-                    if uf.find(i) != uf.find(j) and np.mean(matrix[i] == matrix[j]) >= cfg["threshold"]:
-                        near_pairs += uf.union(i, j)
+                for k, j in enumerate(members[1:], 1):
+                    for i in members[:k]:  # verify against earlier members until j joins a cluster
+                        if uf.find(i) != uf.find(j) and np.mean(matrix[i] == matrix[j]) >= cfg["threshold"]:
+                            near_pairs += uf.union(i, j)
+                            break
     groups = {}
     for i in range(len(ids)):
         groups.setdefault(uf.find(i), []).append(ids[i])

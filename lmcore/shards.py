@@ -49,7 +49,10 @@ def shard_part(doc_path, tokenizer, fractions, out_paths, num_threads=1, batch_d
 
 
 def write_manifest(out_path, tokenizer, parts):
-    """`parts`: list of {name, stats, shards: {split: path}}. Records tokens per split and part, and checksums."""
+    """`parts`: list of {name, stats, shards: {split: path}}. Records tokens per split and part, and checksums.
+
+    Shard paths are relative to the manifest's folder, so `results/` can be moved or mounted elsewhere."""
+    folder = os.path.dirname(os.path.abspath(out_path))
     totals = {s: sum(p["stats"][s]["tokens"] for p in parts) for s in SPLITS}
     manifest = {
         "tokenizer_fingerprint": tokenizer.fingerprint,
@@ -61,7 +64,7 @@ def write_manifest(out_path, tokenizer, parts):
             {
                 "name": p["name"],
                 "stats": p["stats"],
-                "shards": {s: {"path": os.path.abspath(path), "sha256": sha256_file(path)} for s, path in p["shards"].items()},
+                "shards": {s: {"path": os.path.relpath(os.path.abspath(path), folder), "sha256": sha256_file(path)} for s, path in p["shards"].items()},
             }
             for p in parts
         ],
@@ -83,7 +86,8 @@ class TokenDataset:
             )
         self.vocab_size = manifest["vocab_size"]
         self.eot_id = manifest["eot_id"]
-        self.paths = [p["shards"][split]["path"] for p in manifest["parts"]]
+        folder = os.path.dirname(os.path.abspath(manifest_path))
+        self.paths = [os.path.join(folder, p["shards"][split]["path"]) for p in manifest["parts"]]
         self.arrays = [np.load(p, mmap_mode="r") for p in self.paths]
         for path, a in zip(self.paths, self.arrays):
             if len(a) and int(a.max()) >= self.vocab_size:

@@ -68,7 +68,8 @@ def distributed():
 
 
 def train_step(forward, micro_batches, amp, no_sync=None):
-    """Forward and backward over the micro-batches of one optimizer step; returns their mean loss.
+    """Forward and backward over the micro-batches of one optimizer step; returns their mean loss
+    as a 0-d tensor (left on the device: reading it waits for the GPU).
 
     Each loss is divided by the number of micro-batches, so the summed gradients are those
     of the mean over all of them, as if they were one batch. Under DDP, `no_sync` skips the
@@ -81,7 +82,7 @@ def train_step(forward, micro_batches, amp, no_sync=None):
             with amp():
                 loss = forward(x, y)[1] / len(micro_batches)
             loss.backward()
-        total += loss.item()
+        total = total + loss.detach().float()
     return total
 
 
@@ -120,12 +121,6 @@ def set_rng_state(state):
 
 def to_device(arrays, device):
     return tuple(torch.from_numpy(a).to(device) for a in arrays)
-
-
-def reduce_mean(value, device):
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return t.item() / dist.get_world_size()
 
 
 def run_key(cfg, fingerprint):
@@ -168,6 +163,8 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
     amp_dtype = autocast_dtype(cfg.get("precision", "auto"), device)
+    if device.type == "cuda":  # fp32 matrix products on tensor cores (TF32), as every GPU training loop does
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
     def amp():
         return torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
@@ -233,13 +230,15 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
         for _ in range(accum):
             x, y = train_data.sample_batch(data_rng, B * world, T)
             micro_batches.append(to_device((x[rank * B : (rank + 1) * B], y[rank * B : (rank + 1) * B]), device))
-        loss_sum = train_step(forward, micro_batches, amp, forward.no_sync if world > 1 else None)
+        loss = train_step(forward, micro_batches, amp, forward.no_sync if world > 1 else None)
         if world > 1:
-            loss_sum = reduce_mean(loss_sum, device)
+            dist.all_reduce(loss)
+            loss /= world
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"] or math.inf)
+        loss_sum, grad_norm = torch.stack([loss, grad_norm.float()]).tolist()  # one wait for the GPU per step
         if not math.isfinite(loss_sum):
             kept = list_checkpoints(ckpt_dir)
             raise FloatingPointError(f"loss became {loss_sum} at step {step}; last good checkpoint: {kept[-1] if kept else 'none'}")
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"] or math.inf).item()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1

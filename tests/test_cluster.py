@@ -24,9 +24,9 @@ def test_tiny_pipeline_runs_through_the_slurm_profile(tmp_path):
     config["models"] = {"a": config["models"]["a"]}
     config["resources"] = {rule: {"mem_mb": 500} for rule in ("train", "train_tokenizer", "evaluate", "shard", "dedup_clusters")}
     configfile = write_config(tmp_path / "config.yaml", config)
-    # This one-node cluster has no GPU and little memory: override the profile's train resources.
+    # This one-node cluster has 2 CPUs and little memory: override the profile's train resources.
     result = snakemake(tmp_path, "results/report.html", "--profile", os.path.join(REPO, "profiles", "slurm"),
-                       "--set-resources", "train:gpu=0", "train:mem_mb=500", "train:cpus_per_task=1",
+                       "--set-resources", "train:mem_mb=500", "train:cpus_per_task=1",
                        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
                        "--seconds-between-status-checks", "2",
                        configfile=configfile, timeout=900)
@@ -58,5 +58,6 @@ def test_eight_parts_are_eight_jobs_per_data_stage_with_the_result_of_one(tmp_pa
     assert kept1 == kept8
     assert manifest1["tokenizer_fingerprint"] == manifest8["tokenizer_fingerprint"]
     assert manifest1["tokens"] == manifest8["tokens"]
-    tokens = [np.concatenate([np.load(p["shards"]["train"]["path"]) for p in m["parts"]]) for m in (manifest1, manifest8)]
+    tokens = [np.concatenate([np.load(folder / "results/shards/tok" / p["shards"]["train"]["path"]) for p in m["parts"]])
+              for folder, m in ((tmp_path / "one", manifest1), (tmp_path / "eight", manifest8))]
     assert sorted(tokens[0].tolist()) == sorted(tokens[1].tolist())

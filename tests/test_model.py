@@ -158,6 +158,6 @@ def test_four_micro_batches_of_two_give_the_gradient_of_one_batch_of_eight():
     for batches in ([(x, y)], [(x[i : i + 2], y[i : i + 2]) for i in range(0, 8, 2)]):
         model.zero_grad()
         loss = train_step(model, batches, contextlib.nullcontext)
-        grads.append((loss, [p.grad.clone() for p in model.parameters()]))
+        grads.append((loss.item(), [p.grad.clone() for p in model.parameters()]))
     assert grads[0][0] == pytest.approx(grads[1][0], abs=1e-6)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[0][1], grads[1][1]))

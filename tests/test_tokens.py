@@ -91,3 +91,11 @@ def test_random_windows_are_shifted_seeded_and_resumable(tmp_path, bpe):
     assert all((a == b).all() for a, b in zip(after, data.sample_batch(restored, 4, 16)))
     windows = list(data.windows(16))
     assert sum(len(y) for _, y in windows) == data.num_tokens - len(data.arrays)
+
+
+def test_shards_can_be_moved_with_their_manifest(tmp_path, bpe):
+    (tmp_path / "a").mkdir()
+    make_shards(tmp_path / "a", bpe, documents(30))
+    (tmp_path / "a").rename(tmp_path / "b")
+    data = TokenDataset(tmp_path / "b" / "manifest.json", "train", bpe.fingerprint)
+    assert data.num_tokens > 0 and all(p.startswith(str(tmp_path / "b")) for p in data.paths)

@@ -29,14 +29,15 @@ def clean_config():
 def worker(stage, src, dst, parts):
     from lmcore.data import clean, dedup, ingest
 
+    cfg = clean_config() if stage == "clean" else DEDUP
     start = time.perf_counter()
     if stage == "ingest":
         manifest = {"files": [{"path": f} for f in sorted(os.listdir(os.path.join(src, "files")))]}
         ingest.ingest("bench", src, manifest, "file", [os.path.join(dst, f"part-{k}.jsonl") for k in range(int(parts))])
     elif stage == "clean":
-        clean.clean_part(src, dst, clean_config())
+        clean.clean_part(src, dst, cfg)
     else:
-        dedup.signatures(src, dst + ".json", dst + ".npy", DEDUP)
+        dedup.signatures(src, dst + ".json", dst + ".npy", cfg)
     print(json.dumps({"seconds": time.perf_counter() - start}))
 
 

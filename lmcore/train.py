@@ -105,8 +105,11 @@ def measured_peak_flops(device, dtype, n=1024, seconds=0.3):
 
 
 def rng_state():
+    """Every global RNG, in types `torch.load(weights_only=True)` accepts (numpy's as plain lists)."""
+    name, key, pos, has_gauss, gauss = np.random.get_state()
     return {
         "python": random.getstate(),
+        "numpy": [name, key.tolist(), pos, has_gauss, gauss],
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -114,6 +117,8 @@ def rng_state():
 
 def set_rng_state(state):
     random.setstate(state["python"])
+    name, key, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, np.array(key, dtype=np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if state["cuda"]:
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -170,6 +175,7 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
         return torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
 
     random.seed(cfg["seed"])
+    np.random.seed(cfg["seed"])
     torch.manual_seed(cfg["seed"])
     mcfg = ModelConfig.from_dict(cfg, vocab_size=tokenizer.vocab_size)
     model = GPT(mcfg).to(device)

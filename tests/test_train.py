@@ -74,3 +74,18 @@ def test_sigterm_writes_a_checkpoint_and_the_rerun_resumes_from_it(tmp_path, dat
     rerun.kill()
     rerun.wait()
     assert first_line.strip() == f"Resumed from iteration {step}"
+
+
+def test_every_rng_state_survives_a_weights_only_checkpoint(tmp_path):
+    import random
+
+    import numpy as np
+
+    from lmcore.checkpoint import load_checkpoint, save_checkpoint
+    from lmcore.train import rng_state, set_rng_state
+
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    save_checkpoint(tmp_path, 1, {"rng": rng_state()}, keep=1)
+    expected = (random.random(), np.random.random(), torch.rand(1).item())
+    set_rng_state(load_checkpoint(list_checkpoints(tmp_path)[0])["rng"])
+    assert (random.random(), np.random.random(), torch.rand(1).item()) == expected

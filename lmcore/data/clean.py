@@ -89,6 +89,25 @@ def _duplicate_share(pieces):
     return dup / max(1, len(pieces)), dup_chars / max(1, total_chars)
 
 
+def _most_frequent(h):
+    """(value, count) of the most frequent value of h; the smallest value among ties."""
+    s = np.sort(h)
+    starts = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
+    counts = np.diff(np.append(starts, len(s)))
+    top = np.argmax(counts)
+    return s[starts[top]], counts[top]
+
+
+def _repeated(h):
+    """Whether each value of h occurs more than once in h."""
+    order = np.argsort(h)
+    equal = h[order][1:] == h[order][:-1]
+    repeated = np.zeros(len(h), dtype=bool)
+    repeated[order[1:][equal]] = True
+    repeated[order[:-1][equal]] = True
+    return repeated
+
+
 def gopher_repetition(text, ws, hashes, cfg):
     lines = [line for line in text.split("\n") if line.strip()]
     paragraphs = [p for p in re.split(r"\n{2,}", text) if p.strip()]
@@ -100,25 +119,23 @@ def gopher_repetition(text, ws, hashes, cfg):
         return "gopher_duplicate_paragraphs"
     lengths = np.fromiter(map(len, ws), dtype=np.int64, count=len(ws))
     total = lengths.sum()
-    for n, limit in sorted(cfg["top_ngram_char_frac"].items()):
+    for n, limit in sorted(cfg["top_ngram_char_frac"].items(), key=lambda item: int(item[0])):
         h = ngram_hashes(hashes, int(n))
         if len(h) == 0:
             continue
-        values, first, counts = np.unique(h, return_index=True, return_counts=True)
-        top = np.argmax(counts)
-        if counts[top] > 1 and counts[top] * lengths[first[top] : first[top] + int(n)].sum() / total > limit:
-            return f"gopher_top_{n}gram"
+        top, count = _most_frequent(h)
+        if count > 1:
+            first = int(np.argmax(h == top))
+            if count * lengths[first : first + int(n)].sum() / total > limit:
+                return f"gopher_top_{n}gram"
     limits = sorted((int(n), limit) for n, limit in cfg["dup_ngram_char_frac"].items())
     for k, (n, limit) in enumerate(limits):
         h = ngram_hashes(hashes, n)
         if len(h) == 0:
             continue
-        _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
-        starts = counts[inverse] > 1
-        # mark every word covered by a duplicated n-gram: +1 at its start, -1 after its end
-        marks = np.zeros(len(ws) + 1, dtype=np.int64)
-        np.add.at(marks, np.flatnonzero(starts), 1)
-        np.add.at(marks, np.flatnonzero(starts) + n, -1)
+        # mark every word covered by a repeated n-gram: +1 at its start, -1 after its end
+        starts = np.flatnonzero(_repeated(h))
+        marks = np.bincount(starts, minlength=len(ws) + 1) - np.bincount(starts + n, minlength=len(ws) + 1)
         covered = np.cumsum(marks[:-1]) > 0
         share = lengths[covered].sum() / total
         if share > limit:

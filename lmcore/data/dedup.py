@@ -15,22 +15,22 @@ import unicodedata
 
 import numpy as np
 
-from lmcore.data.text import WordHasher, ngram_hashes, words
+from lmcore.data.text import WordHasher, ngram_hashes
 from lmcore.io import atomic_path, raw_to_npy, read_json, read_jsonl, write_json, write_jsonl
 
-PUNCT_OR_SPACE = re.compile(r"[\W_]+")
+WORD_CHARS = re.compile(r"[^\W_]+")  # a run of letters and digits: what folding punctuation and whitespace leaves
 DIGIT = re.compile(r"\d")
 SHINGLE_CHUNK = 4096
 
 
-def dedup_text(text):
-    """Lowercase, digits folded to 0, punctuation and whitespace folded to one space."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    return PUNCT_OR_SPACE.sub(" ", DIGIT.sub("0", text)).strip()
+def dedup_words(text):
+    """The words of the normalised text: lowercase, digits folded to 0, no punctuation."""
+    return WORD_CHARS.findall(DIGIT.sub("0", unicodedata.normalize("NFKC", text).lower()))
 
 
-def exact_key(text):
-    return hashlib.blake2b(dedup_text(text).encode("utf-8"), digest_size=16).hexdigest()
+def exact_key(folded_words):
+    """A hash of the normalised text: its words joined by one space."""
+    return hashlib.blake2b(" ".join(folded_words).encode("utf-8"), digest_size=16).hexdigest()
 
 
 def permutations(num_perm, seed):
@@ -63,11 +63,11 @@ def signatures(in_path, json_path, npy_path, cfg):
     with atomic_path(os.fspath(npy_path) + ".raw") as raw_path:
         with open(raw_path, "wb") as raw:
             for doc in read_jsonl(in_path):
-                folded = dedup_text(doc["text"])
+                folded = dedup_words(doc["text"])
                 ids.append(doc["id"])
-                keys.append(hashlib.blake2b(folded.encode("utf-8"), digest_size=16).hexdigest())
+                keys.append(exact_key(folded))
                 chars.append(len(doc["text"]))
-                raw.write(minhash(hash_words(words(folded)), cfg["ngram"], a, b).tobytes())
+                raw.write(minhash(hash_words(folded), cfg["ngram"], a, b).tobytes())
         raw_to_npy(raw_path, npy_path, np.uint64, columns=len(a))
     write_json(json_path, {"ids": ids, "keys": keys, "chars": chars})
     return len(ids)

@@ -4,17 +4,16 @@ Shared by the repetition filters (clean) and MinHash (dedup): each word is hashe
 (crc32, the same on every machine), and an n-gram's hash is a polynomial in its word
 hashes, computed for every position at once with uint64 arithmetic that wraps.
 """
-import re
 import zlib
 
 import numpy as np
 
-WORD = re.compile(r"\S+")
 MULTIPLIER = np.uint64(0x100000001B3)  # an odd 64-bit constant (the FNV prime) for the polynomial
 
 
 def words(text):
-    return WORD.findall(text)
+    """Whitespace-separated words (str.split: the same Unicode whitespace as the regex \\S+, faster)."""
+    return text.split()
 
 
 class WordHasher:

@@ -87,11 +87,17 @@ def render(run, data, tokenizers, models):
     rows = []
     for name, m in models.items():
         s, e = m["summary"], m["eval"]
-        rows.append([name, s["parameters"], s["non_embedding_parameters"], s["tokens_seen"], s["tokens_per_parameter"], s["total_flops"],
-                     s["wall_time_s"], s["tokens_per_s"], s["mfu"], s["best_val_loss"], e["test"]["loss"], e["test"]["perplexity"],
+        mfu = f"{s['mfu']:.1%}" if s["mfu"] is not None else None
+        rows.append([name, s["parameters"], s["non_embedding_parameters"], s["tokens_seen"], s["tokens_per_parameter"], f"{s['total_flops']:.3g}",
+                     s["wall_time_s"], s["tokens_per_s"], mfu, s["best_val_loss"], e["test"]["loss"], e["test"]["perplexity"],
                      e["test"]["bits_per_byte"], e["baseline"]["perplexity"], e["baseline"]["bits_per_byte"]])
     parts.append(table(["model", "parameters", "non-embedding", "tokens seen", "tokens/param", "FLOPs", "train s", "tokens/s", "MFU",
                         "best val loss", "test loss", "test ppl", "test bits/byte", "unigram ppl", "unigram bits/byte"], rows))
+    peaks = "; ".join(f"{name} on {m['summary']['device']} ({m['summary']['precision'].removeprefix('torch.')}), "
+                      f"{m['summary']['peak_flops'] / 1e9:,.0f} GFLOP/s" for name, m in models.items())
+    parts.append(f"<p>FLOPs = (6 N + 12 L d T) x tokens seen (N non-embedding parameters). MFU is the model's "
+                 f"FLOP/s over the device's peak: a data-sheet figure on known GPUs, a measured matrix product "
+                 f"elsewhere: {esc(peaks)}. Unigram: token frequencies of the train split, scored on the test tokens.</p>")
 
     parts.append("<h2>Training curves</h2><div class='plots'>")
     series = {name: m["metrics"] for name, m in models.items()}

@@ -10,6 +10,7 @@ import html
 import json
 import os
 import platform
+import re
 import subprocess
 
 from lmcore.io import read_json, read_jsonl
@@ -19,8 +20,8 @@ CSS = """
 body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:1rem;color:#222;line-height:1.4}
 h1{font-size:1.6rem}h2{border-bottom:1px solid #ccc;padding-bottom:.2rem;margin-top:2rem}
 .scroll{overflow-x:auto}table{border-collapse:collapse;font-size:.9rem}
-td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:right;white-space:nowrap}
-td:first-child,th:first-child{text-align:left}
+td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+td.n{text-align:right;white-space:nowrap}th{overflow-wrap:normal}
 pre{white-space:pre-wrap;background:#f6f6f6;padding:.5rem;border-radius:4px;font-size:.85rem}
 .plots{display:flex;flex-wrap:wrap;gap:1rem}.plots>div{flex:1 1 480px;min-width:0}svg{max-width:100%;height:auto}
 .samples{display:grid;grid-template-columns:repeat(auto-fit,minmax(280px,1fr));gap:.5rem}
@@ -45,9 +46,19 @@ def fmt(value, digits=3):
     return str(value)
 
 
+NUMBER = re.compile(r"[-+]?[\d,.]+(e[-+]?\d+)?%?|–|nan")
+
+
+def cell(value):
+    """A table cell: figures right-aligned on one line, text left-aligned and wrapped."""
+    text = fmt(value)
+    number = not isinstance(value, str) or NUMBER.fullmatch(text)
+    return f"<td class='n'>{esc(text)}</td>" if number else f"<td>{esc(text)}</td>"
+
+
 def table(headers, rows):
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{esc(fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(map(cell, row)) + "</tr>" for row in rows)
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
@@ -84,20 +95,24 @@ def render(run, data, tokenizers, models):
                  f"commit {esc(run['commit'])}, config digest {esc(config_digest(run['config']))}.</p>")
 
     parts.append("<h2>Models</h2>")
-    rows = []
+    quality, cost = [], []
     for name, m in models.items():
         s, e = m["summary"], m["eval"]
+        quality.append([name, s["parameters"], s["best_val_loss"], e["test"]["loss"], e["test"]["perplexity"], e["test"]["bits_per_byte"],
+                        e["baseline"]["perplexity"], e["baseline"]["bits_per_byte"]])
         mfu = f"{s['mfu']:.1%}" if s["mfu"] is not None else None
-        rows.append([name, s["parameters"], s["non_embedding_parameters"], s["tokens_seen"], s["tokens_per_parameter"], f"{s['total_flops']:.3g}",
-                     s["wall_time_s"], s["tokens_per_s"], mfu, s["best_val_loss"], e["test"]["loss"], e["test"]["perplexity"],
-                     e["test"]["bits_per_byte"], e["baseline"]["perplexity"], e["baseline"]["bits_per_byte"]])
-    parts.append(table(["model", "parameters", "non-embedding", "tokens seen", "tokens/param", "FLOPs", "train s", "tokens/s", "MFU",
-                        "best val loss", "test loss", "test ppl", "test bits/byte", "unigram ppl", "unigram bits/byte"], rows))
+        cost.append([name, s["non_embedding_parameters"], s["tokens_seen"], s["tokens_per_parameter"], f"{s['total_flops']:.3g}",
+                     s["wall_time_s"], s["tokens_per_s"], mfu])
+    parts.append(table(["model", "parameters", "best val loss", "test loss", "test ppl", "test bits/byte", "unigram ppl",
+                        "unigram bits/byte"], quality))
+    parts.append("<p>Test loss in nats per token; bits per byte compare models across tokenizers. Unigram: token "
+                 "frequencies counted on the train split, scored on the same test tokens.</p><h3>Training cost</h3>")
+    parts.append(table(["model", "non-embedding params", "tokens seen", "tokens/param", "FLOPs", "train s", "tokens/s", "MFU"], cost))
     peaks = "; ".join(f"{name} on {m['summary']['device']} ({m['summary']['precision'].removeprefix('torch.')}), "
                       f"{m['summary']['peak_flops'] / 1e9:,.0f} GFLOP/s" for name, m in models.items())
     parts.append(f"<p>FLOPs = (6 N + 12 L d T) x tokens seen (N non-embedding parameters). MFU is the model's "
                  f"FLOP/s over the device's peak: a data-sheet figure on known GPUs, a measured matrix product "
-                 f"elsewhere: {esc(peaks)}. Unigram: token frequencies of the train split, scored on the test tokens.</p>")
+                 f"elsewhere: {esc(peaks)}.</p>")
 
     parts.append("<h2>Training curves</h2><div class='plots'>")
     series = {name: m["metrics"] for name, m in models.items()}
@@ -145,7 +160,7 @@ def render(run, data, tokenizers, models):
     for name, m in models.items():
         parts.append(f"<h3>{esc(name)}</h3><div class='samples'>")
         for s in m["samples"]:
-            parts.append(f"<div><b>{esc(s['preset'])}</b> {esc(json.dumps(s['settings'], sort_keys=True))}<pre><b>{esc(s['prompt'])}</b>{esc(s['completion'])}</pre></div>")
+            parts.append(f"<div><b>{esc(s['preset'])}</b> {esc(json.dumps(s['settings'], sort_keys=True))}<pre><b>{esc(s['prompt'])}</b>{esc(s['completion'].rstrip())}</pre></div>")
         parts.append("</div>")
 
     parts.append("<h2>Run</h2>")

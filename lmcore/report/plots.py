@@ -43,6 +43,7 @@ def size_plot(models):
         ax.scatter(m["summary"]["parameters"], m["eval"]["test"]["loss"])
         ax.annotate(name, (m["summary"]["parameters"], m["eval"]["test"]["loss"]))
     ax.set_xscale("log")
+    ax.margins(0.2)  # room for the names beside the outermost points
     ax.set_xlabel("parameters")
     ax.set_ylabel("test loss (nats/token)")
     ax.set_title("Model size against test loss")

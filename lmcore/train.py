@@ -59,12 +59,18 @@ def autocast_dtype(precision, device):
     return torch.bfloat16 if precision == "bf16" else None
 
 
-def distributed():
-    """(rank, world size) under torchrun, with the process group started; (0, 1) in a plain process."""
+def distributed(device):
+    """(rank, world size, device) under torchrun, with the process group started (nccl between
+    GPUs, gloo between CPU processes) and each rank on its own GPU; (0, 1, device) in a plain process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), world) if world > 1 else (0, 1)
+    if world == 1:
+        return 0, 1, device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world, device
 
 
 def train_step(forward, micro_batches, amp, no_sync=None):
@@ -162,11 +168,7 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
     tokenizer = Tokenizer(tokenizer_path)
     train_data = TokenDataset(manifest_path, "train", tokenizer.fingerprint)
     val_data = TokenDataset(manifest_path, "validation", tokenizer.fingerprint)
-    rank, world = distributed()
-    device = pick_device(cfg.get("device", "auto"))
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
+    rank, world, device = distributed(pick_device(cfg.get("device", "auto")))
     amp_dtype = autocast_dtype(cfg.get("precision", "auto"), device)
     if device.type == "cuda":  # fp32 matrix products on tensor cores (TF32), as every GPU training loop does
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True

@@ -36,7 +36,7 @@ def test_a_loss_that_becomes_nan_stops_the_run_naming_the_step(tmp_path, data):
 
 
 def test_two_ddp_processes_take_the_steps_of_one_process_on_the_same_global_batch(tmp_path, data):
-    single = model_config(batch_size=4, max_steps=8, eval_interval=4, log_interval=1, dropout=0.0)
+    single = model_config(batch_size=4, max_steps=8, eval_interval=4, log_interval=1, dropout=0.0, device="cpu")  # gloo, even beside a GPU
     launch(single, *data, str(tmp_path / "one"), str(tmp_path / "ck1"), threads=1, nproc=1, log=lambda *a: None)
     launch({**single, "batch_size": 2}, *data, str(tmp_path / "two"), str(tmp_path / "ck2"), threads=2, nproc=2)
     losses = [[json.loads(line)["loss"] for line in open(tmp_path / d / "metrics.jsonl")] for d in ("one", "two")]

@@ -15,5 +15,6 @@ data = {s: TokenDataset(snakemake.input.manifest, s, tok.fingerprint) for s in (
 token_bytes = tok.token_bytes()
 result = {s: evaluate_model(model, data[s], token_bytes) for s in ("test", "validation")}
 result["baseline"] = unigram_baseline(data["train"], data["test"], token_bytes, tok.vocab_size)
+result["tokenizer_fingerprint"] = tok.fingerprint
 write_json(snakemake.output[0], result)
 print(result)

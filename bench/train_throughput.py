@@ -7,8 +7,8 @@ matrix products on TF32 tensor cores, as lmcore's training loop does.
 The baseline is a plain fp32 PyTorch loop of the same model (lmcore's loop with fp32, no
 compile). MFU is measured against this device's matmul rate (a data-sheet peak on known
 GPUs), printed beside it; peak MB is the process's resident memory, GPU MB the most CUDA
-memory allocated. Data are
-the default run's train shards when results/shards/bpe4k exists, random tokens otherwise.
+memory allocated. Data are the default run's train shards when results/shards/bpe4k
+exists, random tokens otherwise.
 """
 import argparse
 import contextlib

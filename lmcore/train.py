@@ -123,8 +123,9 @@ def rng_state():
 
 def set_rng_state(state):
     random.setstate(state["python"])
-    name, key, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((name, np.array(key, dtype=np.uint32), pos, has_gauss, gauss))
+    if "numpy" in state:  # absent from checkpoints of lmcore before 2026-11-23
+        name, key, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((name, np.array(key, dtype=np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if state["cuda"]:
         torch.cuda.set_rng_state_all(state["cuda"])

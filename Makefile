@@ -21,5 +21,12 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q tests
 
+# Figures, not tests: each script prints a table (about 20 minutes on 2 cores).
+bench: install
+	$(BIN)/python bench/dag.py
+	$(BIN)/python bench/data_stages.py
+	$(BIN)/python bench/shards.py
+	$(BIN)/python bench/train_throughput.py
+
 clean:
 	rm -rf results logs benchmarks .snakemake

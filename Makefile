@@ -16,7 +16,7 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	touch $@
 
 run: install
-	$(BIN)/snakemake --cores $(CORES) --profile profiles/default results/report.html
+	$(BIN)/snakemake --cores $(CORES) results/report.html  # profiles/default/ (the workflow profile) is read by itself
 
 test: install
 	$(BIN)/python -m pytest -q tests

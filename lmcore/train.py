@@ -6,6 +6,7 @@ tokenizer match, and on CPU ends with the weights of a run never interrupted: th
 checkpoint holds model, optimizer, step, every RNG state and the data position.
 """
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -135,9 +136,22 @@ def to_device(arrays, device):
     return tuple(torch.from_numpy(a).to(device) for a in arrays)
 
 
+# The modules a training run executes: the train rule lists them as inputs, and a checkpoint
+# written by other versions of them is not resumed (an edited model.py trains afresh).
+TRAINING_CODE = ("train.py", "model.py", "optim.py", "checkpoint.py", "shards.py", "tokenizer.py")
+
+
+def code_fingerprint():
+    h = hashlib.sha256()
+    for name in TRAINING_CODE:
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), name), "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
 def run_key(cfg, fingerprint):
-    """What a checkpoint must match to be resumed: the training configuration and the tokenizer."""
-    return json.dumps({"config": cfg, "tokenizer": fingerprint}, sort_keys=True)
+    """What a checkpoint must match to be resumed: the training configuration, the tokenizer and the code."""
+    return json.dumps({"config": cfg, "tokenizer": fingerprint, "code": code_fingerprint()}, sort_keys=True)
 
 
 @torch.no_grad()
@@ -208,7 +222,7 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
         step, tokens, elapsed, best_val, best_state, metrics = (ck[k] for k in ("step", "tokens", "elapsed_s", "best_val", "best_model", "metrics"))
         log(f"Resumed from iteration {step}")
     elif list_checkpoints(ckpt_dir) and rank == 0:
-        log(f"{ckpt_dir}: checkpoints of another configuration or tokenizer; starting afresh")
+        log(f"{ckpt_dir}: checkpoints of another configuration, tokenizer or training code; starting afresh")
         for p in list_checkpoints(ckpt_dir):
             os.remove(p)
 

@@ -89,3 +89,16 @@ def test_every_rng_state_survives_a_weights_only_checkpoint(tmp_path):
     expected = (random.random(), np.random.random(), torch.rand(1).item())
     set_rng_state(load_checkpoint(list_checkpoints(tmp_path)[0])["rng"])
     assert (random.random(), np.random.random(), torch.rand(1).item()) == expected
+
+
+def test_a_checkpoint_of_other_training_code_is_not_resumed(tmp_path, data, monkeypatch):
+    import lmcore.train
+
+    cfg = model_config(max_steps=4, checkpoint_interval=2, eval_interval=2)
+    train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
+    same, edited = [], []
+    train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=same.append)
+    assert "Resumed from iteration 4" in same
+    monkeypatch.setattr(lmcore.train, "code_fingerprint", lambda: "edited model.py")
+    train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=edited.append)
+    assert not any(line.startswith("Resumed") for line in edited) and any("starting afresh" in line for line in edited)

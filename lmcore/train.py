@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from lmcore import TRAINING_CODE
 from lmcore.checkpoint import list_checkpoints, load_checkpoint, load_safetensors, save_checkpoint, save_safetensors
 from lmcore.io import atomic_open, sha256_file, write_json
 from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
@@ -136,12 +137,8 @@ def to_device(arrays, device):
     return tuple(torch.from_numpy(a).to(device) for a in arrays)
 
 
-# The modules a training run executes: the train rule lists them as inputs, and a checkpoint
-# written by other versions of them is not resumed (an edited model.py trains afresh).
-TRAINING_CODE = ("train.py", "model.py", "optim.py", "checkpoint.py", "shards.py", "tokenizer.py")
-
-
 def code_fingerprint():
+    """sha256 of the training modules: a checkpoint of other code is not resumed (an edited model.py trains afresh)."""
     h = hashlib.sha256()
     for name in TRAINING_CODE:
         with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), name), "rb") as f:

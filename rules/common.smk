@@ -1,6 +1,7 @@
 # Validation, name lists, wildcard constraints and input functions shared by every rule.
 import os
 
+from lmcore import TRAINING_CODE
 from lmcore.config import prepare_config
 from lmcore.splits import SPLITS
 

@@ -3,7 +3,7 @@
 rule train:
     input:
         unpack(model_inputs),
-        code=code("train.py", "model.py", "optim.py", "checkpoint.py", "shards.py", "tokenizer.py"),
+        code=code(*TRAINING_CODE),
     output:
         weights="results/models/{model}/model.safetensors",
         config="results/models/{model}/config.json",

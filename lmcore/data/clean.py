@@ -101,7 +101,8 @@ def _most_frequent(h):
 def _repeated(h):
     """Whether each value of h occurs more than once in h."""
     order = np.argsort(h)
-    equal = h[order][1:] == h[order][:-1]
+    sorted_h = h[order]
+    equal = sorted_h[1:] == sorted_h[:-1]
     repeated = np.zeros(len(h), dtype=bool)
     repeated[order[1:][equal]] = True
     repeated[order[:-1][equal]] = True

@@ -209,9 +209,9 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
     step, tokens, elapsed, best_val, best_state, metrics = 0, 0, 0.0, math.inf, None, []
     if rank == 0:
         os.makedirs(ckpt_dir, exist_ok=True)
-    resumable = [p for p in list_checkpoints(ckpt_dir) if load_checkpoint(p)["run_key"] == key]
-    if resumable:
-        ck = load_checkpoint(resumable[-1])
+    # the newest checkpoint of this run, each loaded once, newest first
+    ck = next((c for c in map(load_checkpoint, reversed(list_checkpoints(ckpt_dir))) if c["run_key"] == key), None)
+    if ck is not None:
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         set_rng_state(ck["rng"])

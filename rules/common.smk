@@ -3,6 +3,7 @@ import os
 
 from lmcore import TRAINING_CODE
 from lmcore.config import prepare_config
+from lmcore.data.download import source_files
 from lmcore.splits import SPLITS
 
 # Fails before any job runs, naming the key and the value.
@@ -31,6 +32,12 @@ def part_paths(pattern, **wildcards):
 
 def source_config(wildcards):
     return config["sources"][wildcards.source]
+
+
+def local_source_files(wildcards):
+    """A path: source's files as inputs: adding, editing or removing one reruns its download and what follows."""
+    source = config["sources"][wildcards.source]
+    return [path for path, _ in source_files(wildcards.source, source)] if source.get("path") else []
 
 
 def model_config(wildcards):

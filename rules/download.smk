@@ -1,5 +1,6 @@
 rule download:
     input:
+        files=local_source_files,
         code=code("data/download.py"),
     output:
         directory("results/raw/{source}"),

@@ -11,6 +11,7 @@ import sys
 import tarfile
 import threading
 
+import pytest
 import yaml
 
 from lmcore.io import write_jsonl
@@ -131,3 +132,18 @@ def make_shards(tmp_path, tok, docs):
     stats = shard_part(tmp_path / "part.jsonl", tok, fractions, out, num_threads=2, batch_docs=7)
     write_manifest(tmp_path / "manifest.json", tok, [{"name": "part", "stats": stats, "shards": out}])
     return stats, out
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory):
+    """The tiny pipeline run once, end to end, on a corpus served from 127.0.0.1."""
+    work = tmp_path_factory.mktemp("run")
+    www = work / "www"
+    www.mkdir()
+    sha = write_corpus_archive(www / "corpus.tar.gz")
+    with serve(www) as base:
+        config = tiny_config(f"{base}/corpus.tar.gz", sha)
+        configfile = write_config(work / "config.yaml", config)
+        result = snakemake(work, "results/report.html", configfile=configfile)
+        assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+        yield {"work": work, "config": config, "configfile": configfile}

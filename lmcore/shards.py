@@ -48,10 +48,40 @@ def shard_part(doc_path, tokenizer, fractions, out_paths, num_threads=1, batch_d
     return stats
 
 
-def write_manifest(out_path, tokenizer, parts):
+class SplitTooSmall(ValueError):
+    pass
+
+
+def split_too_small(split, tokens, documents, longest, parts, need, model):
+    return SplitTooSmall(
+        f"the {split} split holds {tokens:,} tokens in {documents:,} documents (longest part: {longest:,} tokens), but "
+        f"{model} needs a part of at least context_length + 1 = {need:,} tokens in every split. Add documents, raise "
+        f"`splits.{split}`{', use fewer `parts`' if parts > 1 else ''} or shorten the model's context_length."
+    )
+
+
+def check_splits(parts, windows, tokenizer_name):
+    """Fail before any training when a split cannot give a model one window.
+
+    `windows`: {model: context_length + 1}. Training draws each window from one shard
+    (train and validation) and evaluation reads the test split in windows, so every
+    split needs a part of at least that many tokens for every model that reads it."""
+    for split in SPLITS:
+        tokens = [p["stats"][split]["tokens"] for p in parts]
+        for model, need in sorted(windows.items(), key=lambda item: -item[1]):
+            if max(tokens, default=0) < need:
+                documents = sum(p["stats"][split]["documents"] for p in parts)
+                error = split_too_small(split, sum(tokens), documents, max(tokens, default=0), len(parts), need, f"model '{model}'")
+                raise SplitTooSmall(f"tokenizer '{tokenizer_name}': {error}")
+
+
+def write_manifest(out_path, tokenizer, parts, windows=None, tokenizer_name=None):
     """`parts`: list of {name, stats, shards: {split: path}}. Records tokens per split and part, and checksums.
+    With `windows` ({model: context_length + 1}), first checks that every split can serve every model.
 
     Shard paths are relative to the manifest's folder, so `results/` can be moved or mounted elsewhere."""
+    if windows:
+        check_splits(parts, windows, tokenizer_name)
     folder = os.path.dirname(os.path.abspath(out_path))
     totals = {s: sum(p["stats"][s]["tokens"] for p in parts) for s in SPLITS}
     manifest = {
@@ -84,22 +114,29 @@ class TokenDataset:
                 f"{manifest_path}: shards were built with tokenizer {manifest['tokenizer_fingerprint'][:12]}, "
                 f"but the tokenizer in use is {fingerprint[:12]}; rebuild the shards"
             )
+        self.split = split
         self.vocab_size = manifest["vocab_size"]
         self.eot_id = manifest["eot_id"]
         folder = os.path.dirname(os.path.abspath(manifest_path))
         self.paths = [os.path.join(folder, p["shards"][split]["path"]) for p in manifest["parts"]]
+        self.documents = sum(p["stats"][split]["documents"] for p in manifest["parts"])
         self.arrays = [np.load(p, mmap_mode="r") for p in self.paths]
         for path, a in zip(self.paths, self.arrays):
             if len(a) and int(a.max()) >= self.vocab_size:
                 raise ValueError(f"{path}: token id {int(a.max())} is out of range for vocabulary size {self.vocab_size}")
         self.num_tokens = sum(len(a) for a in self.arrays)
 
+    def check_window(self, context_length):
+        """Raise SplitTooSmall unless some shard holds one window of context_length + 1 tokens."""
+        longest = max((len(a) for a in self.arrays), default=0)
+        if longest < context_length + 1:
+            raise split_too_small(self.split, self.num_tokens, self.documents, longest, len(self.arrays), context_length + 1, "this model")
+
     def sample_batch(self, rng, batch_size, context_length):
         """Random windows (x, y), y shifted by one; positions drawn from the numpy Generator `rng`."""
+        self.check_window(context_length)
         lengths = np.array([len(a) for a in self.arrays])
         usable = np.maximum(lengths - context_length, 0)
-        if usable.sum() == 0:
-            raise ValueError(f"split has {self.num_tokens} tokens in shards no longer than context_length + 1 = {context_length + 1}")
         shard = rng.choice(len(self.arrays), size=batch_size, p=usable / usable.sum())
         start = rng.integers(0, usable[shard])
         rows = np.stack([self.arrays[k][s : s + context_length + 1] for k, s in zip(shard, start)]).astype(np.int64)

@@ -90,8 +90,15 @@ def train(documents, model_path, cfg, num_threads=1, log=print):
         hard_vocab_limit=False,
         minloglevel=1,
     )
+    pieces = spm.SentencePieceProcessor(model_proto=model.getvalue()).get_piece_size()
+    if pieces < cfg["vocab_size"]:
+        log(f"vocabulary: {pieces:,} pieces, fewer than the {cfg['vocab_size']:,} requested: the training text yields no more "
+            f"(hard_vocab_limit off); models use {pieces:,}")
+    else:
+        log(f"vocabulary: {pieces:,} pieces")
     with atomic_open(model_path, "wb") as f:
         f.write(model.getvalue())
+    return pieces
 
 
 class Tokenizer:

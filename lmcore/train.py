@@ -94,22 +94,46 @@ def train_step(forward, micro_batches, amp, no_sync=None):
     return total
 
 
-def measured_peak_flops(device, dtype, n=1024, seconds=0.3):
-    """FLOP/s of a square matmul on this device: the CPU's peak for MFU, stated beside it."""
+def peak_flops(device, dtype, n=1024, rounds=5, seconds=0.2):
+    """(FLOP/s, where it comes from): the device's peak that MFU is measured against.
+
+    Known GPUs: the data sheet. Elsewhere the best of `rounds` timings of square matmuls:
+    another job on the same cores only ever slows a round down, so the best round is the
+    figure that holds still from job to job (a single short timing varied 2x)."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         for key, flops in PEAK_FLOPS.items():
             if key in name:
-                return flops
-    a = torch.ones(n, n, device=device, dtype=dtype or torch.float32)
-    a @ a
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ a
-        count += 1
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return 2 * n**3 * count / (time.perf_counter() - start)
+                return flops, f"data sheet ({name}, dense bf16)"
+    a = torch.randn(n, n, device=device, dtype=dtype or torch.float32)
+    a @ a  # warm-up
+    best = 0.0
+    for _ in range(rounds):
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            a @ a
+            count += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = max(best, 2 * n**3 * count / (time.perf_counter() - start))
+    return best, f"measured: best of {rounds} x {seconds} s of {n}x{n} matmuls, {torch.get_num_threads()} threads"
+
+
+def duration(seconds):
+    """4m05s, 1h02m, 12s."""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def progress_line(row, max_steps, elapsed_s):
+    """step 300/600 (50%) | loss 4.91 | val 4.95 | lr 1.2e-03 | 2.4k tok/s | 4m10s elapsed, ETA 4m05s"""
+    step = row["step"]
+    val = f" | val {row['val_loss']:.3f}" if row["val_loss"] is not None else ""
+    eta = elapsed_s / step * (max_steps - step)
+    return (f"step {step}/{max_steps} ({step / max_steps:.0%}) | loss {row['loss']:.3f}{val} | lr {row['lr']:.1e} | "
+            f"{row['tokens_per_s'] / 1000:.1f}k tok/s | {duration(elapsed_s)} elapsed, ETA {duration(eta)}")
 
 
 def rng_state():
@@ -162,6 +186,22 @@ def estimate_loss(model, batches, amp):
     return sum(losses) / len(losses)
 
 
+class Diverged(FloatingPointError):
+    pass
+
+
+def check_divergence(loss, step, lr, limit, ckpt_dir):
+    """Stop a run whose loss is not finite or above `limit`, naming the step, loss, lr and the last good checkpoint."""
+    if math.isfinite(loss) and loss <= limit:
+        return
+    kept = list_checkpoints(ckpt_dir)
+    raise Diverged(
+        f"training diverged at step {step}: loss {loss:.4g} (limit {limit:.4g}, divergence_threshold x ln(vocab_size)) "
+        f"with lr {lr:.3g}; last good checkpoint: {kept[-1] if kept else 'none'}. Lower lr, lengthen warmup_steps "
+        f"or lower grad_clip, then rerun."
+    )
+
+
 class Stop:
     """Set by SIGTERM (a cluster's time limit, a user's kill): the loop checkpoints and exits."""
 
@@ -180,6 +220,8 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
     tokenizer = Tokenizer(tokenizer_path)
     train_data = TokenDataset(manifest_path, "train", tokenizer.fingerprint)
     val_data = TokenDataset(manifest_path, "validation", tokenizer.fingerprint)
+    for data in (train_data, val_data, TokenDataset(manifest_path, "test", tokenizer.fingerprint)):  # evaluate reads test
+        data.check_window(cfg["context_length"])
     rank, world, device = distributed(pick_device(cfg.get("device", "auto")))
     amp_dtype = autocast_dtype(cfg.get("precision", "auto"), device)
     if device.type == "cuda":  # fp32 matrix products on tensor cores (TF32), as every GPU training loop does
@@ -223,10 +265,12 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
         for p in list_checkpoints(ckpt_dir):
             os.remove(p)
 
+    # A loss far above ln(vocab_size), the loss of a uniform guess, after warm-up: the run diverged.
+    loss_limit = cfg["divergence_threshold"] * math.log(tokenizer.vocab_size) if cfg.get("divergence_threshold") else math.inf
     counts = count_parameters(model)
     fpt = flops_per_token(mcfg, counts["non_embedding_parameters"])
-    peak = measured_peak_flops(device, amp_dtype)
-    log(f"{counts['parameters']:,} parameters on {device} ({amp_dtype or torch.float32}), peak {peak / 1e9:.1f} GFLOP/s")
+    peak, peak_source = peak_flops(device, amp_dtype)
+    log(f"{counts['parameters']:,} parameters on {device} ({amp_dtype or torch.float32}); peak {peak / 1e9:,.1f} GFLOP/s, {peak_source}")
 
     def checkpoint():
         state = {
@@ -256,9 +300,7 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
             loss /= world
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"] or math.inf)
         loss_sum, grad_norm = torch.stack([loss, grad_norm.float()]).tolist()  # one wait for the GPU per step
-        if not math.isfinite(loss_sum):
-            kept = list_checkpoints(ckpt_dir)
-            raise FloatingPointError(f"loss became {loss_sum} at step {step}; last good checkpoint: {kept[-1] if kept else 'none'}")
+        check_divergence(loss_sum, step, lr, loss_limit if step >= cfg["warmup_steps"] else math.inf, ckpt_dir)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
@@ -277,7 +319,7 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
                    "tokens_per_s": tokens_per_s, "mfu": fpt * tokens_per_s / peak, "elapsed_s": elapsed}
             metrics.append(row)
             if rank == 0:
-                log(json.dumps(row))
+                log(progress_line(row, cfg["max_steps"], elapsed))
             window_tokens, window_start = 0, time.perf_counter()
         if (step % cfg["checkpoint_interval"] == 0 or stop.requested) and rank == 0:
             checkpoint()
@@ -300,6 +342,7 @@ def train(cfg, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=
         "tokens_per_s": tokens / elapsed if elapsed else None,
         "mfu": fpt * tokens / elapsed / peak if elapsed else None,
         "peak_flops": peak,
+        "peak_source": peak_source,
         "best_val_loss": best_val,
         "device": str(device),
         "precision": str(amp_dtype or torch.float32),

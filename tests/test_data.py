@@ -64,15 +64,16 @@ def test_hostile_archive_member_is_refused_by_name(tmp_path):
 def test_ingest_decodes_bom_crlf_nfc_and_skips_binary(tmp_path):
     files = tmp_path / "raw" / "files"
     files.mkdir(parents=True)
-    (files / "a.txt").write_bytes("\ufeffline one\r\nCafe\u0301 \xff\r\n".encode("utf-8").replace(b"\xc3\xbf", b"\xff"))
+    (files / "a.txt").write_bytes("\ufeffline\x00 one\r\nCafe\u0301 \xff\x07\tend\r\n".encode("utf-8").replace(b"\xc3\xbf", b"\xff"))
     (files / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
     manifest = {"files": [{"path": "a.txt"}, {"path": "b.png"}]}
     parts = [str(tmp_path / f"part-{k}.jsonl") for k in range(3)]
     stats = ingest.ingest("src", str(tmp_path / "raw"), manifest, "file", parts)
     docs = [d for p in parts for d in read_jsonl(p)]
     assert [d["id"] for d in docs] == ["src/a.txt"]
-    assert docs[0]["text"] == "line one\nCaf\u00e9 \ufffd\n"
+    assert docs[0]["text"] == "line one\nCaf\u00e9 \ufffd\tend\n"
     assert stats["skipped"] == {"b.png": "binary"} and stats["replaced_bytes"] == {"a.txt": 1}
+    assert stats["control_characters"] == {"a.txt": 2}  # the NUL and the bell; tab and newlines stay
 
 
 def test_ingest_of_a_source_without_documents_names_the_source(tmp_path):

@@ -87,3 +87,21 @@ def test_a_path_matching_no_file_fails_before_any_job_naming_the_source(tmp_path
     result = snakemake(tmp_path, "-n", "results/report.html", configfile=write_config(tmp_path / "config.yaml", config))
     assert result.returncode != 0
     assert "source 'mine'" in result.stdout + result.stderr and "matches no file" in result.stdout + result.stderr
+
+
+def test_a_split_too_small_for_a_model_fails_at_the_manifest_before_any_training(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    rng = random.Random(3)
+    for i in range(6):
+        (corpus / f"doc{i}.txt").write_text(fake_document(rng, 30), encoding="utf-8")
+    config = tiny_config(None, None)
+    config["sources"] = {"few": {"path": str(corpus)}}
+    config["splits"] = {"validation": 0.3, "test": 0.01, "salt": "x"}
+    configfile = write_config(tmp_path / "config.yaml", config)
+    result = snakemake(tmp_path, "results/report.html", configfile=configfile)
+    assert result.returncode != 0
+    log = (tmp_path / "logs" / "shards_manifest" / "tok.log").read_text(encoding="utf-8")
+    assert "tokenizer 'tok': the test split holds 0 tokens in 0 documents" in log
+    assert "model 'a' needs a part of at least context_length + 1 = 33 tokens" in log and "splits.test" in log
+    assert not (tmp_path / "logs" / "train").exists() and not (tmp_path / "results" / "models").exists()

@@ -1,6 +1,8 @@
 """The training loop: stops on NaN with the step named, and DDP matches one process."""
 import json
+import math
 import os
+import re
 
 import pytest
 import torch
@@ -9,7 +11,7 @@ from conftest import REPO, documents, make_shards, tiny_config
 from lmcore import tokenizer as tokenizer_lib
 from lmcore.checkpoint import list_checkpoints, load_safetensors
 from lmcore.config import prepare_config
-from lmcore.train import launch, train
+from lmcore.train import Diverged, launch, train
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +30,20 @@ def model_config(**changes):
 
 
 def test_a_loss_that_becomes_nan_stops_the_run_naming_the_step(tmp_path, data):
-    cfg = model_config(lr=1e6, min_lr=1e6, warmup_steps=0, grad_clip=0, checkpoint_interval=1, max_steps=50)
-    with pytest.raises(FloatingPointError, match=r"at step \d+; last good checkpoint: .*ckpt-\d+\.pt"):
+    cfg = model_config(lr=1e6, min_lr=1e6, warmup_steps=0, grad_clip=0, checkpoint_interval=1, max_steps=50, divergence_threshold=None)
+    with pytest.raises(FloatingPointError, match=r"at step \d+: loss nan .*last good checkpoint: .*ckpt-\d+\.pt"):
         train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
     assert list_checkpoints(tmp_path / "ckpt")
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_a_loss_far_above_a_uniform_guess_after_warm_up_stops_the_run(tmp_path, data):
+    """lr 10 trains to a loss of hundreds and finished with rc 0; now it stops, naming step, loss, lr and checkpoint."""
+    cfg = model_config(lr=10, min_lr=10, warmup_steps=5, checkpoint_interval=5, max_steps=200)
+    with pytest.raises(Diverged, match=r"diverged at step (\d+): loss (\S+) \(limit 8\.98.*with lr 10;.*ckpt-\d+\.pt") as error:
+        train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
+    step, loss = re.search(r"step (\d+): loss (\S+)", str(error.value)).groups()
+    assert int(step) >= 5 and float(loss) > 1.5 * math.log(400)
     assert not (tmp_path / "out" / "model.safetensors").exists()
 
 

@@ -146,3 +146,21 @@ def test_training_killed_and_rerun_resumes_to_the_same_weights(tmp_path):
     resumed, uninterrupted = load_safetensors(tmp_path / target), load_safetensors(reference / "model.safetensors")
     assert resumed.keys() == uninterrupted.keys()
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
+
+
+def test_a_successful_run_leaves_only_declared_outputs(pipeline):
+    """Every file under results/ is an output some rule declares (or lies inside a declared
+    folder, or is a training checkpoint): no temporary file survives a successful run."""
+    summary = snakemake(pipeline["work"], "--summary", "results/report.html", configfile=pipeline["configfile"])
+    assert summary.returncode == 0, summary.stderr[-3000:]
+    declared = {line.split("\t")[0] for line in summary.stdout.splitlines()[1:] if line.strip()}
+    assert "results/report.html" in declared and "results/dedup/clusters.json" in declared
+    results = pipeline["work"] / "results"
+    undeclared = []
+    for path in sorted(results.rglob("*")):
+        rel = path.relative_to(pipeline["work"]).as_posix()
+        if path.is_dir() or rel.startswith("results/checkpoints/"):
+            continue
+        if rel not in declared and not any(rel.startswith(d + "/") for d in declared):
+            undeclared.append(rel)
+    assert undeclared == []

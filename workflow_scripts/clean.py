@@ -1,11 +1,14 @@
 """Normalise and filter one part of documents."""
 import os
+import time
 
 from lmcore.data.clean import clean_part
-from lmcore.io import redirect_output, write_json
+from lmcore.io import data_rate, redirect_output, write_json
 
 redirect_output(snakemake.log[0])
+start = time.perf_counter()
 docs = os.path.join(snakemake.input.docs, f"part-{snakemake.wildcards.part}.jsonl")
 stats = clean_part(docs, snakemake.output.docs, snakemake.params.clean)
 write_json(snakemake.output.stats, stats)
-print(stats)
+print(f"kept {stats['documents_out']:,} of {stats['documents_in']:,} documents, dropped {stats['dropped']}; "
+      f"read {data_rate(docs, start)}")

@@ -1,7 +1,10 @@
 """Exact keys and MinHash signatures of one part."""
+import time
+
 from lmcore.data.dedup import signatures
-from lmcore.io import redirect_output
+from lmcore.io import data_rate, redirect_output
 
 redirect_output(snakemake.log[0])
+start = time.perf_counter()
 n = signatures(snakemake.input.docs, snakemake.output.json, snakemake.output.npy, snakemake.params.dedup)
-print(f"{n} documents")
+print(f"{n:,} documents; read {data_rate(snakemake.input.docs, start)}")

@@ -1,12 +1,14 @@
 """Fetch one source into results/raw/<source>/ (files/ + manifest.json), all or nothing."""
 import os
+import time
 
 from lmcore.data.download import download_source
-from lmcore.io import atomic_dir, redirect_output, write_json
+from lmcore.io import atomic_dir, data_rate, redirect_output, write_json
 
 redirect_output(snakemake.log[0])
+start = time.perf_counter()
 name = snakemake.wildcards.source
 with atomic_dir(snakemake.output[0]) as tmp:
     manifest = download_source(name, snakemake.params.source, tmp)
     write_json(os.path.join(tmp, "manifest.json"), manifest)
-print(f"{name}: {len(manifest['files'])} files, {manifest['bytes']:,} bytes")
+print(f"{name}: {len(manifest['files']):,} files; wrote {data_rate(snakemake.output[0], start)}")

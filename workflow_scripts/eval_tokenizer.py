@@ -7,5 +7,5 @@ redirect_output(snakemake.log[0])
 cfg = snakemake.params.tokenizer
 documents = documents_in_split(snakemake.input.docs, "validation", snakemake.params.splits)
 stats = tokenizer.measure(tokenizer.Tokenizer(snakemake.input.tokenizer), documents, cfg["eval_documents"])
-write_json(snakemake.output[0], {"model_type": cfg["model_type"], **stats})
+write_json(snakemake.output[0], {"model_type": cfg["model_type"], "requested_vocab_size": cfg["vocab_size"], **stats})
 print(stats)

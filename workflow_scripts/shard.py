@@ -1,11 +1,14 @@
 """Encode one part into one .npy shard per split."""
-from lmcore.io import redirect_output, write_json
+import time
+
+from lmcore.io import data_rate, redirect_output, write_json
 from lmcore.shards import shard_part
 from lmcore.splits import SPLITS
 from lmcore.tokenizer import Tokenizer
 
 redirect_output(snakemake.log[0])
+start = time.perf_counter()
 out = dict(zip(SPLITS, snakemake.output.shards))
 stats = shard_part(snakemake.input.docs, Tokenizer(snakemake.input.tokenizer), snakemake.params.splits, out, snakemake.threads)
 write_json(snakemake.output.stats, {"stats": stats, "shards": out})
-print(stats)
+print(f"tokens per split {({s: stats[s]['tokens'] for s in SPLITS})}; read {data_rate(snakemake.input.docs, start)}")

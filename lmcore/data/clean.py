@@ -16,10 +16,9 @@ import unicodedata
 
 import numpy as np
 
-from lmcore.data.text import WordHasher, ngram_hashes, words
+from lmcore.data.text import CONTROL, WordHasher, ngram_hashes, words
 from lmcore.io import read_jsonl, write_jsonl
 
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
 EXAMPLES_PER_REASON = 5
 EXCERPT_CHARS = 200

@@ -11,12 +11,13 @@ documents were spread over parts.
 import hashlib
 import os
 import re
+import tempfile
 import unicodedata
 
 import numpy as np
 
 from lmcore.data.text import WordHasher, ngram_hashes
-from lmcore.io import atomic_path, raw_to_npy, read_json, read_jsonl, write_json, write_jsonl
+from lmcore.io import raw_to_npy, read_json, read_jsonl, write_json, write_jsonl
 
 WORD_CHARS = re.compile(r"[^\W_]+")  # a run of letters and digits: what folding punctuation and whitespace leaves
 DIGIT = re.compile(r"\d")
@@ -60,7 +61,8 @@ def signatures(in_path, json_path, npy_path, cfg):
     a, b = permutations(cfg["bands"] * cfg["rows"], cfg["seed"])
     hash_words = WordHasher()
     ids, keys, chars = [], [], []
-    with atomic_path(os.fspath(npy_path) + ".raw") as raw_path:
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(npy_path))) as tmp:
+        raw_path = os.path.join(tmp, "signatures.raw")
         with open(raw_path, "wb") as raw:
             for doc in read_jsonl(in_path):
                 folded = dedup_words(doc["text"])

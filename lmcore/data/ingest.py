@@ -8,6 +8,7 @@ import json
 import os
 import unicodedata
 
+from lmcore.data.text import CONTROL
 from lmcore.io import atomic_open, stable_hash
 
 BINARY_MAGIC = (b"\x89PNG", b"%PDF", b"PK\x03\x04", b"\x1f\x8b", b"\xff\xd8\xff", b"GIF8", b"\x7fELF", b"BZh", b"\xfd7zXZ")
@@ -23,13 +24,15 @@ def is_binary(data):
 
 
 def decode_text(data):
-    """Bytes to text: UTF-8 with U+FFFD for bad bytes, no BOM or NUL, LF line endings, NFC.
+    """Bytes to text: UTF-8 with U+FFFD for bad bytes, no BOM, LF line endings, no control
+    characters but tab and newline (NUL included), NFC.
 
-    Returns (text, number of replaced bytes sequences)."""
+    Returns (text, number of replaced byte sequences, number of control characters removed)."""
     text = data.decode("utf-8", errors="replace")
     replaced = text.count("\ufffd") - data.count("\ufffd".encode())
-    text = text.removeprefix("\ufeff").replace("\x00", "").replace("\r\n", "\n").replace("\r", "\n")
-    return unicodedata.normalize("NFC", text), replaced
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    text, controls = CONTROL.subn("", text)
+    return unicodedata.normalize("NFC", text), replaced, controls
 
 
 def documents_of(source_name, rel_path, text, mode):
@@ -53,7 +56,8 @@ def documents_of(source_name, rel_path, text, mode):
 
 def ingest(source_name, raw_dir, manifest, mode, part_paths):
     """Write the documents of a downloaded source to `part_paths`; return statistics."""
-    stats = {"source": source_name, "files": 0, "documents": 0, "characters": 0, "skipped": {}, "replaced_bytes": {}}
+    stats = {"source": source_name, "files": 0, "documents": 0, "characters": 0, "skipped": {}, "replaced_bytes": {},
+             "control_characters": {}}
     with contextlib.ExitStack() as stack:
         parts = [stack.enter_context(atomic_open(p)) for p in part_paths]
         for entry in manifest["files"]:
@@ -62,9 +66,11 @@ def ingest(source_name, raw_dir, manifest, mode, part_paths):
             if is_binary(data):
                 stats["skipped"][entry["path"]] = "binary"
                 continue
-            text, replaced = decode_text(data)
+            text, replaced, controls = decode_text(data)
             if replaced:
                 stats["replaced_bytes"][entry["path"]] = replaced
+            if controls:
+                stats["control_characters"][entry["path"]] = controls
             stats["files"] += 1
             for doc_id, doc_text in documents_of(source_name, entry["path"], text, mode):
                 record = {"id": doc_id, "text": doc_text, "meta": {"source": source_name, "path": entry["path"]}}

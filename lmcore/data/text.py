@@ -4,10 +4,12 @@ Shared by the repetition filters (clean) and MinHash (dedup): each word is hashe
 (crc32, the same on every machine), and an n-gram's hash is a polynomial in its word
 hashes, computed for every position at once with uint64 arithmetic that wraps.
 """
+import re
 import zlib
 
 import numpy as np
 
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # control characters but tab and newline
 MULTIPLIER = np.uint64(0x100000001B3)  # an odd 64-bit constant (the FNV prime) for the polynomial
 
 

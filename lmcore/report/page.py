@@ -24,6 +24,7 @@ td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:
 td.n{text-align:right;white-space:nowrap}th{overflow-wrap:normal}
 pre{white-space:pre-wrap;background:#f6f6f6;padding:.5rem;border-radius:4px;font-size:.85rem}
 .plots{display:flex;flex-wrap:wrap;gap:1rem}.plots>div{flex:1 1 480px;min-width:0}svg{max-width:100%;height:auto}
+.warn{color:#a00;font-weight:bold}
 .samples{display:grid;grid-template-columns:repeat(auto-fit,minmax(280px,1fr));gap:.5rem}
 """
 
@@ -38,6 +39,10 @@ def fmt(value, digits=3):
     if isinstance(value, float):
         if value != value:
             return "nan"
+        if abs(value) == float("inf"):
+            return "∞" if value > 0 else "-∞"
+        if abs(value) >= 1e9:  # a diverged model's perplexity has a hundred digits
+            return f"{value:.{digits}g}"
         if abs(value) >= 1e4:
             return f"{value:,.0f}"
         return f"{value:.{digits + 1}g}" if abs(value) >= 1 else f"{value:.{digits}g}"
@@ -46,7 +51,7 @@ def fmt(value, digits=3):
     return str(value)
 
 
-NUMBER = re.compile(r"[-+]?[\d,.]+(e[-+]?\d+)?%?|–|nan")
+NUMBER = re.compile(r"[-+]?[\d,.]+(e[-+]?\d+)?%?|–|nan|-?∞")
 
 
 def cell(value):
@@ -60,6 +65,18 @@ def table(headers, rows):
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(map(cell, row)) + "</tr>" for row in rows)
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def mfu_text(summary):
+    """MFU as a percentage, or None where there is none or it exceeds 1 (a peak measured too low)."""
+    mfu = summary.get("mfu")
+    return f"{mfu:.1%}" if mfu is not None and 0 <= mfu <= 1 else None
+
+
+def vocabulary(stats):
+    """'4,096', or '20,943 of 100,000 requested' where the corpus gave fewer pieces."""
+    requested = stats.get("requested_vocab_size", stats["vocab_size"])
+    return f"{stats['vocab_size']:,}" if stats["vocab_size"] == requested else f"{stats['vocab_size']:,} of {requested:,} requested"
 
 
 def config_digest(config):
@@ -95,24 +112,31 @@ def render(run, data, tokenizers, models):
                  f"commit {esc(run['commit'])}, config digest {esc(config_digest(run['config']))}.</p>")
 
     parts.append("<h2>Models</h2>")
-    quality, cost = [], []
+    quality, cost, worse = [], [], []
     for name, m in models.items():
         s, e = m["summary"], m["eval"]
+        beats = e["test"]["loss"] < e["baseline"]["loss"]  # False for NaN too
+        if not beats:
+            worse.append(name)
         quality.append([name, s["parameters"], s["best_val_loss"], e["test"]["loss"], e["test"]["perplexity"], e["test"]["bits_per_byte"],
-                        e["baseline"]["perplexity"], e["baseline"]["bits_per_byte"]])
-        mfu = f"{s['mfu']:.1%}" if s["mfu"] is not None else None
+                        e["baseline"]["perplexity"], e["baseline"]["bits_per_byte"], "yes" if beats else "NO"])
         cost.append([name, s["non_embedding_parameters"], s["tokens_seen"], s["tokens_per_parameter"], f"{s['total_flops']:.3g}",
-                     s["wall_time_s"], s["tokens_per_s"], mfu])
-    parts.append(table(["model", "parameters", "best val loss", "test loss", "test ppl", "test bits/byte", "unigram ppl",
-                        "unigram bits/byte"], quality))
+                     s["wall_time_s"], s["tokens_per_s"], mfu_text(s)])
+    parts.append(table(["model", "parameters", "best validation loss (nats/token)", "test loss (nats/token)", "test perplexity",
+                        "test bits per byte", "unigram test perplexity", "unigram test bits per byte", "beats unigram"], quality))
+    if worse:
+        parts.append(f"<p class='warn'>Not better than the unigram baseline: {esc(', '.join(worse))}. Such a model has learnt "
+                     f"nothing a token count does not know; look at its loss curve (too high a learning rate, too few steps).</p>")
     parts.append("<p>Test loss in nats per token; bits per byte compare models across tokenizers. Unigram: token "
                  "frequencies counted on the train split, scored on the same test tokens.</p><h3>Training cost</h3>")
-    parts.append(table(["model", "non-embedding params", "tokens seen", "tokens/param", "FLOPs", "train s", "tokens/s", "MFU"], cost))
-    peaks = "; ".join(f"{name} on {m['summary']['device']} ({m['summary']['precision'].removeprefix('torch.')}), "
-                      f"{m['summary']['peak_flops'] / 1e9:,.0f} GFLOP/s" for name, m in models.items())
-    parts.append(f"<p>FLOPs = (6 N + 12 L d T) x tokens seen (N non-embedding parameters). MFU is the model's "
-                 f"FLOP/s over the device's peak: a data-sheet figure on known GPUs, a measured matrix product "
-                 f"elsewhere: {esc(peaks)}.</p>")
+    parts.append(table(["model", "non-embedding parameters", "tokens seen", "tokens per parameter", "training FLOPs",
+                        "training time (s)", "tokens/s", "MFU"], cost))
+    peaks = "; ".join(f"{name} on {m['summary']['device']} ({m['summary']['precision'].removeprefix('torch.')}): "
+                      f"{m['summary']['peak_flops'] / 1e9:,.0f} GFLOP/s, {m['summary'].get('peak_source', 'measured')}"
+                      for name, m in models.items())
+    parts.append(f"<p>FLOPs = (6 N + 12 L d T) x tokens seen (N non-embedding parameters). MFU (model FLOP/s utilisation) "
+                 f"is the model's FLOP/s over the device's peak, {esc(peaks)}. An MFU above 100% would mean the peak "
+                 f"was measured too low, and is not shown.</p>")
 
     parts.append("<h2>Training curves</h2><div class='plots'>")
     series = {name: m["metrics"] for name, m in models.items()}
@@ -143,6 +167,12 @@ def render(run, data, tokenizers, models):
     skipped = {f"{s['source']}/{path}": why for s in ingest for path, why in s["skipped"].items()}
     if skipped:
         parts.append("<h3>Files skipped at ingest</h3>" + table(["file", "reason"], sorted(skipped.items())))
+    repaired = sorted({(s["source"], path) for s in ingest for key in ("replaced_bytes", "control_characters") for path in s.get(key, {})})
+    if repaired:
+        by_source = {s["source"]: s for s in ingest}
+        rows = [[f"{source}/{path}", by_source[source]["replaced_bytes"].get(path, 0), by_source[source].get("control_characters", {}).get(path, 0)]
+                for source, path in repaired]
+        parts.append("<h3>Files repaired at ingest</h3>" + table(["file", "invalid UTF-8 sequences replaced", "control characters removed"], rows))
     clusters = data["dedup"]["clusters"]
     parts.append(f"<h3>Duplicate clusters: {len(clusters)}, {dedup['documents_removed']} documents and "
                  f"{dedup['characters_removed']:,} characters removed</h3>")
@@ -150,9 +180,9 @@ def render(run, data, tokenizers, models):
         parts.append(table(["survivor", "size", "removed"], [[c["survivor"], len(c["members"]), ", ".join(c["members"][1:])] for c in clusters[:50]]))
 
     parts.append("<h2>Tokenizers</h2>")
-    parts.append(table(["tokenizer", "type", "vocabulary", "characters/token", "bytes/token", "byte fallback", "vocabulary used",
-                        "round-trip failures", "validation tokens", "most frequent pieces"],
-                       [[n, t["model_type"], t["vocab_size"], t["chars_per_token"], t["bytes_per_token"], t["byte_fallback_share"],
+    parts.append(table(["tokenizer", "type", "vocabulary (pieces)", "characters per token", "bytes per token", "byte-fallback share",
+                        "vocabulary used (share)", "round-trip failures", "validation tokens", "most frequent pieces"],
+                       [[n, t["model_type"], vocabulary(t), t["chars_per_token"], t["bytes_per_token"], t["byte_fallback_share"],
                          t["vocab_used_share"], t["round_trip_failures"], t["tokens"], " ".join(repr(p) for p, _ in t["top_pieces"][:10])]
                         for n, t in tokenizers.items()]))
 

@@ -4,6 +4,8 @@
 """
 import argparse
 import json
+import math
+import os
 import sys
 
 import torch
@@ -13,18 +15,39 @@ from lmcore.io import Timestamped
 from lmcore.train import load_model, pick_device, train
 
 
+def number(kind, low, high=math.inf, low_open=False, text=""):
+    """An argparse type: a finite `kind` in [low, high] (or (low, high] with low_open), else a usage error naming the range."""
+
+    def parse(value):
+        try:
+            x = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(x) or x < low or (low_open and x == low) or x > high:
+            raise argparse.ArgumentTypeError(f"must be {text}, got {value}")
+        return x
+
+    return parse
+
+
+def model_folder(path):
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise argparse.ArgumentTypeError(f"{path!r} is not a trained model's folder (no config.json in it), e.g. results/models/<name>")
+    return path
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m lmcore")
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="continue a prompt with a trained model, streaming tokens as they come")
-    g.add_argument("model_dir", help="a results/models/<name> folder")
+    g.add_argument("model_dir", type=model_folder, help="a results/models/<name> folder")
     g.add_argument("--prompt", default="\n")
-    g.add_argument("--max-new-tokens", type=int, default=200)
-    g.add_argument("--temperature", type=float, default=0.8, help="0 is greedy")
-    g.add_argument("--top-k", type=int, default=None)
-    g.add_argument("--top-p", type=float, default=0.9)
+    g.add_argument("--max-new-tokens", type=number(int, 1, text="1 or more"), default=200)
+    g.add_argument("--temperature", type=number(float, 0, text="0 (greedy) or more"), default=0.8, help="0 is greedy")
+    g.add_argument("--top-k", type=number(int, 1, text="1 or more"), default=None, help="keep the k most likely tokens")
+    g.add_argument("--top-p", type=number(float, 0, 1, low_open=True, text="in (0, 1]"), default=0.9, help="nucleus mass; 1 keeps all")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--num-samples", type=int, default=1)
+    g.add_argument("--num-samples", type=number(int, 1, text="1 or more"), default=1)
     g.add_argument("--device", default="auto")
     t = sub.add_parser("train", help="train one model (what the train rule runs, also under torchrun)")
     t.add_argument("--config-json", required=True, help="the model's resolved configuration, as JSON")

@@ -131,7 +131,11 @@ def test_near_duplicates_are_found_and_unrelated_documents_kept(tmp_path):
     docs = [{"id": "orig", "text": " ".join(original)}, {"id": "edit", "text": " ".join(edited)},
             {"id": "other", "text": " ".join(long_document(2))}, {"id": "copy", "text": " ".join(original)}]
     stats, clusters, _ = run_dedup(tmp_path, [docs])
-    assert clusters["clusters"] == [{"survivor": "copy", "members": ["copy", "edit", "orig"]}]
+    [cluster] = clusters["clusters"]
+    assert cluster["survivor"] == "copy" and cluster["members"] == ["copy", "edit", "orig"]
+    edit, orig = cluster["removed"]  # each removed member with its survivor's estimated Jaccard
+    assert (orig["id"], orig["exact"], orig["jaccard"]) == ("orig", True, 1.0)
+    assert edit["id"] == "edit" and not edit["exact"] and 0.85 <= edit["jaccard"] < 1.0  # true Jaccard: about 0.93
     assert stats["documents_removed"] == 2 and stats["near_duplicate_pairs"] >= 1
 
 
@@ -262,6 +266,35 @@ PROSE = "\n".join(prose_lines()) + "\n"
 ])
 def test_each_filter_drops_with_its_named_reason(text, reason):
     assert clean.Cleaner(clean_config())(text)[1] == reason
+
+
+def play(n_speeches=120, seed=0):
+    """A play's shape: a speaker's name on its own line, then a few lines of verse; names repeat."""
+    rng = random.Random(seed)
+    speakers = ["FALSTAFF.", "MISTRESS QUICKLY.", "SIR HUGH EVANS.", "PAGE.", "FORD."]
+    speeches = [rng.choice(speakers) + "\n" + "\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 10)))
+                                                        for _ in range(rng.randint(1, 2))) for _ in range(n_speeches)]
+    return "\n\n".join(speeches) + "\n"
+
+
+def web_page():
+    """A shop's listing page: navigation and footer lines around items that repeat the same lines."""
+    nav = "Home\nProducts\nAbout us\nContact\nLog in\n"
+    items = "".join(f"{name} and the spare parts of it, sold to the trade\nAdd to cart\nFree delivery on all orders over fifty pounds\n"
+                    f"In stock, ships within one working day\n" for name in ("Garden chair", "Oak table", "Desk lamp", "Wool rug",
+                                                                                "Bookshelf", "Mirror"))
+    footer = "Copyright 2024 Example Shop Ltd. All rights reserved.\nTerms and conditions of sale\nFollow us on social media\n"
+    return nav + items + footer + nav + footer
+
+
+def test_plays_pass_the_duplicate_line_rule_and_boilerplate_does_not():
+    text = play()
+    lines = [line for line in text.split("\n") if line.strip()]
+    assert clean._duplicate_share(lines)[0] > 0.3  # Gopher's share by line count would drop it
+    assert clean.Cleaner(clean_config())(text)[1] is None
+    assert clean.Cleaner(clean_config())(web_page())[1] == "gopher_duplicate_lines"
+    by_count = clean_config(gopher_repetition={"max_dup_line_frac": 0.3})  # Gopher's rule, switched back on
+    assert clean.Cleaner(by_count)(text)[1] == "gopher_duplicate_lines"
 
 
 def test_duplicated_ngrams_are_caught():

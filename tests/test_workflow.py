@@ -164,3 +164,25 @@ def test_a_successful_run_leaves_only_declared_outputs(pipeline):
         if rel not in declared and not any(rel.startswith(d + "/") for d in declared):
             undeclared.append(rel)
     assert undeclared == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--temperature", "-1"], "argument --temperature: must be 0 (greedy) or more, got -1"),
+    (["--temperature", "nan"], "argument --temperature: must be 0 (greedy) or more, got nan"),
+    (["--top-k", "0"], "argument --top-k: must be 1 or more, got 0"),
+    (["--top-p", "0"], "argument --top-p: must be in (0, 1], got 0"),
+    (["--top-p", "1.5"], "argument --top-p: must be in (0, 1], got 1.5"),
+    (["--max-new-tokens", "ten"], "argument --max-new-tokens: 'ten' is not an integer"),
+])
+def test_generate_cli_rejects_bad_settings_as_usage_errors(pipeline, args, message):
+    model_dir = pipeline["work"] / "results" / "models" / "a"
+    result = subprocess.run([sys.executable, "-m", "lmcore", "generate", str(model_dir), *args], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_generate_cli_names_a_missing_model_folder(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "lmcore", "generate", str(tmp_path / "results" / "models" / "nope")],
+                            capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert "argument model_dir:" in result.stderr and "nope" in result.stderr and "no config.json" in result.stderr

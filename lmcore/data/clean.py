@@ -113,7 +113,7 @@ def gopher_repetition(text, ws, hashes, cfg):
     paragraphs = [p for p in re.split(r"\n{2,}", text) if p.strip()]
     line_frac, line_chars = _duplicate_share(lines)
     para_frac, para_chars = _duplicate_share(paragraphs)
-    if line_frac > cfg["max_dup_line_frac"] or line_chars > cfg["max_dup_line_char_frac"]:
+    if (cfg.get("max_dup_line_frac") is not None and line_frac > cfg["max_dup_line_frac"]) or line_chars > cfg["max_dup_line_char_frac"]:
         return "gopher_duplicate_lines"
     if para_frac > cfg["max_dup_para_frac"] or para_chars > cfg["max_dup_para_char_frac"]:
         return "gopher_duplicate_paragraphs"

@@ -121,9 +121,18 @@ def find_clusters(json_paths, npy_paths, out_path, cfg):
                             break
     groups = {}
     for i in range(len(ids)):
-        groups.setdefault(uf.find(i), []).append(ids[i])
-    clusters = sorted((sorted(g) for g in groups.values() if len(g) > 1), key=lambda c: (-len(c), c[0]))
-    removed = sorted(doc_id for c in clusters for doc_id in c[1:])
+        groups.setdefault(uf.find(i), []).append(i)
+    clusters = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        members.sort(key=ids.__getitem__)
+        s = members[0]  # the smallest id survives
+        # each removed member with its estimated Jaccard similarity to the survivor (the share of equal MinHash rows)
+        similar = [{"id": ids[i], "exact": keys[i] == keys[s], "jaccard": round(float(np.mean(matrix[i] == matrix[s])), 4)} for i in members[1:]]
+        clusters.append({"survivor": ids[s], "members": [ids[i] for i in members], "removed": similar})
+    clusters.sort(key=lambda c: (-len(c["members"]), c["survivor"]))
+    removed = sorted(r["id"] for c in clusters for r in c["removed"])
     by_id = dict(zip(ids, chars))
     removed_chars = sum(by_id[d] for d in removed)
     stats = {
@@ -135,7 +144,7 @@ def find_clusters(json_paths, npy_paths, out_path, cfg):
         "documents_out": len(ids) - len(removed),
         "characters_out": sum(chars) - removed_chars,
     }
-    write_json(out_path, {"stats": stats, "clusters": [{"survivor": c[0], "members": c} for c in clusters], "removed": removed})
+    write_json(out_path, {"stats": stats, "clusters": clusters, "removed": removed})
     return stats
 
 

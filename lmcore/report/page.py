@@ -177,7 +177,9 @@ def render(run, data, tokenizers, models):
     parts.append(f"<h3>Duplicate clusters: {len(clusters)}, {dedup['documents_removed']} documents and "
                  f"{dedup['characters_removed']:,} characters removed</h3>")
     if clusters:
-        parts.append(table(["survivor", "size", "removed"], [[c["survivor"], len(c["members"]), ", ".join(c["members"][1:])] for c in clusters[:50]]))
+        rows = [[c["survivor"], len(c["members"]), ", ".join(f"{r['id']} ({r['jaccard']:.2f}{', exact' if r['exact'] else ''})" for r in c["removed"])]
+                for c in clusters[:50]]
+        parts.append(table(["survivor", "documents", "removed (estimated Jaccard similarity to the survivor)"], rows))
 
     parts.append("<h2>Tokenizers</h2>")
     parts.append(table(["tokenizer", "type", "vocabulary (pieces)", "characters per token", "bytes per token", "byte-fallback share",

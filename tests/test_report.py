@@ -1,0 +1,48 @@
+"""The report page on its own: readable numbers whatever a model did, flags, and the data funnel's details."""
+import math
+
+from lmcore.report import render
+
+
+def model(test_loss, mfu=0.3, perplexity=None):
+    summary = {"parameters": 1000, "non_embedding_parameters": 800, "tokens_seen": 10_000, "tokens_per_parameter": 10.0,
+               "total_flops": 4.8e10, "wall_time_s": 12.5, "tokens_per_s": 800.0, "mfu": mfu, "peak_flops": 3e10,
+               "peak_source": "measured: best of 5", "best_val_loss": test_loss, "device": "cpu", "precision": "torch.float32"}
+    test = {"loss": test_loss, "perplexity": perplexity if perplexity is not None else math.exp(min(test_loss, 700)), "bits_per_byte": 1.5}
+    baseline = {"loss": 5.0, "perplexity": math.exp(5.0), "bits_per_byte": 3.0}
+    metrics = [{"step": 10, "tokens": 1000, "loss": test_loss, "val_loss": test_loss, "lr": 1e-3, "grad_norm": 1.0}]
+    return {"summary": summary, "metrics": metrics, "eval": {"test": test, "baseline": baseline}, "samples": []}
+
+
+def page(models):
+    ingest = [{"source": "s", "documents": 3, "characters": 300, "skipped": {}, "replaced_bytes": {"a.txt": 2}, "control_characters": {"b.txt": 5}}]
+    clean = [{"documents_out": 3, "characters_out": 300, "dropped": {}, "dropped_characters": {}, "examples": {}}]
+    dedup = {"stats": {"documents_out": 2, "characters_out": 200, "documents_removed": 1, "characters_removed": 100},
+             "clusters": [{"survivor": "s/a.txt", "members": ["s/a.txt", "s/c.txt"], "removed": [{"id": "s/c.txt", "exact": False, "jaccard": 0.87}]}]}
+    tokenizers = {"t": {"model_type": "bpe", "vocab_size": 20943, "requested_vocab_size": 100000, "chars_per_token": 3.0, "bytes_per_token": 3.0,
+                        "byte_fallback_share": 0.0, "vocab_used_share": 0.5, "round_trip_failures": 0, "tokens": 100, "top_pieces": []}}
+    run = {"config": {}, "commit": "abc", "rule_times": {}}
+    return render(run, {"ingest": ingest, "clean": clean, "dedup": dedup}, tokenizers, models)
+
+
+def test_a_diverged_model_reads_plainly_and_is_flagged():
+    html = page({"good": model(3.0), "huge": model(250.0, mfu=1.46), "inf": model(800.0, perplexity=math.inf), "empty": model(math.nan)})
+    assert "3.75e+108" in html  # exp(250), not 109 digits
+    assert "<td class='n'>∞</td>" in html and "<td class='n'>nan</td>" in html
+    assert html.count("<td>NO</td>") == 3 and html.count("<td>yes</td>") == 1
+    assert "Not better than the unigram baseline: huge, inf, empty." in html
+    assert "146.0%" not in html and "30.0%" in html  # an MFU above 100% means a peak measured too low: not shown
+
+
+def test_columns_spell_out_their_units_and_vocabulary_shows_what_was_asked():
+    html = page({"good": model(3.0)})
+    for header in ("test loss (nats/token)", "test perplexity", "test bits per byte", "tokens/s", "training time (s)", "MFU"):
+        assert f"<th>{header}</th>" in html
+    assert "<td>20,943 of 100,000 requested</td>" in html
+
+
+def test_the_funnel_shows_near_duplicates_with_their_similarity_and_repaired_files():
+    html = page({"good": model(3.0)})
+    assert "s/c.txt (0.87)" in html and "<td>s/a.txt</td>" in html
+    assert "<td>s/a.txt</td><td class='n'>2</td><td class='n'>0</td>" in html
+    assert "<td>s/b.txt</td><td class='n'>0</td><td class='n'>5</td>" in html

@@ -1,5 +1,6 @@
 """Download, ingest, clean, dedup and splits, without Snakemake."""
 import gzip
+import hashlib
 import http.server
 import io
 import json
@@ -348,3 +349,14 @@ def test_a_pinned_local_file_is_checked_and_never_deleted(tmp_path):
     assert (tmp_path / "mine.txt").read_text() == "my own words"
     with pytest.raises(download.DownloadError, match="no such file"):
         download.fetch_url((tmp_path / "missing.txt").as_uri(), str(tmp_path / "x"))
+
+
+def test_a_url_without_sha256_says_how_to_fetch_it_again(tmp_path):
+    (tmp_path / "words.txt").write_text("some words")
+    lines = []
+    download.download_source("web", {"url": (tmp_path / "words.txt").as_uri()}, str(tmp_path / "out"), log=lines.append)
+    assert len(lines) == 1 and "no sha256 in the config" in lines[0] and "--forcerun results/raw/web" in lines[0]
+    pinned = {"url": (tmp_path / "words.txt").as_uri(), "sha256": hashlib.sha256(b"some words").hexdigest()}
+    lines.clear()
+    download.download_source("web", pinned, str(tmp_path / "out2"), log=lines.append)
+    assert lines == []

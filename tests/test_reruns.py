@@ -1,5 +1,6 @@
 """Reruns see changed data: a `path:` source whose files are added, edited or removed reruns
 its download and everything after it, and nothing else."""
+import contextlib
 import os
 import random
 
@@ -40,39 +41,40 @@ def test_an_untouched_source_reruns_nothing(local_run):
     assert dry_run(local_run) == {}
 
 
-def test_an_added_file_reruns_the_data_stages(local_run):
-    new = local_run[1] / "doc99.txt"
-    new.write_text(fake_document(random.Random(2), 40), encoding="utf-8")
+@contextlib.contextmanager
+def restored(path):
+    """Put a file back as it was (text and times), or remove it if it was not there."""
+    before = (path.read_text(encoding="utf-8"), path.stat()) if path.exists() else None
     try:
-        assert dry_run(local_run) == DATA_JOBS
+        yield path
     finally:
-        new.unlink()
+        if before is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(before[0], encoding="utf-8")
+            os.utime(path, (before[1].st_atime, before[1].st_mtime))
+
+
+def test_an_added_file_reruns_the_data_stages(local_run):
+    with restored(local_run[1] / "doc99.txt") as new:
+        new.write_text(fake_document(random.Random(2), 40), encoding="utf-8")
+        assert dry_run(local_run) == DATA_JOBS
     assert dry_run(local_run) == {}
 
 
 def test_an_edited_file_reruns_the_data_stages(local_run):
-    doc = local_run[1] / "doc03.txt"
-    before = doc.read_text(encoding="utf-8")
-    stat = doc.stat()
-    doc.write_text(before + "\nA line added later.\n", encoding="utf-8")
-    os.utime(doc, (stat.st_atime, stat.st_mtime + 5))
-    try:
+    with restored(local_run[1] / "doc03.txt") as doc:
+        mtime = doc.stat().st_mtime
+        doc.write_text(doc.read_text(encoding="utf-8") + "\nA line added later.\n", encoding="utf-8")
+        os.utime(doc, (mtime + 5, mtime + 5))
         assert dry_run(local_run) == DATA_JOBS
-    finally:
-        doc.write_text(before, encoding="utf-8")
-        os.utime(doc, (stat.st_atime, stat.st_mtime))
     assert dry_run(local_run) == {}
 
 
 def test_a_removed_file_reruns_the_data_stages(local_run):
-    doc = local_run[1] / "doc05.txt"
-    text, stat = doc.read_text(encoding="utf-8"), doc.stat()
-    doc.unlink()
-    try:
+    with restored(local_run[1] / "doc05.txt") as doc:
+        doc.unlink()
         assert dry_run(local_run) == DATA_JOBS
-    finally:
-        doc.write_text(text, encoding="utf-8")
-        os.utime(doc, (stat.st_atime, stat.st_mtime))
     assert dry_run(local_run) == {}
 
 

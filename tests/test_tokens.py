@@ -99,3 +99,12 @@ def test_shards_can_be_moved_with_their_manifest(tmp_path, bpe):
     (tmp_path / "a").rename(tmp_path / "b")
     data = TokenDataset(tmp_path / "b" / "manifest.json", "train", bpe.fingerprint)
     assert data.num_tokens > 0 and all(p.startswith(str(tmp_path / "b")) for p in data.paths)
+
+
+def test_a_vocabulary_larger_than_the_corpus_gives_is_said_in_the_log(tmp_path):
+    lines = []
+    cfg = {"model_type": "bpe", "vocab_size": 5000, "character_coverage": 1.0, "byte_fallback": True, "input_sentence_size": 0}
+    pieces = tokenizer_lib.train(documents(10), tmp_path / "spm.model", cfg, log=lines.append)
+    assert pieces == tokenizer_lib.Tokenizer(tmp_path / "spm.model").vocab_size < 5000
+    assert lines == [f"vocabulary: {pieces:,} pieces, fewer than the 5,000 requested: the training text yields no more "
+                     f"(hard_vocab_limit off); models use {pieces:,}"]

@@ -186,3 +186,17 @@ def test_generate_cli_names_a_missing_model_folder(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stdout) == (2, "")
     assert "argument model_dir:" in result.stderr and "nope" in result.stderr and "no config.json" in result.stderr
+
+
+def test_every_job_log_is_timestamped_and_training_logs_a_line_a_person_can_read(pipeline):
+    logs = sorted((pipeline["work"] / "logs").rglob("*.log"))
+    assert len(logs) >= 14
+    stamp = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
+    for log in logs:
+        lines = [line for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+        assert lines and all(stamp.match(line) for line in lines), log
+    train_log = (pipeline["work"] / "logs" / "train" / "a.log").read_text(encoding="utf-8")
+    assert re.search(r"step 40/80 \(50%\) \| loss \d+\.\d{3} \| val \d+\.\d{3} \| lr \d\.\de-\d\d \| \d+\.\dk tok/s \| "
+                     r"\d+s elapsed, ETA \d+s\n", train_log)
+    clean_log = (pipeline["work"] / "logs" / "clean" / "fake" / "part-0.log").read_text(encoding="utf-8")
+    assert re.search(r"kept \d+ of \d+ documents, .*; read \d+\.\d MB in \d+\.\d s \([\d.]+ MB/s\)", clean_log)

@@ -8,4 +8,6 @@ from lmcore.train import load_model
 redirect_output(snakemake.log[0])
 cfg = snakemake.params.sampling
 model, tok = load_model(os.path.dirname(snakemake.input.config))
-write_json(snakemake.output[0], sample_grid(model, tok, cfg["prompts"], cfg["presets"], cfg["max_new_tokens"], cfg["seed"]))
+samples = sample_grid(model, tok, cfg["prompts"], cfg["presets"], cfg["max_new_tokens"], cfg["seed"])
+write_json(snakemake.output[0], samples)
+print(f"{len(samples)} samples ({len(cfg['prompts'])} prompts x {len(cfg['presets'])} presets), {sum(s['tokens'] for s in samples):,} tokens")

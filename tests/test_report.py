@@ -46,3 +46,13 @@ def test_the_funnel_shows_near_duplicates_with_their_similarity_and_repaired_fil
     assert "s/c.txt (0.87)" in html and "<td>s/a.txt</td>" in html
     assert "<td>s/a.txt</td><td class='n'>2</td><td class='n'>0</td>" in html
     assert "<td>s/b.txt</td><td class='n'>0</td><td class='n'>5</td>" in html
+
+
+def test_evaluation_summaries_never_divide_by_zero_or_overflow():
+    from lmcore.evaluate import summarize
+
+    empty = summarize(0.0, 0, 0)  # a split with no token
+    assert math.isnan(empty["loss"]) and math.isnan(empty["perplexity"]) and math.isnan(empty["bits_per_byte"])
+    diverged = summarize(250.0 * 1000, 1000, 4000)  # a loss of 250 nats per token
+    assert diverged["perplexity"] == math.exp(250.0)
+    assert summarize(800.0 * 10, 10, 40)["perplexity"] == math.inf  # exp(800) overflows a float

@@ -52,11 +52,13 @@ class SplitTooSmall(ValueError):
     pass
 
 
-def split_too_small(split, tokens, documents, longest, parts, need, model):
+def split_too_small(split, tokens, documents, longest, parts, need, model, all_documents):
     return SplitTooSmall(
-        f"the {split} split holds {tokens:,} tokens in {documents:,} documents (longest part: {longest:,} tokens), but "
+        f"the {split} split holds {tokens:,} tokens in {documents:,} of the {all_documents:,} documents that cleaning and "
+        f"dedup kept (longest part: {longest:,} tokens), but "
         f"{model} needs a part of at least context_length + 1 = {need:,} tokens in every split. Add documents, raise "
-        f"`splits.{split}`{', use fewer `parts`' if parts > 1 else ''} or shorten the model's context_length."
+        f"`splits.{split}`{', use fewer `parts`' if parts > 1 else ''} or shorten the model's context_length (what cleaning "
+        f"dropped, and why, is in results/clean/<source>/part-<k>.stats.json and the clean logs)."
     )
 
 
@@ -71,7 +73,8 @@ def check_splits(parts, windows, tokenizer_name):
         for model, need in sorted(windows.items(), key=lambda item: -item[1]):
             if max(tokens, default=0) < need:
                 documents = sum(p["stats"][split]["documents"] for p in parts)
-                error = split_too_small(split, sum(tokens), documents, max(tokens, default=0), len(parts), need, f"model '{model}'")
+                kept = sum(p["stats"][s]["documents"] for p in parts for s in SPLITS)
+                error = split_too_small(split, sum(tokens), documents, max(tokens, default=0), len(parts), need, f"model '{model}'", kept)
                 raise SplitTooSmall(f"tokenizer '{tokenizer_name}': {error}")
 
 
@@ -120,6 +123,7 @@ class TokenDataset:
         folder = os.path.dirname(os.path.abspath(manifest_path))
         self.paths = [os.path.join(folder, p["shards"][split]["path"]) for p in manifest["parts"]]
         self.documents = sum(p["stats"][split]["documents"] for p in manifest["parts"])
+        self.all_documents = sum(p["stats"][s]["documents"] for p in manifest["parts"] for s in SPLITS)
         self.arrays = [np.load(p, mmap_mode="r") for p in self.paths]
         for path, a in zip(self.paths, self.arrays):
             if len(a) and int(a.max()) >= self.vocab_size:
@@ -130,7 +134,8 @@ class TokenDataset:
         """Raise SplitTooSmall unless some shard holds one window of context_length + 1 tokens."""
         longest = max((len(a) for a in self.arrays), default=0)
         if longest < context_length + 1:
-            raise split_too_small(self.split, self.num_tokens, self.documents, longest, len(self.arrays), context_length + 1, "this model")
+            raise split_too_small(self.split, self.num_tokens, self.documents, longest, len(self.arrays), context_length + 1, "this model",
+                                  self.all_documents)
 
     def sample_batch(self, rng, batch_size, context_length):
         """Random windows (x, y), y shifted by one; positions drawn from the numpy Generator `rng`."""

@@ -360,3 +360,15 @@ def test_a_url_without_sha256_says_how_to_fetch_it_again(tmp_path):
     lines.clear()
     download.download_source("web", pinned, str(tmp_path / "out2"), log=lines.append)
     assert lines == []
+
+
+def test_cleaning_that_drops_most_of_a_part_says_which_rule_did(tmp_path):
+    docs = [{"id": f"d{i}", "text": "def f(x) { return x }\n" + PROSE} for i in range(3)] + [{"id": "ok", "text": PROSE}]
+    write_jsonl(tmp_path / "in.jsonl", docs)
+    lines = []
+    stats = clean.clean_part(tmp_path / "in.jsonl", tmp_path / "out.jsonl", clean_config(), log=lines.append)
+    assert stats["dropped"] == {"c4_curly_braces": 3}
+    assert len(lines) == 1 and lines[0].startswith("WARNING: dropped 3 of 4 documents, 3 of them for c4_curly_braces")
+    lines.clear()
+    clean.clean_part(tmp_path / "out.jsonl", tmp_path / "again.jsonl", clean_config(), log=lines.append)
+    assert lines == []

@@ -176,7 +176,7 @@ class Cleaner:
         return text, None
 
 
-def clean_part(in_path, out_path, cfg):
+def clean_part(in_path, out_path, cfg, log=print):
     """Clean one part; return statistics: documents and characters in and out, drops per reason
     (documents and characters), and up to 5 examples (id and excerpt) per reason."""
     stats = {"documents_in": 0, "characters_in": 0, "documents_out": 0, "characters_out": 0, "dropped": {},
@@ -200,4 +200,9 @@ def clean_part(in_path, out_path, cfg):
             yield doc
 
     write_jsonl(out_path, kept())
+    dropped = stats["documents_in"] - stats["documents_out"]
+    if dropped > stats["documents_in"] / 2:
+        reason, n = max(stats["dropped"].items(), key=lambda item: item[1])
+        log(f"WARNING: dropped {dropped:,} of {stats['documents_in']:,} documents, {n:,} of them for {reason}; if that rule does not "
+            f"suit this corpus, switch it off or loosen it under `clean:` in the config (see schemas/config.schema.yaml)")
     return stats

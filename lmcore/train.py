@@ -97,9 +97,9 @@ def train_step(forward, micro_batches, amp, no_sync=None):
 def peak_flops(device, dtype, n=1024, rounds=5, seconds=0.2):
     """(FLOP/s, where it comes from): the device's peak that MFU is measured against.
 
-    Known GPUs: the data sheet. Elsewhere the best of `rounds` timings of square matmuls:
-    another job on the same cores only ever slows a round down, so the best round is the
-    figure that holds still from job to job (a single short timing varied 2x)."""
+    Known GPUs: the data sheet. Elsewhere the best of `rounds` timings of square matmuls
+    (another job on the same cores only slows a round down). It still reads low when the
+    cores are shared for the whole second: bench/peak.py measures how much."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         for key, flops in PEAK_FLOPS.items():

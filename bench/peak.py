@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from lmcore.train import peak_flops
+from lmcore.runtime import peak_flops
 
 
 def single_timing(n=1024, seconds=0.3):

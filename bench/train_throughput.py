@@ -44,7 +44,8 @@ def worker(size, precision, compile_, steps, threads, device, batch):
     import torch
 
     from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
-    from lmcore.train import peak_flops, train_step
+    from lmcore.runtime import peak_flops
+    from lmcore.train import train_step
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

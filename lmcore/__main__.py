@@ -12,7 +12,9 @@ import torch
 
 from lmcore.generate import generate
 from lmcore.io import Timestamped
-from lmcore.train import load_model, pick_device, train
+from lmcore.model_folder import load_model
+from lmcore.runtime import pick_device
+from lmcore.train import train
 
 
 def number(kind, low, high=math.inf, low_open=False, text=""):

@@ -1,16 +1,18 @@
 """Checkpoints (exact resume) and final weights in the safetensors format.
 
 Checkpoints are read with `torch.load(weights_only=True)`, so loading one can never
-run code. The final weights are `model.safetensors` (written here, the format is an
+run code; they hold every RNG state (`rng_state`) beside the loop's own state. The final weights are `model.safetensors` (written here, the format is an
 8-byte header length, a JSON header, then raw little-endian tensor bytes) plus
 `config.json`.
 """
 import glob
 import json
 import os
+import random
 import re
 import struct
 
+import numpy as np
 import torch
 
 from lmcore.io import atomic_open, atomic_path
@@ -72,3 +74,23 @@ def save_checkpoint(folder, step, state, keep):
 
 def load_checkpoint(path):
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def rng_state():
+    """Every global RNG, in types `torch.load(weights_only=True)` accepts (numpy's as plain lists)."""
+    name, key, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [name, key.tolist(), pos, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state):
+    random.setstate(state["python"])
+    name, key, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, np.array(key, dtype=np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])

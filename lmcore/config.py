@@ -19,30 +19,23 @@ def load_schema(path):
         return yaml.safe_load(f)
 
 
-def _resolve(schema, root):
-    while "$ref" in schema:
-        schema = root["$defs"][schema["$ref"].rsplit("/", 1)[-1]]
-    return schema
+def _with_defaults(validator_class):
+    """A validator class that, as it validates, sets every missing property the schema gives a
+    default (a deep copy, null included), so that defaults nested in those defaults fill in
+    turn: the pattern of jsonschema's FAQ and of `snakemake.utils.validate(set_default=True)`."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def properties_with_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(key, copy.deepcopy(sub["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": properties_with_defaults})
 
 
-def fill_defaults(instance, schema, root=None):
-    """Set every missing key that the schema gives a default, recursively."""
-    root = root or schema
-    schema = _resolve(schema, root)
-    if not isinstance(instance, dict):
-        return instance
-    for key, sub in schema.get("properties", {}).items():
-        default = sub.get("default", _resolve(sub, root).get("default"))  # a default beside a $ref wins
-        if key not in instance and default is not None:
-            instance[key] = copy.deepcopy(default)
-        if key in instance:
-            fill_defaults(instance[key], sub, root)
-    extra = schema.get("additionalProperties")
-    if isinstance(extra, dict):
-        for key, value in instance.items():
-            if key not in schema.get("properties", {}):
-                fill_defaults(value, extra, root)
-    return instance
+FillingValidator = _with_defaults(jsonschema.Draft202012Validator)
 
 
 def _key(path):
@@ -50,9 +43,9 @@ def _key(path):
 
 
 def validate(config, schema):
-    """Raise ConfigError naming the first invalid key (the deepest, most specific error)."""
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: (list(e.absolute_path), e.message))
+    """Fill the schema's defaults into `config` (in place) and raise ConfigError naming the first
+    invalid key (the deepest, most specific error)."""
+    errors = sorted(FillingValidator(schema).iter_errors(config), key=lambda e: (list(e.absolute_path), e.message))
     if errors:
         e = jsonschema.exceptions.best_match(errors)
         raise ConfigError(f"config key '{_key(e.absolute_path)}': {e.message}")
@@ -110,7 +103,6 @@ def prepare_config(config, schema_path):
     """
     schema = load_schema(schema_path)
     config = merge_model_defaults(copy.deepcopy(dict(config)))
-    fill_defaults(config, schema)
     validate(config, schema)
     check_semantics(config)
     return json.loads(json.dumps(config, sort_keys=True))

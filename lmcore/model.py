@@ -5,7 +5,7 @@ bias, tie_embeddings, dropout. Attention runs through F.scaled_dot_product_atten
 generation uses a KV cache that gives the same logits as a full forward pass.
 """
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
@@ -31,11 +31,6 @@ class ModelConfig:
         if self.d_ff is None:
             # SwiGLU keeps the parameter count of a 4x GELU MLP with 2/3 of its width (Shazeer 2020).
             self.d_ff = 4 * self.d_model if self.mlp == "gelu" else 64 * math.ceil(8 * self.d_model / 3 / 64)
-
-    @classmethod
-    def from_dict(cls, d, **overrides):
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in {**d, **overrides}.items() if k in names})
 
     def to_dict(self):
         return asdict(self)

@@ -16,12 +16,13 @@ def param_groups(model, weight_decay):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def make_optimizer(model, cfg):
-    groups, betas = param_groups(model, cfg["weight_decay"]), (cfg["beta1"], cfg["beta2"])
-    if cfg.get("optimizer_impl", "torch") == "lmcore":
-        return AdamW(groups, lr=cfg["lr"], betas=betas)
+def make_optimizer(model, lr, betas, weight_decay, impl="torch"):
+    """AdamW over `param_groups`: torch's (fused on GPUs, foreach elsewhere) or, with impl="lmcore", the one below."""
+    groups = param_groups(model, weight_decay)
+    if impl == "lmcore":
+        return AdamW(groups, lr=lr, betas=betas)
     fast = {"fused": True} if next(model.parameters()).is_cuda else {"foreach": True}
-    return torch.optim.AdamW(groups, lr=cfg["lr"], betas=betas, **fast)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, **fast)
 
 
 def lr_at(step, max_lr, min_lr, warmup, decay_steps):

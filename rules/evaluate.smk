@@ -2,7 +2,7 @@ rule evaluate:
     input:
         unpack(trained_model),
         manifest=shards_manifest_of,
-        code=code("evaluate.py", "train.py", "model.py", "shards.py", "tokenizer.py"),
+        code=code("evaluate.py", "model_folder.py", "checkpoint.py", "model.py", "shards.py", "tokenizer.py"),
     output:
         report("results/eval/{model}.json", caption="../report/eval.rst", category="Models", subcategory="{model}"),
     threads: resource("evaluate", "threads")

@@ -1,7 +1,7 @@
 rule sample:
     input:
         unpack(trained_model),
-        code=code("generate.py", "train.py", "model.py", "tokenizer.py"),
+        code=code("generate.py", "model_folder.py", "checkpoint.py", "model.py", "tokenizer.py"),
     output:
         report("results/samples/{model}.json", caption="../report/samples.rst", category="Models", subcategory="{model}"),
     params:

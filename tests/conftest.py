@@ -1,149 +1,57 @@
-"""Shared helpers: a tiny corpus the tests write themselves, a local HTTP server, a Snakemake runner."""
-import contextlib
-import functools
-import hashlib
-import http.server
-import io
-import os
-import random
-import subprocess
-import sys
-import tarfile
-import threading
-
+"""Fixtures: one torch thread per test, a trained tokenizer and its shards, the tiny corpus, and
+the tiny pipeline run once end to end. Helpers they are built from: tests/helpers.py."""
 import pytest
-import yaml
+import torch
 
-from lmcore.io import write_jsonl
-from lmcore.shards import shard_part, write_manifest
-from lmcore.splits import SPLITS
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-WORDS = ("the king queen lord lady love death night day heart blood crown sword sweet fair foul good "
-         "noble honour grace time world life eyes heaven earth soul tongue hand speak hear come go "
-         "make thee thou thy my your our his her their what why how when where now then here there and of to with").split()
+from helpers import documents, make_shards, serve, snakemake, tiny_config, train_tokenizer, write_config, write_corpus_archive
 
 
-def fake_document(rng, n_lines):
-    """Verse-like text: a speaker, then lines of words with punctuation."""
-    lines = []
-    for _ in range(n_lines):
-        if rng.random() < 0.15:
-            lines.append("\n" + rng.choice(["ROMEO", "JULIET", "HAMLET", "KING", "QUEEN"]) + ":")
-        words = [rng.choice(WORDS) for _ in range(rng.randint(4, 10))]
-        lines.append(" ".join(words).capitalize() + rng.choice([",", ".", ";", "!", "?"]))
-    return "\n".join(lines) + "\n"
-
-
-def write_corpus_archive(path, n_docs=60, seed=0):
-    """A tar.gz of `n_docs` text files, an exact copy of one, a file cleaning drops, and one the include glob drops."""
-    rng = random.Random(seed)
-    docs = {f"corpus/texts/doc{i:03d}.txt": fake_document(rng, rng.randint(40, 90)) for i in range(n_docs)}
-    docs["corpus/texts/copy_of_doc000.txt"] = docs["corpus/texts/doc000.txt"]
-    docs["corpus/texts/short.txt"] = "<script>alert(1)</script> is too short to keep"
-    docs["corpus/README.md"] = "not a document"
-    with tarfile.open(path, "w:gz") as tar:
-        for name, text in sorted(docs.items()):
-            data = text.encode("utf-8")
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
-@contextlib.contextmanager
-def serve(root):
-    """Serve the folder `root` on 127.0.0.1; yields the base URL."""
-    handler = functools.partial(QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-def tiny_config(url, sha256):
-    return {
-        "sources": {"fake": {"url": url, "sha256": sha256, "include": ["corpus/texts/*.txt"], "documents": "file", "parts": 2}},
-        "clean": {"min_chars": 100, "min_words": 20},
-        "splits": {"validation": 0.15, "test": 0.15},
-        "tokenizers": {"tok": {"model_type": "bpe", "vocab_size": 320}},
-        "model_defaults": {"tokenizer": "tok", "context_length": 32, "batch_size": 8, "max_steps": 80, "warmup_steps": 5, "lr": 0.01,
-                           "eval_interval": 20, "eval_batches": 2, "log_interval": 5, "checkpoint_interval": 20},
-        "models": {"a": {"d_model": 32, "n_layers": 1, "n_heads": 2}, "b": {"d_model": 48, "n_layers": 2, "n_heads": 4, "position": "rope"}},
-        "sampling": {"prompts": ["ROMEO:", "<script>alert(1)</script>"], "max_new_tokens": 12},
-    }
-
-
-def write_config(path, config):
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(config, f, sort_keys=False)
-    return path
-
-
-def snakemake_command(workdir, *args, configfile=None):
-    """Snakemake on this repository's Snakefile in `workdir`, with 2 cores."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", os.path.join(REPO, "Snakefile"), "-d", str(workdir), "--cores", "2", *args]
-    if configfile:  # last: --configfile takes every argument after it
-        cmd += ["--configfile", str(configfile)]
-    return cmd
-
-
-def snakemake(workdir, *args, configfile=None, timeout=600):
-    """Run Snakemake and wait; returns the CompletedProcess."""
-    return subprocess.run(snakemake_command(workdir, *args, configfile=configfile), capture_output=True, text=True, timeout=timeout)
-
-
-def planned_jobs(result):
-    """{rule: count} from the 'Job stats' table of a dry run; {} when nothing is to be done."""
-    jobs, in_table = {}, False
-    for line in result.stdout.splitlines() + result.stderr.splitlines():
-        if line.startswith("Job stats:"):
-            in_table, jobs = True, {}
-            continue
-        if in_table:
-            parts = line.split()
-            if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
-                jobs[parts[0]] = int(parts[1])
-            elif parts and parts[0] == "total":
-                in_table = False
-    return jobs
-
-
-def documents(n=40, seed=0):
-    """`n` fake documents with ids, for unit tests."""
-    rng = random.Random(seed)
-    return [{"id": f"doc{i}", "text": fake_document(rng, 50)} for i in range(n)]
-
-
-def make_shards(tmp_path, tok, docs):
-    """One part of `docs` sharded with `tok` into tmp_path, with its manifest.json."""
-    write_jsonl(tmp_path / "part.jsonl", docs)
-    fractions = {"validation": 0.2, "test": 0.2}
-    out = {s: str(tmp_path / f"{s}.npy") for s in SPLITS}
-    stats = shard_part(tmp_path / "part.jsonl", tok, fractions, out, num_threads=2, batch_docs=7)
-    write_manifest(tmp_path / "manifest.json", tok, [{"name": "part", "stats": stats, "shards": out}])
-    return stats, out
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tests run one torch thread each: two cores shared by pytest and the subprocesses it starts
+    are slower with more (oversubscription). A test about threads sets its own."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
-def pipeline(tmp_path_factory):
-    """The tiny pipeline run once, end to end, on a corpus served from 127.0.0.1."""
+def bpe(tmp_path_factory):
+    """A 400-piece BPE tokenizer trained on documents()."""
+    return train_tokenizer(tmp_path_factory.mktemp("bpe") / "spm.model")
+
+
+@pytest.fixture(scope="session")
+def shards(tmp_path_factory, bpe):
+    """(tokenizer path, manifest path): 60 documents sharded with `bpe`, 20% each for validation and test."""
+    folder = tmp_path_factory.mktemp("shards")
+    make_shards(folder, bpe, documents(60, seed=1))
+    return str(bpe.path), str(folder / "manifest.json")
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """(path, sha256) of the tiny corpus: write_corpus_archive's 60 documents and its traps, as a tar.gz."""
+    path = tmp_path_factory.mktemp("corpus") / "corpus.tar.gz"
+    return path, write_corpus_archive(path)
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory, corpus):
+    """The tiny pipeline run once, end to end, on `corpus` served from 127.0.0.1."""
     work = tmp_path_factory.mktemp("run")
-    www = work / "www"
-    www.mkdir()
-    sha = write_corpus_archive(www / "corpus.tar.gz")
-    with serve(www) as base:
-        config = tiny_config(f"{base}/corpus.tar.gz", sha)
+    path, sha = corpus
+    with serve(path.parent) as base:
+        config = tiny_config(f"{base}/{path.name}", sha)
         configfile = write_config(work / "config.yaml", config)
         result = snakemake(work, "results/report.html", configfile=configfile)
         assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
         yield {"work": work, "config": config, "configfile": configfile}
+
+
+def pytest_collection_modifyitems(items):
+    """A test that needs the whole pipeline run is slow (`pytest -m "not slow"` leaves it out)."""
+    for item in items:
+        if "pipeline" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -8,13 +8,14 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import REPO, planned_jobs, snakemake, tiny_config, write_config, write_corpus_archive
+from helpers import REPO, planned_jobs, snakemake, tiny_config, write_config, write_corpus_archive
 
 
 def slurm_answers():
     return shutil.which("sinfo") is not None and subprocess.run(["sinfo", "-h"], capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not slurm_answers() and os.environ.get("CI") != "true",
                     reason="no SLURM here: tests/slurm/start.sh starts one (CI runs it)")
 def test_tiny_pipeline_runs_through_the_slurm_profile(tmp_path):
@@ -35,9 +36,8 @@ def test_tiny_pipeline_runs_through_the_slurm_profile(tmp_path):
     assert (tmp_path / "results" / "report.html").exists()
 
 
-def run_data_stages(folder, parts):
-    sha = write_corpus_archive(folder / "corpus.tar.gz")
-    config = tiny_config((folder / "corpus.tar.gz").as_uri(), sha)
+def run_data_stages(folder, corpus, parts):
+    config = tiny_config(corpus[0].as_uri(), corpus[1])
     config["sources"]["fake"]["parts"] = parts
     configfile = write_config(folder / "config.yaml", config)
     dry = snakemake(folder, "-n", "results/shards/tok/manifest.json", configfile=configfile)
@@ -48,11 +48,12 @@ def run_data_stages(folder, parts):
     return planned_jobs(dry), kept, manifest
 
 
-def test_eight_parts_are_eight_jobs_per_data_stage_with_the_result_of_one(tmp_path):
+@pytest.mark.slow
+def test_eight_parts_are_eight_jobs_per_data_stage_with_the_result_of_one(tmp_path, corpus):
     (tmp_path / "one").mkdir()
     (tmp_path / "eight").mkdir()
-    jobs1, kept1, manifest1 = run_data_stages(tmp_path / "one", 1)
-    jobs8, kept8, manifest8 = run_data_stages(tmp_path / "eight", 8)
+    jobs1, kept1, manifest1 = run_data_stages(tmp_path / "one", corpus, 1)
+    jobs8, kept8, manifest8 = run_data_stages(tmp_path / "eight", corpus, 8)
     for rule in ("clean", "dedup_signatures", "dedup_apply", "shard"):
         assert (jobs1[rule], jobs8[rule]) == (1, 8)
     assert kept1 == kept8

@@ -4,10 +4,8 @@ import os
 import pytest
 import yaml
 
-from conftest import REPO, tiny_config
+from helpers import REPO, SCHEMA, tiny_config
 from lmcore.config import ConfigError, prepare_config
-
-SCHEMA = os.path.join(REPO, "schemas", "config.schema.yaml")
 
 
 def test_default_config_is_valid_and_gets_defaults():

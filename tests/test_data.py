@@ -1,19 +1,17 @@
 """Download, ingest, clean, dedup and splits, without Snakemake."""
 import gzip
 import hashlib
-import http.server
 import io
 import json
 import os
 import random
 import re
 import tarfile
-import threading
 import zipfile
 
 import pytest
 
-from conftest import WORDS, serve, write_corpus_archive
+from helpers import SCHEMA, WORDS, QuietHandler, serve, write_corpus_archive
 from lmcore.data import clean, dedup, download, ingest
 from lmcore.io import atomic_open, read_jsonl, stable_hash, write_jsonl
 from lmcore.splits import split_of
@@ -161,7 +159,7 @@ def test_splits_are_stable_and_follow_the_fractions():
     assert abs(first.count("validation") / 5000 - 0.1) < 0.03
 
 
-class FlakyHandler(http.server.BaseHTTPRequestHandler):
+class FlakyHandler(QuietHandler):
     """/flaky answers 500 once then the body; /truncated promises more bytes than it sends."""
 
     hits = {}
@@ -178,17 +176,12 @@ class FlakyHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
         self.close_connection = True
 
-    def log_message(self, *args):
-        pass
-
 
 @pytest.fixture
 def flaky_server():
     FlakyHandler.hits = {}
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FlakyHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serve(handler=FlakyHandler) as url:
+        yield url
 
 
 def test_download_retries_a_500_then_succeeds(tmp_path, flaky_server):
@@ -236,12 +229,11 @@ def test_members_escaping_the_target_are_refused(tmp_path, kind, name):
 
 
 def clean_config(**changes):
-    from conftest import REPO
     from lmcore.config import prepare_config
 
     config = {"sources": {"s": {"path": "x"}}, "tokenizers": {"t": {}}, "models": {"m": {"tokenizer": "t", "d_model": 8, "n_layers": 1, "n_heads": 1}},
               "clean": {"min_chars": 0, "min_words": 0, **changes}}
-    return prepare_config(config, os.path.join(REPO, "schemas", "config.schema.yaml"))["clean"]
+    return prepare_config(config, SCHEMA)["clean"]
 
 
 def prose_lines(n_lines=12, seed=0):
@@ -267,6 +259,39 @@ PROSE = "\n".join(prose_lines()) + "\n"
 ])
 def test_each_filter_drops_with_its_named_reason(text, reason):
     assert clean.Cleaner(clean_config())(text)[1] == reason
+
+
+@pytest.mark.parametrize("text, section, key, reason", [
+    ("# " * 40 + PROSE, "gopher_quality", "max_symbol_word_ratio", "gopher_symbol_ratio"),
+    ("\n".join("- " + line for line in prose_lines()), "gopher_quality", "max_bullet_lines", "gopher_bullet_lines"),
+    ("12 34 56 78 " * 10 + PROSE, "gopher_quality", "min_alpha_words", "gopher_alpha_words"),
+    (" ".join(f"w{i}ord" for i in range(80)), "gopher_quality", "min_stop_words", "gopher_stop_words"),
+    (PROSE + "the same line and of that is here\n" * 10, "gopher_repetition", "max_dup_line_char_frac", "gopher_duplicate_lines"),
+    ("lorem ipsum dolor sit amet " + PROSE, "c4", "lorem_ipsum", "c4_lorem_ipsum"),
+], ids=lambda v: v if isinstance(v, str) and " " not in v else None)
+def test_a_null_threshold_switches_off_that_rule_only(text, section, key, reason):
+    assert clean.Cleaner(clean_config())(text)[1] == reason
+    one_off = clean_config(**{section: {key: None}})
+    assert clean.Cleaner(one_off)(text)[1] != reason
+    assert len(clean.filters(one_off)) == len(clean.filters(clean_config())) - 1
+
+
+def test_hashes_and_ellipses_are_tested_each_against_the_symbol_limit_as_gopher_does():
+    words = PROSE.split()[:100]  # 100 words with 8 '#' and 8 ellipses: 0.08 each, 0.16 together
+    text = " ".join(w + (" #" if i % 12 == 0 and i < 96 else "") + ("..." if i % 12 == 6 and i < 96 else "") for i, w in enumerate(words))
+    assert (text.count("#"), text.count("...")) == (8, 8)
+    assert clean.gopher_symbol_ratio(0.1)(text) is None
+    assert clean.gopher_symbol_ratio(0.07)(text) == "gopher_symbol_ratio"
+
+
+def test_filters_run_in_the_documented_order_and_an_n_gram_rule_can_be_left_out():
+    names = [f.__qualname__.split(".")[0] for f in clean.filters(clean_config(min_chars=1, min_words=1))]
+    assert names == ["c4_lorem_ipsum", "c4_curly_braces", "too_short_chars", "too_short_words", "gopher_word_count", "gopher_mean_word_length",
+                     "gopher_symbol_ratio", "gopher_bullet_lines", "gopher_ellipsis_lines", "gopher_alpha_words", "gopher_stop_words",
+                     "gopher_duplicate_lines", "gopher_duplicate_paragraphs", "gopher_top_ngram", "gopher_top_ngram", "gopher_top_ngram",
+                     "gopher_duplicate_ngrams"]
+    without_2grams = clean_config(gopher_repetition={"top_ngram_char_frac": {"2": None, "3": 0.18, "4": 0.16}})
+    assert [f.__qualname__.split(".")[0] for f in clean.filters(without_2grams)].count("gopher_top_ngram") == 2
 
 
 def play(n_speeches=120, seed=0):
@@ -303,7 +328,7 @@ def test_duplicated_ngrams_are_caught():
     fresh = " ".join(rng.choice(WORDS) + str(rng.randint(0, 99)) for _ in range(200))
     repeated = " ".join(["the king and of that queen said to me"] * 8)
     assert clean.Cleaner(clean_config())(fresh + " the of and")[1] is None
-    assert clean.Cleaner(clean_config())(fresh + " " + repeated)[1].startswith("gopher_")
+    assert clean.Cleaner(clean_config())(fresh + " " + repeated)[1] == "gopher_duplicate_5grams"
 
 
 def test_c4_removes_javascript_and_policy_lines():

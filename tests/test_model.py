@@ -12,6 +12,12 @@ from lmcore.model import GPT, ModelConfig, count_parameters
 from lmcore.optim import lr_at, param_groups
 
 VARIANTS = [{}, {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": False, "tie_embeddings": False}]
+# Parameters of VARIANTS at vocab 512, d_model 64, 2 layers, context 16, counted by hand: (all, non-embedding).
+# GPT-2 shape, per block: 2 layernorms 2 x 128, qkv 64 x 192 + 192, proj 64 x 64 + 64, up 64 x 256 + 256,
+# down 256 x 64 + 64 = 49,984; final norm 128; token embedding 512 x 64 (tied with the head); positions 16 x 64.
+# Llama shape, per block: 2 rmsnorms 2 x 64, qkv 64 x 192, proj 64 x 64, SwiGLU d_ff 192 (8/3 x 64 rounded up
+# to 64): up (gate|up) 64 x 384, down 192 x 64 = 53,376; final norm 64; token embedding and an untied head 512 x 64 each.
+HAND_COUNTS = [(2 * 49_984 + 128 + 32_768 + 1_024, 2 * 49_984 + 128), (2 * 53_376 + 64 + 2 * 32_768, 2 * 53_376 + 64 + 32_768)]
 
 
 def test_lr_schedule():
@@ -27,8 +33,8 @@ def test_no_weight_decay_on_norms_biases_and_embeddings():
     assert len(decay["params"]) + len(no_decay_ids) == len(list(model.parameters()))
 
 
-@pytest.mark.parametrize("opts", VARIANTS)
-def test_model_is_causal_counts_parameters_and_starts_near_uniform(opts):
+@pytest.mark.parametrize("opts, counts", zip(VARIANTS, HAND_COUNTS))
+def test_model_is_causal_counts_parameters_and_starts_near_uniform(opts, counts):
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=512, d_model=64, n_layers=2, n_heads=4, context_length=16, **opts)
     model = GPT(cfg).eval()
@@ -36,10 +42,7 @@ def test_model_is_causal_counts_parameters_and_starts_near_uniform(opts):
     y = x.clone()
     y[:, 10:] = torch.randint(0, 512, (2, 6))
     assert torch.allclose(model(x)[0][:, :10], model(y)[0][:, :10], atol=1e-6)
-    counts = count_parameters(model)
-    assert counts["parameters"] == sum(p.numel() for p in model.parameters())
-    embeddings = model.tok_emb.weight.numel() + (model.pos_emb.weight.numel() if model.pos_emb is not None else 0)
-    assert counts["non_embedding_parameters"] == counts["parameters"] - embeddings
+    assert count_parameters(model) == {"parameters": counts[0], "non_embedding_parameters": counts[1]}
     loss = model(x, torch.randint(0, 512, (2, 16)))[1].item()
     assert abs(loss - math.log(512)) / math.log(512) < 0.05
 
@@ -129,12 +132,11 @@ def test_one_batch_overfits():
 def test_lmcore_adamw_agrees_with_torch_adamw():
     from lmcore.optim import make_optimizer
 
-    cfg = {"lr": 1e-3, "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.95}
     models = []
     for impl in ("lmcore", "torch"):
         torch.manual_seed(0)
         model = GPT(ModelConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=4, context_length=8))
-        opt = make_optimizer(model, {**cfg, "optimizer_impl": impl})
+        opt = make_optimizer(model, lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, impl=impl)
         data = torch.Generator().manual_seed(1)
         for _ in range(10):
             x = torch.randint(0, 50, (4, 8), generator=data)

@@ -6,10 +6,13 @@ import random
 
 import pytest
 
-from conftest import fake_document, planned_jobs, snakemake, tiny_config, write_config
+from helpers import fake_document, planned_jobs, snakemake, tiny_config, write_config
 
 DATA_JOBS = {"download": 1, "ingest": 1, "clean": 2, "dedup_signatures": 2, "dedup_clusters": 1, "dedup_apply": 2}
 TARGETS = ["results/dedup/mine/part-0.jsonl", "results/dedup/mine/part-1.jsonl"]
+
+
+pytestmark = pytest.mark.slow  # each test reads a run of Snakemake, or starts one
 
 
 @pytest.fixture(scope="module")

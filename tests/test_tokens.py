@@ -4,7 +4,7 @@ import random
 import numpy as np
 import pytest
 
-from conftest import documents, make_shards
+from helpers import documents, make_shards, train_tokenizer
 from lmcore import tokenizer as tokenizer_lib
 from lmcore.shards import TokenDataset, dtype_for
 from lmcore.splits import SPLITS
@@ -16,11 +16,7 @@ HARD_STRINGS = ["  two leading spaces", "tabs\tand\n\n\nnewlines\n", "trailing  
 
 @pytest.fixture(scope="module", params=["bpe", "unigram", "char"])
 def tok(request, tmp_path_factory):
-    path = tmp_path_factory.mktemp(request.param) / "spm.model"
-    cfg = {"model_type": request.param, "vocab_size": 400, "character_coverage": 1.0, "byte_fallback": True,
-           "input_sentence_size": 0, "user_defined_symbols": ["<|endoftext|>"]}
-    tokenizer_lib.train(documents(), path, cfg)
-    return tokenizer_lib.Tokenizer(path)
+    return train_tokenizer(tmp_path_factory.mktemp(request.param) / "spm.model", request.param, user_defined_symbols=["<|endoftext|>"])
 
 
 @pytest.mark.parametrize("text", HARD_STRINGS)
@@ -45,14 +41,6 @@ def test_measure_reports_no_round_trip_failure(tok):
     assert stats["round_trip_failures"] == 0
     assert stats["chars_per_token"] >= 1.0 and 0 < stats["vocab_used_share"] <= 1
     assert len(stats["top_pieces"]) == 20
-
-
-@pytest.fixture(scope="module")
-def bpe(tmp_path_factory):
-    path = tmp_path_factory.mktemp("bpe") / "spm.model"
-    tokenizer_lib.train(documents(), path, {"model_type": "bpe", "vocab_size": 400, "character_coverage": 1.0,
-                                            "byte_fallback": True, "input_sentence_size": 0})
-    return tokenizer_lib.Tokenizer(path)
 
 
 def test_shards_hold_every_document_once_joined_by_end_of_text(tmp_path, bpe):

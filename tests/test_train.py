@@ -1,4 +1,5 @@
 """The training loop: stops on NaN with the step named, and DDP matches one process."""
+import dataclasses
 import json
 import math
 import os
@@ -7,25 +8,19 @@ import re
 import pytest
 import torch
 
-from conftest import REPO, documents, make_shards, tiny_config
-from lmcore import tokenizer as tokenizer_lib
+from helpers import SCHEMA, tiny_config
 from lmcore.checkpoint import list_checkpoints, load_safetensors
 from lmcore.config import prepare_config
 from lmcore.train import Diverged, launch, train
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
-    model = folder / "spm.model"
-    tokenizer_lib.train(documents(), model, {"model_type": "bpe", "vocab_size": 400, "character_coverage": 1.0,
-                                             "byte_fallback": True, "input_sentence_size": 0})
-    make_shards(folder, tokenizer_lib.Tokenizer(model), documents(60, seed=1))
-    return str(model), str(folder / "manifest.json")
+@pytest.fixture
+def data(shards):
+    return shards
 
 
 def model_config(**changes):
-    config = prepare_config(tiny_config("file:///x", None), os.path.join(REPO, "schemas", "config.schema.yaml"))
+    config = prepare_config(tiny_config("file:///x", None), SCHEMA)
     return {**config["models"]["a"], "precision": "fp32", **changes}
 
 
@@ -93,8 +88,7 @@ def test_every_rng_state_survives_a_weights_only_checkpoint(tmp_path):
 
     import numpy as np
 
-    from lmcore.checkpoint import load_checkpoint, save_checkpoint
-    from lmcore.train import rng_state, set_rng_state
+    from lmcore.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     save_checkpoint(tmp_path, 1, {"rng": rng_state()}, keep=1)
@@ -114,3 +108,31 @@ def test_a_checkpoint_of_other_training_code_is_not_resumed(tmp_path, data, monk
     monkeypatch.setattr(lmcore.train, "code_fingerprint", lambda: "edited model.py")
     train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=edited.append)
     assert not any(line.startswith("Resumed") for line in edited) and any("starting afresh" in line for line in edited)
+
+
+def test_a_misspelt_setting_is_an_error_naming_it(tmp_path, data):
+    with pytest.raises(ValueError, match=r"unknown model or training settings \['lrr'\]"):
+        train({**model_config(), "lrr": 0.1}, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
+
+
+def test_the_training_settings_default_to_the_schemas_defaults():
+    import yaml
+
+    from lmcore.model import ModelConfig
+    from lmcore.train import TrainConfig
+
+    with open(SCHEMA, encoding="utf-8") as f:
+        keys = yaml.safe_load(f)["$defs"]["model"]["properties"]
+    for cls in (TrainConfig, ModelConfig):
+        for f in dataclasses.fields(cls):
+            if f.name in keys and "default" in keys[f.name]:
+                assert f.default == keys[f.name]["default"], f"{cls.__name__}.{f.name}"
+
+
+@pytest.mark.parametrize("name, tflops", [("NVIDIA L40S", 362), ("NVIDIA L4", 121), ("NVIDIA H100 PCIe", 756), ("NVIDIA H100 80GB HBM3", 989),
+                                          ("NVIDIA H100 NVL", 835), ("NVIDIA A100-SXM4-80GB", 312), ("NVIDIA A10", 125), ("Tesla T4", None)])
+def test_a_gpu_gets_the_data_sheet_peak_of_its_most_specific_name(name, tflops):
+    from lmcore.runtime import data_sheet_peak
+
+    found = data_sheet_peak(name)
+    assert (found[0] / 1e12 if found else None) == tflops

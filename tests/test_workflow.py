@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from conftest import REPO, planned_jobs, serve, snakemake, snakemake_command, tiny_config, write_config, write_corpus_archive
+from helpers import REPO, SCHEMA, planned_jobs, snakemake, snakemake_command, tiny_config, write_config
 from lmcore.report.page import fmt
 
 ALL_RULES = {"download", "ingest", "clean", "dedup_signatures", "dedup_clusters", "dedup_apply", "train_tokenizer", "eval_tokenizer",
@@ -85,12 +85,10 @@ def test_changing_a_cleaning_threshold_reruns_everything_downstream(pipeline):
 def test_broken_config_fails_before_any_job_with_the_key_named(tmp_path, change, key):
     config = tiny_config("http://127.0.0.1:9/corpus.tar.gz", None)
     change(config)
-    start = time.monotonic()
     result = snakemake(tmp_path, "results/report.html", configfile=write_config(tmp_path / "bad.yaml", config))
     assert result.returncode != 0
     assert key in result.stderr + result.stdout
     assert not (tmp_path / "results").exists()
-    assert time.monotonic() - start < 60
 
 
 def test_generate_cli_streams_a_continuation(pipeline):
@@ -109,7 +107,8 @@ def test_snakemake_report_gives_provenance_with_flagged_outputs(pipeline):
     assert (pipeline["work"] / "provenance.html").stat().st_size > 10_000
 
 
-def test_training_killed_and_rerun_resumes_to_the_same_weights(tmp_path):
+@pytest.mark.slow
+def test_training_killed_and_rerun_resumes_to_the_same_weights(tmp_path, corpus):
     """SIGKILL the whole Snakemake run part way through training; the rerun resumes and ends
     with the weights of a run never interrupted, bit for bit."""
     import signal
@@ -118,8 +117,7 @@ def test_training_killed_and_rerun_resumes_to_the_same_weights(tmp_path):
     from lmcore.config import prepare_config
     from lmcore.train import train
 
-    sha = write_corpus_archive(tmp_path / "corpus.tar.gz")
-    config = tiny_config((tmp_path / "corpus.tar.gz").as_uri(), sha)
+    config = tiny_config(corpus[0].as_uri(), corpus[1])
     config["models"] = {"a": {**config["models"]["a"], "max_steps": 400, "checkpoint_interval": 50, "log_interval": 50,
                               "eval_interval": 100}}
     configfile = write_config(tmp_path / "config.yaml", config)
@@ -139,7 +137,7 @@ def test_training_killed_and_rerun_resumes_to_the_same_weights(tmp_path):
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert re.search(r"Resumed from iteration [1-9]\d*", (tmp_path / "logs" / "train" / "a.log").read_text())
 
-    resolved = prepare_config(config, os.path.join(REPO, "schemas", "config.schema.yaml"))
+    resolved = prepare_config(config, SCHEMA)
     reference = tmp_path / "reference"
     train(resolved["models"]["a"], str(tmp_path / "results/tokenizers/tok/spm.model"), str(tmp_path / "results/shards/tok/manifest.json"),
           str(reference), str(tmp_path / "reference-checkpoints"), threads=2, log=lambda *a: None)

@@ -6,7 +6,7 @@ import torch
 from lmcore.evaluate import evaluate_model, unigram_baseline
 from lmcore.io import redirect_output, write_json
 from lmcore.shards import TokenDataset
-from lmcore.train import load_model
+from lmcore.model_folder import load_model
 
 redirect_output(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

@@ -3,7 +3,7 @@ import os
 
 from lmcore.generate import sample_grid
 from lmcore.io import redirect_output, write_json
-from lmcore.train import load_model
+from lmcore.model_folder import load_model
 
 redirect_output(snakemake.log[0])
 cfg = snakemake.params.sampling

@@ -6,7 +6,7 @@ from lmcore.io import redirect_output
 from lmcore.train import launch
 
 redirect_output(snakemake.log[0])
-cfg = snakemake.params.model
-summary = launch(cfg, snakemake.input.tokenizer, snakemake.input.manifest, os.path.dirname(snakemake.output.weights),
-                 snakemake.params.checkpoints, threads=snakemake.threads, nproc=cfg["gpus"])
+entry = snakemake.params.model
+summary = launch(entry, snakemake.input.tokenizer, snakemake.input.manifest, os.path.dirname(snakemake.output.weights),
+                 snakemake.params.checkpoints, threads=snakemake.threads, nproc=entry["gpus"])
 print(summary)

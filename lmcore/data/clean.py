@@ -1,16 +1,20 @@
 """Normalise documents, then drop the ones a filter rejects, each with a named reason.
 
-Filters (each on or off, thresholds in the config's `clean:` section):
-- length: characters and words;
-- Gopher quality (Rae et al. 2021, appendix A): word count, mean word length,
-  symbol-to-word ratio, bullet and ellipsis lines, alphabetic words, stop words;
+Each rule is a unit, `(text) -> reason | None`, built from its thresholds in the config's
+`clean:` section; a threshold of null switches that one rule off, `enabled: false` its group.
+`filters(cfg)` lists them in the order they run (the first that fires names the reason):
+- length: characters, then words (`min_chars`, `min_words`);
+- Gopher quality (Rae et al. 2021, appendix A): word count, mean word length, '#' and
+  ellipsis each per word, bullet and ellipsis lines, alphabetic words, stop words;
 - Gopher repetition: duplicate lines and paragraphs (share and characters), the most
   frequent 2-4-gram's character share, characters inside duplicated 5-10-grams;
-- C4 rules (Raffel et al. 2020): lorem ipsum and curly braces drop the document,
-  lines mentioning javascript or a policy are removed.
-Defaults follow the papers, except where they would drop verse and plays (short,
-repeated speaker lines, no final punctuation); see schemas/config.schema.yaml.
+- C4 (Raffel et al. 2020): lorem ipsum and curly braces drop the document; lines
+  mentioning javascript or a policy are removed first, as part of normalisation.
+Defaults follow the papers, except where they would drop verse, plays and whole books
+(short repeated speaker lines, no final punctuation, one file one document); the schema
+(schemas/config.schema.yaml) says where and why.
 """
+import functools
 import re
 import unicodedata
 
@@ -36,45 +40,106 @@ def normalize(text):
     return TRAILING_SPACE.sub("", CONTROL.sub("", text))
 
 
-def c4_lines(text, cfg):
-    """(text without javascript and policy lines, drop reason or None)."""
-    lower = text.lower()
-    if cfg["lorem_ipsum"] and "lorem ipsum" in lower:
-        return text, "c4_lorem_ipsum"
-    if cfg["curly_braces"] and "{" in text:
-        return text, "c4_curly_braces"
-    unwanted = (("javascript",) if cfg["javascript"] else ()) + (POLICY if cfg["policy"] else ())
-    if any(u in lower for u in unwanted):  # most documents have none: skip the line loop
-        kept = []
-        for line in text.split("\n"):
-            low = line.lower()
-            if (cfg["javascript"] and "javascript" in low) or (cfg["policy"] and any(p in low for p in POLICY)):
-                continue
-            kept.append(line)
-        text = "\n".join(kept)
-    return text, None
+def remove_c4_lines(text, javascript=True, policy=True):
+    """C4: the text without its lines that mention javascript or a terms-of-use, privacy or cookie policy."""
+    unwanted = (("javascript",) if javascript else ()) + (POLICY if policy else ())
+    if not any(u in text.lower() for u in unwanted):  # most documents have none: skip the line loop
+        return text
+    return "\n".join(line for line in text.split("\n") if not any(u in line.lower() for u in unwanted))
 
 
-def gopher_quality(text, ws, cfg):
-    n = len(ws)
-    if not cfg["min_words"] <= n <= cfg["max_words"]:
-        return "gopher_word_count"
-    mean_len = sum(map(len, ws)) / n
-    if not cfg["min_mean_word_length"] <= mean_len <= cfg["max_mean_word_length"]:
-        return "gopher_mean_word_length"
-    if (text.count("#") + text.count("...") + text.count("…")) / n > cfg["max_symbol_word_ratio"]:
-        return "gopher_symbol_ratio"
-    lines = len(NON_BLANK_LINE.findall(text))
-    if lines and len(BULLET_LINE.findall(text)) / lines > cfg["max_bullet_lines"]:
-        return "gopher_bullet_lines"
-    if lines and len(ELLIPSIS_LINE.findall(text)) / lines > cfg["max_ellipsis_lines"]:
-        return "gopher_ellipsis_lines"
-    if 1 - len(NO_LETTER_WORD.findall(text)) / n < cfg["min_alpha_words"]:
-        return "gopher_alpha_words"
-    if len(STOP_WORDS.intersection(text.lower().split())) < cfg["min_stop_words"]:
-        return "gopher_stop_words"
-    return None
+# The filters below look at the same text in turn; each view of it is computed once per text.
+_hash_words = WordHasher()
 
+
+@functools.lru_cache(maxsize=1)
+def _words(text):
+    return words(text)
+
+
+@functools.lru_cache(maxsize=1)
+def _word_lengths(text):
+    ws = _words(text)
+    return np.fromiter(map(len, ws), dtype=np.int64, count=len(ws))
+
+
+@functools.lru_cache(maxsize=1)
+def _word_hashes(text):
+    return _hash_words(_words(text))
+
+
+@functools.lru_cache(maxsize=1)
+def _non_blank_lines(text):
+    return len(NON_BLANK_LINE.findall(text))
+
+
+def outside(x, low, high):
+    """Whether x lies below `low` or above `high`; a bound of None is no bound."""
+    return (low is not None and x < low) or (high is not None and x > high)
+
+
+def above(x, limit):
+    return limit is not None and x > limit
+
+
+# Length.
+
+def too_short_chars(min_chars):
+    return lambda text: "too_short_chars" if len(text) < min_chars else None
+
+
+def too_short_words(min_words):
+    return lambda text: "too_short_words" if len(_words(text)) < min_words else None
+
+
+# Gopher quality rules.
+
+def gopher_word_count(min_words, max_words):
+    return lambda text: "gopher_word_count" if outside(len(_words(text)), min_words, max_words) else None
+
+
+def gopher_mean_word_length(low, high):
+    def test(text):
+        n = len(_words(text))
+        return "gopher_mean_word_length" if n and outside(_word_lengths(text).sum() / n, low, high) else None
+    return test
+
+
+def gopher_symbol_ratio(limit):
+    """Gopher tests the hash and the ellipsis each against one limit per word, not their sum."""
+    def test(text):
+        n = max(1, len(_words(text)))
+        hashes, ellipses = text.count("#"), text.count("...") + text.count("…")
+        return "gopher_symbol_ratio" if above(hashes / n, limit) or above(ellipses / n, limit) else None
+    return test
+
+
+def gopher_bullet_lines(limit):
+    def test(text):
+        lines = _non_blank_lines(text)
+        return "gopher_bullet_lines" if lines and above(len(BULLET_LINE.findall(text)) / lines, limit) else None
+    return test
+
+
+def gopher_ellipsis_lines(limit):
+    def test(text):
+        lines = _non_blank_lines(text)
+        return "gopher_ellipsis_lines" if lines and above(len(ELLIPSIS_LINE.findall(text)) / lines, limit) else None
+    return test
+
+
+def gopher_alpha_words(min_share):
+    def test(text):
+        n = len(_words(text))
+        return "gopher_alpha_words" if n and 1 - len(NO_LETTER_WORD.findall(text)) / n < min_share else None
+    return test
+
+
+def gopher_stop_words(min_count):
+    return lambda text: "gopher_stop_words" if len(STOP_WORDS.intersection(text.lower().split())) < min_count else None
+
+
+# Gopher repetition rules.
 
 def _duplicate_share(pieces):
     """(share of pieces that repeat an earlier one, share of their characters)."""
@@ -108,69 +173,118 @@ def _repeated(h):
     return repeated
 
 
-def gopher_repetition(text, ws, hashes, cfg):
-    lines = [line for line in text.split("\n") if line.strip()]
-    paragraphs = [p for p in re.split(r"\n{2,}", text) if p.strip()]
-    line_frac, line_chars = _duplicate_share(lines)
-    para_frac, para_chars = _duplicate_share(paragraphs)
-    if (cfg.get("max_dup_line_frac") is not None and line_frac > cfg["max_dup_line_frac"]) or line_chars > cfg["max_dup_line_char_frac"]:
-        return "gopher_duplicate_lines"
-    if para_frac > cfg["max_dup_para_frac"] or para_chars > cfg["max_dup_para_char_frac"]:
-        return "gopher_duplicate_paragraphs"
-    lengths = np.fromiter(map(len, ws), dtype=np.int64, count=len(ws))
-    total = lengths.sum()
-    for n, limit in sorted(cfg["top_ngram_char_frac"].items(), key=lambda item: int(item[0])):
-        h = ngram_hashes(hashes, int(n))
+def gopher_duplicate_lines(max_share, max_char_share):
+    """Lines that repeat an earlier line: too large a share of the lines, or of the characters."""
+    def test(text):
+        share, char_share = _duplicate_share([line for line in text.split("\n") if line.strip()])
+        return "gopher_duplicate_lines" if above(share, max_share) or above(char_share, max_char_share) else None
+    return test
+
+
+def gopher_duplicate_paragraphs(max_share, max_char_share):
+    def test(text):
+        share, char_share = _duplicate_share([p for p in re.split(r"\n{2,}", text) if p.strip()])
+        return "gopher_duplicate_paragraphs" if above(share, max_share) or above(char_share, max_char_share) else None
+    return test
+
+
+def gopher_top_ngram(n, limit):
+    """The most frequent word n-gram covers more than `limit` of the characters (its count x its length)."""
+    reason = f"gopher_top_{n}gram"
+
+    def test(text):
+        h = ngram_hashes(_word_hashes(text), n)
         if len(h) == 0:
-            continue
+            return None
         top, count = _most_frequent(h)
-        if count > 1:
-            first = int(np.argmax(h == top))
-            if count * lengths[first : first + int(n)].sum() / total > limit:
-                return f"gopher_top_{n}gram"
-    limits = sorted((int(n), limit) for n, limit in cfg["dup_ngram_char_frac"].items())
-    for k, (n, limit) in enumerate(limits):
-        h = ngram_hashes(hashes, n)
-        if len(h) == 0:
-            continue
-        # mark every word covered by a repeated n-gram: +1 at its start, -1 after its end
-        starts = np.flatnonzero(_repeated(h))
-        marks = np.bincount(starts, minlength=len(ws) + 1) - np.bincount(starts + n, minlength=len(ws) + 1)
-        covered = np.cumsum(marks[:-1]) > 0
-        share = lengths[covered].sum() / total
-        if share > limit:
-            return f"gopher_duplicate_{n}grams"
-        # Words inside a repeated longer n-gram lie inside repeated shorter ones: once the
-        # share is under every remaining limit, no longer n can fail.
-        if share <= min(lim for _, lim in limits[k:]):
-            break
-    return None
+        if count < 2:
+            return None
+        first = int(np.argmax(h == top))
+        lengths = _word_lengths(text)
+        return reason if count * lengths[first : first + n].sum() / lengths.sum() > limit else None
+    return test
+
+
+def gopher_duplicate_ngrams(limits):
+    """For each n in `limits` ({n: limit}), words inside n-grams that occur more than once cover more than limit of the characters.
+
+    One unit for every n: words inside a repeated longer n-gram lie inside repeated shorter
+    ones, so once the share is under every remaining limit, no longer n can fail."""
+    limits = sorted(limits.items())
+
+    def test(text):
+        lengths = _word_lengths(text)
+        for k, (n, limit) in enumerate(limits):
+            h = ngram_hashes(_word_hashes(text), n)
+            if len(h) == 0:
+                continue
+            # mark every word covered by a repeated n-gram: +1 at its start, -1 after its end
+            starts = np.flatnonzero(_repeated(h))
+            marks = np.bincount(starts, minlength=len(lengths) + 1) - np.bincount(starts + n, minlength=len(lengths) + 1)
+            share = lengths[np.cumsum(marks[:-1]) > 0].sum() / lengths.sum()
+            if share > limit:
+                return f"gopher_duplicate_{n}grams"
+            if share <= min(lim for _, lim in limits[k:]):
+                break
+        return None
+    return test
+
+
+# C4 rules.
+
+def c4_lorem_ipsum(text):
+    return "c4_lorem_ipsum" if "lorem ipsum" in text.lower() else None
+
+
+def c4_curly_braces(text):
+    return "c4_curly_braces" if "{" in text else None
+
+
+def filters(cfg):
+    """The filters of a `clean:` config, in the order they run: C4's, length, Gopher quality, Gopher repetition.
+    A rule whose threshold is null (or false), or whose group has `enabled: false`, is left out."""
+    units = []
+    c4, quality, repetition = cfg["c4"], cfg["gopher_quality"], cfg["gopher_repetition"]
+    if c4["enabled"]:
+        units += [rule for rule, on in ((c4_lorem_ipsum, c4["lorem_ipsum"]), (c4_curly_braces, c4["curly_braces"])) if on]
+    units += [make(cfg[key]) for key, make in (("min_chars", too_short_chars), ("min_words", too_short_words)) if cfg[key]]
+    if quality["enabled"]:
+        q = quality
+        units += [make(*args) for make, args in (
+            (gopher_word_count, (q["min_words"], q["max_words"])),
+            (gopher_mean_word_length, (q["min_mean_word_length"], q["max_mean_word_length"])),
+            (gopher_symbol_ratio, (q["max_symbol_word_ratio"],)),
+            (gopher_bullet_lines, (q["max_bullet_lines"],)),
+            (gopher_ellipsis_lines, (q["max_ellipsis_lines"],)),
+            (gopher_alpha_words, (q["min_alpha_words"],)),
+            (gopher_stop_words, (q["min_stop_words"],)),
+        ) if any(a is not None for a in args)]
+    if repetition["enabled"]:
+        r = repetition
+        units += [make(*args) for make, args in (
+            (gopher_duplicate_lines, (r["max_dup_line_frac"], r["max_dup_line_char_frac"])),
+            (gopher_duplicate_paragraphs, (r["max_dup_para_frac"], r["max_dup_para_char_frac"])),
+        ) if any(a is not None for a in args)]
+        units += [gopher_top_ngram(int(n), limit) for n, limit in sorted(r["top_ngram_char_frac"].items(), key=lambda i: int(i[0]))
+                  if limit is not None]
+        dup = {int(n): limit for n, limit in r["dup_ngram_char_frac"].items() if limit is not None}
+        units += [gopher_duplicate_ngrams(dup)] if dup else []
+    return units
 
 
 class Cleaner:
+    """Normalise a text, then run the filters of `cfg`: `(cleaned text, drop reason or None)`."""
+
     def __init__(self, cfg):
-        self.cfg = cfg
-        self.hash_words = WordHasher()
+        self.c4 = cfg["c4"]
+        self.filters = filters(cfg)
 
     def __call__(self, text):
-        """(cleaned text, drop reason or None)."""
-        cfg = self.cfg
         text = normalize(text)
-        if cfg["c4"]["enabled"]:
-            text, reason = c4_lines(text, cfg["c4"])
-            if reason:
-                return text, reason
-        if len(text) < cfg["min_chars"]:
-            return text, "too_short_chars"
-        ws = words(text)
-        if len(ws) < cfg["min_words"]:
-            return text, "too_short_words"
-        if cfg["gopher_quality"]["enabled"]:
-            reason = gopher_quality(text, ws, cfg["gopher_quality"])
-            if reason:
-                return text, reason
-        if cfg["gopher_repetition"]["enabled"]:
-            reason = gopher_repetition(text, ws, self.hash_words(ws), cfg["gopher_repetition"])
+        if self.c4["enabled"]:
+            text = remove_c4_lines(text, self.c4["javascript"], self.c4["policy"])
+        for rule in self.filters:
+            reason = rule(text)
             if reason:
                 return text, reason
         return text, None

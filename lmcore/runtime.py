@@ -1,0 +1,97 @@
+"""Where a training run executes: the device, its precision, the processes of a DDP run, and the
+peak FLOP/s that MFU is measured against."""
+import os
+import time
+
+import torch
+import torch.distributed as dist
+
+# Dense bf16 peaks from the vendors' data sheets, in TFLOP/s. A device name is matched against
+# the longest key it contains, so that "NVIDIA L40S" gets L40S, not L4, and "H100 PCIe" its own
+# figure, not the SXM one.
+PEAK_TFLOPS = {
+    "H200": 989,
+    "H100": 989,  # SXM; the NVL card has a lower clock
+    "H100 NVL": 835,
+    "H100 PCIe": 756,
+    "A100": 312,
+    "L40S": 362,
+    "L40": 181,
+    "L4": 121,
+    "A10": 125,
+}
+
+
+def pick_device(name="auto"):
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def cpu_has_amx():
+    """Intel AMX tiles multiply bf16 matrices several times faster than fp32 (bench/train_throughput.py)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return "amx_bf16" in f.read()
+    except OSError:
+        return False
+
+
+def autocast_dtype(precision, device):
+    """bf16 autocast where asked, or with `auto` where it pays: GPUs that support it, CPUs with AMX."""
+    if precision == "auto":
+        fast = torch.cuda.is_bf16_supported() if device.type == "cuda" else device.type == "cpu" and cpu_has_amx()
+        precision = "bf16" if fast else "fp32"
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+def distributed(device):
+    """(rank, world size, device) under torchrun, with the process group started (nccl between
+    GPUs, gloo between CPU processes) and each rank on its own GPU; (0, 1, device) in a plain process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world, device
+
+
+def data_sheet_peak(name):
+    """(FLOP/s, matched key) for a GPU name from PEAK_TFLOPS, the longest key it contains; None if none does."""
+    matches = [key for key in PEAK_TFLOPS if key in name]
+    if not matches:
+        return None
+    key = max(matches, key=len)
+    return PEAK_TFLOPS[key] * 1e12, key
+
+
+def peak_flops(device, dtype, n=1024, rounds=5, seconds=0.2):
+    """(FLOP/s, where it comes from): the device's peak that MFU is measured against.
+
+    Known GPUs: the data sheet. Elsewhere the best of `rounds` timings of square matmuls
+    (another job on the same cores only slows a round down). It still reads low when the
+    cores are shared for the whole second: bench/peak.py measures how much."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        known = data_sheet_peak(name)
+        if known:
+            return known[0], f"data sheet ({name}, dense bf16)"
+    a = torch.randn(n, n, device=device, dtype=dtype or torch.float32)
+    a @ a  # warm-up
+    best = 0.0
+    for _ in range(rounds):
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            a @ a
+            count += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = max(best, 2 * n**3 * count / (time.perf_counter() - start))
+    return best, f"measured: best of {rounds} x {seconds} s of {n}x{n} matmuls, {torch.get_num_threads()} threads"

@@ -1,0 +1,145 @@
+"""What the tests share: a tiny corpus they write themselves, a local HTTP server, a tiny config,
+a Snakemake runner and a tokenizer trainer. Fixtures built from these live in conftest.py."""
+import contextlib
+import functools
+import hashlib
+import http.server
+import io
+import os
+import random
+import subprocess
+import sys
+import tarfile
+import threading
+
+import yaml
+
+from lmcore.io import write_jsonl
+from lmcore.shards import shard_part, write_manifest
+from lmcore.splits import SPLITS
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCHEMA = os.path.join(REPO, "schemas", "config.schema.yaml")
+
+WORDS = ("the king queen lord lady love death night day heart blood crown sword sweet fair foul good "
+         "noble honour grace time world life eyes heaven earth soul tongue hand speak hear come go "
+         "make thee thou thy my your our his her their what why how when where now then here there and of to with").split()
+
+
+def fake_document(rng, n_lines):
+    """Verse-like text: a speaker, then lines of words with punctuation."""
+    lines = []
+    for _ in range(n_lines):
+        if rng.random() < 0.15:
+            lines.append("\n" + rng.choice(["ROMEO", "JULIET", "HAMLET", "KING", "QUEEN"]) + ":")
+        words = [rng.choice(WORDS) for _ in range(rng.randint(4, 10))]
+        lines.append(" ".join(words).capitalize() + rng.choice([",", ".", ";", "!", "?"]))
+    return "\n".join(lines) + "\n"
+
+
+def write_corpus_archive(path, n_docs=60, seed=0):
+    """A tar.gz of `n_docs` text files, an exact copy of one, a file cleaning drops, and one the include glob drops."""
+    rng = random.Random(seed)
+    docs = {f"corpus/texts/doc{i:03d}.txt": fake_document(rng, rng.randint(40, 90)) for i in range(n_docs)}
+    docs["corpus/texts/copy_of_doc000.txt"] = docs["corpus/texts/doc000.txt"]
+    docs["corpus/texts/short.txt"] = "<script>alert(1)</script> is too short to keep"
+    docs["corpus/README.md"] = "not a document"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in sorted(docs.items()):
+            data = text.encode("utf-8")
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+@contextlib.contextmanager
+def serve(root=None, handler=None):
+    """Serve the folder `root` (or answer with `handler`, a request handler class) on 127.0.0.1; yields the base URL."""
+    handler = handler or functools.partial(QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def tiny_config(url, sha256):
+    return {
+        "sources": {"fake": {"url": url, "sha256": sha256, "include": ["corpus/texts/*.txt"], "documents": "file", "parts": 2}},
+        "clean": {"min_chars": 100, "min_words": 20},
+        "splits": {"validation": 0.15, "test": 0.15},
+        "tokenizers": {"tok": {"model_type": "bpe", "vocab_size": 320}},
+        "model_defaults": {"tokenizer": "tok", "context_length": 32, "batch_size": 8, "max_steps": 80, "warmup_steps": 5, "lr": 0.01,
+                           "eval_interval": 20, "eval_batches": 2, "log_interval": 5, "checkpoint_interval": 20},
+        "models": {"a": {"d_model": 32, "n_layers": 1, "n_heads": 2}, "b": {"d_model": 48, "n_layers": 2, "n_heads": 4, "position": "rope"}},
+        "sampling": {"prompts": ["ROMEO:", "<script>alert(1)</script>"], "max_new_tokens": 12},
+    }
+
+
+def write_config(path, config):
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(config, f, sort_keys=False)
+    return path
+
+
+def snakemake_command(workdir, *args, configfile=None):
+    """Snakemake on this repository's Snakefile in `workdir`, with 2 cores."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", os.path.join(REPO, "Snakefile"), "-d", str(workdir), "--cores", "2", *args]
+    if configfile:  # last: --configfile takes every argument after it
+        cmd += ["--configfile", str(configfile)]
+    return cmd
+
+
+def snakemake(workdir, *args, configfile=None, timeout=600):
+    """Run Snakemake and wait; returns the CompletedProcess."""
+    return subprocess.run(snakemake_command(workdir, *args, configfile=configfile), capture_output=True, text=True, timeout=timeout)
+
+
+def planned_jobs(result):
+    """{rule: count} from the 'Job stats' table of a dry run; {} when nothing is to be done."""
+    jobs, in_table = {}, False
+    for line in result.stdout.splitlines() + result.stderr.splitlines():
+        if line.startswith("Job stats:"):
+            in_table, jobs = True, {}
+            continue
+        if in_table:
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+                jobs[parts[0]] = int(parts[1])
+            elif parts and parts[0] == "total":
+                in_table = False
+    return jobs
+
+
+def documents(n=40, seed=0):
+    """`n` fake documents with ids, for unit tests."""
+    rng = random.Random(seed)
+    return [{"id": f"doc{i}", "text": fake_document(rng, 50)} for i in range(n)]
+
+
+def make_shards(tmp_path, tok, docs):
+    """One part of `docs` sharded with `tok` into tmp_path, with its manifest.json."""
+    write_jsonl(tmp_path / "part.jsonl", docs)
+    fractions = {"validation": 0.2, "test": 0.2}
+    out = {s: str(tmp_path / f"{s}.npy") for s in SPLITS}
+    stats = shard_part(tmp_path / "part.jsonl", tok, fractions, out, num_threads=2, batch_docs=7)
+    write_manifest(tmp_path / "manifest.json", tok, [{"name": "part", "stats": stats, "shards": out}])
+    return stats, out
+
+
+def train_tokenizer(path, model_type="bpe", vocab_size=400, docs=None, **options):
+    """A SentencePiece model trained on `docs` (default: documents()) at `path`, loaded."""
+    from lmcore import tokenizer
+
+    cfg = {"model_type": model_type, "vocab_size": vocab_size, "character_coverage": 1.0, "byte_fallback": True, "input_sentence_size": 0,
+           **options}
+    tokenizer.train(documents() if docs is None else docs, path, cfg)
+    return tokenizer.Tokenizer(path)

@@ -79,12 +79,9 @@ def read_jsonl(path):
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
 
 
-def sha256_file(path, chunk_size=1 << 20):
-    h = hashlib.sha256()
+def sha256_file(path):
     with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def stable_hash(text):

@@ -131,13 +131,16 @@ def unpack(path, files_dir, include=(), exclude=(), name=None):
     elif lower.endswith(ARCHIVE_SUFFIXES):
         with tarfile.open(path) as t:
             for m in t:
-                target = _safe_target(files_dir, m.name)
+                _safe_target(files_dir, m.name)
                 if m.issym() or m.islnk():
                     relative_to = "" if m.islnk() else os.path.dirname(m.name)
                     _safe_target(files_dir, os.path.join(relative_to, m.linkname), member=m.name)
                     continue  # links that stay inside are not materialised: documents are plain files
                 if m.isfile() and selected(m.name, include, exclude):
-                    _copy_stream(t.extractfile(m), target)
+                    try:  # the "data" filter also refuses device files and drops modes such as set-uid
+                        t.extract(m, files_dir, filter="data")
+                    except tarfile.FilterError as e:
+                        raise DownloadError(f"archive member {m.name!r} refused: {e}") from None
     elif os.path.splitext(lower)[1] in COMPRESSED:
         stem = os.path.splitext(name)[0]
         with COMPRESSED[os.path.splitext(lower)[1]](path, "rb") as src:

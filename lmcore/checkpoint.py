@@ -1,9 +1,10 @@
 """Checkpoints (exact resume) and final weights in the safetensors format.
 
 Checkpoints are read with `torch.load(weights_only=True)`, so loading one can never
-run code; they hold every RNG state (`rng_state`) beside the loop's own state. The final weights are `model.safetensors` (written here, the format is an
-8-byte header length, a JSON header, then raw little-endian tensor bytes) plus
-`config.json`.
+run code; they hold every RNG state (`rng_state`) beside the loop's own state. The
+final weights are `model.safetensors` (written here, the format is an 8-byte header
+length, a JSON header, then raw little-endian tensor bytes); lmcore.model_folder puts
+them in a model's folder.
 """
 import glob
 import json

@@ -104,7 +104,14 @@ def test_generate_cli_streams_a_continuation(pipeline):
 def test_snakemake_report_gives_provenance_with_flagged_outputs(pipeline):
     result = snakemake(pipeline["work"], "--report", "provenance.html", configfile=pipeline["configfile"])
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (pipeline["work"] / "provenance.html").stat().st_size > 10_000
+    provenance = (pipeline["work"] / "provenance.html").read_text(encoding="utf-8")
+    for rule in ALL_RULES - {"all"}:  # every rule of the run, with its runtime
+        assert f'{{"rule": "{rule}", "runtime": ' in provenance, rule
+    for model in ("a", "b"):  # the outputs flagged with report(), under their captions
+        for path in (f"results/models/{model}/summary.json", f"results/eval/{model}.json", f"results/samples/{model}.json"):
+            assert f'"{path}": {{"name": "{os.path.basename(path)}"' in provenance, path
+        assert f"Training summary of model {model}: parameters" in provenance
+    assert '"results/report.html": {"name": "report.html"' in provenance
 
 
 @pytest.mark.slow

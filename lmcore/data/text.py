@@ -19,7 +19,8 @@ def words(text):
 
 
 class WordHasher:
-    """crc32 of each word, remembered for the words seen most (bounded memory)."""
+    """crc32 of each word, remembered in a cache that is emptied when it passes `max_cache` words
+    (bounded memory; a plain memo, not a most-frequent-words cache)."""
 
     def __init__(self, max_cache=1_000_000):
         self.cache, self.max_cache = {}, max_cache

@@ -2,55 +2,29 @@
 
 Checkpoints are read with `torch.load(weights_only=True)`, so loading one can never
 run code; they hold every RNG state (`rng_state`) beside the loop's own state. The
-final weights are `model.safetensors` (written here, the format is an 8-byte header
-length, a JSON header, then raw little-endian tensor bytes); lmcore.model_folder puts
-them in a model's folder.
+final weights are `model.safetensors`, written and read by the `safetensors` package;
+lmcore.model_folder puts them in a model's folder.
 """
 import glob
-import json
 import os
 import random
 import re
-import struct
 
 import numpy as np
+import safetensors.torch
 import torch
 
-from lmcore.io import atomic_open, atomic_path
-
-DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8"}
-BY_NAME = {v: k for k, v in DTYPES.items()}
-
+from lmcore.io import atomic_path
 
 def save_safetensors(tensors, path, metadata=None):
-    header, offset = {}, 0
-    tensors = {k: v.detach().contiguous().cpu() for k, v in sorted(tensors.items())}
-    for name, t in tensors.items():
-        n = t.numel() * t.element_size()
-        header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + n]}
-        offset += n
-    if metadata:
-        header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
-    blob = json.dumps(header, separators=(",", ":")).encode()
-    blob += b" " * (-len(blob) % 8)  # the format pads the header to 8 bytes
-    with atomic_open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(blob)) + blob)
-        for t in tensors.values():
-            f.write(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    """Write tensors (contiguous copies on the CPU; a tensor shared by two names must be given once) atomically."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        safetensors.torch.save_file(tensors, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
 
 
 def load_safetensors(path):
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-        data = bytearray(f.read())
-    header.pop("__metadata__", None)
-    out = {}
-    for name, info in header.items():
-        begin, end = info["data_offsets"]
-        raw = torch.frombuffer(data[begin:end], dtype=torch.uint8) if end > begin else torch.zeros(0, dtype=torch.uint8)
-        out[name] = raw.view(BY_NAME[info["dtype"]]).reshape(info["shape"]).clone()
-    return out
+    return safetensors.torch.load_file(path)
 
 
 def checkpoint_path(folder, step):

@@ -32,10 +32,14 @@ def save_model(out_dir, model, entry, tokenizer_path, metrics, summary):
     write_json(os.path.join(out_dir, "summary.json"), summary)
 
 
+def read_config(model_dir):
+    with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
 def load_model(model_dir, device="cpu"):
     """(model in eval mode, tokenizer) from a model folder."""
-    with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
-        config = json.load(f)
+    config = read_config(model_dir)
     model = GPT(ModelConfig(**config["model"]))
     missing, unexpected = model.load_state_dict(load_safetensors(os.path.join(model_dir, "model.safetensors")), strict=False)
     if unexpected or set(missing) - ({"lm_head.weight"} if model.cfg.tie_embeddings else set()):

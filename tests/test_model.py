@@ -97,11 +97,17 @@ def test_uniform_logits_give_perplexity_equal_to_vocabulary_and_hand_computed_bi
     assert bits_per_byte(math.log(2) * 8, 8) == pytest.approx(1.0)
 
 
-def test_safetensors_round_trip(tmp_path):
-    tensors = {"a": torch.randn(3, 4), "b": torch.arange(5), "c": torch.randn(2).bfloat16()}
+def test_safetensors_round_trip_readable_by_the_safetensors_library(tmp_path):
+    from safetensors import safe_open
+
+    tensors = {"a": torch.randn(3, 4), "b": torch.arange(5), "c": torch.randn(2).bfloat16(), "d": torch.randn(4, 3).t()}
     save_safetensors(tensors, tmp_path / "m.safetensors", {"format": "pt"})
     back = load_safetensors(tmp_path / "m.safetensors")
     assert all(torch.equal(tensors[k], back[k]) for k in tensors)
+    with safe_open(tmp_path / "m.safetensors", framework="pt") as f:  # the library itself, not lmcore's reader
+        assert f.metadata() == {"format": "pt"} and sorted(f.keys()) == ["a", "b", "c", "d"]
+        assert torch.equal(f.get_tensor("d"), tensors["d"])
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary file left
 
 
 def test_sdpa_equals_explicit_masked_softmax_attention():

@@ -1,0 +1,115 @@
+"""Models in the Hugging Face layout, both ways: what transformers loads from an export computes
+the same logits, generates the same ids and tokenizes to the same ids as lmcore; an HF model
+loads back into lmcore with the same logits."""
+import json
+import random
+
+import pytest
+import torch
+
+from lmcore.hf import architecture, export, load_hf
+from lmcore.model import GPT, ModelConfig
+from lmcore.model_folder import load_model, save_model
+
+transformers = pytest.importorskip("transformers")
+
+FAMILIES = {
+    "llama-untied": {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": False, "tie_embeddings": False},
+    "llama-tied": {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": False, "tie_embeddings": True},
+    "llama-bias": {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": True, "tie_embeddings": False},
+    "gpt2-tied": {"norm": "layernorm", "position": "learned", "mlp": "gelu", "bias": True, "tie_embeddings": True},
+    "gpt2-untied": {"norm": "layernorm", "position": "learned", "mlp": "gelu", "bias": True, "tie_embeddings": False},
+}
+MIXED_TEXT = "ROMEO:\n  Two  spaces,\ttabs\t\tand\n\n\nnewlines; emoji 😀, CJK 漢字, é, 1234 and a lower block \u2581 too.  "
+
+
+def trained_folder(tmp_path, tokenizer, options, seed=0):
+    """A model folder as training writes it, with random weights (the layouts do not care whether they were trained)."""
+    torch.manual_seed(seed)
+    model = GPT(ModelConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4, context_length=24, **options))
+    with torch.no_grad():  # norms and biases away from their initial 1 and 0, so that a mix-up shows
+        for name, p in model.named_parameters():
+            if p.dim() == 1:
+                p.add_(0.1 * torch.randn_like(p))
+    folder = tmp_path / "model"
+    save_model(folder, model, {"tokenizer": "t"}, tokenizer.path, [], {})
+    return folder
+
+
+@pytest.fixture(params=sorted(FAMILIES))
+def exported(request, tmp_path, bpe):
+    folder = trained_folder(tmp_path, bpe, FAMILIES[request.param])
+    assert export(folder, tmp_path / "hf") == request.param.split("-")[0]
+    return folder, tmp_path / "hf"
+
+
+def test_transformers_loads_the_export_and_computes_the_same_logits_and_greedy_ids(exported):
+    folder, hf_dir = exported
+    ours, _ = load_model(folder)
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(hf_dir).eval()
+    ids = torch.randint(0, ours.cfg.vocab_size, (3, 24), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.allclose(theirs(ids).logits, ours(ids)[0], atol=1e-4)
+    from lmcore.generate import generate
+
+    prompt = [5, 17, 42]
+    expected = list(generate(ours, prompt, 20, temperature=0.0))
+    out = theirs.generate(torch.tensor([prompt]), max_new_tokens=20, do_sample=False, eos_token_id=None, pad_token_id=0)
+    assert out[0, 3:].tolist() == expected
+
+
+def test_the_exported_tokenizer_gives_lmcores_ids_and_text_back(exported, bpe):
+    _, hf_dir = exported
+    theirs = transformers.AutoTokenizer.from_pretrained(hf_dir)
+    rng = random.Random(0)
+    alphabet = "abc XYZ\n\t  .,;'\"é漢😀\u0301-_<|>\u00a0\u2581the king"
+    for text in [MIXED_TEXT, "", " ", "\n", "  lead", "trail  "] + ["".join(rng.choice(alphabet) for _ in range(40)) for _ in range(50)]:
+        ids = bpe.encode(text)
+        assert theirs(text)["input_ids"] == ids, repr(text)
+        assert theirs.decode(ids) == text
+    assert theirs.eos_token_id == bpe.eot_id
+    config = json.loads((hf_dir / "generation_config.json").read_text())
+    assert config["eos_token_id"] == bpe.eot_id
+
+
+@pytest.mark.parametrize("kind", ["unigram", "char"])
+def test_unigram_and_char_tokenizers_export_with_the_same_ids(tmp_path, kind):
+    from helpers import train_tokenizer
+    from lmcore.hf import tokenizer_json
+
+    ours = train_tokenizer(tmp_path / "spm.model", kind)
+    import tokenizers
+
+    theirs = tokenizers.Tokenizer.from_str(tokenizer_json(ours.path))
+    for text in (MIXED_TEXT, "the  king\n\nand   queen"):
+        assert theirs.encode(text).ids == ours.encode(text)
+        assert theirs.decode(ours.encode(text), skip_special_tokens=False) == text
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_a_model_saved_by_transformers_loads_into_lmcore_with_the_same_logits(tmp_path, family):
+    torch.manual_seed(0)
+    if family == "llama":
+        config = transformers.LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                                          max_position_embeddings=24, tie_word_embeddings=False, rms_norm_eps=1e-6)
+        theirs = transformers.LlamaForCausalLM(config)
+    else:
+        config = transformers.GPT2Config(vocab_size=300, n_embd=32, n_layer=2, n_head=4, n_positions=24, activation_function="gelu_new")
+        theirs = transformers.GPT2LMHeadModel(config)
+    theirs.save_pretrained(tmp_path / "hf")
+    m, weights = load_hf(tmp_path / "hf")
+    ours = GPT(ModelConfig(**m))
+    ours.load_state_dict(weights, strict=not m["tie_embeddings"])
+    ids = torch.randint(0, 300, (2, 24))
+    with torch.no_grad():
+        assert torch.allclose(ours.eval()(ids)[0], theirs.eval()(ids).logits, atol=1e-4)
+
+
+def test_an_option_mix_without_an_hf_architecture_is_named_not_exported(tmp_path, bpe):
+    mixed = {"norm": "rmsnorm", "position": "learned", "mlp": "swiglu", "bias": False, "tie_embeddings": True}
+    folder = trained_folder(tmp_path, bpe, mixed)
+    assert export(folder, tmp_path / "hf") is None
+    reason = json.loads((tmp_path / "hf" / "unsupported.json").read_text())["reason"]
+    assert reason.startswith("position: learned: no Hugging Face architecture has this mix") and "Llama" in reason
+    assert [p.name for p in (tmp_path / "hf").iterdir()] == ["unsupported.json"]
+    assert architecture({**mixed, "norm": "layernorm", "position": "learned", "mlp": "gelu", "bias": False})[1].startswith("bias: false")

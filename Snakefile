@@ -37,6 +37,7 @@ include: "rules/shards.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/sample.smk"
+include: "rules/export.smk"
 include: "rules/report.smk"
 
 

@@ -5,6 +5,7 @@ the key and the value, e.g. `models.small.d_model: 100 is not divisible by n_hea
 """
 import copy
 import json
+import os
 
 import jsonschema
 import yaml
@@ -83,7 +84,12 @@ def check_semantics(config):
             raise ConfigError(f"config key 'models.{name}.tokenizer': '{m['tokenizer']}' is not defined under tokenizers (defined: {sorted(config['tokenizers'])})")
         if m["min_lr"] > m["lr"]:
             raise ConfigError(f"config key 'models.{name}.min_lr': {m['min_lr']} is above lr = {m['lr']}")
+        if m["init_from"] and not os.path.isfile(os.path.join(m["init_from"]["hf"], "config.json")):
+            raise ConfigError(f"config key 'models.{name}.init_from.hf': {m['init_from']['hf']!r} is not a Hugging Face model folder "
+                              f"(no config.json in it)")
     for name, tok in config["tokenizers"].items():
+        if tok["model_file"] and not os.path.isfile(tok["model_file"]):
+            raise ConfigError(f"config key 'tokenizers.{name}.model_file': no file {tok['model_file']!r}")
         ids = [i for i in tok["special_ids"].values() if i >= 0]
         if len(set(ids)) != len(ids) or max(ids) >= tok["vocab_size"]:
             raise ConfigError(f"config key 'tokenizers.{name}.special_ids': {tok['special_ids']} must be distinct and below vocab_size = {tok['vocab_size']}")

@@ -101,6 +101,20 @@ def train(documents, model_path, cfg, num_threads=1, log=print):
     return pieces
 
 
+def use_model_file(path, model_path):
+    """Copy a given SentencePiece model to `model_path` after checking it loads and has an end-of-text
+    piece (documents are joined with it); returns its number of pieces."""
+    try:
+        sp = spm.SentencePieceProcessor(model_file=os.fspath(path))
+    except (OSError, RuntimeError) as e:
+        raise ValueError(f"tokenizer model_file {path}: not a SentencePiece model ({e})") from None
+    if sp.eos_id() < 0:
+        raise ValueError(f"tokenizer model_file {path}: has no end-of-text (eos) piece, which joins documents")
+    with atomic_open(model_path, "wb") as f, open(path, "rb") as src:
+        f.write(src.read())
+    return sp.get_piece_size()
+
+
 class Tokenizer:
     def __init__(self, model_path):
         self.path = os.fspath(model_path)

@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from lmcore import TRAINING_CODE
 from lmcore.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from lmcore.io import sha256_file
 from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
 from lmcore.model_folder import save_model
 from lmcore.optim import lr_at, make_optimizer
@@ -62,6 +63,7 @@ class TrainConfig:
     compile: bool = False
     device: str = "auto"
     gpus: int = 0
+    init_from: dict | None = None  # {hf: folder}: the weights to start from
 
 
 ENTRY_ONLY = ("tokenizer", "preset")  # keys of a model entry that the pipeline reads, not the loop
@@ -174,8 +176,12 @@ def code_fingerprint():
 
 
 def run_key(entry, fingerprint):
-    """What a checkpoint must match to be resumed: the model's configuration, the tokenizer and the code."""
-    return json.dumps({"config": entry, "tokenizer": fingerprint, "code": code_fingerprint()}, sort_keys=True)
+    """What a checkpoint must match to be resumed: the model's configuration, the tokenizer, the code,
+    and the files of the weights it started from."""
+    init = entry.get("init_from") or {}
+    start = {name: sha256_file(os.path.join(init["hf"], name)) for name in sorted(os.listdir(init["hf"]))
+             if name == "config.json" or name.endswith(".safetensors")} if init else None
+    return json.dumps({"config": entry, "tokenizer": fingerprint, "code": code_fingerprint(), "start": start}, sort_keys=True)
 
 
 def resume(ckpt_dir, key, model, optimizer, data_rng, rank, log):
@@ -196,6 +202,22 @@ def resume(ckpt_dir, key, model, optimizer, data_rng, rank, log):
         for path in list_checkpoints(ckpt_dir):
             os.remove(path)
     return TrainState()
+
+
+def starting_weights(init_from, model):
+    """The weights `init_from` names, checked against `model` tensor by tensor before any step."""
+    from lmcore.hf import load_hf
+
+    options, weights = load_hf(init_from["hf"])
+    for key in ("norm", "position", "mlp", "bias", "tie_embeddings"):
+        if options[key] != getattr(model.cfg, key):
+            raise ValueError(f"init_from {init_from['hf']}: {key} is {options[key]} there, {getattr(model.cfg, key)} in this model entry")
+    ours = model.state_dict()
+    for name, tensor in weights.items():
+        if name not in ours or ours[name].shape != tensor.shape:
+            raise ValueError(f"init_from {init_from['hf']}: tensor {name} has shape {tuple(tensor.shape)} there, "
+                             f"{tuple(ours[name].shape) if name in ours else 'none'} in this model entry")
+    return weights
 
 
 def to_device(arrays, device):
@@ -223,7 +245,11 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
     random.seed(tc.seed)
     np.random.seed(tc.seed)
     torch.manual_seed(tc.seed)
-    model = GPT(model_cfg).to(device)
+    model = GPT(model_cfg)
+    if tc.init_from:
+        model.load_state_dict(starting_weights(tc.init_from, model), strict=not model_cfg.tie_embeddings)
+        log(f"starting from the weights of {tc.init_from['hf']}")
+    model = model.to(device)
     optimizer = make_optimizer(model, tc.lr, (tc.beta1, tc.beta2), tc.weight_decay, tc.optimizer_impl)
     forward = torch.compile(model) if tc.compile else model
     if world > 1:
@@ -239,6 +265,9 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
 
     if rank == 0:
         os.makedirs(ckpt_dir, exist_ok=True)
+    initial_val_loss = estimate_loss(forward, val_batches, amp) if tc.init_from else None  # what the starting weights bring
+    if initial_val_loss is not None:
+        log(f"validation loss of the starting weights: {initial_val_loss:.4f}")
     state = resume(ckpt_dir, run_key(entry, tokenizer.fingerprint), model, optimizer, data_rng, rank, log)
 
     # A loss far above ln(vocab_size), the loss of a uniform guess, after warm-up: the run diverged.
@@ -318,6 +347,7 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
         "peak_flops": peak,
         "peak_source": peak_source,
         "best_val_loss": state.best_val,
+        "initial_val_loss": initial_val_loss,
         "device": str(device),
         "precision": str(amp_dtype or torch.float32),
         "steps": state.step,

@@ -57,8 +57,19 @@ def tokenizer_of(wildcards):
 
 
 def model_inputs(wildcards):
-    """The shards and tokenizer a model trains on."""
-    return {"tokenizer": f"results/tokenizers/{tokenizer_of(wildcards)}/spm.model", "manifest": shards_manifest_of(wildcards)}
+    """The shards and tokenizer a model trains on, and the files of the weights it starts from."""
+    inputs = {"tokenizer": f"results/tokenizers/{tokenizer_of(wildcards)}/spm.model", "manifest": shards_manifest_of(wildcards)}
+    init_from = config["models"][wildcards.model]["init_from"]
+    if init_from:
+        inputs["init_from"] = [os.path.join(init_from["hf"], f) for f in sorted(os.listdir(init_from["hf"]))
+                               if f == "config.json" or f.endswith(".safetensors")]
+    return inputs
+
+
+def tokenizer_model_file(wildcards):
+    """A tokenizer given as a SentencePiece file: an input, so that a new file reruns what follows."""
+    path = config["tokenizers"][wildcards.tok]["model_file"]
+    return [path] if path else []
 
 
 def shards_manifest_of(wildcards):

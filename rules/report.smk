@@ -8,7 +8,8 @@ rule report:
         metrics=expand("results/models/{model}/metrics.jsonl", model=MODELS),
         evals=expand("results/eval/{model}.json", model=MODELS),
         samples=expand("results/samples/{model}.json", model=MODELS),
-        code=code("report/__init__.py", "report/page.py", "report/plots.py"),
+        exports=expand("results/hf/{model}", model=MODELS),
+        code=code("report/__init__.py", "report/page.py", "report/plots.py", "report/templates/report.html.j2"),
     output:
         report("results/report.html", caption="../report/report.rst", category="Report"),
     params:

@@ -1,6 +1,7 @@
 rule train_tokenizer:
     input:
         docs=part_paths("results/dedup/{source}/part-{part}.jsonl"),
+        model_file=tokenizer_model_file,
         code=code("tokenizer.py", "splits.py"),
     output:
         "results/tokenizers/{tok}/spm.model",

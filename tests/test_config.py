@@ -31,6 +31,10 @@ def test_keys_come_out_sorted_whatever_the_file_order():
         (lambda c: c["sources"]["fake"].update(path="/data"), r"sources\.fake.*exactly one of url, path, pypi"),
         (lambda c: c["splits"].update(validation=0.6, test=0.5), r"'splits': validation \+ test = 1\.1"),
         (lambda c: c.update(modles={}), r"'modles' was unexpected"),
+        (lambda c: c["models"]["a"].update(init_from={"hf": "/no/such/folder"}),
+         r"models\.a\.init_from\.hf': '/no/such/folder' is not a Hugging Face model folder \(no config\.json in it\)"),
+        (lambda c: c["models"]["a"].update(init_from={"model": "b"}), r"models\.a\.init_from': 'hf' is a required property"),
+        (lambda c: c["tokenizers"]["tok"].update(model_file="/no/such.model"), r"tokenizers\.tok\.model_file': no file '/no/such\.model'"),
     ],
 )
 def test_errors_name_the_key_and_value(change, message):

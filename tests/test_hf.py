@@ -113,3 +113,43 @@ def test_an_option_mix_without_an_hf_architecture_is_named_not_exported(tmp_path
     assert reason.startswith("position: learned: no Hugging Face architecture has this mix") and "Llama" in reason
     assert [p.name for p in (tmp_path / "hf").iterdir()] == ["unsupported.json"]
     assert architecture({**mixed, "norm": "layernorm", "position": "learned", "mlp": "gelu", "bias": False})[1].startswith("bias: false")
+
+
+def tiny_entry(**changes):
+    from helpers import SCHEMA, tiny_config
+    from lmcore.config import prepare_config
+
+    return {**prepare_config(tiny_config("file:///x", None), SCHEMA)["models"]["a"], "precision": "fp32", "max_steps": 20, **changes}
+
+
+def test_round_trip_an_exported_model_imported_with_init_from_starts_at_its_validation_loss(tmp_path, shards):
+    from lmcore.train import train
+
+    first = train(tiny_entry(), *shards, tmp_path / "first", tmp_path / "ck1", log=lambda *a: None)
+    assert export(tmp_path / "first", tmp_path / "hf") == "gpt2"
+    lines = []
+    again = train(tiny_entry(init_from={"hf": str(tmp_path / "hf")}, max_steps=2), *shards, tmp_path / "again", tmp_path / "ck2", log=lines.append)
+    assert again["initial_val_loss"] == pytest.approx(first["best_val_loss"], abs=1e-6)
+    assert f"starting from the weights of {tmp_path / 'hf'}" in lines
+
+
+def test_init_from_weights_of_another_shape_fails_before_any_step_naming_the_tensor(tmp_path, shards):
+    from lmcore.train import train
+
+    train(tiny_entry(max_steps=2), *shards, tmp_path / "first", tmp_path / "ck1", log=lambda *a: None)
+    export(tmp_path / "first", tmp_path / "hf")
+    with pytest.raises(ValueError, match=r"init_from .*hf: tensor tok_emb.weight has shape \(400, 32\) there, \(400, 48\) in this model entry"):
+        train(tiny_entry(d_model=48, init_from={"hf": str(tmp_path / "hf")}), *shards, tmp_path / "b", tmp_path / "ck2", log=lambda *a: None)
+    with pytest.raises(ValueError, match=r"init_from .*hf: position is learned there, rope in this model entry"):
+        train(tiny_entry(position="rope", init_from={"hf": str(tmp_path / "hf")}), *shards, tmp_path / "c", tmp_path / "ck3", log=lambda *a: None)
+    assert not (tmp_path / "ck2").exists() or not list((tmp_path / "ck2").iterdir())
+
+
+def test_a_tokenizer_given_as_a_file_is_used_as_is(tmp_path, bpe):
+    from lmcore.tokenizer import use_model_file
+
+    assert use_model_file(bpe.path, tmp_path / "spm.model") == bpe.vocab_size
+    assert (tmp_path / "spm.model").read_bytes() == open(bpe.path, "rb").read()
+    (tmp_path / "junk.model").write_text("not a model")
+    with pytest.raises(ValueError, match=r"tokenizer model_file .*junk.model: not a SentencePiece model"):
+        use_model_file(tmp_path / "junk.model", tmp_path / "out.model")

@@ -15,7 +15,7 @@ from helpers import REPO, SCHEMA, planned_jobs, snakemake, snakemake_command, ti
 from lmcore.report.page import fmt
 
 ALL_RULES = {"download", "ingest", "clean", "dedup_signatures", "dedup_clusters", "dedup_apply", "train_tokenizer", "eval_tokenizer",
-             "shard", "shards_manifest", "train", "evaluate", "sample", "report", "all"}
+             "shard", "shards_manifest", "train", "evaluate", "sample", "export_hf", "report", "all"}
 
 
 def test_dry_run_of_default_config_lists_every_rule(tmp_path):
@@ -38,6 +38,9 @@ def test_tiny_pipeline_produces_report_and_nothing_is_left_to_do(pipeline):
         assert fmt(evaluation["test"]["perplexity"]) in report and fmt(summary["tokens_per_s"]) in report
         # A trained model beats the unigram baseline counted on the train split.
         assert evaluation["test"]["loss"] < evaluation["baseline"]["loss"]
+    assert "<td>ok: gpt2</td>" in report  # model a has GPT-2's shape; b (layernorm with rope) has no HF architecture
+    assert "no: position: rope: no Hugging Face architecture has this mix" in report
+    assert (work / "results" / "hf" / "a" / "model.safetensors").exists() and (work / "results" / "hf" / "b" / "unsupported.json").exists()
     assert "<script>alert(1)</script>" not in report
     assert report.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 3  # a prompt, its samples, a dropped document
     assert "texts/short.txt" in report
@@ -62,14 +65,14 @@ def jobs_and_wildcards(pipeline, change):
 
 def test_changing_one_models_lr_reruns_only_that_model(pipeline):
     jobs, out = jobs_and_wildcards(pipeline, lambda c: c["models"]["a"].update(lr=0.003))
-    assert jobs == {"train": 1, "evaluate": 1, "sample": 1, "report": 1}
+    assert jobs == {"train": 1, "evaluate": 1, "sample": 1, "export_hf": 1, "report": 1}
     assert "model=a" in out and "model=b" not in out
 
 
 def test_changing_a_cleaning_threshold_reruns_everything_downstream(pipeline):
     jobs, _ = jobs_and_wildcards(pipeline, lambda c: c["clean"].update(min_words=25))
     assert jobs == {"clean": 2, "dedup_signatures": 2, "dedup_clusters": 1, "dedup_apply": 2, "train_tokenizer": 1, "eval_tokenizer": 1,
-                    "shard": 2, "shards_manifest": 1, "train": 2, "evaluate": 2, "sample": 2, "report": 1}
+                    "shard": 2, "shards_manifest": 1, "train": 2, "evaluate": 2, "sample": 2, "export_hf": 2, "report": 1}
 
 
 @pytest.mark.parametrize(

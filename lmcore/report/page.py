@@ -114,7 +114,7 @@ def render(run, data, tokenizers, models):
         if not beats:
             worse.append(name)
         quality.append([name, s["parameters"], s["best_val_loss"], e["test"]["loss"], e["test"]["perplexity"], e["test"]["bits_per_byte"],
-                        e["baseline"]["perplexity"], e["baseline"]["bits_per_byte"], "yes" if beats else "NO"])
+                        e["baseline"]["perplexity"], e["baseline"]["bits_per_byte"], "yes" if beats else "NO", m.get("hf", "not exported")])
         cost.append([name, s["non_embedding_parameters"], s["tokens_seen"], s["tokens_per_parameter"], f"{s['total_flops']:.3g}",
                      s["wall_time_s"], s["tokens_per_s"], mfu_text(s)])
     peaks = [f"{name} on {m['summary']['device']} ({m['summary']['precision'].removeprefix('torch.')}): "
@@ -180,6 +180,14 @@ def rule_times(benchmarks_dir):
     return times
 
 
+def hf_export(folder):
+    """'ok: llama' or 'ok: gpt2' for an exported model's folder, or 'no: <why>'."""
+    unsupported = os.path.join(folder, "unsupported.json")
+    if os.path.exists(unsupported):
+        return "no: " + read_json(unsupported)["reason"]
+    return "ok: " + read_json(os.path.join(folder, "config.json"))["model_type"]
+
+
 def build(inputs, config, tokenizer_names, model_names, benchmarks_dir="benchmarks"):
     """Read every stage's outputs (paths in `inputs`, as the report rule lists them) and render the HTML."""
     data = {
@@ -189,8 +197,8 @@ def build(inputs, config, tokenizer_names, model_names, benchmarks_dir="benchmar
     }
     tokenizers = dict(zip(tokenizer_names, (read_json(p) for p in inputs.tokenizers)))
     models = {
-        name: {"summary": read_json(s), "metrics": list(read_jsonl(m)), "eval": read_json(e), "samples": read_json(x)}
-        for name, s, m, e, x in zip(model_names, inputs.summaries, inputs.metrics, inputs.evals, inputs.samples)
+        name: {"summary": read_json(s), "metrics": list(read_jsonl(m)), "eval": read_json(e), "samples": read_json(x), "hf": hf_export(h)}
+        for name, s, m, e, x, h in zip(model_names, inputs.summaries, inputs.metrics, inputs.evals, inputs.samples, inputs.exports)
     }
     run = {"config": config, "commit": git_commit(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "rule_times": rule_times(benchmarks_dir)}
     return render(run, data, tokenizers, models)

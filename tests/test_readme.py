@@ -1,4 +1,4 @@
-"""The README's commands work as written: each shell command in its code blocks runs in a copy
+"""The README's commands work as written: each shell command and python example in its code blocks runs in a copy
 of the repository (snakemake as a dry run, make as `make -n`), with the README's own example
 config as `my.yaml` and a trained tiny model as `results/models/small`."""
 import os
@@ -68,6 +68,7 @@ def checkout(tmp_path_factory, pipeline):
         for i in range(5):
             (folder / f"text{i}.txt").write_text(fake_document(rng, 30), encoding="utf-8")
     shutil.copytree(pipeline["work"] / "results" / "models" / "a", root / "results" / "models" / "small")
+    shutil.copytree(pipeline["work"] / "results" / "hf" / "a", root / "results" / "hf" / "small")
     return root
 
 
@@ -84,3 +85,10 @@ def test_each_readme_command_runs_as_written(checkout, command):
     assert result.returncode == 0, f"{shlex.join(command)}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
     if program == "python" and "generate" in command:
         assert result.stdout.startswith("ROMEO:") and len(result.stdout) > len("ROMEO:\n")
+
+
+@pytest.mark.parametrize("block", [body for lang, body in readme_blocks() if lang == "python"], ids=lambda b: b.splitlines()[0][:40])
+def test_each_readme_python_example_runs_as_written(checkout, block):
+    result = subprocess.run([sys.executable, "-c", block], cwd=checkout, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("ROMEO:\n") and len(result.stdout) > len("ROMEO:\n") + 20

@@ -198,7 +198,7 @@ def export(model_dir, out_dir):
     hf = (llama_weights if arch == "llama" else gpt2_weights)(weights, m)
     save_safetensors(hf, os.path.join(out_dir, "model.safetensors"), {"format": "pt"})
     write_json(os.path.join(out_dir, "config.json"), (llama_config if arch == "llama" else gpt2_config)(m, special))
-    write_json(os.path.join(out_dir, "generation_config.json"), {**special, "max_length": m["context_length"]})
+    write_json(os.path.join(out_dir, "generation_config.json"), special)
     sp = tokenizer.sp
     with atomic_open(os.path.join(out_dir, "tokenizer.json")) as f:
         f.write(tokenizer_json(tokenizer.path))

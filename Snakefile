@@ -19,7 +19,7 @@ wildcard_constraints:
     source="[A-Za-z0-9_-]+",
     part=r"\d+",
     tok="[A-Za-z0-9_-]+",
-    model="[A-Za-z0-9_-]+",
+    model="[A-Za-z0-9_.-]+",
     split="|".join(SPLITS),
 
 

@@ -4,6 +4,7 @@
 the key and the value, e.g. `models.small.d_model: 100 is not divisible by n_heads = 3`.
 """
 import copy
+import itertools
 import json
 import os
 
@@ -58,6 +59,41 @@ PRESETS = {
 }
 
 
+def sweep_value(value):
+    """A grid value as it appears in a model name: 128, 0.003, 1e-05, rmsnorm, true."""
+    return str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def sweep_models(sweeps):
+    """{sweep: {model name: {key: value}}}: every cell of every grid, named `<sweep>-<key><value>-...`
+    with the keys in sorted order (e.g. `width-d_model128-lr0.003`)."""
+    expanded = {}
+    for sweep, spec in sorted((sweeps or {}).items()):
+        keys = sorted(spec["grid"])
+        expanded[sweep] = {
+            "-".join([sweep] + [f"{k}{sweep_value(v)}" for k, v in zip(keys, values)]): dict(zip(keys, values))
+            for values in itertools.product(*(spec["grid"][k] for k in keys))
+        }
+    return expanded
+
+
+def expand_sweeps(config, model_keys):
+    """Add every sweep's grid cells to `models`: the sweep's base, then the cell's values.
+    A grid key that is not a model key, or a name that `models` already has, is a ConfigError."""
+    models = dict(config.get("models") or {})
+    for sweep, cells in sweep_models(config.get("sweeps")).items():
+        spec = config["sweeps"][sweep]
+        for key in spec["grid"]:
+            if key not in model_keys:
+                raise ConfigError(f"config key 'sweeps.{sweep}.grid.{key}': {key!r} is not a model key (see $defs.model in the schema)")
+        for name, values in cells.items():
+            if name in models:
+                raise ConfigError(f"config key 'sweeps.{sweep}': its model {name!r} has the name of 'models.{name}'; rename one of them")
+            models[name] = {**(spec.get("base") or {}), **values}
+    config["models"] = models
+    return config
+
+
 def merge_model_defaults(config):
     """Each model: model_defaults, then its preset's shape, then its own keys (the last wins)."""
     defaults = config.get("model_defaults") or {}
@@ -108,7 +144,8 @@ def prepare_config(config, schema_path):
     YAML file used, and a rerun is triggered only by a changed value.
     """
     schema = load_schema(schema_path)
-    config = merge_model_defaults(copy.deepcopy(dict(config)))
+    config = expand_sweeps(copy.deepcopy(dict(config)), schema["$defs"]["model"]["properties"])
+    config = merge_model_defaults(config)
     validate(config, schema)
     check_semantics(config)
     return json.loads(json.dumps(config, sort_keys=True))

@@ -42,3 +42,34 @@ def test_errors_name_the_key_and_value(change, message):
     change(config)
     with pytest.raises(ConfigError, match=message):
         prepare_config(config, SCHEMA)
+
+
+def sweep_config(grid, base=None):
+    config = tiny_config("file:///x", None)
+    config["sweeps"] = {"width": {"base": base or {"n_layers": 1, "n_heads": 2}, "grid": grid}}
+    return config
+
+
+def test_a_sweep_expands_into_ordinary_models_with_readable_names():
+    config = prepare_config(sweep_config({"lr": [0.001, 0.003], "d_model": [32, 64]}), SCHEMA)
+    names = sorted(n for n in config["models"] if n.startswith("width-"))
+    assert names == ["width-d_model32-lr0.001", "width-d_model32-lr0.003", "width-d_model64-lr0.001", "width-d_model64-lr0.003"]
+    cell = config["models"]["width-d_model64-lr0.003"]
+    assert (cell["d_model"], cell["lr"], cell["n_layers"], cell["context_length"]) == (64, 0.003, 1, 32)  # grid, base, model_defaults
+
+
+@pytest.mark.parametrize("grid, base, message", [
+    ({"d_modle": [32]}, None, r"sweeps\.width\.grid\.d_modle': 'd_modle' is not a model key"),
+    ({"d_model": [30]}, {"n_layers": 1, "n_heads": 4}, r"models\.width-d_model30\.d_model': 30 is not divisible by n_heads = 4"),
+    ({"lr": []}, None, r"sweeps\.width\.grid\.lr"),
+])
+def test_a_bad_sweep_is_a_config_error_naming_it(grid, base, message):
+    with pytest.raises(ConfigError, match=message):
+        prepare_config(sweep_config(grid, base), SCHEMA)
+
+
+def test_a_sweep_model_named_like_a_model_is_a_config_error_naming_both():
+    config = sweep_config({"d_model": [32]})
+    config["models"]["width-d_model32"] = {"d_model": 32, "n_layers": 1, "n_heads": 2}
+    with pytest.raises(ConfigError, match=r"sweeps\.width': its model 'width-d_model32' has the name of 'models\.width-d_model32'"):
+        prepare_config(config, SCHEMA)

@@ -14,15 +14,18 @@ def model(test_loss, mfu=0.3, perplexity=None):
     return {"summary": summary, "metrics": metrics, "eval": {"test": test, "baseline": baseline}, "samples": []}
 
 
-def page(models):
+def page_data():
     ingest = [{"source": "s", "documents": 3, "characters": 300, "skipped": {}, "replaced_bytes": {"a.txt": 2}, "control_characters": {"b.txt": 5}}]
     clean = [{"documents_out": 3, "characters_out": 300, "dropped": {}, "dropped_characters": {}, "examples": {}}]
     dedup = {"stats": {"documents_out": 2, "characters_out": 200, "documents_removed": 1, "characters_removed": 100},
              "clusters": [{"survivor": "s/a.txt", "members": ["s/a.txt", "s/c.txt"], "removed": [{"id": "s/c.txt", "exact": False, "jaccard": 0.87}]}]}
     tokenizers = {"t": {"model_type": "bpe", "vocab_size": 20943, "requested_vocab_size": 100000, "chars_per_token": 3.0, "bytes_per_token": 3.0,
                         "byte_fallback_share": 0.0, "vocab_used_share": 0.5, "round_trip_failures": 0, "tokens": 100, "top_pieces": []}}
-    run = {"config": {}, "commit": "abc", "rule_times": {}}
-    return render(run, {"ingest": ingest, "clean": clean, "dedup": dedup}, tokenizers, models)
+    return {"ingest": ingest, "clean": clean, "dedup": dedup}, tokenizers
+
+
+def page(models):
+    return render({"config": {}, "commit": "abc", "rule_times": {}}, *page_data(), models)
 
 
 def test_a_diverged_model_reads_plainly_and_is_flagged():
@@ -56,3 +59,19 @@ def test_evaluation_summaries_never_divide_by_zero_or_overflow():
     diverged = summarize(250.0 * 1000, 1000, 4000)  # a loss of 250 nats per token
     assert diverged["perplexity"] == math.exp(250.0)
     assert summarize(800.0 * 10, 10, 40)["perplexity"] == math.inf  # exp(800) overflows a float
+
+
+def test_a_sweep_gets_a_table_of_its_grid_with_the_best_cell_marked_and_a_plot():
+    import re
+
+    from lmcore.report.page import render
+
+    models = {"w-d_model32-lr0.001": model(3.5), "w-d_model32-lr0.003": model(3.1), "w-d_model64-lr0.001": model(3.0), "other": model(2.0)}
+    html = page(models)  # no sweep in the config: no section
+    assert "<h2>Sweeps</h2>" not in html
+    run = {"config": {"sweeps": {"w": {"grid": {"d_model": [32, 64], "lr": [0.001, 0.003]}}}}, "commit": "abc", "rule_times": {}}
+    html = render(run, *page_data(), models)
+    section = html[html.index("<h2>Sweeps</h2>"):html.index("<h2>Training curves</h2>")]
+    assert "<th>d_model</th><th>lr</th>" in section and "other" not in section  # a cell not trained (64, 0.003) is left out
+    assert re.search(r"<td>w-d_model64-lr0.001</td><td class='n'>64</td><td class='n'>0.001</td><td class='n'>3</td>.*?<td>best</td>", section)
+    assert section.count("<td>best</td>") == 1 and section.count("<svg") == 1

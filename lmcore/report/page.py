@@ -8,6 +8,7 @@ import glob
 import hashlib
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import re
@@ -17,7 +18,8 @@ import jinja2
 import markupsafe
 
 from lmcore.io import read_json, read_jsonl
-from lmcore.report.plots import line_plot, size_plot
+from lmcore.config import sweep_models
+from lmcore.report.plots import line_plot, size_plot, sweep_plot
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:1rem;color:#222;line-height:1.4}
@@ -120,6 +122,18 @@ def render(run, data, tokenizers, models):
     peaks = [f"{name} on {m['summary']['device']} ({m['summary']['precision'].removeprefix('torch.')}): "
              f"{m['summary']['peak_flops'] / 1e9:,.0f} GFLOP/s, {m['summary'].get('peak_source', 'measured')}" for name, m in models.items()]
 
+    sweeps = []
+    for sweep, cells in sweep_models(run["config"].get("sweeps")).items():
+        keys = sorted(run["config"]["sweeps"][sweep]["grid"])
+        done = {name: values for name, values in cells.items() if name in models}
+        losses = {name: models[name]["eval"]["test"]["loss"] for name in done}
+        best = min(losses, key=lambda n: (math.isnan(losses[n]), losses[n]), default=None)
+        rows = [[name, *values.values(), losses[name], models[name]["eval"]["test"]["bits_per_byte"], "best" if name == best else ""]
+                for name, values in done.items()]
+        plot = sweep_plot(sweep, keys, [(values, losses[name]) for name, values in done.items()]) if len(keys) <= 2 and done else None
+        sweeps.append({"name": sweep, "headers": ["model", *keys, "test loss (nats/token)", "test bits per byte", ""], "rows": rows,
+                       "plot": markupsafe.Markup(plot) if plot else None})
+
     series = {name: m["metrics"] for name, m in models.items()}
     plots = [line_plot(series, x_key, y_key, title, logy) for x_key, y_key, title, logy in [
         ("step", "loss", "Train loss against steps", False), ("tokens", "loss", "Train loss against tokens", False),
@@ -146,7 +160,7 @@ def render(run, data, tokenizers, models):
               "cpus": os.cpu_count(), "processor": platform.processor() or platform.system()},
         commit=run["commit"],
         digest=config_digest(run["config"]),
-        quality=quality, cost=cost, worse=worse, peaks=peaks,
+        quality=quality, cost=cost, worse=worse, peaks=peaks, sweeps=sweeps,
         plots=[markupsafe.Markup(svg) for svg in plots],  # drawn by matplotlib, which escapes the text it writes
         funnel=funnel,
         reasons=[[reason, n, chars, " | ".join(f"{e['id']}: {e['excerpt'][:80]!r}" for e in examples[:3])]

@@ -51,3 +51,23 @@ def size_plot(models):
     return svg(fig)
 
 
+
+
+def sweep_plot(sweep, keys, cells):
+    """Test loss against a one- or two-key grid: `cells` is [({key: value}, test loss)]; with two
+    keys, one line per value of the second. Numeric values spanning 10x or more get a log axis."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    x_key, line_key = keys[0], keys[1] if len(keys) > 1 else None
+    for line in sorted({c[line_key] for c, _ in cells}, key=str) if line_key else [None]:
+        pts = sorted((c[x_key], loss) for c, loss in cells if line_key is None or c[line_key] == line)
+        ax.plot(*zip(*pts), marker="o", label=f"{line_key} = {line}" if line_key else None)
+    xs = [c[x_key] for c, _ in cells]
+    if all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in xs) and max(xs) >= 10 * min(xs):
+        ax.set_xscale("log")
+    ax.set_xlabel(x_key)
+    ax.set_ylabel("test loss (nats/token)")
+    ax.set_title(f"Sweep {sweep}")
+    ax.grid(alpha=0.3)
+    if line_key:
+        ax.legend()
+    return svg(fig)

@@ -19,16 +19,14 @@ decodes as U+2581 (lmcore's escape character; SentencePiece never sees it otherw
 """
 import json
 import os
-import shutil
 
 import torch
 
 from lmcore.checkpoint import load_safetensors, save_safetensors
-from lmcore.io import atomic_open, write_json
+from lmcore.io import atomic_open, copy_file, hf_weight_files, write_json
+from lmcore.model import GPT, LAYER_NORM_EPS, RMS_NORM_EPS, ROPE_THETA, ModelConfig
 from lmcore.model_folder import read_config
-from lmcore.tokenizer import ESCAPE, SPACE_SYMBOL
-
-RMS_NORM_EPS, LAYER_NORM_EPS, ROPE_THETA = 1e-6, 1e-5, 10000.0  # lmcore.model's constants
+from lmcore.tokenizer import ESCAPE, SPACE_SYMBOL, Tokenizer
 
 
 def architecture(m):
@@ -73,7 +71,7 @@ def gpt2_config(m, special):
 
 
 def llama_weights(w, m):
-    """lmcore state dict -> HF Llama names (and back: `invert=True` in `load_hf`)."""
+    """lmcore state dict -> HF Llama names (`invert` runs it the other way, for `load_hf`)."""
     d, H = m["d_model"], m["n_heads"]
     perm = rope_permutation(H, d // H)
     out = {"model.embed_tokens.weight": w["tok_emb.weight"], "model.norm.weight": w["norm_f.weight"]}
@@ -129,9 +127,7 @@ def invert(mapping_fn, m, hf_weights):
 
 
 def lmcore_shapes(m):
-    """{name: shape} of lmcore's state dict for a ModelConfig dict, without building the model."""
-    from lmcore.model import GPT, ModelConfig
-
+    """{name: shape} of lmcore's state dict for a ModelConfig dict, without allocating the model."""
     with torch.device("meta"):
         model = GPT(ModelConfig(**m))
     return {k: tuple(v.shape) for k, v in model.state_dict().items() if not (k == "lm_head.weight" and m["tie_embeddings"])}
@@ -183,8 +179,6 @@ def export(model_dir, out_dir):
     """Write `out_dir` as a Hugging Face folder for the model in `model_dir`, or only
     `out_dir/unsupported.json` ({"reason": ...}) when its options have no HF architecture.
     Returns the architecture name, or None."""
-    from lmcore.tokenizer import Tokenizer
-
     config = read_config(model_dir)
     m = config["model"]
     os.makedirs(out_dir, exist_ok=True)
@@ -206,8 +200,7 @@ def export(model_dir, out_dir):
     write_json(os.path.join(out_dir, "tokenizer_config.json"), {
         "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": m["context_length"], "clean_up_tokenization_spaces": False,
         **{k: sp.id_to_piece(i) for k, i in names.items() if i >= 0}})
-    with atomic_open(os.path.join(out_dir, "tokenizer.model"), "wb") as f, open(tokenizer.path, "rb") as src:
-        shutil.copyfileobj(src, f)  # the SentencePiece model itself, for tools that read it (llama.cpp's converter)
+    copy_file(tokenizer.path, os.path.join(out_dir, "tokenizer.model"))  # the SentencePiece model, for tools that read it (llama.cpp)
     return arch
 
 
@@ -232,9 +225,9 @@ def load_hf(folder):
         raise ValueError(f"{folder}: model_type {kind!r} is not one lmcore reads (llama, gpt2)")
     m["vocab_size"], m["dropout"] = c["vocab_size"], 0.0
     weights = {}
-    for name in sorted(os.listdir(folder)):
-        if name.endswith(".safetensors"):
-            weights.update(load_safetensors(os.path.join(folder, name)))
+    for path in hf_weight_files(folder):
+        if path.endswith(".safetensors"):
+            weights.update(load_safetensors(path))
     if m["tie_embeddings"]:
         weights.pop("lm_head.weight", None)
     return m, invert(mapping, m, weights)

@@ -46,6 +46,18 @@ def atomic_open(path, mode="w", **kwargs):
         yield f
 
 
+def copy_file(src, dst):
+    """Copy `src` to `dst` atomically."""
+    with atomic_open(dst, "wb") as f, open(src, "rb") as source:
+        shutil.copyfileobj(source, f)
+
+
+def hf_weight_files(folder):
+    """The files of a Hugging Face folder that hold its model: config.json and every .safetensors
+    (rule inputs, checkpoint run key and loader read the same list; no torch import here)."""
+    return [os.path.join(folder, name) for name in sorted(os.listdir(folder)) if name == "config.json" or name.endswith(".safetensors")]
+
+
 def write_json(path, obj):
     with atomic_open(path) as f:
         json.dump(obj, f, indent=2, sort_keys=True, ensure_ascii=False)

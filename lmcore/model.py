@@ -12,6 +12,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+RMS_NORM_EPS, LAYER_NORM_EPS, ROPE_THETA = 1e-6, 1e-5, 10000.0  # LayerNorm's eps is torch's default
+
+
 @dataclass
 class ModelConfig:
     vocab_size: int
@@ -37,7 +40,7 @@ class ModelConfig:
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, dim, eps=1e-6):
+    def __init__(self, dim, eps=RMS_NORM_EPS):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
@@ -47,10 +50,10 @@ class RMSNorm(nn.Module):
 
 
 def make_norm(cfg):
-    return nn.LayerNorm(cfg.d_model, bias=cfg.bias) if cfg.norm == "layernorm" else RMSNorm(cfg.d_model)
+    return nn.LayerNorm(cfg.d_model, eps=LAYER_NORM_EPS, bias=cfg.bias) if cfg.norm == "layernorm" else RMSNorm(cfg.d_model)
 
 
-def rope_tables(head_dim, length, base=10000.0, device=None):
+def rope_tables(head_dim, length, base=ROPE_THETA, device=None):
     """cos and sin of the rotary angles pos * base^(-2i/head_dim) (Su et al. 2021)."""
     inv_freq = base ** (-torch.arange(0, head_dim, 2, device=device).float() / head_dim)
     angles = torch.outer(torch.arange(length, device=device).float(), inv_freq)

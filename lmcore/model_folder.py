@@ -9,10 +9,9 @@ sampling and `python -m lmcore generate` load.
 """
 import json
 import os
-import shutil
 
 from lmcore.checkpoint import load_safetensors, save_safetensors
-from lmcore.io import atomic_open, sha256_file, write_json
+from lmcore.io import atomic_open, copy_file, sha256_file, write_json
 from lmcore.model import GPT, ModelConfig
 from lmcore.tokenizer import Tokenizer
 
@@ -23,8 +22,7 @@ def save_model(out_dir, model, entry, tokenizer_path, metrics, summary):
     if model.cfg.tie_embeddings:
         weights.pop("lm_head.weight")  # the same tensor as tok_emb.weight
     save_safetensors(weights, os.path.join(out_dir, "model.safetensors"), {"format": "pt"})
-    with atomic_open(os.path.join(out_dir, "tokenizer.model"), "wb") as f, open(tokenizer_path, "rb") as src:
-        shutil.copyfileobj(src, f)
+    copy_file(tokenizer_path, os.path.join(out_dir, "tokenizer.model"))
     config = {"model": model.cfg.to_dict(), "train": entry, "tokenizer_fingerprint": sha256_file(tokenizer_path)}
     write_json(os.path.join(out_dir, "config.json"), config)
     with atomic_open(os.path.join(out_dir, "metrics.jsonl")) as f:

@@ -13,7 +13,7 @@ import re
 import numpy as np
 import sentencepiece as spm
 
-from lmcore.io import atomic_open, sha256_file, stable_hash
+from lmcore.io import atomic_open, copy_file, sha256_file, stable_hash
 from lmcore.splits import documents_in_split
 
 MAX_SENTENCE_BYTES = 8192
@@ -110,8 +110,7 @@ def use_model_file(path, model_path):
         raise ValueError(f"tokenizer model_file {path}: not a SentencePiece model ({e})") from None
     if sp.eos_id() < 0:
         raise ValueError(f"tokenizer model_file {path}: has no end-of-text (eos) piece, which joins documents")
-    with atomic_open(model_path, "wb") as f, open(path, "rb") as src:
-        f.write(src.read())
+    copy_file(path, model_path)
     return sp.get_piece_size()
 
 

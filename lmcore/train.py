@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from lmcore import TRAINING_CODE
 from lmcore.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from lmcore.io import sha256_file
+from lmcore.io import hf_weight_files, sha256_file
 from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
 from lmcore.model_folder import save_model
 from lmcore.optim import lr_at, make_optimizer
@@ -178,9 +178,8 @@ def code_fingerprint():
 def run_key(entry, fingerprint):
     """What a checkpoint must match to be resumed: the model's configuration, the tokenizer, the code,
     and the files of the weights it started from."""
-    init = entry.get("init_from") or {}
-    start = {name: sha256_file(os.path.join(init["hf"], name)) for name in sorted(os.listdir(init["hf"]))
-             if name == "config.json" or name.endswith(".safetensors")} if init else None
+    init = entry.get("init_from")
+    start = {os.path.basename(path): sha256_file(path) for path in hf_weight_files(init["hf"])} if init else None
     return json.dumps({"config": entry, "tokenizer": fingerprint, "code": code_fingerprint(), "start": start}, sort_keys=True)
 
 
@@ -268,7 +267,8 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
     initial_val_loss = estimate_loss(forward, val_batches, amp) if tc.init_from else None  # what the starting weights bring
     if initial_val_loss is not None:
         log(f"validation loss of the starting weights: {initial_val_loss:.4f}")
-    state = resume(ckpt_dir, run_key(entry, tokenizer.fingerprint), model, optimizer, data_rng, rank, log)
+    key = run_key(entry, tokenizer.fingerprint)  # hashes the code (and starting weights): once
+    state = resume(ckpt_dir, key, model, optimizer, data_rng, rank, log)
 
     # A loss far above ln(vocab_size), the loss of a uniform guess, after warm-up: the run diverged.
     loss_limit = tc.divergence_threshold * math.log(tokenizer.vocab_size) if tc.divergence_threshold else math.inf
@@ -278,7 +278,7 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
     log(f"{counts['parameters']:,} parameters on {device} ({amp_dtype or torch.float32}); peak {peak / 1e9:,.1f} GFLOP/s, {peak_source}")
 
     def checkpoint():
-        saved = {"run_key": run_key(entry, tokenizer.fingerprint), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        saved = {"run_key": key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "rng": rng_state(), "data_rng": json.dumps(data_rng.bit_generator.state), **vars(state)}
         save_checkpoint(ckpt_dir, state.step, saved, tc.keep_checkpoints)
 

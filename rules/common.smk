@@ -4,6 +4,7 @@ import os
 from lmcore import TRAINING_CODE
 from lmcore.config import prepare_config
 from lmcore.data.download import source_files
+from lmcore.io import hf_weight_files
 from lmcore.splits import SPLITS
 
 # Fails before any job runs, naming the key and the value.
@@ -61,8 +62,7 @@ def model_inputs(wildcards):
     inputs = {"tokenizer": f"results/tokenizers/{tokenizer_of(wildcards)}/spm.model", "manifest": shards_manifest_of(wildcards)}
     init_from = config["models"][wildcards.model]["init_from"]
     if init_from:
-        inputs["init_from"] = [os.path.join(init_from["hf"], f) for f in sorted(os.listdir(init_from["hf"]))
-                               if f == "config.json" or f.endswith(".safetensors")]
+        inputs["init_from"] = hf_weight_files(init_from["hf"])
     return inputs
 
 

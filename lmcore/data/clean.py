@@ -43,13 +43,19 @@ def normalize(text):
 def remove_c4_lines(text, javascript=True, policy=True):
     """C4: the text without its lines that mention javascript or a terms-of-use, privacy or cookie policy."""
     unwanted = (("javascript",) if javascript else ()) + (POLICY if policy else ())
-    if not any(u in text.lower() for u in unwanted):  # most documents have none: skip the line loop
+    lower = _lower(text)
+    if not any(u in lower for u in unwanted):  # most documents have none: skip the line loop
         return text
-    return "\n".join(line for line in text.split("\n") if not any(u in line.lower() for u in unwanted))
+    return "\n".join(line for line, low in zip(text.split("\n"), lower.split("\n")) if not any(u in low for u in unwanted))
 
 
 # The filters below look at the same text in turn; each view of it is computed once per text.
 _hash_words = WordHasher()
+
+
+@functools.lru_cache(maxsize=1)
+def _lower(text):
+    return text.lower()
 
 
 @functools.lru_cache(maxsize=1)
@@ -136,7 +142,7 @@ def gopher_alpha_words(min_share):
 
 
 def gopher_stop_words(min_count):
-    return lambda text: "gopher_stop_words" if len(STOP_WORDS.intersection(text.lower().split())) < min_count else None
+    return lambda text: "gopher_stop_words" if len(STOP_WORDS.intersection(_lower(text).split())) < min_count else None
 
 
 # Gopher repetition rules.
@@ -233,7 +239,7 @@ def gopher_duplicate_ngrams(limits):
 # C4 rules.
 
 def c4_lorem_ipsum(text):
-    return "c4_lorem_ipsum" if "lorem ipsum" in text.lower() else None
+    return "c4_lorem_ipsum" if "lorem ipsum" in _lower(text) else None
 
 
 def c4_curly_braces(text):

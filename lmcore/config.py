@@ -105,6 +105,30 @@ def merge_model_defaults(config):
     return config
 
 
+# What a model continued from another must share with it: the tokenizer and every key that shapes a
+# tensor (context_length too where positions are learned; with rope a child may train on longer windows).
+SHARED_WITH_PARENT = ("tokenizer", "d_model", "n_layers", "n_heads", "d_ff", "norm", "position", "mlp", "bias", "tie_embeddings")
+
+
+def check_parent(models, name):
+    """`models.<name>.init_from.model` names another model, of the same shape and tokenizer, and no cycle."""
+    chain, child = [name], name
+    while (models[child]["init_from"] or {}).get("model"):
+        parent = models[child]["init_from"]["model"]
+        key = f"config key 'models.{child}.init_from.model'"
+        if parent not in models:
+            raise ConfigError(f"{key}: {parent!r} is not a model of this config (models: {sorted(models)})")
+        if parent in chain:
+            raise ConfigError(f"{key}: {' -> '.join(chain + [parent])} is a cycle; a model cannot start from itself")
+        shared = SHARED_WITH_PARENT + (("context_length",) if models[child]["position"] == "learned" else ())
+        for k in shared:
+            if models[child][k] != models[parent][k]:
+                raise ConfigError(f"{key}: {k} is {models[child][k]!r} here but {models[parent][k]!r} in {parent!r}; "
+                                  f"a model continues another of the same shape and tokenizer")
+        chain.append(parent)
+        child = parent
+
+
 def check_semantics(config):
     """Checks the schema cannot express."""
     for name, source in config["sources"].items():
@@ -118,11 +142,19 @@ def check_semantics(config):
             raise ConfigError(f"config key 'models.{name}.position': rope needs an even head size, got d_model / n_heads = {m['d_model'] // m['n_heads']}")
         if m["tokenizer"] not in config["tokenizers"]:
             raise ConfigError(f"config key 'models.{name}.tokenizer': '{m['tokenizer']}' is not defined under tokenizers (defined: {sorted(config['tokenizers'])})")
+        if m["max_flops"] and m["max_tokens"]:
+            raise ConfigError(f"config key 'models.{name}.max_flops': set max_flops ({m['max_flops']:g}) or max_tokens ({m['max_tokens']}), not both")
         if m["min_lr"] > m["lr"]:
             raise ConfigError(f"config key 'models.{name}.min_lr': {m['min_lr']} is above lr = {m['lr']}")
-        if m["init_from"] and not os.path.isfile(os.path.join(m["init_from"]["hf"], "config.json")):
-            raise ConfigError(f"config key 'models.{name}.init_from.hf': {m['init_from']['hf']!r} is not a Hugging Face model folder "
+        for source in m["data"]["sources"] or ():
+            if source not in config["sources"]:
+                raise ConfigError(f"config key 'models.{name}.data.sources.{source}': no such source (defined: {sorted(config['sources'])})")
+        init = m["init_from"] or {}
+        if init.get("hf") and not os.path.isfile(os.path.join(init["hf"], "config.json")):
+            raise ConfigError(f"config key 'models.{name}.init_from.hf': {init['hf']!r} is not a Hugging Face model folder "
                               f"(no config.json in it)")
+        if init.get("model"):
+            check_parent(config["models"], name)
     for name, tok in config["tokenizers"].items():
         if tok["model_file"] and not os.path.isfile(tok["model_file"]):
             raise ConfigError(f"config key 'tokenizers.{name}.model_file': no file {tok['model_file']!r}")

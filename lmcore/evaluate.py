@@ -34,31 +34,34 @@ def summarize(total_nats, n_tokens, n_bytes):
 
 @torch.no_grad()
 def evaluate_model(model, dataset, token_bytes, batch_size=16, device="cpu"):
-    """Sum the NLL of every target token in fixed, non-overlapping windows of the model's context."""
+    """Sum the NLL of every target token in fixed, non-overlapping windows of the model's context;
+    the figures over the whole split, and under "sources" each source's own."""
     model.eval()
-    total_nats, n_tokens, n_bytes = 0.0, 0, 0
+    totals = {}  # source -> [nats, tokens, bytes]
     batch = []
 
     def flush():
-        nonlocal total_nats, n_tokens
         lengths = {}  # windows differ in length only at the end of a shard: batch equal lengths together
-        for x, y in batch:
-            lengths.setdefault(len(x), []).append((x, y))
+        for source, x, y in batch:
+            lengths.setdefault(len(x), []).append((source, x, y))
         for group in lengths.values():
-            x = torch.from_numpy(np.stack([g[0] for g in group])).to(device)
-            y = torch.from_numpy(np.stack([g[1] for g in group])).to(device)
+            x = torch.from_numpy(np.stack([g[1] for g in group])).to(device)
+            y = torch.from_numpy(np.stack([g[2] for g in group])).to(device)
             logits = model(x)[0].float()
-            total_nats += F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1), reduction="sum").item()
-            n_tokens += y.numel()
+            nats = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).sum(1)  # (B,) per window
+            for (source, _, target), n in zip(group, nats.tolist()):
+                totals[source][0] += n
+                totals[source][1] += len(target)
         batch.clear()
 
-    for x, y in dataset.windows(model.cfg.context_length):
-        n_bytes += int(token_bytes[y].sum())
-        batch.append((x, y))
+    for source, x, y in dataset.windows(model.cfg.context_length):
+        totals.setdefault(source, [0.0, 0, 0])[2] += int(token_bytes[y].sum())
+        batch.append((source, x, y))
         if len(batch) == batch_size:
             flush()
     flush()
-    return summarize(total_nats, n_tokens, n_bytes)
+    overall = summarize(*(sum(t[i] for t in totals.values()) for i in range(3)))
+    return {**overall, "sources": {source: summarize(*t) for source, t in sorted(totals.items())}}
 
 
 def unigram_baseline(train, test, token_bytes, vocab_size):

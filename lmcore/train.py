@@ -25,10 +25,10 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from lmcore import TRAINING_CODE
-from lmcore.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from lmcore.checkpoint import list_checkpoints, load_checkpoint, load_safetensors, rng_state, save_checkpoint, set_rng_state
 from lmcore.io import hf_weight_files, sha256_file
 from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
-from lmcore.model_folder import save_model
+from lmcore.model_folder import read_config, save_model
 from lmcore.optim import lr_at, make_optimizer
 from lmcore.runtime import autocast_dtype, distributed, peak_flops, pick_device
 from lmcore.shards import TokenDataset
@@ -43,6 +43,7 @@ class TrainConfig:
     grad_accum: int = 1  # micro-batches per optimizer step
     max_steps: int = 200
     max_tokens: int | None = None  # when set, max_steps = ceil(max_tokens / tokens per step)
+    max_flops: float | None = None  # when set, max_tokens = max_flops / flops_per_token (a scaling study's budget)
     lr: float = 1e-3
     min_lr: float = 1e-4
     warmup_steps: int = 20
@@ -63,7 +64,8 @@ class TrainConfig:
     compile: bool = False
     device: str = "auto"
     gpus: int = 0
-    init_from: dict | None = None  # {hf: folder}: the weights to start from
+    init_from: dict | None = None  # {hf: folder} or {model: name}: the weights to start from
+    data: dict = field(default_factory=dict)  # {sources: {name: weight} or None}: what to train on
 
 
 ENTRY_ONLY = ("tokenizer", "preset")  # keys of a model entry that the pipeline reads, not the loop
@@ -175,11 +177,18 @@ def code_fingerprint():
     return h.hexdigest()
 
 
-def run_key(entry, fingerprint):
+def starting_files(init_from, models_dir):
+    """The weight files `init_from` names: a Hugging Face folder's, or another model's model.safetensors."""
+    if "hf" in init_from:
+        return hf_weight_files(init_from["hf"])
+    return [os.path.join(models_dir, init_from["model"], "model.safetensors")]
+
+
+def run_key(entry, fingerprint, models_dir):
     """What a checkpoint must match to be resumed: the model's configuration, the tokenizer, the code,
     and the files of the weights it started from."""
     init = entry.get("init_from")
-    start = {os.path.basename(path): sha256_file(path) for path in hf_weight_files(init["hf"])} if init else None
+    start = {os.path.basename(path): sha256_file(path) for path in starting_files(init, models_dir)} if init else None
     return json.dumps({"config": entry, "tokenizer": fingerprint, "code": code_fingerprint(), "start": start}, sort_keys=True)
 
 
@@ -203,20 +212,30 @@ def resume(ckpt_dir, key, model, optimizer, data_rng, rank, log):
     return TrainState()
 
 
-def starting_weights(init_from, model):
-    """The weights `init_from` names, checked against `model` tensor by tensor before any step."""
-    from lmcore.hf import load_hf
+def starting_weights(init_from, model, models_dir, tokenizer):
+    """The weights `init_from` names (a Hugging Face folder, or another model's folder in `models_dir`),
+    checked against `model` and its tokenizer tensor by tensor before any step."""
+    if "hf" in init_from:
+        from lmcore.hf import load_hf
 
-    options, weights = load_hf(init_from["hf"])
+        where = init_from["hf"]
+        options, weights = load_hf(where)
+    else:
+        where = os.path.join(models_dir, init_from["model"])
+        saved = read_config(where)
+        if saved["tokenizer_fingerprint"] != tokenizer.fingerprint:
+            raise ValueError(f"init_from {where}: trained with tokenizer {saved['tokenizer_fingerprint'][:12]}, "
+                             f"this model with {tokenizer.fingerprint[:12]}; a model continues another of the same tokenizer")
+        options, weights = saved["model"], load_safetensors(os.path.join(where, "model.safetensors"))
     for key in ("norm", "position", "mlp", "bias", "tie_embeddings"):
         if options[key] != getattr(model.cfg, key):
-            raise ValueError(f"init_from {init_from['hf']}: {key} is {options[key]} there, {getattr(model.cfg, key)} in this model entry")
+            raise ValueError(f"init_from {where}: {key} is {options[key]} there, {getattr(model.cfg, key)} in this model entry")
     ours = model.state_dict()
     for name, tensor in weights.items():
         if name not in ours or ours[name].shape != tensor.shape:
-            raise ValueError(f"init_from {init_from['hf']}: tensor {name} has shape {tuple(tensor.shape)} there, "
+            raise ValueError(f"init_from {where}: tensor {name} has shape {tuple(tensor.shape)} there, "
                              f"{tuple(ours[name].shape) if name in ours else 'none'} in this model entry")
-    return weights
+    return where, weights
 
 
 def to_device(arrays, device):
@@ -229,7 +248,9 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
     model_keys, tc = read_entry(entry)
     tokenizer = Tokenizer(tokenizer_path)
     model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, **model_keys)
-    train_data, val_data, test_data = (TokenDataset(manifest_path, s, tokenizer.fingerprint) for s in ("train", "validation", "test"))
+    sources = tc.data.get("sources")  # {name: weight}, or None for every source by its tokens
+    train_data, val_data = (TokenDataset(manifest_path, s, tokenizer.fingerprint, sources) for s in ("train", "validation"))
+    test_data = TokenDataset(manifest_path, "test", tokenizer.fingerprint)
     for data in (train_data, val_data, test_data):  # evaluate reads test: fail now, not after training
         data.check_window(model_cfg.context_length)
 
@@ -245,9 +266,13 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
     np.random.seed(tc.seed)
     torch.manual_seed(tc.seed)
     model = GPT(model_cfg)
+    models_dir = os.path.dirname(os.path.abspath(out_dir))  # results/models/: where init_from's {model: name} is
     if tc.init_from:
-        model.load_state_dict(starting_weights(tc.init_from, model), strict=not model_cfg.tie_embeddings)
-        log(f"starting from the weights of {tc.init_from['hf']}")
+        where, weights = starting_weights(tc.init_from, model, models_dir, tokenizer)
+        model.load_state_dict(weights, strict=not model_cfg.tie_embeddings)
+        log(f"starting from the weights of {where}")
+    counts = count_parameters(model)
+    fpt = flops_per_token(model_cfg, counts["non_embedding_parameters"])
     model = model.to(device)
     optimizer = make_optimizer(model, tc.lr, (tc.beta1, tc.beta2), tc.weight_decay, tc.optimizer_impl)
     forward = torch.compile(model) if tc.compile else model
@@ -256,7 +281,8 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
 
     B, T, accum = tc.batch_size, model_cfg.context_length, tc.grad_accum
     tokens_per_step = B * T * accum * world
-    max_steps = math.ceil(tc.max_tokens / tokens_per_step) if tc.max_tokens else tc.max_steps
+    max_tokens = tc.max_flops / fpt if tc.max_flops else tc.max_tokens
+    max_steps = math.ceil(max_tokens / tokens_per_step) if max_tokens else tc.max_steps
     entry = {**entry, "max_steps": max_steps}  # what the checkpoint and config.json record
     decay_steps = tc.decay_steps or max_steps
     val_rng, data_rng = np.random.default_rng(tc.seed + 1), np.random.default_rng(tc.seed)
@@ -267,13 +293,11 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
     initial_val_loss = estimate_loss(forward, val_batches, amp) if tc.init_from else None  # what the starting weights bring
     if initial_val_loss is not None:
         log(f"validation loss of the starting weights: {initial_val_loss:.4f}")
-    key = run_key(entry, tokenizer.fingerprint)  # hashes the code (and starting weights): once
+    key = run_key(entry, tokenizer.fingerprint, models_dir)  # hashes the code (and starting weights): once
     state = resume(ckpt_dir, key, model, optimizer, data_rng, rank, log)
 
     # A loss far above ln(vocab_size), the loss of a uniform guess, after warm-up: the run diverged.
     loss_limit = tc.divergence_threshold * math.log(tokenizer.vocab_size) if tc.divergence_threshold else math.inf
-    counts = count_parameters(model)
-    fpt = flops_per_token(model_cfg, counts["non_embedding_parameters"])
     peak, peak_source = peak_flops(device, amp_dtype)
     log(f"{counts['parameters']:,} parameters on {device} ({amp_dtype or torch.float32}); peak {peak / 1e9:,.1f} GFLOP/s, {peak_source}")
 

@@ -58,11 +58,14 @@ def tokenizer_of(wildcards):
 
 
 def model_inputs(wildcards):
-    """The shards and tokenizer a model trains on, and the files of the weights it starts from."""
+    """The shards and tokenizer a model trains on, and the files of the weights it starts from:
+    a Hugging Face folder's, or another model's, which makes that model train first."""
     inputs = {"tokenizer": f"results/tokenizers/{tokenizer_of(wildcards)}/spm.model", "manifest": shards_manifest_of(wildcards)}
-    init_from = config["models"][wildcards.model]["init_from"]
-    if init_from:
+    init_from = config["models"][wildcards.model]["init_from"] or {}
+    if "hf" in init_from:
         inputs["init_from"] = hf_weight_files(init_from["hf"])
+    if "model" in init_from:
+        inputs["init_from"] = f"results/models/{init_from['model']}/model.safetensors"
     return inputs
 
 

@@ -27,6 +27,8 @@ rule shards_manifest:
         code=code("shards.py"),
     output:
         "results/shards/{tok}/manifest.json",
+    params:
+        parts=PARTS,
     threads: resource("shards_manifest", "threads")
     resources:
         mem_mb=resource("shards_manifest", "mem_mb"),

@@ -131,7 +131,7 @@ def make_shards(tmp_path, tok, docs):
     fractions = {"validation": 0.2, "test": 0.2}
     out = {s: str(tmp_path / f"{s}.npy") for s in SPLITS}
     stats = shard_part(tmp_path / "part.jsonl", tok, fractions, out, num_threads=2, batch_docs=7)
-    write_manifest(tmp_path / "manifest.json", tok, [{"name": "part", "stats": stats, "shards": out}])
+    write_manifest(tmp_path / "manifest.json", tok, [{"name": "part", "source": "corpus", "stats": stats, "shards": out}])
     return stats, out
 
 

@@ -80,6 +80,7 @@ class UniformModel(torch.nn.Module):
 class ArrayDataset:
     def __init__(self, tokens):
         self.arrays = [np.asarray(tokens)]
+        self.sources = ["corpus"]
 
     def windows(self, context_length):
         from lmcore.shards import TokenDataset

@@ -78,7 +78,7 @@ def test_random_windows_are_shifted_seeded_and_resumable(tmp_path, bpe):
     restored.bit_generator.state = saved
     assert all((a == b).all() for a, b in zip(after, data.sample_batch(restored, 4, 16)))
     windows = list(data.windows(16))
-    assert sum(len(y) for _, y in windows) == data.num_tokens - len(data.arrays)
+    assert sum(len(y) for _, _, y in windows) == data.num_tokens - len(data.arrays)
 
 
 def test_shards_can_be_moved_with_their_manifest(tmp_path, bpe):

@@ -126,7 +126,8 @@ def test_the_training_settings_default_to_the_schemas_defaults():
     for cls in (TrainConfig, ModelConfig):
         for f in dataclasses.fields(cls):
             if f.name in keys and "default" in keys[f.name]:
-                assert f.default == keys[f.name]["default"], f"{cls.__name__}.{f.name}"
+                default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+                assert default == keys[f.name]["default"], f"{cls.__name__}.{f.name}"
 
 
 @pytest.mark.parametrize("name, tflops", [("NVIDIA L40S", 362), ("NVIDIA L4", 121), ("NVIDIA H100 PCIe", 756), ("NVIDIA H100 80GB HBM3", 989),

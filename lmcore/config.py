@@ -7,6 +7,7 @@ import copy
 import itertools
 import json
 import os
+import re
 
 import jsonschema
 import yaml
@@ -44,6 +45,28 @@ def _key(path):
     return ".".join(str(p) for p in path) or "<top level>"
 
 
+# YAML 1.1 (PyYAML, and so Snakemake's config loader) reads 1e12, 3e-4 and 1.0e12 as strings: a number
+# needs a dot and a signed exponent there (1.0e+12). Where the schema wants a number, such a string is one.
+SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def numbers_from_yaml_strings(config, schema):
+    """Turn, in place, every string like 1e12 that the schema expects as a number into that number."""
+    while True:
+        fixes = [e for e in jsonschema.Draft202012Validator(schema).iter_errors(config)
+                 if e.validator == "type" and isinstance(e.instance, str) and SCIENTIFIC.fullmatch(e.instance)
+                 and {"number", "integer"} & set(e.validator_value if isinstance(e.validator_value, list) else [e.validator_value])]
+        if not fixes:
+            return config
+        for e in fixes:
+            *parents, last = e.absolute_path
+            target = config
+            for key in parents:
+                target = target[key]
+            number = float(e.instance)
+            target[last] = int(number) if number.is_integer() and "number" not in str(e.validator_value) else number
+
+
 def validate(config, schema):
     """Fill the schema's defaults into `config` (in place) and raise ConfigError naming the first
     invalid key (the deepest, most specific error)."""
@@ -77,19 +100,45 @@ def sweep_models(sweeps):
     return expanded
 
 
-def expand_sweeps(config, model_keys):
-    """Add every sweep's grid cells to `models`: the sweep's base, then the cell's values.
-    A grid key that is not a model key, or a name that `models` already has, is a ConfigError."""
+def budget_name(budget):
+    """A FLOP budget as it appears in a model name: 1e12, 3e12, 1.5e13."""
+    return re.sub(r"e\+?0*(?=\d)", "e", f"{budget:g}")
+
+
+def scaling_models(scaling):
+    """{study: {model name: (shape, budget)}}: every shape at every budget, named `<study>-<shape>-C<budget>`
+    (e.g. `iso-d64l2-C1e12`)."""
+    return {study: {f"{study}-{shape}-C{budget_name(budget)}": (shape, budget) for budget in sorted(spec["budgets"]) for shape in sorted(spec["shapes"])}
+            for study, spec in sorted((scaling or {}).items())}
+
+
+def expand_studies(config, model_keys):
+    """Add every sweep's grid cells and every scaling study's (shape, budget) pairs to `models`:
+    a sweep's base, then the cell's values; a study's base, then the shape, then max_flops = budget.
+    A key that is not a model key, or a name that `models` already has, is a ConfigError naming both."""
     models = dict(config.get("models") or {})
+
+    def add(name, entry, where):
+        if name in models:
+            raise ConfigError(f"config key '{where}': its model {name!r} has the name of 'models.{name}'; rename one of them")
+        models[name] = entry
+
+    def check_keys(keys, where):
+        for key in keys:
+            if key not in model_keys:
+                raise ConfigError(f"config key '{where}.{key}': {key!r} is not a model key (see $defs.model in the schema)")
+
     for sweep, cells in sweep_models(config.get("sweeps")).items():
         spec = config["sweeps"][sweep]
-        for key in spec["grid"]:
-            if key not in model_keys:
-                raise ConfigError(f"config key 'sweeps.{sweep}.grid.{key}': {key!r} is not a model key (see $defs.model in the schema)")
+        check_keys(spec["grid"], f"sweeps.{sweep}.grid")
         for name, values in cells.items():
-            if name in models:
-                raise ConfigError(f"config key 'sweeps.{sweep}': its model {name!r} has the name of 'models.{name}'; rename one of them")
-            models[name] = {**(spec.get("base") or {}), **values}
+            add(name, {**(spec.get("base") or {}), **values}, f"sweeps.{sweep}")
+    for study, cells in scaling_models(config.get("scaling")).items():
+        spec = config["scaling"][study]
+        for shape, entry in spec["shapes"].items():
+            check_keys(entry or {}, f"scaling.{study}.shapes.{shape}")
+        for name, (shape, budget) in cells.items():
+            add(name, {**(spec.get("base") or {}), **(spec["shapes"][shape] or {}), "max_flops": budget}, f"scaling.{study}")
     config["models"] = models
     return config
 
@@ -176,8 +225,9 @@ def prepare_config(config, schema_path):
     YAML file used, and a rerun is triggered only by a changed value.
     """
     schema = load_schema(schema_path)
-    config = expand_sweeps(copy.deepcopy(dict(config)), schema["$defs"]["model"]["properties"])
-    config = merge_model_defaults(config)
+    config = numbers_from_yaml_strings(copy.deepcopy(dict(config)), schema)
+    config = expand_studies(config, schema["$defs"]["model"]["properties"])
+    config = numbers_from_yaml_strings(merge_model_defaults(config), schema)
     validate(config, schema)
     check_semantics(config)
     return json.loads(json.dumps(config, sort_keys=True))

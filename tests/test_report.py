@@ -75,3 +75,18 @@ def test_a_sweep_gets_a_table_of_its_grid_with_the_best_cell_marked_and_a_plot()
     assert "<th>d_model</th><th>lr</th>" in section and "other" not in section  # a cell not trained (64, 0.003) is left out
     assert re.search(r"<td>w-d_model64-lr0.001</td><td class='n'>64</td><td class='n'>0.001</td><td class='n'>3</td>.*?<td>best</td>", section)
     assert section.count("<td>best</td>") == 1 and section.count("<svg") == 1
+
+
+def test_each_source_gets_its_test_bits_per_byte_beside_what_each_model_trained_on_and_started_from():
+    models = {"all": model(3.0), "milton": model(2.8)}
+    models["all"]["eval"]["test"]["sources"] = {"milton": {"bits_per_byte": 2.5}, "plays": {"bits_per_byte": 2.2}}
+    models["milton"]["eval"]["test"]["sources"] = {"milton": {"bits_per_byte": 2.1}, "plays": {"bits_per_byte": 2.4}}
+    config = {"sources": {"plays": {}, "milton": {}},
+              "models": {"all": {"data": {"sources": None}, "init_from": None},
+                         "milton": {"data": {"sources": {"milton": 3, "plays": 1}}, "init_from": {"model": "all"}}}}
+    html = render({"config": config, "commit": "abc", "rule_times": {}}, *page_data(), models)
+    section = html[html.index("<h2>By source</h2>"):html.index("<h2>Training curves</h2>")]
+    assert "<th>milton: test bits per byte</th><th>plays: test bits per byte</th><th>all: test bits per byte</th>" in section
+    assert "<td>all</td><td>all, by tokens</td><td>random</td><td class='n'>2.5</td><td class='n'>2.2</td>" in section
+    assert "<td>milton</td><td>milton 75%, plays 25%</td><td>all</td><td class='n'>2.1</td><td class='n'>2.4</td>" in section
+    assert "<h2>By source</h2>" not in page({"one": model(3.0)})  # one source, nothing continued: no section

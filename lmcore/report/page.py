@@ -18,8 +18,9 @@ import jinja2
 import markupsafe
 
 from lmcore.io import read_json, read_jsonl
-from lmcore.config import sweep_models
-from lmcore.report.plots import line_plot, size_plot, sweep_plot
+from lmcore.config import scaling_models, sweep_models
+from lmcore.report.plots import isoflop_plot, line_plot, optima_plot, size_plot, sweep_plot
+from lmcore.scaling import fit
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:1rem;color:#222;line-height:1.4}
@@ -119,6 +120,7 @@ def render(run, data, tokenizers, models):
                         e["baseline"]["perplexity"], e["baseline"]["bits_per_byte"], "yes" if beats else "NO", m.get("hf", "not exported")])
         cost.append([name, s["non_embedding_parameters"], s["tokens_seen"], s["tokens_per_parameter"], f"{s['total_flops']:.3g}",
                      s["wall_time_s"], s["tokens_per_s"], mfu_text(s)])
+    per_source = source_rows(run["config"], models)
     peaks = [f"{name} on {m['summary']['device']} ({m['summary']['precision'].removeprefix('torch.')}): "
              f"{m['summary']['peak_flops'] / 1e9:,.0f} GFLOP/s, {m['summary'].get('peak_source', 'measured')}" for name, m in models.items()]
 
@@ -133,6 +135,8 @@ def render(run, data, tokenizers, models):
         plot = sweep_plot(sweep, keys, [(values, losses[name]) for name, values in done.items()]) if len(keys) <= 2 and done else None
         sweeps.append({"name": sweep, "headers": ["model", *keys, "test loss (nats/token)", "test bits per byte", ""], "rows": rows,
                        "plot": markupsafe.Markup(plot) if plot else None})
+
+    studies = [scaling_study(study, runs, models) for study, runs in scaling_models(run["config"].get("scaling")).items()]
 
     series = {name: m["metrics"] for name, m in models.items()}
     plots = [line_plot(series, x_key, y_key, title, logy) for x_key, y_key, title, logy in [
@@ -160,7 +164,7 @@ def render(run, data, tokenizers, models):
               "cpus": os.cpu_count(), "processor": platform.processor() or platform.system()},
         commit=run["commit"],
         digest=config_digest(run["config"]),
-        quality=quality, cost=cost, worse=worse, peaks=peaks, sweeps=sweeps,
+        quality=quality, cost=cost, worse=worse, peaks=peaks, sweeps=sweeps, per_source=per_source, studies=studies,
         plots=[markupsafe.Markup(svg) for svg in plots],  # drawn by matplotlib, which escapes the text it writes
         funnel=funnel,
         reasons=[[reason, n, chars, " | ".join(f"{e['id']}: {e['excerpt'][:80]!r}" for e in examples[:3])]
@@ -179,6 +183,50 @@ def render(run, data, tokenizers, models):
         rule_times=[[r, n, sec] for r, (n, sec) in sorted(run["rule_times"].items())],
         config=json.dumps(run["config"], indent=2, sort_keys=True),
     )
+
+
+def scaling_study(study, planned, models):
+    """One IsoFLOP study's tables, fits and plots: `planned` is {model: (shape, budget)}, `models` what finished.
+    N is the non-embedding parameter count, D the tokens seen, the loss the test loss."""
+    runs = [{"model": name, "shape": shape, "budget": budget, "N": models[name]["summary"]["non_embedding_parameters"],
+             "D": models[name]["summary"]["tokens_seen"], "loss": models[name]["eval"]["test"]["loss"]}
+            for name, (shape, budget) in planned.items() if name in models]
+    result = fit(runs)
+    curves = []
+    for budget, curve in result["curves"].items():
+        if "N_opt" in curve:
+            curves.append([f"{budget:.3g}", curve["N_opt"], curve["D_opt"], curve["D_opt"] / curve["N_opt"], curve["loss_opt"], ""])
+        else:
+            curves.append([f"{budget:.3g}", None, None, None, None, curve["reason"]])
+    law = result["law"]
+    return {
+        "name": study,
+        "runs": [[r["model"], r["shape"], f"{r['budget']:.3g}", r["N"], r["D"], r["D"] / r["N"], r["loss"]] for r in runs],
+        "curves": curves,
+        "a": result["a"], "b": result["b"], "prediction": result["prediction"],
+        "law": law,
+        "plots": [markupsafe.Markup(isoflop_plot(study, runs, result))] + ([markupsafe.Markup(optima_plot(study, result))] if result["a"] is not None else []),
+    }
+
+
+def source_rows(config, models):
+    """Headers and rows of the per-source table (None with a single source): per model, what it trained on,
+    the weights it started from and the test bits per byte of each source, or None where nothing varies."""
+    sources = sorted(config.get("sources", {}))
+    entries = {name: config.get("models", {}).get(name, {}) for name in models}
+    if len(sources) < 2 and not any(e.get("init_from") for e in entries.values()):
+        return None
+    rows = []
+    for name, m in models.items():
+        e = entries[name]
+        mix = (e.get("data") or {}).get("sources")
+        trained_on = ", ".join(f"{s} {w / sum(mix.values()):.0%}" for s, w in sorted(mix.items())) if mix else "all, by tokens"
+        init = e.get("init_from") or {}
+        start = init.get("model") or init.get("hf") or "random"
+        per = m["eval"]["test"].get("sources", {})
+        rows.append([name, trained_on, start, *(per[s]["bits_per_byte"] if s in per else None for s in sources), m["eval"]["test"]["bits_per_byte"]])
+    return {"headers": ["model", "trains on", "starts from", *(f"{s}: test bits per byte" for s in sources), "all: test bits per byte"],
+            "rows": rows}
 
 
 def rule_times(benchmarks_dir):

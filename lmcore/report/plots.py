@@ -2,6 +2,7 @@
 import io
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -70,4 +71,45 @@ def sweep_plot(sweep, keys, cells):
     ax.grid(alpha=0.3)
     if line_key:
         ax.legend()
+    return svg(fig)
+
+
+def isoflop_plot(study, runs, result):
+    """Test loss against N for each budget, with the fitted parabola (dashed) and its minimum (star)."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for i, (budget, curve) in enumerate(result["curves"].items()):
+        pts = sorted((r["N"], r["loss"]) for r in runs if r["budget"] == budget)
+        color = f"C{i % 10}"
+        ax.plot(*zip(*pts), "o", color=color, label=f"C = {budget:.3g}")
+        if curve["coefficients"]:
+            ln_n = np.linspace(np.log(pts[0][0]), np.log(pts[-1][0]), 100)
+            ax.plot(np.exp(ln_n), np.polyval(curve["coefficients"], ln_n), "--", color=color)
+        if "N_opt" in curve:
+            ax.plot(curve["N_opt"], curve["loss_opt"], "*", color=color, markersize=14, markeredgecolor="black")
+    ax.set_xscale("log")
+    ax.set_xlabel("N (non-embedding parameters)")
+    ax.set_ylabel("test loss (nats/token)")
+    ax.set_title(f"{study}: IsoFLOP curves")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return svg(fig)
+
+
+def optima_plot(study, result):
+    """N_opt and D_opt against C on log axes, the fitted power laws extended to the predicted budget."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    found = [(c, curve["N_opt"], curve["D_opt"]) for c, curve in result["curves"].items() if "N_opt" in curve]
+    c = np.array([f[0] for f in found])
+    line = np.geomspace(c.min(), result["prediction"]["budget"], 50)
+    for i, (key, label) in enumerate([("N", "N_opt (parameters)"), ("D", "D_opt (tokens)")]):
+        exponent, k = result["fits"][key]
+        ax.plot(c, [f[1 + i] for f in found], "o", color=f"C{i}", label=f"{label} ∝ C^{exponent:.2f}")
+        ax.plot(line, k * line**exponent, "--", color=f"C{i}")
+        ax.plot(result["prediction"]["budget"], result["prediction"][key], "*", color=f"C{i}", markersize=14, markeredgecolor="black")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("C (training FLOPs)")
+    ax.set_title(f"{study}: compute-optimal N and D (star: 10x the largest budget)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
     return svg(fig)

@@ -1,4 +1,5 @@
 """`python -m lmcore generate results/models/NAME --prompt "ROMEO:"`: play with a trained model.
+`python -m lmcore plan CONFIG`: the runs of a config's scaling studies, before any training.
 
 `python -m lmcore train ...` is what the train rule runs, in one process or under torchrun.
 """
@@ -38,6 +39,30 @@ def model_folder(path):
     return path
 
 
+SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schemas", "config.schema.yaml")
+
+
+def print_plan(path):
+    """One line per run of every scaling study: what `snakemake` would train, with its size and length."""
+    import yaml
+
+    from lmcore.config import prepare_config
+    from lmcore.scaling import plan
+
+    with open(path, encoding="utf-8") as f:
+        config = prepare_config(yaml.safe_load(f), SCHEMA)
+    rows = sorted(plan(config), key=lambda r: (r["study"], r["budget"], r["N"]))
+    if not rows:
+        print(f"{path}: no scaling study (see `scaling:` in the schema)")
+        return
+    print(f"{'model':<28} {'N':>11} {'D (tokens)':>12} {'D / N':>8} {'steps':>7}")
+    for r in rows:
+        m = config["models"][r["model"]]
+        steps = math.ceil(r["D"] / (m["batch_size"] * m["context_length"] * m["grad_accum"] * max(1, m["gpus"])))
+        print(f"{r['model']:<28} {r['N']:>11,} {r['D']:>12,.0f} {r['D'] / r['N']:>8.1f} {steps:>7,}")
+    print(f"{len(rows)} runs, {sum(r['budget'] for r in rows):.3g} training FLOPs in all")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m lmcore")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -58,7 +83,11 @@ def main(argv=None):
     t.add_argument("--out", required=True)
     t.add_argument("--checkpoints", required=True)
     t.add_argument("--threads", type=int, default=1)
+    p = sub.add_parser("plan", help="list the runs of a config's scaling studies: N, tokens and steps of each, before any training")
+    p.add_argument("config", help="a config file, e.g. configs/scaling.yaml")
     args = parser.parse_args(argv)
+    if args.command == "plan":
+        return print_plan(args.config)
     if args.command == "train":  # under torchrun, into the job's log: timestamped like the rest of it
         sys.stdout = sys.stderr = Timestamped(sys.stdout)
         return train(json.loads(args.config_json), args.tokenizer, args.manifest, args.out, args.checkpoints, args.threads)

@@ -9,7 +9,9 @@ rule report:
         evals=expand("results/eval/{model}.json", model=MODELS),
         samples=expand("results/samples/{model}.json", model=MODELS),
         exports=expand("results/hf/{model}", model=MODELS),
-        code=code("report/__init__.py", "report/page.py", "report/plots.py", "report/templates/report.html.j2", "config.py"),
+        code=code(
+            "report/__init__.py", "report/page.py", "report/plots.py", "report/templates/report.html.j2", "config.py", "scaling.py"
+        ),
     output:
         report("results/report.html", caption="../report/report.rst", category="Report"),
     params:

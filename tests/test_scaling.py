@@ -5,7 +5,7 @@ import re
 import pytest
 import yaml
 
-from helpers import REPO, SCHEMA, snakemake, tiny_config
+from helpers import REPO, SCHEMA, planned_jobs, snakemake, tiny_config
 from lmcore.config import ConfigError, prepare_config
 from lmcore.scaling import fit, plan
 
@@ -110,12 +110,15 @@ def test_a_dry_run_of_the_example_study_lists_exactly_its_jobs(tmp_path):
     with open(f"{REPO}/configs/scaling.yaml", encoding="utf-8") as f:
         spec = yaml.safe_load(f)["scaling"]
     runs = sum(len(s["budgets"]) * len(s["shapes"]) for s in spec.values())
-    result = snakemake(tmp_path, "-n", "--quiet", "rules", configfile=f"{REPO}/configs/scaling.yaml")
+    result = snakemake(tmp_path, "-n", "results/report.html", configfile=f"{REPO}/configs/scaling.yaml")
     assert result.returncode == 0, result.stderr
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout + result.stderr, re.M))
-    assert {rule: int(counts[rule]) for rule in ("train", "evaluate", "sample", "export_hf")} == dict.fromkeys(
+    jobs = planned_jobs(result)
+    assert {rule: jobs.pop(rule) for rule in ("train", "evaluate", "sample", "export_hf")} == dict.fromkeys(
         ("train", "evaluate", "sample", "export_hf"), runs)
-    assert int(counts["total"]) == runs * 4 + 14  # and the data stages, tokenizer and report once
+    assert set(re.findall(r"model=(\S+)", result.stdout)) == {r["model"] for r in plan(prepare_config(yaml.safe_load(
+        open(f"{REPO}/configs/scaling.yaml", encoding="utf-8")), SCHEMA))}
+    assert jobs == {"download": 1, "ingest": 1, "clean": 2, "dedup_signatures": 2, "dedup_clusters": 1, "dedup_apply": 2, "train_tokenizer": 1,
+                    "eval_tokenizer": 1, "shard": 2, "shards_manifest": 1, "report": 1}  # the data stages and the report once
 
 
 def test_the_report_gives_each_study_its_runs_optima_exponents_prediction_and_plots():

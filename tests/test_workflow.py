@@ -69,6 +69,15 @@ def test_changing_one_models_lr_reruns_only_that_model(pipeline):
     assert "model=a" in out and "model=b" not in out
 
 
+def test_a_continued_model_trains_after_its_parent_and_again_when_its_parent_changes(pipeline):
+    child = {"d_model": 32, "n_layers": 1, "n_heads": 2, "init_from": {"model": "a"}, "lr": 0.001, "max_steps": 10}
+    jobs, out = jobs_and_wildcards(pipeline, lambda c: c["models"].update(c=child))
+    assert jobs == {"train": 1, "evaluate": 1, "sample": 1, "export_hf": 1, "report": 1}  # a is done: only the child trains
+    assert re.search(r"rule train:\n    input: [^\n]*results/models/a/model\.safetensors", out)
+    jobs, out = jobs_and_wildcards(pipeline, lambda c: (c["models"].update(c=child), c["models"]["a"].update(lr=0.003)))
+    assert jobs["train"] == 2 and out.index("model=a") < out.index("model=c")
+
+
 def test_changing_a_cleaning_threshold_reruns_everything_downstream(pipeline):
     jobs, _ = jobs_and_wildcards(pipeline, lambda c: c["clean"].update(min_words=25))
     assert jobs == {"clean": 2, "dedup_signatures": 2, "dedup_clusters": 1, "dedup_apply": 2, "train_tokenizer": 1, "eval_tokenizer": 1,

@@ -50,12 +50,20 @@ def _key(path):
 SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
+def yaml_number(value, types):
+    """`value` as a number where it is a string like 1e12 and `types` (a schema's `type`) allows one; else `value`."""
+    types = set(types if isinstance(types, list) else [types])
+    if not (isinstance(value, str) and SCIENTIFIC.fullmatch(value) and types & {"number", "integer"}):
+        return value
+    number = float(value)
+    return int(number) if number.is_integer() and "number" not in types else number
+
+
 def numbers_from_yaml_strings(config, schema):
     """Turn, in place, every string like 1e12 that the schema expects as a number into that number."""
     while True:
         fixes = [e for e in jsonschema.Draft202012Validator(schema).iter_errors(config)
-                 if e.validator == "type" and isinstance(e.instance, str) and SCIENTIFIC.fullmatch(e.instance)
-                 and {"number", "integer"} & set(e.validator_value if isinstance(e.validator_value, list) else [e.validator_value])]
+                 if e.validator == "type" and yaml_number(e.instance, e.validator_value) is not e.instance]
         if not fixes:
             return config
         for e in fixes:
@@ -63,8 +71,7 @@ def numbers_from_yaml_strings(config, schema):
             target = config
             for key in parents:
                 target = target[key]
-            number = float(e.instance)
-            target[last] = int(number) if number.is_integer() and "number" not in str(e.validator_value) else number
+            target[last] = yaml_number(e.instance, e.validator_value)
 
 
 def validate(config, schema):
@@ -117,6 +124,9 @@ def expand_studies(config, model_keys):
     a sweep's base, then the cell's values; a study's base, then the shape, then max_flops = budget.
     A key that is not a model key, or a name that `models` already has, is a ConfigError naming both."""
     models = dict(config.get("models") or {})
+    for spec in (config.get("sweeps") or {}).values():  # grid values have no type of their own: the model key's
+        for key, values in spec["grid"].items():
+            spec["grid"][key] = [yaml_number(v, model_keys.get(key, {}).get("type", [])) for v in values]
 
     def add(name, entry, where):
         if name in models:

@@ -1,8 +1,10 @@
 """Data mixtures, per-source evaluation and continued training (init_from: {model: name})."""
 import math
+import os
 
 import numpy as np
 import pytest
+import torch
 
 from helpers import SCHEMA, documents, tiny_config
 from lmcore.config import prepare_config
@@ -120,3 +122,17 @@ def test_a_flop_budget_sets_the_tokens_by_the_models_flops_per_token(tmp_path, b
     budget = 7.5 * 8 * 32 * fpt  # seven and a half steps of 8 x 32 tokens
     summary = train(entry(max_flops=budget, max_steps=1000, batch_size=8), *shards, tmp_path / "m", tmp_path / "ck", log=lambda *a: None)
     assert summary["steps"] == 8 and summary["flops_per_token"] == fpt
+
+
+def test_a_mixture_run_resumed_from_a_checkpoint_ends_with_the_weights_of_one_never_interrupted(tmp_path, bpe):
+    from lmcore.checkpoint import list_checkpoints, load_safetensors
+
+    manifest = two_sources(tmp_path, bpe)
+    cfg = entry(data={"sources": {"big": 1, "small": 2}}, checkpoint_interval=3, keep_checkpoints=5)
+    train(cfg, bpe.path, manifest, tmp_path / "once", tmp_path / "ck", log=lambda *a: None)
+    os.remove(list_checkpoints(tmp_path / "ck")[-1])  # as if killed between step 3 and step 6
+    lines = []
+    train(cfg, bpe.path, manifest, tmp_path / "resumed", tmp_path / "ck", log=lines.append)
+    assert "Resumed from iteration 3" in lines
+    once, resumed = (load_safetensors(tmp_path / d / "model.safetensors") for d in ("once", "resumed"))
+    assert all(torch.equal(once[k], resumed[k]) for k in once)

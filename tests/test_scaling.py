@@ -1,5 +1,4 @@
 """Scaling studies: the planner, the IsoFLOP fits (approach 2) and the loss law (approach 3)."""
-import math
 import re
 
 import pytest
@@ -98,11 +97,13 @@ def test_numbers_written_the_short_way_in_yaml_are_numbers():
     model_defaults: {tokenizer: tok, lr: 3e-4}
     models: {a: {d_model: 32, n_layers: 1, n_heads: 2, max_tokens: 1e5}}
     scaling: {iso: {budgets: [1e11, 3.0e11], shapes: {s: {d_model: 32, n_layers: 1, n_heads: 2}}}}
+    sweeps: {w: {base: {d_model: 32, n_layers: 1, n_heads: 2}, grid: {lr: [1e-3], max_tokens: [2e3]}}}
     sampling: {prompts: ["1e5"]}
     """
     config = prepare_config(yaml.safe_load(text), SCHEMA)
     assert config["models"]["a"]["lr"] == 3e-4 and config["models"]["a"]["max_tokens"] == 100000
-    assert sorted(config["models"]) == ["a", "iso-s-C1e11", "iso-s-C3e11"] and config["models"]["iso-s-C3e11"]["max_flops"] == 3e11
+    assert sorted(config["models"]) == ["a", "iso-s-C1e11", "iso-s-C3e11", "w-lr0.001-max_tokens2000"]
+    assert config["models"]["iso-s-C3e11"]["max_flops"] == 3e11 and config["models"]["w-lr0.001-max_tokens2000"]["max_tokens"] == 2000
     assert config["sampling"]["prompts"] == ["1e5"]  # a string where the schema wants one
 
 

@@ -52,8 +52,11 @@ def isoflop_minimum(runs):
     ln_n = np.log([r["N"] for r in runs])
     p2, p1, p0 = np.polyfit(ln_n, [r["loss"] for r in runs], 2)
     fit = {"coefficients": [float(p2), float(p1), float(p0)]}
-    if p2 <= 0:
-        return {**fit, "reason": "the losses curve down, not up: no minimum"}
+    if p2 <= 0:  # the parabola opens downwards: its only extremum is a maximum
+        best = min(runs, key=lambda r: r["loss"])["N"]
+        side = "smallest" if best == min(r["N"] for r in runs) else "largest" if best == max(r["N"] for r in runs) else None
+        where = f"lowest at the {side} shape: add a {'smaller' if side == 'smallest' else 'larger'} one" if side else "not convex"
+        return {**fit, "reason": f"the parabola has no minimum; the loss is {where}"}
     x = -p1 / (2 * p2)
     if not ln_n.min() < x < ln_n.max():
         side = "smallest" if x <= ln_n.min() else "largest"

@@ -70,6 +70,11 @@ def test_a_budget_whose_minimum_lies_beyond_its_shapes_is_reported_not_fitted():
     assert alone["a"] is None and alone["prediction"] is None
 
 
+def test_losses_that_only_rise_with_size_are_said_to_need_a_smaller_shape():
+    runs = [{"budget": 1e11, "N": n, "D": 1e11 / (6 * n), "loss": loss} for n, loss in [(1e4, 4.2), (3e4, 5.0), (1e5, 5.5)]]
+    assert fit(runs)["curves"][1e11]["reason"] == "the parabola has no minimum; the loss is lowest at the smallest shape: add a smaller one"
+
+
 def test_two_shapes_make_no_parabola():
     two = {k: SHAPES[k] for k in ("d32l1", "d64l2")}
     result = fit(synthetic_runs(study([1e11], two)))

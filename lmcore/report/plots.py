@@ -74,6 +74,16 @@ def sweep_plot(sweep, keys, cells):
     return svg(fig)
 
 
+def log_axes(fig, ax, title, xlabel):
+    """A scaling plot's finish: log x axis, labels, grid, legend; the SVG."""
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return svg(fig)
+
+
 def isoflop_plot(study, runs, result):
     """Test loss against N for each budget, with the fitted parabola (dashed) and its minimum (star)."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -86,13 +96,8 @@ def isoflop_plot(study, runs, result):
             ax.plot(np.exp(ln_n), np.polyval(curve["coefficients"], ln_n), "--", color=color)
         if "N_opt" in curve:
             ax.plot(curve["N_opt"], curve["loss_opt"], "*", color=color, markersize=14, markeredgecolor="black")
-    ax.set_xscale("log")
-    ax.set_xlabel("N (non-embedding parameters)")
     ax.set_ylabel("test loss (nats/token)")
-    ax.set_title(f"{study}: IsoFLOP curves")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    return svg(fig)
+    return log_axes(fig, ax, f"{study}: IsoFLOP curves", "N (non-embedding parameters)")
 
 
 def optima_plot(study, result):
@@ -106,10 +111,5 @@ def optima_plot(study, result):
         ax.plot(c, [f[1 + i] for f in found], "o", color=f"C{i}", label=f"{label} ∝ C^{exponent:.2f}")
         ax.plot(line, k * line**exponent, "--", color=f"C{i}")
         ax.plot(result["prediction"]["budget"], result["prediction"][key], "*", color=f"C{i}", markersize=14, markeredgecolor="black")
-    ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("C (training FLOPs)")
-    ax.set_title(f"{study}: compute-optimal N and D (star: 10x the largest budget)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    return svg(fig)
+    return log_axes(fig, ax, f"{study}: compute-optimal N and D (star: 10x the largest budget)", "C (training FLOPs)")

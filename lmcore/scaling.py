@@ -47,8 +47,9 @@ def isoflop_minimum(runs):
     """The parabola through one budget's runs ({N, D, loss}) and its minimum:
     {coefficients, N_opt, D_opt} or {coefficients, reason} where there is no interior minimum."""
     runs = [r for r in runs if math.isfinite(r["loss"])]
-    if len({r["N"] for r in runs}) < MIN_SHAPES:
-        return {"coefficients": None, "reason": f"{len(runs)} finished run(s) of distinct size; a parabola needs {MIN_SHAPES}"}
+    sizes = len({r["N"] for r in runs})
+    if sizes < MIN_SHAPES:
+        return {"coefficients": None, "reason": f"{sizes} finished run(s) of distinct size; a parabola needs {MIN_SHAPES}"}
     ln_n = np.log([r["N"] for r in runs])
     p2, p1, p0 = np.polyfit(ln_n, [r["loss"] for r in runs], 2)
     fit = {"coefficients": [float(p2), float(p1), float(p0)]}
@@ -72,8 +73,8 @@ def power_law(c, y):
 
 
 def fit_loss_law(runs, exponents=np.arange(0.02, 1.5, 0.02)):
-    """(E, A, alpha, B, beta) of L = E + A / N^alpha + B / D^beta with E, A, B >= 0, least squares;
-    None where no grid point gives non-negative (E, A, B)."""
+    """{E, A, alpha, B, beta} of L = E + A / N^alpha + B / D^beta with E, A, B >= 0 by least squares, and
+    the a and b it implies; None where no grid point gives non-negative (E, A, B)."""
     n = np.array([r["N"] for r in runs], dtype=np.float64)
     d = np.array([r["D"] for r in runs], dtype=np.float64)
     loss = np.array([r["loss"] for r in runs], dtype=np.float64)
@@ -108,7 +109,7 @@ def fit(runs):
     budgets = sorted({r["budget"] for r in runs})
     curves = {c: isoflop_minimum([r for r in runs if r["budget"] == c]) for c in budgets}
     optima = [(c, curve["N_opt"], curve["D_opt"]) for c, curve in curves.items() if "N_opt" in curve]
-    result = {"curves": curves, "a": None, "b": None, "prediction": None, "law": None}
+    result = {"curves": curves, "a": None, "b": None, "fits": None, "prediction": None, "law": None}
     if len(optima) >= 2:
         c, n_opt, d_opt = (np.array(v) for v in zip(*optima))
         result["a"], k_n = power_law(c, n_opt)

@@ -198,13 +198,12 @@ def scaling_study(study, planned, models):
             curves.append([f"{budget:.3g}", curve["N_opt"], curve["D_opt"], curve["D_opt"] / curve["N_opt"], curve["loss_opt"], ""])
         else:
             curves.append([f"{budget:.3g}", None, None, None, None, curve["reason"]])
-    law = result["law"]
     return {
         "name": study,
         "runs": [[r["model"], r["shape"], f"{r['budget']:.3g}", r["N"], r["D"], r["D"] / r["N"], r["loss"]] for r in runs],
         "curves": curves,
         "a": result["a"], "b": result["b"], "prediction": result["prediction"],
-        "law": law,
+        "law": result["law"],
         "plots": [markupsafe.Markup(isoflop_plot(study, runs, result))] + ([markupsafe.Markup(optima_plot(study, result))] if result["a"] is not None else []),
     }
 

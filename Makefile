@@ -27,6 +27,7 @@ bench: install
 	$(BIN)/python bench/data_stages.py
 	$(BIN)/python bench/shards.py
 	$(BIN)/python bench/train_throughput.py
+	$(BIN)/python bench/default_model_speed.py
 	$(BIN)/python bench/peak.py
 
 clean:

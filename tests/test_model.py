@@ -170,3 +170,17 @@ def test_four_micro_batches_of_two_give_the_gradient_of_one_batch_of_eight():
         grads.append((loss.item(), [p.grad.clone() for p in model.parameters()]))
     assert grads[0][0] == pytest.approx(grads[1][0], abs=1e-6)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[0][1], grads[1][1]))
+
+
+def test_rope_as_complex_numbers_equals_the_real_arithmetic_that_compile_sees(monkeypatch):
+    from lmcore.model import apply_rope, rope_tables
+
+    x = torch.randn(2, 3, 5, 8)
+    cos, sin = rope_tables(8, 5)
+    eager = apply_rope(x, cos, sin)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert torch.allclose(eager, apply_rope(x, cos, sin), atol=1e-6)
+    angle = torch.atan2(sin[3, 1], cos[3, 1])  # the pair (x[2], x[3]) at position 3, rotated by hand
+    a, b = x[..., 3, 2], x[..., 3, 3]
+    assert torch.allclose(eager[..., 3, 2], a * angle.cos() - b * angle.sin(), atol=1e-6)
+    assert torch.allclose(eager[..., 3, 3], a * angle.sin() + b * angle.cos(), atol=1e-6)

@@ -88,6 +88,7 @@ class TrainState:
     step: int = 0
     tokens: int = 0
     elapsed_s: float = 0.0  # time spent in training steps, evaluation and logging excluded
+    job_s: float = 0.0  # the jobs' whole wall time: set-up, steps, validation, checkpoints (to the last checkpoint, if resumed)
     best_val: float = math.inf
     best_model: dict | None = None  # weights at best_val, on the CPU
     metrics: list = field(default_factory=list)  # the rows of metrics.jsonl
@@ -244,6 +245,7 @@ def to_device(arrays, device):
 
 def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=print):
     """Train one model from its resolved config entry; write its folder (lmcore.model_folder) and return its summary."""
+    job_start = time.perf_counter()
     torch.set_num_threads(threads)
     model_keys, tc = read_entry(entry)
     tokenizer = Tokenizer(tokenizer_path)
@@ -295,6 +297,14 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
         log(f"validation loss of the starting weights: {initial_val_loss:.4f}")
     key = run_key(entry, tokenizer.fingerprint, models_dir)  # hashes the code (and starting weights): once
     state = resume(ckpt_dir, key, model, optimizer, data_rng, rank, log)
+    clock_mark = job_start
+
+    def clock():
+        """Add the wall time since the last call (since the job started, at first) to state.job_s."""
+        nonlocal clock_mark
+        now = time.perf_counter()
+        state.job_s += now - clock_mark
+        clock_mark = now
 
     # A loss far above ln(vocab_size), the loss of a uniform guess, after warm-up: the run diverged.
     loss_limit = tc.divergence_threshold * math.log(tokenizer.vocab_size) if tc.divergence_threshold else math.inf
@@ -347,6 +357,7 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
             if rank == 0:
                 log(progress_line(row, max_steps, state.elapsed_s))
             window_tokens, window_start = 0, time.perf_counter()
+        clock()
         if (state.step % tc.checkpoint_interval == 0 or stop.requested) and rank == 0:
             checkpoint()
         if stop.requested:
@@ -365,7 +376,8 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
         "tokens_per_parameter": state.tokens / counts["parameters"],
         "flops_per_token": fpt,
         "total_flops": fpt * state.tokens,
-        "wall_time_s": elapsed,
+        "step_time_s": elapsed,  # the optimizer steps alone: what tokens/s and MFU count
+        "job_time_s": state.job_s + time.perf_counter() - clock_mark,  # what the run cost: set-up, validation, checkpoints too
         "tokens_per_s": state.tokens / elapsed if elapsed else None,
         "mfu": fpt * state.tokens / elapsed / peak if elapsed else None,
         "peak_flops": peak,

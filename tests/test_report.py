@@ -6,7 +6,7 @@ from lmcore.report import render
 
 def model(test_loss, mfu=0.3, perplexity=None):
     summary = {"parameters": 1000, "non_embedding_parameters": 800, "tokens_seen": 10_000, "tokens_per_parameter": 10.0,
-               "total_flops": 4.8e10, "wall_time_s": 12.5, "tokens_per_s": 800.0, "mfu": mfu, "peak_flops": 3e10,
+               "total_flops": 4.8e10, "step_time_s": 12.5, "job_time_s": 14.0, "tokens_per_s": 800.0, "mfu": mfu, "peak_flops": 3e10,
                "peak_source": "measured: best of 5", "best_val_loss": test_loss, "device": "cpu", "precision": "torch.float32"}
     test = {"loss": test_loss, "perplexity": perplexity if perplexity is not None else math.exp(min(test_loss, 700)), "bits_per_byte": 1.5}
     baseline = {"loss": 5.0, "perplexity": math.exp(5.0), "bits_per_byte": 3.0}
@@ -39,7 +39,7 @@ def test_a_diverged_model_reads_plainly_and_is_flagged():
 
 def test_columns_spell_out_their_units_and_vocabulary_shows_what_was_asked():
     html = page({"good": model(3.0)})
-    for header in ("test loss (nats/token)", "test perplexity", "test bits per byte", "tokens/s", "training time (s)", "MFU"):
+    for header in ("test loss (nats/token)", "test perplexity", "test bits per byte", "tokens/s", "training time, steps (s)", "training time, whole job (s)", "MFU"):
         assert f"<th>{header}</th>" in html
     assert "<td>20,943 of 100,000 requested</td>" in html
 

@@ -56,6 +56,7 @@ def test_a_token_budget_sets_the_number_of_steps(tmp_path, data):
     cfg = model_config(max_steps=1000, max_tokens=5 * 8 * 32 + 1, batch_size=8, eval_interval=100)  # 5 steps' tokens, and one more
     summary = train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
     assert summary["steps"] == 6 and summary["tokens_seen"] == 6 * 8 * 32
+    assert 0 < summary["step_time_s"] < summary["job_time_s"]  # the job's time adds set-up and validation to the steps'
 
 
 def test_sigterm_writes_a_checkpoint_and_the_rerun_resumes_from_it(tmp_path, data):

@@ -119,7 +119,7 @@ def render(run, data, tokenizers, models):
         quality.append([name, s["parameters"], s["best_val_loss"], e["test"]["loss"], e["test"]["perplexity"], e["test"]["bits_per_byte"],
                         e["baseline"]["perplexity"], e["baseline"]["bits_per_byte"], "yes" if beats else "NO", m.get("hf", "not exported")])
         cost.append([name, s["non_embedding_parameters"], s["tokens_seen"], s["tokens_per_parameter"], f"{s['total_flops']:.3g}",
-                     s["wall_time_s"], s["tokens_per_s"], mfu_text(s)])
+                     s["step_time_s"], s["job_time_s"], s["tokens_per_s"], mfu_text(s)])
     per_source = source_rows(run["config"], models)
     peaks = [f"{name} on {m['summary']['device']} ({m['summary']['precision'].removeprefix('torch.')}): "
              f"{m['summary']['peak_flops'] / 1e9:,.0f} GFLOP/s, {m['summary'].get('peak_source', 'measured')}" for name, m in models.items()]

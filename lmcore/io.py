@@ -58,6 +58,14 @@ def hf_weight_files(folder):
     return [os.path.join(folder, name) for name in sorted(os.listdir(folder)) if name == "config.json" or name.endswith(".safetensors")]
 
 
+def starting_files(init_from, models_dir):
+    """The weight files a model's `init_from` names: a Hugging Face folder's, or those of another model
+    of the config, in `models_dir` (results/models/). The train rule's inputs and the run key."""
+    if "hf" in init_from:
+        return hf_weight_files(init_from["hf"])
+    return [os.path.join(models_dir, init_from["model"], "model.safetensors")]
+
+
 def write_json(path, obj):
     with atomic_open(path) as f:
         json.dump(obj, f, indent=2, sort_keys=True, ensure_ascii=False)

@@ -34,12 +34,16 @@ def plan(config):
 
     rows = []
     for study, runs in scaling_models(config.get("scaling")).items():
+        sizes = {}  # shape -> (N, flops per token): the same at every budget
         for name, (shape, budget) in runs.items():
-            entry = config["models"][name]
-            with torch.device("meta"):
-                cfg = ModelConfig(vocab_size=config["tokenizers"][entry["tokenizer"]]["vocab_size"], **read_entry(entry)[0])
-                n = count_parameters(GPT(cfg))["non_embedding_parameters"]
-            rows.append({"model": name, "study": study, "shape": shape, "budget": budget, "N": n, "D": budget / flops_per_token(cfg, n)})
+            if shape not in sizes:
+                entry = config["models"][name]
+                with torch.device("meta"):
+                    cfg = ModelConfig(vocab_size=config["tokenizers"][entry["tokenizer"]]["vocab_size"], **read_entry(entry)[0])
+                    n = count_parameters(GPT(cfg))["non_embedding_parameters"]
+                sizes[shape] = n, flops_per_token(cfg, n)
+            n, fpt = sizes[shape]
+            rows.append({"model": name, "study": study, "shape": shape, "budget": budget, "N": n, "D": budget / fpt})
     return rows
 
 

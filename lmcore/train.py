@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from lmcore import TRAINING_CODE
 from lmcore.checkpoint import list_checkpoints, load_checkpoint, load_safetensors, rng_state, save_checkpoint, set_rng_state
-from lmcore.io import hf_weight_files, sha256_file
+from lmcore.io import sha256_file, starting_files
 from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
 from lmcore.model_folder import read_config, save_model
 from lmcore.optim import lr_at, make_optimizer
@@ -88,7 +88,7 @@ class TrainState:
     step: int = 0
     tokens: int = 0
     elapsed_s: float = 0.0  # time spent in training steps, evaluation and logging excluded
-    job_s: float = 0.0  # the jobs' whole wall time: set-up, steps, validation, checkpoints (to the last checkpoint, if resumed)
+    job_s: float = 0.0  # whole wall time of this run's attempts so far (set-up, steps, validation, checkpoints), set at each checkpoint
     best_val: float = math.inf
     best_model: dict | None = None  # weights at best_val, on the CPU
     metrics: list = field(default_factory=list)  # the rows of metrics.jsonl
@@ -176,13 +176,6 @@ def code_fingerprint():
         with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), name), "rb") as f:
             h.update(f.read())
     return h.hexdigest()
-
-
-def starting_files(init_from, models_dir):
-    """The weight files `init_from` names: a Hugging Face folder's, or another model's model.safetensors."""
-    if "hf" in init_from:
-        return hf_weight_files(init_from["hf"])
-    return [os.path.join(models_dir, init_from["model"], "model.safetensors")]
 
 
 def run_key(entry, fingerprint, models_dir):
@@ -297,14 +290,7 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
         log(f"validation loss of the starting weights: {initial_val_loss:.4f}")
     key = run_key(entry, tokenizer.fingerprint, models_dir)  # hashes the code (and starting weights): once
     state = resume(ckpt_dir, key, model, optimizer, data_rng, rank, log)
-    clock_mark = job_start
-
-    def clock():
-        """Add the wall time since the last call (since the job started, at first) to state.job_s."""
-        nonlocal clock_mark
-        now = time.perf_counter()
-        state.job_s += now - clock_mark
-        clock_mark = now
+    earlier_jobs_s = state.job_s  # what earlier attempts of this run took, to their last checkpoint
 
     # A loss far above ln(vocab_size), the loss of a uniform guess, after warm-up: the run diverged.
     loss_limit = tc.divergence_threshold * math.log(tokenizer.vocab_size) if tc.divergence_threshold else math.inf
@@ -312,6 +298,7 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
     log(f"{counts['parameters']:,} parameters on {device} ({amp_dtype or torch.float32}); peak {peak / 1e9:,.1f} GFLOP/s, {peak_source}")
 
     def checkpoint():
+        state.job_s = earlier_jobs_s + time.perf_counter() - job_start
         saved = {"run_key": key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "rng": rng_state(), "data_rng": json.dumps(data_rng.bit_generator.state), **vars(state)}
         save_checkpoint(ckpt_dir, state.step, saved, tc.keep_checkpoints)
@@ -357,7 +344,6 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
             if rank == 0:
                 log(progress_line(row, max_steps, state.elapsed_s))
             window_tokens, window_start = 0, time.perf_counter()
-        clock()
         if (state.step % tc.checkpoint_interval == 0 or stop.requested) and rank == 0:
             checkpoint()
         if stop.requested:
@@ -377,7 +363,7 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
         "flops_per_token": fpt,
         "total_flops": fpt * state.tokens,
         "step_time_s": elapsed,  # the optimizer steps alone: what tokens/s and MFU count
-        "job_time_s": state.job_s + time.perf_counter() - clock_mark,  # what the run cost: set-up, validation, checkpoints too
+        "job_time_s": earlier_jobs_s + time.perf_counter() - job_start,  # what the run cost: set-up, validation, checkpoints too
         "tokens_per_s": state.tokens / elapsed if elapsed else None,
         "mfu": fpt * state.tokens / elapsed / peak if elapsed else None,
         "peak_flops": peak,

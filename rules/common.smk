@@ -4,7 +4,7 @@ import os
 from lmcore import TRAINING_CODE
 from lmcore.config import prepare_config
 from lmcore.data.download import source_files
-from lmcore.io import hf_weight_files
+from lmcore.io import starting_files
 from lmcore.splits import SPLITS
 
 # Fails before any job runs, naming the key and the value.
@@ -61,11 +61,9 @@ def model_inputs(wildcards):
     """The shards and tokenizer a model trains on, and the files of the weights it starts from:
     a Hugging Face folder's, or another model's, which makes that model train first."""
     inputs = {"tokenizer": f"results/tokenizers/{tokenizer_of(wildcards)}/spm.model", "manifest": shards_manifest_of(wildcards)}
-    init_from = config["models"][wildcards.model]["init_from"] or {}
-    if "hf" in init_from:
-        inputs["init_from"] = hf_weight_files(init_from["hf"])
-    if "model" in init_from:
-        inputs["init_from"] = f"results/models/{init_from['model']}/model.safetensors"
+    init_from = config["models"][wildcards.model]["init_from"]
+    if init_from:
+        inputs["init_from"] = starting_files(init_from, "results/models")
     return inputs
 
 

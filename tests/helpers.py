@@ -84,6 +84,13 @@ def tiny_config(url, sha256):
     }
 
 
+def tiny_entry(**changes):
+    """tiny_config's model `a` as the train job gets it (defaults filled), in fp32, with `changes`."""
+    from lmcore.config import prepare_config
+
+    return {**prepare_config(tiny_config("file:///x", None), SCHEMA)["models"]["a"], "precision": "fp32", **changes}
+
+
 def write_config(path, config):
     with open(path, "w", encoding="utf-8") as f:
         yaml.safe_dump(config, f, sort_keys=False)

@@ -116,10 +116,9 @@ def test_an_option_mix_without_an_hf_architecture_is_named_not_exported(tmp_path
 
 
 def tiny_entry(**changes):
-    from helpers import SCHEMA, tiny_config
-    from lmcore.config import prepare_config
+    from helpers import tiny_entry
 
-    return {**prepare_config(tiny_config("file:///x", None), SCHEMA)["models"]["a"], "precision": "fp32", "max_steps": 20, **changes}
+    return tiny_entry(**{"max_steps": 20, **changes})
 
 
 def test_round_trip_an_exported_model_imported_with_init_from_starts_at_its_validation_loss(tmp_path, shards):

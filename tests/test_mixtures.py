@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import SCHEMA, documents, tiny_config
-from lmcore.config import prepare_config
+from helpers import documents, tiny_entry
 from lmcore.evaluate import evaluate_model
 from lmcore.model_folder import load_model
 from lmcore.shards import SplitTooSmall, TokenDataset, shard_part, write_manifest
@@ -67,8 +66,7 @@ def test_the_manifest_check_names_the_source_a_model_cannot_sample(tmp_path, bpe
 
 def test_evaluation_scores_each_source_and_the_sources_add_up_to_the_whole(tmp_path, bpe, shards):
     manifest = two_sources(tmp_path, bpe)
-    entry = {**prepare_config(tiny_config("file:///x", None), SCHEMA)["models"]["a"], "max_steps": 4, "precision": "fp32"}
-    train(entry, shards[0], manifest, tmp_path / "m", tmp_path / "ck", log=lambda *a: None)
+    train(tiny_entry(max_steps=4), shards[0], manifest, tmp_path / "m", tmp_path / "ck", log=lambda *a: None)
     model, tok = load_model(tmp_path / "m")
     result = evaluate_model(model, TokenDataset(manifest, "test", tok.fingerprint), tok.token_bytes())
     per = result["sources"]
@@ -80,8 +78,7 @@ def test_evaluation_scores_each_source_and_the_sources_add_up_to_the_whole(tmp_p
 
 
 def entry(**changes):
-    return {**prepare_config(tiny_config("file:///x", None), SCHEMA)["models"]["a"], "precision": "fp32", "max_steps": 6,
-            "eval_interval": 3, **changes}
+    return tiny_entry(**{"max_steps": 6, "eval_interval": 3, **changes})
 
 
 def test_a_continued_model_starts_at_its_parents_weights_with_its_own_data_and_schedule(tmp_path, bpe):

@@ -8,9 +8,8 @@ import re
 import pytest
 import torch
 
-from helpers import SCHEMA, tiny_config
+from helpers import SCHEMA, tiny_entry
 from lmcore.checkpoint import list_checkpoints, load_safetensors
-from lmcore.config import prepare_config
 from lmcore.train import Diverged, launch, train
 
 
@@ -19,13 +18,8 @@ def data(shards):
     return shards
 
 
-def model_config(**changes):
-    config = prepare_config(tiny_config("file:///x", None), SCHEMA)
-    return {**config["models"]["a"], "precision": "fp32", **changes}
-
-
 def test_a_loss_that_becomes_nan_stops_the_run_naming_the_step(tmp_path, data):
-    cfg = model_config(lr=1e6, min_lr=1e6, warmup_steps=0, grad_clip=0, checkpoint_interval=1, max_steps=50, divergence_threshold=None)
+    cfg = tiny_entry(lr=1e6, min_lr=1e6, warmup_steps=0, grad_clip=0, checkpoint_interval=1, max_steps=50, divergence_threshold=None)
     with pytest.raises(FloatingPointError, match=r"at step \d+: loss nan .*last good checkpoint: .*ckpt-\d+\.pt"):
         train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
     assert list_checkpoints(tmp_path / "ckpt")
@@ -34,7 +28,7 @@ def test_a_loss_that_becomes_nan_stops_the_run_naming_the_step(tmp_path, data):
 
 def test_a_loss_far_above_a_uniform_guess_after_warm_up_stops_the_run(tmp_path, data):
     """lr 10 trains to a loss of hundreds and finished with rc 0; now it stops, naming step, loss, lr and checkpoint."""
-    cfg = model_config(lr=10, min_lr=10, warmup_steps=5, checkpoint_interval=5, max_steps=200)
+    cfg = tiny_entry(lr=10, min_lr=10, warmup_steps=5, checkpoint_interval=5, max_steps=200)
     with pytest.raises(Diverged, match=r"diverged at step (\d+): loss (\S+) \(limit 8\.98.*with lr 10;.*ckpt-\d+\.pt") as error:
         train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
     step, loss = re.search(r"step (\d+): loss (\S+)", str(error.value)).groups()
@@ -43,7 +37,7 @@ def test_a_loss_far_above_a_uniform_guess_after_warm_up_stops_the_run(tmp_path, 
 
 
 def test_two_ddp_processes_take_the_steps_of_one_process_on_the_same_global_batch(tmp_path, data):
-    single = model_config(batch_size=4, max_steps=8, eval_interval=4, log_interval=1, dropout=0.0, device="cpu")  # gloo, even beside a GPU
+    single = tiny_entry(batch_size=4, max_steps=8, eval_interval=4, log_interval=1, dropout=0.0, device="cpu")  # gloo, even beside a GPU
     launch(single, *data, str(tmp_path / "one"), str(tmp_path / "ck1"), threads=1, nproc=1, log=lambda *a: None)
     launch({**single, "batch_size": 2}, *data, str(tmp_path / "two"), str(tmp_path / "ck2"), threads=2, nproc=2)
     losses = [[json.loads(line)["loss"] for line in open(tmp_path / d / "metrics.jsonl")] for d in ("one", "two")]
@@ -53,7 +47,7 @@ def test_two_ddp_processes_take_the_steps_of_one_process_on_the_same_global_batc
 
 
 def test_a_token_budget_sets_the_number_of_steps(tmp_path, data):
-    cfg = model_config(max_steps=1000, max_tokens=5 * 8 * 32 + 1, batch_size=8, eval_interval=100)  # 5 steps' tokens, and one more
+    cfg = tiny_entry(max_steps=1000, max_tokens=5 * 8 * 32 + 1, batch_size=8, eval_interval=100)  # 5 steps' tokens, and one more
     summary = train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
     assert summary["steps"] == 6 and summary["tokens_seen"] == 6 * 8 * 32
     assert 0 < summary["step_time_s"] < summary["job_time_s"]  # the job's time adds set-up and validation to the steps'
@@ -65,7 +59,7 @@ def test_sigterm_writes_a_checkpoint_and_the_rerun_resumes_from_it(tmp_path, dat
     import subprocess
     import sys
 
-    cfg = model_config(max_steps=100_000, log_interval=5, eval_interval=10_000, checkpoint_interval=10_000)
+    cfg = tiny_entry(max_steps=100_000, log_interval=5, eval_interval=10_000, checkpoint_interval=10_000)
     cmd = [sys.executable, "-m", "lmcore", "train", "--config-json", json.dumps(cfg), "--tokenizer", data[0], "--manifest", data[1],
            "--out", str(tmp_path / "out"), "--checkpoints", str(tmp_path / "ckpt")]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -101,7 +95,7 @@ def test_every_rng_state_survives_a_weights_only_checkpoint(tmp_path):
 def test_a_checkpoint_of_other_training_code_is_not_resumed(tmp_path, data, monkeypatch):
     import lmcore.train
 
-    cfg = model_config(max_steps=4, checkpoint_interval=2, eval_interval=2)
+    cfg = tiny_entry(max_steps=4, checkpoint_interval=2, eval_interval=2)
     train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
     same, edited = [], []
     train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=same.append)
@@ -113,7 +107,7 @@ def test_a_checkpoint_of_other_training_code_is_not_resumed(tmp_path, data, monk
 
 def test_a_misspelt_setting_is_an_error_naming_it(tmp_path, data):
     with pytest.raises(ValueError, match=r"unknown model or training settings \['lrr'\]"):
-        train({**model_config(), "lrr": 0.1}, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
+        train({**tiny_entry(), "lrr": 0.1}, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
 
 
 def test_the_training_settings_default_to_the_schemas_defaults():

@@ -29,17 +29,23 @@ from lmcore.model_folder import read_config
 from lmcore.tokenizer import ESCAPE, SPACE_SYMBOL, Tokenizer
 
 
+# lmcore's GELU MLPs and the `activation_function` of a GPT-2 config that computes the same:
+# gelu_new and gelu_pytorch_tanh are both the tanh approximation.
+GPT2_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_new"}
+HF_GELUS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
+
+
 def architecture(m):
     """('llama' | 'gpt2', None), or (None, why not) for a ModelConfig dict `m`."""
     if m["norm"] == "rmsnorm" and m["position"] == "rope" and m["mlp"] == "swiglu":
         return "llama", None
-    if m["norm"] == "layernorm" and m["position"] == "learned" and m["mlp"] == "gelu":
+    if m["norm"] == "layernorm" and m["position"] == "learned" and m["mlp"] in GPT2_ACTIVATIONS:
         return ("gpt2", None) if m["bias"] else (None, "bias: false with the GPT-2 shape (GPT-2's layers always have biases)")
-    llama = {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu"}
-    gpt2 = {"norm": "layernorm", "position": "learned", "mlp": "gelu"}
-    closer = llama if sum(m[k] == v for k, v in llama.items()) >= sum(m[k] == v for k, v in gpt2.items()) else gpt2
-    off = ", ".join(f"{k}: {m[k]}" for k, v in closer.items() if m[k] != v)
-    name = "Llama (rmsnorm, rope, swiglu)" if closer is llama else "GPT-2 (layernorm, learned, gelu)"
+    llama = {"norm": {"rmsnorm"}, "position": {"rope"}, "mlp": {"swiglu"}}
+    gpt2 = {"norm": {"layernorm"}, "position": {"learned"}, "mlp": set(GPT2_ACTIVATIONS)}
+    closer = llama if sum(m[k] in v for k, v in llama.items()) >= sum(m[k] in v for k, v in gpt2.items()) else gpt2
+    off = ", ".join(f"{k}: {m[k]}" for k, v in closer.items() if m[k] not in v)
+    name = "Llama (rmsnorm, rope, swiglu)" if closer is llama else "GPT-2 (layernorm, learned, gelu or gelu_tanh)"
     return None, f"{off}: no Hugging Face architecture has this mix; the nearest, {name}, differs in it"
 
 
@@ -64,7 +70,7 @@ def gpt2_config(m, special):
     return {
         "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": m["vocab_size"], "n_embd": m["d_model"],
         "n_inner": m["d_ff"], "n_layer": m["n_layers"], "n_head": m["n_heads"], "n_positions": m["context_length"],
-        "activation_function": "gelu_new",  # lmcore's GELU is the tanh approximation, as GPT-2's
+        "activation_function": GPT2_ACTIVATIONS[m["mlp"]],
         "layer_norm_epsilon": LAYER_NORM_EPS, "tie_word_embeddings": m["tie_embeddings"], "resid_pdrop": m["dropout"],
         "embd_pdrop": m["dropout"], "attn_pdrop": m["dropout"], "dtype": "float32", **special,
     }
@@ -217,8 +223,11 @@ def load_hf(folder):
              "mlp": "swiglu", "bias": bool(c.get("attention_bias", False)), "tie_embeddings": bool(c.get("tie_word_embeddings", False))}
         mapping = llama_weights
     elif kind == "gpt2":
+        act = c.get("activation_function", "gelu_new")  # transformers' GPT2Config default
+        if act not in HF_GELUS:
+            raise ValueError(f"{folder}: activation_function {act!r} has no lmcore MLP (known: {', '.join(HF_GELUS)})")
         m = {"d_model": c["n_embd"], "n_layers": c["n_layer"], "n_heads": c["n_head"], "d_ff": c.get("n_inner") or 4 * c["n_embd"],
-             "context_length": c["n_positions"], "norm": "layernorm", "position": "learned", "mlp": "gelu", "bias": True,
+             "context_length": c["n_positions"], "norm": "layernorm", "position": "learned", "mlp": HF_GELUS[act], "bias": True,
              "tie_embeddings": bool(c.get("tie_word_embeddings", True))}
         mapping = gpt2_weights
     else:

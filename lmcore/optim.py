@@ -26,9 +26,10 @@ def make_optimizer(model, lr, betas, weight_decay, impl="torch"):
 
 
 def lr_at(step, max_lr, min_lr, warmup, decay_steps):
-    """Linear warm-up from 0 while step < warmup, cosine from max_lr to min_lr at decay_steps, then constant."""
+    """Linear warm-up to max_lr over the first `warmup` steps (step 0 already takes max_lr / warmup:
+    a first step at lr 0 would update nothing), cosine from max_lr to min_lr at decay_steps, then constant."""
     if step < warmup:
-        return max_lr * step / warmup
+        return max_lr * (step + 1) / warmup
     if step >= decay_steps:
         return min_lr
     progress = (step - warmup) / max(1, decay_steps - warmup)

@@ -19,6 +19,7 @@ FAMILIES = {
     "llama-bias": {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": True, "tie_embeddings": False},
     "gpt2-tied": {"norm": "layernorm", "position": "learned", "mlp": "gelu", "bias": True, "tie_embeddings": True},
     "gpt2-untied": {"norm": "layernorm", "position": "learned", "mlp": "gelu", "bias": True, "tie_embeddings": False},
+    "gpt2-tanh": {"norm": "layernorm", "position": "learned", "mlp": "gelu_tanh", "bias": True, "tie_embeddings": True},
 }
 MIXED_TEXT = "ROMEO:\n  Two  spaces,\ttabs\t\tand\n\n\nnewlines; emoji 😀, CJK 漢字, é, 1234 and a lower block \u2581 too.  "
 
@@ -86,7 +87,7 @@ def test_unigram_and_char_tokenizers_export_with_the_same_ids(tmp_path, kind):
         assert theirs.decode(ours.encode(text), skip_special_tokens=False) == text
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2"])
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gpt2-exact-gelu"])
 def test_a_model_saved_by_transformers_loads_into_lmcore_with_the_same_logits(tmp_path, family):
     torch.manual_seed(0)
     if family == "llama":
@@ -94,7 +95,8 @@ def test_a_model_saved_by_transformers_loads_into_lmcore_with_the_same_logits(tm
                                           max_position_embeddings=24, tie_word_embeddings=False, rms_norm_eps=1e-6)
         theirs = transformers.LlamaForCausalLM(config)
     else:
-        config = transformers.GPT2Config(vocab_size=300, n_embd=32, n_layer=2, n_head=4, n_positions=24, activation_function="gelu_new")
+        config = transformers.GPT2Config(vocab_size=300, n_embd=32, n_layer=2, n_head=4, n_positions=24,
+                                         activation_function="gelu" if family == "gpt2-exact-gelu" else "gelu_new")
         theirs = transformers.GPT2LMHeadModel(config)
     theirs.save_pretrained(tmp_path / "hf")
     m, weights = load_hf(tmp_path / "hf")
@@ -103,6 +105,13 @@ def test_a_model_saved_by_transformers_loads_into_lmcore_with_the_same_logits(tm
     ids = torch.randint(0, 300, (2, 24))
     with torch.no_grad():
         assert torch.allclose(ours.eval()(ids)[0], theirs.eval()(ids).logits, atol=1e-4)
+
+
+def test_a_gpt2_activation_lmcore_does_not_compute_is_refused_by_name(tmp_path):
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=8,
+                                                         activation_function="relu")).save_pretrained(tmp_path / "hf")
+    with pytest.raises(ValueError, match="activation_function 'relu' has no lmcore MLP"):
+        load_hf(tmp_path / "hf")
 
 
 def test_an_option_mix_without_an_hf_architecture_is_named_not_exported(tmp_path, bpe):

@@ -20,8 +20,8 @@ VARIANTS = [{}, {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias":
 HAND_COUNTS = [(2 * 49_984 + 128 + 32_768 + 1_024, 2 * 49_984 + 128), (2 * 53_376 + 64 + 2 * 32_768, 2 * 53_376 + 64 + 32_768)]
 
 
-def test_lr_schedule():
-    assert [lr_at(s, 1.0, 0.1, 100, 1000) for s in (0, 50, 100, 1000, 1500)] == pytest.approx([0.0, 0.5, 1.0, 0.1, 0.1])
+def test_warm_up_moves_the_weights_from_the_first_step_then_the_cosine_reaches_min_lr():
+    assert [lr_at(s, 1.0, 0.1, 100, 1000) for s in (0, 49, 99, 100, 1000, 1500)] == pytest.approx([0.01, 0.5, 1.0, 1.0, 0.1, 0.1])
 
 
 def test_no_weight_decay_on_norms_biases_and_embeddings():

@@ -1,0 +1,153 @@
+"""Same-shape parity with nanoGPT on a CPU: training tokens/s of lmcore's GPT-2-shaped model and
+training step against a plain PyTorch loop of nanoGPT's maths, written below (LayerNorm with
+biases, learned positions, exact GELU, tied head, F.scaled_dot_product_attention, AdamW with
+nanoGPT's decay groups, gradient clipping). Nothing is fetched. Interleaved rounds in one
+process on the same batches; the best round of each counts. lmcore runs twice: with its `gelu`
+(exact, as nanoGPT) and with `gelu_tanh` (GPT-2's approximation, what `gelu` meant before).
+A second table splits one step into forward, backward, clipping and the optimizer.
+
+    python bench/nanogpt_parity.py [--rounds 5] [--steps 10] [--threads 2] [--vocab 4096]
+"""
+import argparse
+import math
+import platform
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from lmcore.model import GPT, ModelConfig
+from lmcore.optim import make_optimizer
+from lmcore.runtime import machine_key
+from lmcore.train import train_step
+
+SHAPE = {"n_layers": 6, "d_model": 384, "n_heads": 6, "context_length": 256}  # the issue's shape: nanoGPT's CPU-sized GPT-2
+
+
+class Block(nn.Module):
+    """nanoGPT's block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+
+    def __init__(self, d, n_heads):
+        super().__init__()
+        self.n_heads = n_heads
+        self.ln_1, self.ln_2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.c_attn, self.c_proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.c_fc, self.mlp_proj = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x))))
+
+
+class Reference(nn.Module):
+    def __init__(self, vocab, n_layers, d_model, n_heads, context_length):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(vocab, d_model), nn.Embedding(context_length, d_model)
+        self.h = nn.ModuleList(Block(d_model, n_heads) for _ in range(n_layers))
+        self.ln_f = nn.LayerNorm(d_model)
+        self.lm_head = nn.Linear(d_model, vocab, bias=False)
+        self.lm_head.weight = self.wte.weight
+
+    def forward(self, idx, targets):
+        x = self.wte(idx) + self.wpe(torch.arange(idx.size(1)))
+        for block in self.h:
+            x = block(x)
+        logits = self.lm_head(self.ln_f(x))
+        return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+
+def reference_optimizer(model):
+    """nanoGPT's configure_optimizers: decay the 2-d tensors, not the rest; foreach AdamW off CUDA."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=6e-4, betas=(0.9, 0.95))
+
+
+def reference_step(model, opt, x, y):
+    loss = model(x, y)[1]
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss
+
+
+def lmcore_step(model, opt, x, y):
+    """What lmcore's training loop does per step (lmcore/train.py), on one micro-batch."""
+    mean_loss = train_step(model, [(x, y)], lambda: torch.autocast("cpu", enabled=False))
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    torch.stack([mean_loss, grad_norm.float()]).tolist()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def tokens_per_s(step, model, opt, batches):
+    start = time.perf_counter()
+    for x, y in batches:
+        step(model, opt, x, y)
+    return sum(x.numel() for x, _ in batches) / (time.perf_counter() - start)
+
+
+def phases(model, opt, batches):
+    """Milliseconds per step in forward, backward, clipping and optimizer (the best of the batches)."""
+    best = {"forward": math.inf, "backward": math.inf, "clip": math.inf, "optimizer": math.inf}
+    for x, y in batches:
+        t0 = time.perf_counter()
+        loss = model(x, y)[1]
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        t3 = time.perf_counter()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        t4 = time.perf_counter()
+        for name, ms in zip(best, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            best[name] = min(best[name], 1000 * ms)
+    return best
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--vocab", type=int, default=4096)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    T = SHAPE["context_length"]
+    batches = [(torch.randint(0, args.vocab, (args.batch, T)), torch.randint(0, args.vocab, (args.batch, T))) for _ in range(args.steps)]
+    runs = {"nanoGPT maths": (Reference(args.vocab, **SHAPE), reference_step)}
+    for mlp in ("gelu", "gelu_tanh"):
+        model = GPT(ModelConfig(vocab_size=args.vocab, **SHAPE, mlp=mlp))  # norm, position, bias, tying: GPT-2's, the defaults
+        runs[f"lmcore mlp={mlp}"] = (model, lmcore_step)
+    opts = {name: reference_optimizer(m) if step is reference_step else make_optimizer(m, 6e-4, (0.9, 0.95), 0.1)
+            for name, (m, step) in runs.items()}
+    rates = {name: [] for name in runs}
+    for name, (model, step) in runs.items():
+        tokens_per_s(step, model, opts[name], batches[:2])  # warm-up
+    for _ in range(args.rounds):
+        for name, (model, step) in runs.items():
+            rates[name].append(tokens_per_s(step, model, opts[name], batches))
+    base = max(rates["nanoGPT maths"])
+    print(f"{machine_key(torch.device('cpu'), None)}; {platform.machine()}")
+    print(f"{SHAPE['n_layers']} x {SHAPE['d_model']}, context {T}, batch {args.batch}, vocab {args.vocab}, fp32, no compile, "
+          f"best of {args.rounds} interleaved rounds of {args.steps} steps")
+    print(f"{'':<20} {'tokens/s':>9} {'vs nanoGPT':>10}   ms per step: {'forward':>8} {'backward':>8} {'clip':>6} {'AdamW':>6}")
+    for name, (model, _) in runs.items():
+        ms = phases(model, opts[name], batches)
+        best = max(rates[name])
+        print(f"{name:<20} {best:>9,.0f} {best / base:>9.3f}x   {'':>12} {ms['forward']:>8.1f} {ms['backward']:>8.1f} "
+              f"{ms['clip']:>6.1f} {ms['optimizer']:>6.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -29,6 +29,8 @@ bench: install
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/default_model_speed.py
 	$(BIN)/python bench/peak.py
+	$(BIN)/python bench/nanogpt_parity.py
+	$(BIN)/python bench/gpu_scale.py
 
 clean:
 	rm -rf results logs benchmarks .snakemake

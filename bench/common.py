@@ -12,16 +12,29 @@ WORDS = np.array(("the of and to in a is that for it as was with be by on not he
                   "life eyes heaven earth soul tongue hand speak hear come make thee thou thy lord lady").split())
 
 
-def write_corpus(path, megabytes, seed=0, words_per_doc=600):
-    """JSON Lines documents of random words, lines and paragraphs, about `megabytes` MB in all."""
+SEPARATORS = np.array([" "] * 44 + ["\n"] * 5 + ["\n\n"], dtype=object)  # a line ends after 10% of words, a paragraph after 2%
+
+
+def write_corpus(path, megabytes, seed=0, words_per_doc=600, duplicates=0.0):
+    """JSON Lines documents of random words, lines and paragraphs, about `megabytes` MB in all. A
+    share `duplicates` of the documents repeat an earlier one, half exactly, half with 1% of the
+    words changed (what near-duplicate detection should catch)."""
     rng = np.random.default_rng(seed)
-    written, i = 0, 0
+    written, i, earlier = 0, 0, []
     with open(path, "w", encoding="utf-8") as f:
         while written < megabytes * 1e6:
-            words = WORDS[rng.integers(0, len(WORDS), words_per_doc)]
-            breaks = rng.integers(0, 10, words_per_doc)
-            text = "".join(w + ("\n" if b == 0 else "\n\n" if b == 1 and rng.random() < 0.2 else " ") for w, b in zip(words, breaks))
-            line = json.dumps({"id": f"bench/{i}", "text": text, "meta": {}}) + "\n"
+            if earlier and rng.random() < duplicates:
+                words = earlier[rng.integers(len(earlier))].copy()
+                if rng.random() < 0.5:
+                    changed = rng.integers(0, len(words), len(words) // 100)
+                    words[changed] = WORDS[rng.integers(0, len(WORDS), len(changed))]
+            else:
+                words = WORDS[rng.integers(0, len(WORDS), words_per_doc)]
+                if len(earlier) < 1000:
+                    earlier.append(words)
+            tokens = np.empty(2 * len(words), dtype=object)
+            tokens[0::2], tokens[1::2] = words, SEPARATORS[rng.integers(0, len(SEPARATORS), len(words))]
+            line = json.dumps({"id": f"bench/{i}", "text": "".join(tokens), "meta": {}}) + "\n"
             f.write(line)
             written += len(line.encode())
             i += 1

@@ -6,7 +6,7 @@ process on the same batches; the best round of each counts. lmcore runs twice: w
 (exact, as nanoGPT) and with `gelu_tanh` (GPT-2's approximation, what `gelu` meant before).
 A second table splits one step into forward, backward, clipping and the optimizer.
 
-    python bench/nanogpt_parity.py [--rounds 5] [--steps 10] [--threads 2] [--vocab 4096]
+    python bench/nanogpt_parity.py [--rounds 3] [--steps 10] [--threads 2] [--vocab 4096]
 """
 import argparse
 import math
@@ -115,7 +115,7 @@ def phases(model, opt, batches):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)

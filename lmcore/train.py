@@ -88,6 +88,7 @@ class TrainState:
     step: int = 0
     tokens: int = 0
     elapsed_s: float = 0.0  # time spent in training steps, evaluation and logging excluded
+    data_s: float = 0.0  # the part of elapsed_s spent drawing batches and copying them to the device
     job_s: float = 0.0  # whole wall time of this run's attempts so far (set-up, steps, validation, checkpoints), set at each checkpoint
     best_val: float = math.inf
     best_model: dict | None = None  # weights at best_val, on the CPU
@@ -233,6 +234,9 @@ def starting_weights(init_from, model, models_dir, tokenizer):
 
 
 def to_device(arrays, device):
+    """Host arrays to the device; to a GPU from pinned memory, without waiting for the copy."""
+    if device.type == "cuda":
+        return tuple(torch.from_numpy(a).pin_memory().to(device, non_blocking=True) for a in arrays)
     return tuple(torch.from_numpy(a).to(device) for a in arrays)
 
 
@@ -326,6 +330,7 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
         for _ in range(accum):
             x, y = train_data.sample_batch(data_rng, B * world, T)
             micro_batches.append(to_device((x[rank * B : (rank + 1) * B], y[rank * B : (rank + 1) * B]), device))
+        state.data_s += time.perf_counter() - t0
         mean_loss = train_step(forward, micro_batches, amp, forward.no_sync if world > 1 else None)
         if world > 1:
             dist.all_reduce(mean_loss)
@@ -372,6 +377,7 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
         "flops_per_token": fpt,
         "total_flops": fpt * state.tokens,
         "step_time_s": elapsed,  # the optimizer steps alone: what tokens/s and MFU count
+        "data_time_s": state.data_s,  # of which drawing batches (the device waits meanwhile: a share to keep small)
         "job_time_s": earlier_jobs_s + time.perf_counter() - job_start,  # what the run cost: set-up, validation, checkpoints too
         "tokens_per_s": state.tokens / elapsed if elapsed else None,
         "mfu": mfu(state.tokens / elapsed) if elapsed else None,
@@ -383,6 +389,8 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
         "precision": str(amp_dtype or torch.float32),
         "steps": state.step,
     }
+    if elapsed:
+        log(f"{state.step} steps in {duration(elapsed)}; drawing batches took {state.data_s / elapsed:.1%} of it")
     save_model(out_dir, model, entry, tokenizer_path, state.metrics, summary)
     return summary
 

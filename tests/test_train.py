@@ -51,6 +51,7 @@ def test_a_token_budget_sets_the_number_of_steps(tmp_path, data):
     summary = train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
     assert summary["steps"] == 6 and summary["tokens_seen"] == 6 * 8 * 32
     assert 0 < summary["step_time_s"] < summary["job_time_s"]  # the job's time adds set-up and validation to the steps'
+    assert 0 < summary["data_time_s"] < summary["step_time_s"]  # drawing batches: a part of the steps' time
 
 
 def test_sigterm_writes_a_checkpoint_and_the_rerun_resumes_from_it(tmp_path, data):

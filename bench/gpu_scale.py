@@ -1,0 +1,105 @@
+"""Training at scale on one GPU: a 124M GPT-2 shape and a ~350M Llama shape at context 1024, in
+fp32 (TF32 matrix products), bf16 autocast, and bf16 + torch.compile: tokens/s, MFU against the
+data sheet's dense bf16 peak, and the most GPU memory allocated. lmcore's model and training
+step (lmcore.train.train_step, clipping, AdamW as lmcore makes it), random tokens.
+
+MFU is printed twice: with lmcore's FLOPs per token (6 N + 12 L d T, N without embeddings: what
+summary.json reports) and with the output layer counted too (6 N' + 12 L d T, N' with the
+token embedding, which the tied or untied head costs: nanoGPT's and PaLM's convention).
+
+    python bench/gpu_scale.py [--steps 20] [--batch 16] [--shapes gpt2-124M llama-350M]
+
+Without a GPU it says that the GPU figures are missing and runs its CPU path: the 124M shape,
+fp32, batch 1, 2 steps, so that the code path is exercised and a CPU figure printed.
+"""
+import argparse
+import contextlib
+import os
+import time
+
+import torch
+
+from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
+from lmcore.optim import make_optimizer
+from lmcore.runtime import data_sheet_peak, machine_key
+from lmcore.train import train_step
+
+SHAPES = {
+    "gpt2-124M": {"vocab_size": 50304, "d_model": 768, "n_layers": 12, "n_heads": 12, "context_length": 1024, "mlp": "gelu"},
+    "llama-350M": {"vocab_size": 32000, "d_model": 1024, "n_layers": 24, "n_heads": 16, "context_length": 1024, "norm": "rmsnorm",
+                   "position": "rope", "mlp": "swiglu", "bias": False, "tie_embeddings": False},
+}
+MODES = {"fp32 (TF32)": (None, False), "bf16": (torch.bfloat16, False), "bf16 + compile": (torch.bfloat16, True)}
+
+
+def measure(shape, dtype, compile_, batch, steps, device):
+    torch.manual_seed(0)
+    cfg = ModelConfig(**SHAPES[shape])
+    model = GPT(cfg).to(device)
+    counts = count_parameters(model)
+    fpt = flops_per_token(cfg, counts["non_embedding_parameters"])
+    fpt_head = fpt + 6 * cfg.vocab_size * cfg.d_model  # the output layer's matrix product, forward and backward
+    forward = torch.compile(model) if compile_ else model
+    opt = make_optimizer(model, 3e-4, (0.9, 0.95), 0.1)
+
+    def amp():
+        return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+    T = cfg.context_length
+    x, y = (torch.randint(0, cfg.vocab_size, (batch, T), device=device) for _ in range(2))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    warmup = 3 if compile_ else 1
+    for step in range(warmup + steps):
+        if step == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+        loss = train_step(forward, [(x, y)], amp)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    loss.item()  # waits for the GPU
+    seconds = time.perf_counter() - start
+    tokens_per_s = steps * batch * T / seconds
+    memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    return counts["parameters"], tokens_per_s, fpt * tokens_per_s, fpt_head * tokens_per_s, memory
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=16, help="sequences of 1024 tokens per step")
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        torch.set_num_threads(os.cpu_count())
+        cpu = torch.device("cpu")
+        print("GPU figures missing: no CUDA device here. CPU path: gpt2-124M, fp32, batch 1, 2 steps.")
+        params, rate, flops, flops_head, _ = measure("gpt2-124M", None, False, 1, 2, cpu)
+        print(f"{machine_key(cpu, None)}: {params / 1e6:.0f}M parameters, {rate:,.0f} tokens/s, "
+              f"{flops / 1e9:.0f} GFLOP/s ({flops_head / 1e9:.0f} with the output layer)")
+        return
+    device = torch.device("cuda")
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as lmcore's training loop
+    name = torch.cuda.get_device_name(device)
+    known = data_sheet_peak(name)
+    peak = known[0] if known else None
+    print(f"{name} (peak {peak / 1e12:.0f} TFLOP/s dense bf16)" if peak else f"{name}: no data-sheet peak known, MFU left out")
+    print(f"batch {args.batch} x 1024 tokens, {args.steps} timed steps")
+    print(f"{'shape':>11} {'params':>7} {'mode':>15} {'tokens/s':>10} {'MFU':>6} {'MFU+head':>8} {'GPU GiB':>8}")
+    for shape in args.shapes:
+        for mode, (dtype, compile_) in MODES.items():
+            try:
+                params, rate, flops, flops_head, memory = measure(shape, dtype, compile_, args.batch, args.steps, device)
+            except torch.OutOfMemoryError:
+                print(f"{shape:>11} {'':>7} {mode:>15} out of memory at batch {args.batch}")
+                torch.cuda.empty_cache()
+                continue
+            mfu = f"{flops / peak:6.1%} {flops_head / peak:8.1%}" if peak else f"{'':>6} {'':>8}"
+            print(f"{shape:>11} {params / 1e6:6.0f}M {mode:>15} {rate:10,.0f} {mfu} {memory:8.1f}", flush=True)
+            torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()

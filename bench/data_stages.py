@@ -25,6 +25,8 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import write_corpus  # noqa: E402
 
+from lmcore.io import disk_bytes  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILES = 8  # corpus files
 # stage -> (what one job reads, given its benchmark file's wildcards), in pipeline order
@@ -47,16 +49,6 @@ def size_bytes(text):
         if text.upper().endswith(unit):
             return float(text[: -len(unit)]) * factor
     return float(text)
-
-
-def disk_bytes(paths):
-    total = 0
-    for path in paths:
-        if os.path.isdir(path):
-            total += sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
-        else:
-            total += os.path.getsize(path)
-    return total
 
 
 def write_config(path, corpus, parts, cores):

@@ -164,14 +164,19 @@ def redirect_output(log_path):
     return stream
 
 
-def data_rate(paths, start):
-    """'12.3 MB in 2.5 s (4.9 MB/s)': the size of the files (or folders) a job read since `start` (perf_counter)."""
-    paths = [paths] if isinstance(paths, (str, os.PathLike)) else paths
-    nbytes = 0
+def disk_bytes(paths):
+    """The size of the files and folders (everything under them) in `paths`."""
+    total = 0
     for path in paths:
         if os.path.isdir(path):
-            nbytes += sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+            total += sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
         else:
-            nbytes += os.path.getsize(path)
+            total += os.path.getsize(path)
+    return total
+
+
+def data_rate(paths, start):
+    """'12.3 MB in 2.5 s (4.9 MB/s)': the size of the files (or folders) a job read since `start` (perf_counter)."""
+    nbytes = disk_bytes([paths] if isinstance(paths, (str, os.PathLike)) else paths)
     seconds = time.perf_counter() - start
     return f"{nbytes / 1e6:,.1f} MB in {seconds:.1f} s ({nbytes / 1e6 / max(seconds, 1e-9):,.1f} MB/s)"

@@ -7,7 +7,7 @@ matrix products on TF32 tensor cores, as lmcore's training loop does.
 The baseline is a plain fp32 PyTorch loop of the same model (lmcore's loop with fp32, no
 compile). MFU is measured against this device's matmul rate (a data-sheet peak on known
 GPUs), printed beside it; peak MB is the process's resident memory, GPU MB the most CUDA
-memory allocated. Data are the default run's train shards when results/shards/bpe4k
+memory allocated. Data are the default run's train shards when results/shards/bpe1k
 exists, random tokens otherwise.
 """
 import argparse
@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import run_child  # noqa: E402
 
 SIZES = {"4x256": {"n_layers": 4, "d_model": 256, "n_heads": 4}, "6x384": {"n_layers": 6, "d_model": 384, "n_heads": 6}}
-MANIFEST = "results/shards/bpe4k/manifest.json"
+MANIFEST = "results/shards/bpe1k/manifest.json"
 
 
 def batches(vocab, batch, context, seed):

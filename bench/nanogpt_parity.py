@@ -1,7 +1,7 @@
 """Same-shape parity with nanoGPT on a CPU: training tokens/s of lmcore's GPT-2-shaped model and
-training step against a plain PyTorch loop of nanoGPT's maths, written below (LayerNorm with
-biases, learned positions, exact GELU, tied head, F.scaled_dot_product_attention, AdamW with
-nanoGPT's decay groups, gradient clipping). Nothing is fetched. Interleaved rounds in one
+training step against a plain PyTorch loop of nanoGPT's maths, written in bench/nanogpt_ref.py
+(LayerNorm with biases, learned positions, exact GELU, tied head, F.scaled_dot_product_attention,
+AdamW with nanoGPT's decay groups, gradient clipping). Nothing is fetched. Interleaved rounds in one
 process on the same batches; the best round of each counts. lmcore runs twice: with its `gelu`
 (exact, as nanoGPT) and with `gelu_tanh` (GPT-2's approximation, what `gelu` meant before).
 A second table splits one step into forward, backward, clipping and the optimizer.
@@ -10,88 +10,21 @@ A second table splits one step into forward, backward, clipping and the optimize
 """
 import argparse
 import math
+import os
 import platform
+import sys
 import time
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
-from lmcore.model import GPT, ModelConfig
-from lmcore.optim import make_optimizer
-from lmcore.runtime import machine_key
-from lmcore.train import train_step
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nanogpt_ref import Reference, lmcore_step, reference_optimizer, reference_step, tokens_per_s  # noqa: E402
+
+from lmcore.model import GPT, ModelConfig  # noqa: E402
+from lmcore.optim import make_optimizer  # noqa: E402
+from lmcore.runtime import machine_key  # noqa: E402
 
 SHAPE = {"n_layers": 6, "d_model": 384, "n_heads": 6, "context_length": 256}  # the issue's shape: nanoGPT's CPU-sized GPT-2
-
-
-class Block(nn.Module):
-    """nanoGPT's block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
-
-    def __init__(self, d, n_heads):
-        super().__init__()
-        self.n_heads = n_heads
-        self.ln_1, self.ln_2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.c_attn, self.c_proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-        self.c_fc, self.mlp_proj = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
-
-    def forward(self, x):
-        B, T, C = x.shape
-        q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
-        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x))))
-
-
-class Reference(nn.Module):
-    def __init__(self, vocab, n_layers, d_model, n_heads, context_length):
-        super().__init__()
-        self.wte, self.wpe = nn.Embedding(vocab, d_model), nn.Embedding(context_length, d_model)
-        self.h = nn.ModuleList(Block(d_model, n_heads) for _ in range(n_layers))
-        self.ln_f = nn.LayerNorm(d_model)
-        self.lm_head = nn.Linear(d_model, vocab, bias=False)
-        self.lm_head.weight = self.wte.weight
-
-    def forward(self, idx, targets):
-        x = self.wte(idx) + self.wpe(torch.arange(idx.size(1)))
-        for block in self.h:
-            x = block(x)
-        logits = self.lm_head(self.ln_f(x))
-        return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
-
-
-def reference_optimizer(model):
-    """nanoGPT's configure_optimizers: decay the 2-d tensors, not the rest; foreach AdamW off CUDA."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=6e-4, betas=(0.9, 0.95))
-
-
-def reference_step(model, opt, x, y):
-    loss = model(x, y)[1]
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    return loss
-
-
-def lmcore_step(model, opt, x, y):
-    """What lmcore's training loop does per step (lmcore/train.py), on one micro-batch."""
-    mean_loss = train_step(model, [(x, y)], lambda: torch.autocast("cpu", enabled=False))
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    torch.stack([mean_loss, grad_norm.float()]).tolist()
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-
-
-def tokens_per_s(step, model, opt, batches):
-    start = time.perf_counter()
-    for x, y in batches:
-        step(model, opt, x, y)
-    return sum(x.numel() for x, _ in batches) / (time.perf_counter() - start)
 
 
 def phases(model, opt, batches):

@@ -21,7 +21,8 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q tests
 
-# Figures, not tests: each script prints a table (about 20 minutes on 2 cores).
+# Figures, not tests: each script prints a table (about 50 minutes on 2 cores, half of it
+# quality_per_minute.py's equal-time training).
 bench: install
 	$(BIN)/python bench/dag.py
 	$(BIN)/python bench/data_stages.py
@@ -30,6 +31,7 @@ bench: install
 	$(BIN)/python bench/default_model_speed.py
 	$(BIN)/python bench/peak.py
 	$(BIN)/python bench/nanogpt_parity.py
+	$(BIN)/python bench/quality_per_minute.py
 	$(BIN)/python bench/gpu_scale.py
 
 clean:

@@ -11,7 +11,7 @@ lmcore's side is the pipeline as a user runs it (Snakemake, the config's models 
 
 Each side gets the steps that fit --minutes at its own tokens/s, measured first in interleaved
 rounds on random batches; both then train, and the table prints the step time each really took
-beside its test bits per byte.
+beside its test bits per byte (on a shared VM, within about 10% of the budget).
 
     python bench/quality_per_minute.py [--minutes 8] [--threads 2] [--models small] [--work /tmp/bench-quality]
 """
@@ -42,6 +42,7 @@ from lmcore.tokenizer import Tokenizer  # noqa: E402
 from lmcore.train import read_entry  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROBE_STEPS = 40  # per round, three rounds: about 10 s of the small models
 CHAR_RECIPE = {"n_layers": 4, "d_model": 128, "n_heads": 4, "context_length": 64, "batch_size": 12,
                "lr": 1e-3, "min_lr": 1e-4, "warmup": 100, "betas": (0.9, 0.99), "weight_decay": 0.1}
 
@@ -110,19 +111,21 @@ def char_bits_per_byte(model, stream, nbytes, T, batch=64):
     return bits_per_byte(nats, n_bytes), n_bytes
 
 
-def random_batches(vocab, B, T, n=10):
+def random_batches(vocab, B, T, n):
     return [(torch.randint(0, vocab, (B, T)), torch.randint(0, vocab, (B, T))) for _ in range(n)]
 
 
-def probe(runs, rounds=3, steps=10):
-    """Best tokens/s of each (step, model, optimizer, batches), in interleaved rounds after a warm-up."""
+def probe(runs, rounds=3):
+    """Tokens/s of each (step, model, optimizer, batches) over interleaved rounds after a warm-up:
+    all of its rounds' tokens over all of their time, as a long run averages the machine's swings
+    (on a shared VM, +-10% between windows of a few seconds)."""
     for step, model, opt, batches in runs.values():
-        tokens_per_s(step, model, opt, batches[:2])
-    rates = {name: 0.0 for name in runs}
+        tokens_per_s(step, model, opt, batches[:3])
+    seconds = {name: 0.0 for name in runs}
     for _ in range(rounds):
         for name, (step, model, opt, batches) in runs.items():
-            rates[name] = max(rates[name], tokens_per_s(step, model, opt, batches[:steps]))
-    return rates
+            seconds[name] += sum(x.numel() for x, _ in batches) / tokens_per_s(step, model, opt, batches)
+    return {name: rounds * sum(x.numel() for x, _ in runs[name][3]) / s for name, s in seconds.items()}
 
 
 def main():
@@ -159,7 +162,7 @@ def main():
     torch.manual_seed(1337)
     reference = Reference(len(nbytes), **shape, bias=False)
     runs = {"nanoGPT char": (reference_step, reference, reference_optimizer(reference, r["lr"], r["betas"], r["weight_decay"]),
-                             random_batches(len(nbytes), r["batch_size"], r["context_length"]))}
+                             random_batches(len(nbytes), r["batch_size"], r["context_length"], PROBE_STEPS))}
     tokens_per_step = {"nanoGPT char": r["batch_size"] * r["context_length"]}
     for name in names:
         model_keys, tc = read_entry(config["models"][name])
@@ -167,7 +170,7 @@ def main():
         model = GPT(ModelConfig(vocab_size=vocab, **model_keys))
         B, T = tc.batch_size, model_keys.get("context_length", ModelConfig.context_length)
         runs[name] = (lmcore_step, model, make_optimizer(model, tc.lr, (tc.beta1, tc.beta2), tc.weight_decay),
-                      random_batches(vocab, B, T))
+                      random_batches(vocab, B, T, PROBE_STEPS))
         tokens_per_step[name] = B * T * tc.grad_accum
     rates = probe(runs)
     steps = {name: max(1, round(budget * rates[name] / tokens_per_step[name])) for name in runs}

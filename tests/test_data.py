@@ -284,6 +284,15 @@ def test_hashes_and_ellipses_are_tested_each_against_the_symbol_limit_as_gopher_
     assert clean.gopher_symbol_ratio(0.07)(text) == "gopher_symbol_ratio"
 
 
+def test_bullet_and_ellipsis_lines_and_letterless_words_count_as_gopher_defines_them():
+    # 6 lines with text (blank ones count for neither side): bullets after spaces or a tab, ellipses with only spaces after
+    text = "\n".join(["  - one", "\t• two", "three...  ", "four … five…", "six ...seven", "x", "", "   "])
+    assert clean.gopher_bullet_lines(0.34)(text) is None and clean.gopher_bullet_lines(0.33)(text) == "gopher_bullet_lines"  # 2 of 6
+    assert clean.gopher_ellipsis_lines(0.34)(text) is None and clean.gopher_ellipsis_lines(0.33)(text) == "gopher_ellipsis_lines"
+    words = "1999 -- 3.14 __ é! e2e word, (a) x_1 ok"  # 4 of 10 words have no letter: digits, punctuation, underscores
+    assert clean.gopher_alpha_words(0.6)(words) is None and clean.gopher_alpha_words(0.61)(words) == "gopher_alpha_words"
+
+
 def test_filters_run_in_the_documented_order_and_an_n_gram_rule_can_be_left_out():
     names = [f.__qualname__.split(".")[0] for f in clean.filters(clean_config(min_chars=1, min_words=1))]
     assert names == ["c4_lorem_ipsum", "c4_curly_braces", "too_short_chars", "too_short_words", "gopher_word_count", "gopher_mean_word_length",

@@ -27,17 +27,18 @@ TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
 EXAMPLES_PER_REASON = 5
 EXCERPT_CHARS = 200
 STOP_WORDS = {"the", "be", "to", "of", "and", "that", "have", "with"}
-NON_BLANK_LINE = re.compile(r"^.*\S.*$", re.MULTILINE)
-BULLET_LINE = re.compile(r"^[ \t]*[●•*\-‣⁃◦▪]", re.MULTILINE)
-ELLIPSIS_LINE = re.compile(r"(?:\.\.\.|…)\s*$", re.MULTILINE)
-NO_LETTER_WORD = re.compile(r"(?<!\S)(?:[^\s\w]|[\d_])+(?!\S)")  # a word without a single letter
+BULLETS = ("●", "•", "*", "-", "‣", "⁃", "◦", "▪")  # what a bullet line starts with, after spaces and tabs
+ELLIPSES = ("...", "…")
+LETTER = re.compile(r"[^\W\d_]")  # a word character but a digit or the underscore
 POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 
 
 def normalize(text):
     """NFC, LF line endings, control characters removed (tab and newline kept), trailing spaces stripped."""
-    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
-    return TRAILING_SPACE.sub("", CONTROL.sub("", text))
+    text = CONTROL.sub("", unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n")))
+    if " \n" in text or "\t\n" in text or text.endswith((" ", "\t")):  # most texts have no trailing space: skip the regex scan
+        text = TRAILING_SPACE.sub("", text)
+    return text
 
 
 def remove_c4_lines(text, javascript=True, policy=True):
@@ -75,8 +76,9 @@ def _word_hashes(text):
 
 
 @functools.lru_cache(maxsize=1)
-def _non_blank_lines(text):
-    return len(NON_BLANK_LINE.findall(text))
+def _lines(text):
+    """The lines with something but whitespace on them."""
+    return [line for line in text.split("\n") if line.strip()]
 
 
 def outside(x, low, high):
@@ -122,22 +124,27 @@ def gopher_symbol_ratio(limit):
 
 def gopher_bullet_lines(limit):
     def test(text):
-        lines = _non_blank_lines(text)
-        return "gopher_bullet_lines" if lines and above(len(BULLET_LINE.findall(text)) / lines, limit) else None
+        lines = _lines(text)
+        bullets = sum(1 for line in lines if line.lstrip(" \t").startswith(BULLETS))
+        return "gopher_bullet_lines" if lines and above(bullets / len(lines), limit) else None
     return test
 
 
 def gopher_ellipsis_lines(limit):
     def test(text):
-        lines = _non_blank_lines(text)
-        return "gopher_ellipsis_lines" if lines and above(len(ELLIPSIS_LINE.findall(text)) / lines, limit) else None
+        lines = _lines(text)
+        if not lines or not any(e in text for e in ELLIPSES):
+            return None
+        ending = sum(1 for line in lines if line.rstrip().endswith(ELLIPSES))
+        return "gopher_ellipsis_lines" if above(ending / len(lines), limit) else None
     return test
 
 
 def gopher_alpha_words(min_share):
     def test(text):
-        n = len(_words(text))
-        return "gopher_alpha_words" if n and 1 - len(NO_LETTER_WORD.findall(text)) / n < min_share else None
+        ws = _words(text)
+        no_letter = sum(1 for w in ws if not w.isalpha() and not LETTER.search(w))  # most words are all letters: no search
+        return "gopher_alpha_words" if ws and 1 - no_letter / len(ws) < min_share else None
     return test
 
 
@@ -182,7 +189,7 @@ def _repeated(h):
 def gopher_duplicate_lines(max_share, max_char_share):
     """Lines that repeat an earlier line: too large a share of the lines, or of the characters."""
     def test(text):
-        share, char_share = _duplicate_share([line for line in text.split("\n") if line.strip()])
+        share, char_share = _duplicate_share(_lines(text))
         return "gopher_duplicate_lines" if above(share, max_share) or above(char_share, max_char_share) else None
     return test
 

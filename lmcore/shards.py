@@ -9,10 +9,6 @@ from lmcore.io import raw_to_npy, read_json, read_jsonl, sha256_file, write_json
 from lmcore.splits import SPLITS, split_of
 
 
-def dtype_for(vocab_size):
-    return np.uint16 if vocab_size <= 2**16 else np.uint32
-
-
 def _batches(iterable, n):
     batch = []
     for item in iterable:
@@ -30,21 +26,22 @@ def shard_part(doc_path, tokenizer, fractions, out_paths, num_threads=1, batch_d
     Memory stays flat: tokens go to a raw file per split, which is then copied into the `.npy`.
     Returns per-split statistics: documents, tokens, and UTF-8 bytes of the text.
     """
-    dtype = dtype_for(tokenizer.vocab_size)
+    eot = np.array([tokenizer.eot_id], dtype=tokenizer.dtype)
     stats = {s: {"documents": 0, "tokens": 0, "bytes": 0} for s in SPLITS}
     with tempfile.TemporaryDirectory(dir=os.path.dirname(out_paths["train"])) as tmp, contextlib.ExitStack() as stack:
         raw = {s: stack.enter_context(open(os.path.join(tmp, s + ".bin"), "wb")) for s in SPLITS}
         for docs in _batches(read_jsonl(doc_path), batch_docs):
-            for doc, ids in zip(docs, tokenizer.encode_batch([d["text"] for d in docs], num_threads)):
+            for doc, ids in zip(docs, tokenizer.encode_arrays([d["text"] for d in docs], num_threads)):
                 split = split_of(doc["id"], fractions)
-                raw[split].write(np.asarray(ids + [tokenizer.eot_id], dtype=dtype).tobytes())
+                raw[split].write(ids)
+                raw[split].write(eot)
                 stats[split]["documents"] += 1
                 stats[split]["tokens"] += len(ids) + 1
                 stats[split]["bytes"] += len(doc["text"].encode("utf-8"))
         for f in raw.values():
             f.close()
         for s in SPLITS:
-            raw_to_npy(os.path.join(tmp, s + ".bin"), out_paths[s], dtype)
+            raw_to_npy(os.path.join(tmp, s + ".bin"), out_paths[s], tokenizer.dtype)
     return stats
 
 
@@ -97,7 +94,7 @@ def write_manifest(out_path, tokenizer, parts, readers=None, tokenizer_name=None
         "tokenizer_fingerprint": tokenizer.fingerprint,
         "vocab_size": tokenizer.vocab_size,
         "eot_id": tokenizer.eot_id,
-        "dtype": np.dtype(dtype_for(tokenizer.vocab_size)).name,
+        "dtype": np.dtype(tokenizer.dtype).name,
         "tokens": totals,
         "parts": [
             {

@@ -3,10 +3,13 @@ import random
 
 import numpy as np
 import pytest
+import sentencepiece as spm
+from sentencepiece import sentencepiece_model_pb2
 
 from helpers import documents, make_shards, train_tokenizer
 from lmcore import tokenizer as tokenizer_lib
-from lmcore.shards import TokenDataset, dtype_for
+from lmcore.shards import TokenDataset
+from lmcore.tokenizer import dtype_for
 from lmcore.splits import SPLITS
 
 HARD_STRINGS = ["  two leading spaces", "tabs\tand\n\n\nnewlines\n", "trailing  ", "\n", "emoji 😀, CJK 漢字, e\u0301 (combining)",
@@ -34,6 +37,45 @@ def test_decode_encode_is_identity_on_random_text(tok):
 
 def test_user_defined_symbol_is_one_piece(tok):
     assert len(tok.encode("<|endoftext|>")) == 1
+
+
+def test_encode_arrays_gives_the_ids_of_encode(tok, monkeypatch):
+    """Shards are written with encode_arrays: on a BPE model it encodes word by word, looking up
+    repeated words, and must give exactly the ids that encoding the whole text gives."""
+    rng = random.Random(2)
+    alphabet = ["the", "a", "cat", " ", " ", "  ", "\n", "\n\n", "\t", ".", ",", "7", "42", "é", "漢", "😀", "\u2581", "\ue000s", "<|endoftext|>"]
+    texts = HARD_STRINGS + ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80))) for _ in range(300)]
+    proto = sentencepiece_model_pb2.ModelProto.FromString(open(tok.path, "rb").read())
+    assert (tok.words is not None) == (proto.trainer_spec.model_type == proto.trainer_spec.BPE)
+    monkeypatch.setattr(tokenizer_lib, "CACHED_WORDS", 50)  # the cache is emptied, then filled again
+    for batch in (texts[:100], texts, texts[::-1]):
+        arrays = tok.encode_arrays(batch)
+        assert all(a.dtype == np.uint16 for a in arrays)
+        assert [a.tolist() for a in arrays] == [tok.encode(t) for t in batch]
+
+
+@pytest.mark.parametrize("model_type, symbols, word_by_word", [
+    ("bpe", ["<|endoftext|>"], True),
+    ("bpe", ["\n\n"], False),  # a piece holding a newline
+    ("unigram", [], False),  # the best segmentation is found over the whole text
+])
+def test_word_by_word_encoding_only_where_no_piece_crosses_a_word(tmp_path, model_type, symbols, word_by_word):
+    tok = train_tokenizer(tmp_path / "spm.model", model_type, user_defined_symbols=symbols)
+    assert (tok.words is not None) == word_by_word
+    texts = ["x\n\n\ny", "\n\nz \n\n"] + HARD_STRINGS
+    assert [a.tolist() for a in tok.encode_arrays(texts)] == [tok.encode(t) for t in texts]
+
+
+def test_a_model_whose_pieces_span_words_encodes_whole_texts(tmp_path):
+    """A model file trained elsewhere, without SentencePiece's split at words, has pieces such as
+    "of▁the": cutting a text into words would change its ids."""
+    phrases = ["of the king", "in the end", "of the people"] * 200
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(phrases), model_prefix=str(tmp_path / "m"), model_type="bpe", vocab_size=60,
+                                   split_by_whitespace=False, add_dummy_prefix=False, minloglevel=2)
+    tok = tokenizer_lib.Tokenizer(tmp_path / "m.model")
+    assert any("e\u2581" in tok.sp.id_to_piece(i) for i in range(tok.vocab_size)) and tok.words is None
+    texts = ["of the king of the people", "in the end"]
+    assert [a.tolist() for a in tok.encode_arrays(texts)] == [tok.encode(t) for t in texts]
 
 
 def test_measure_reports_no_round_trip_failure(tok):

@@ -1,4 +1,5 @@
 """Download, ingest, clean, dedup and splits, without Snakemake."""
+import collections
 import gzip
 import hashlib
 import io
@@ -376,6 +377,30 @@ def test_duplicated_ngrams_are_caught():
     repeated = " ".join(["the king and of that queen said to me"] * 8)
     assert clean.Cleaner(clean_config())(fresh + " the of and")[1] is None
     assert clean.Cleaner(clean_config())(fresh + " " + repeated)[1] == "gopher_duplicate_5grams"
+
+
+@pytest.mark.parametrize("n, limit", [(2, 0.2), (3, 0.18), (4, 0.16)])
+def test_top_ngram_rule_decides_as_counting_the_ngrams_does(n, limit):
+    """Gopher's rule, counted with tuples: the most frequent n-gram's occurrences x its characters,
+    over all word characters. Words of one length, so that ties between n-grams do not matter."""
+    rules = {"top_ngram_char_frac": {str(k): (limit if k == n else None) for k in (2, 3, 4)}, "dup_ngram_char_frac": {},
+             "max_dup_line_frac": None, "max_dup_line_char_frac": None, "max_dup_para_frac": None, "max_dup_para_char_frac": None}
+    cleaner = clean.Cleaner(clean_config(gopher_quality={"enabled": False}, c4={"enabled": False}, gopher_repetition=rules))
+    rng = random.Random(n)
+    fired = 0
+    for _ in range(400):
+        vocab = ["cat", "dog", "sun", "sea", "owl", "elk", "fox", "yak"][: rng.choice([2, 4, 8])]
+        words = [rng.choice(vocab) for _ in range(rng.randint(1, 120))]
+        for _ in range(rng.randint(0, 12)):  # a phrase repeated here and there
+            phrase = [rng.choice(vocab) for _ in range(n)]
+            at = rng.randint(0, len(words))
+            words[at:at] = phrase
+        grams = collections.Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+        top = max(grams.values(), default=0)
+        expected = "gopher_top_%dgram" % n if top >= 2 and top * 3 * n / (3 * len(words)) > limit else None
+        assert cleaner(" ".join(words))[1] == expected
+        fired += expected is not None
+    assert 40 < fired < 360  # both outcomes were tried
 
 
 def test_c4_removes_javascript_and_policy_lines():

@@ -46,21 +46,22 @@ def _key(path):
 
 
 # YAML 1.1 (PyYAML, and so Snakemake's config loader) reads 1e12, 3e-4 and 1.0e12 as strings: a number
-# needs a dot and a signed exponent there (1.0e+12). Where the schema wants a number, such a string is one.
-SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+# needs a dot and a signed exponent there (1.0e+12); and `--config 'model_defaults={gpus: 1}'` gives every
+# value inside the mapping as a string. Where the schema wants a number, a string written as one is one.
+NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def yaml_number(value, types):
-    """`value` as a number where it is a string like 1e12 and `types` (a schema's `type`) allows one; else `value`."""
+    """`value` as a number where it is a string like 1e12 or 2 and `types` (a schema's `type`) allows one; else `value`."""
     types = set(types if isinstance(types, list) else [types])
-    if not (isinstance(value, str) and SCIENTIFIC.fullmatch(value) and types & {"number", "integer"}):
+    if not (isinstance(value, str) and NUMBER.fullmatch(value) and types & {"number", "integer"}):
         return value
     number = float(value)
     return int(number) if number.is_integer() and "number" not in types else number
 
 
 def numbers_from_yaml_strings(config, schema):
-    """Turn, in place, every string like 1e12 that the schema expects as a number into that number."""
+    """Turn, in place, every string like 1e12 or 2 that the schema expects as a number into that number."""
     while True:
         fixes = [e for e in jsonschema.Draft202012Validator(schema).iter_errors(config)
                  if e.validator == "type" and yaml_number(e.instance, e.validator_value) is not e.instance]

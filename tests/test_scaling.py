@@ -112,6 +112,25 @@ def test_numbers_written_the_short_way_in_yaml_are_numbers():
     assert config["sampling"]["prompts"] == ["1e5"]  # a string where the schema wants one
 
 
+def test_numbers_inside_a_command_line_mapping_are_numbers():
+    """`snakemake --config 'model_defaults={gpus: 1, lr: 0.01}'` hands every value of the mapping over as a string."""
+    from snakemake.cli import parse_config
+
+    config = yaml.safe_load("""
+    sources: {fake: {url: "file:///x"}}
+    tokenizers: {tok: {}}
+    model_defaults: {tokenizer: tok}
+    models: {a: {d_model: 32, n_layers: 1, n_heads: 2}}
+    """)
+    config.update(parse_config(['model_defaults={"tokenizer": "tok", "gpus": 1, "lr": 0.01, "batch_size": 1e1}']))
+    assert config["model_defaults"]["gpus"] == "1"  # what Snakemake gives
+    a = prepare_config(config, SCHEMA)["models"]["a"]
+    assert (a["gpus"], a["lr"], a["batch_size"]) == (1, 0.01, 10)
+    config["model_defaults"]["batch_size"] = "2.5"
+    with pytest.raises(ConfigError, match=r"'models\.a\.batch_size': 2\.5 is not of type 'integer'"):
+        prepare_config(config, SCHEMA)
+
+
 def test_a_dry_run_of_the_example_study_lists_exactly_its_jobs(tmp_path):
     with open(f"{REPO}/configs/scaling.yaml", encoding="utf-8") as f:
         spec = yaml.safe_load(f)["scaling"]

@@ -6,6 +6,7 @@ bits/byte   = total nats / (ln 2 x UTF-8 bytes of the decoded target tokens),
               which compares models across tokenizers.
 A unigram model counted on the train split is scored on the same tokens as a baseline.
 """
+import contextlib
 import math
 import sys
 
@@ -33,10 +34,12 @@ def summarize(total_nats, n_tokens, n_bytes):
 
 
 @torch.no_grad()
-def evaluate_model(model, dataset, token_bytes, batch_size=16, device="cpu"):
+def evaluate_model(model, dataset, token_bytes, batch_size=16, device="cpu", dtype=None):
     """Sum the NLL of every target token in fixed, non-overlapping windows of the model's context;
-    the figures over the whole split, and under "sources" each source's own."""
+    the figures over the whole split, and under "sources" each source's own. `dtype` (bf16) runs
+    the forward pass under autocast, as training did; the loss is summed in fp32."""
     model.eval()
+    device = torch.device(device)
     totals = {}  # source -> [nats, tokens, bytes]
     batch = []
 
@@ -47,7 +50,9 @@ def evaluate_model(model, dataset, token_bytes, batch_size=16, device="cpu"):
         for group in lengths.values():
             x = torch.from_numpy(np.stack([g[1] for g in group])).to(device)
             y = torch.from_numpy(np.stack([g[2] for g in group])).to(device)
-            logits = model(x)[0].float()
+            with torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext():
+                logits = model(x)[0]
+            logits = logits.float()
             nats = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).sum(1)  # (B,) per window
             for (source, _, target), n in zip(group, nats.tolist()):
                 totals[source][0] += n

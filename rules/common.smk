@@ -53,6 +53,11 @@ def model_gpus(wildcards):
     return config["models"][wildcards.model]["gpus"]
 
 
+def eval_gpus(wildcards):
+    """A model trained on GPUs is evaluated on one."""
+    return min(1, model_gpus(wildcards))
+
+
 def tokenizer_of(wildcards):
     return config["models"][wildcards.model]["tokenizer"]
 

@@ -2,13 +2,14 @@ rule evaluate:
     input:
         unpack(trained_model),
         manifest=shards_manifest_of,
-        code=code("evaluate.py", "model_folder.py", "checkpoint.py", "model.py", "shards.py", "tokenizer.py"),
+        code=code("evaluate.py", "model_folder.py", "checkpoint.py", "model.py", "runtime.py", "shards.py", "tokenizer.py"),
     output:
         report("results/eval/{model}.json", caption="../report/eval.rst", category="Models", subcategory="{model}"),
     threads: resource("evaluate", "threads")
     resources:
         mem_mb=resource("evaluate", "mem_mb"),
         runtime=resource("evaluate", "runtime"),
+        gpu=eval_gpus,
     log:
         "logs/evaluate/{model}.log",
     benchmark:

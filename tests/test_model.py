@@ -98,6 +98,20 @@ def test_uniform_logits_give_perplexity_equal_to_vocabulary_and_hand_computed_bi
     assert bits_per_byte(math.log(2) * 8, 8) == pytest.approx(1.0)
 
 
+def test_evaluation_in_bf16_runs_under_autocast_and_stays_close_to_fp32():
+    """A model trained in bf16 is evaluated in bf16 (twice the speed on tensor cores); the loss is summed in fp32."""
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=64, d_model=32, n_layers=1, n_heads=2, context_length=16))
+    tokens = np.random.default_rng(0).integers(0, 64, 200)
+    seen = []
+    model.lm_head.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    fp32 = evaluate_model(model, ArrayDataset(tokens), np.ones(64, dtype=np.int64))
+    assert set(seen) == {torch.float32}
+    bf16 = evaluate_model(model, ArrayDataset(tokens), np.ones(64, dtype=np.int64), dtype=torch.bfloat16)
+    assert seen[-1] == torch.bfloat16 and bf16["tokens"] == fp32["tokens"] == 199
+    assert bf16["loss"] == pytest.approx(fp32["loss"], rel=1e-2) and bf16["loss"] != fp32["loss"]
+
+
 def test_safetensors_round_trip_readable_by_the_safetensors_library(tmp_path):
     from safetensors import safe_open
 

@@ -88,7 +88,7 @@ class TrainState:
     step: int = 0
     tokens: int = 0
     elapsed_s: float = 0.0  # time spent in training steps, evaluation and logging excluded
-    data_s: float = 0.0  # the part of elapsed_s spent drawing batches and copying them to the device
+    data_s: float = 0.0  # the part of elapsed_s spent drawing batches and copying them to the device (on a GPU, while it computes)
     job_s: float = 0.0  # whole wall time of this run's attempts so far (set-up, steps, validation, checkpoints), set at each checkpoint
     best_val: float = math.inf
     best_model: dict | None = None  # weights at best_val, on the CPU
@@ -312,25 +312,34 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
     def checkpoint():
         state.job_s = earlier_jobs_s + time.perf_counter() - job_start
         saved = {"run_key": key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "rng": rng_state(), "data_rng": json.dumps(data_rng.bit_generator.state), **vars(state)}
+                 "rng": rng_state(), "data_rng": json.dumps(data_at_step), **vars(state)}
         save_checkpoint(ckpt_dir, state.step, saved, tc.keep_checkpoints)
+
+    def draw_batches():
+        """One step's micro-batches, on the device. Every rank draws the same global batch and trains
+        on its own slice of it, so that N processes take the step one process would take on the whole batch."""
+        start = time.perf_counter()
+        micro_batches = []
+        for _ in range(accum):
+            x, y = train_data.sample_batch(data_rng, B * world, T)
+            micro_batches.append(to_device((x[rank * B : (rank + 1) * B], y[rank * B : (rank + 1) * B]), device))
+        state.data_s += time.perf_counter() - start
+        return micro_batches
 
     stop = Stop()
     model.train()
     window_tokens, window_start = 0, time.perf_counter()  # tokens/s over the steps since the last log line
+    data_at_step = data_rng.bit_generator.state  # where the data stream stands for the next step: what a checkpoint keeps
+    micro_batches = draw_batches() if state.step < max_steps else None
     while state.step < max_steps:
         t0 = time.perf_counter()
         lr = lr_at(state.step, tc.lr, tc.min_lr, tc.warmup_steps, decay_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        # Every rank draws the same global batch and trains on its own slice of it, so that
-        # N processes take the step one process would take on the whole batch.
-        micro_batches = []
-        for _ in range(accum):
-            x, y = train_data.sample_batch(data_rng, B * world, T)
-            micro_batches.append(to_device((x[rank * B : (rank + 1) * B], y[rank * B : (rank + 1) * B]), device))
-        state.data_s += time.perf_counter() - t0
         mean_loss = train_step(forward, micro_batches, amp, forward.no_sync if world > 1 else None)
+        # On a GPU the step is only queued so far: the next step's batches are drawn and copied meanwhile.
+        data_at_step = data_rng.bit_generator.state
+        micro_batches = draw_batches() if state.step + 1 < max_steps else None
         if world > 1:
             dist.all_reduce(mean_loss)
             mean_loss /= world
@@ -376,7 +385,7 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
         "flops_per_token": fpt,
         "total_flops": fpt * state.tokens,
         "step_time_s": elapsed,  # the optimizer steps alone: what tokens/s and MFU count
-        "data_time_s": state.data_s,  # of which drawing batches (the device waits meanwhile: a share to keep small)
+        "data_time_s": state.data_s,  # of which drawing batches (on a GPU, while the step before computes; on a CPU, added to it)
         "job_time_s": earlier_jobs_s + time.perf_counter() - job_start,  # what the run cost: set-up, validation, checkpoints too
         "tokens_per_s": state.tokens / elapsed if elapsed else None,
         "mfu": mfu(state.tokens / elapsed) if elapsed else None,

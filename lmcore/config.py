@@ -221,6 +221,13 @@ def check_semantics(config):
         ids = [i for i in tok["special_ids"].values() if i >= 0]
         if len(set(ids)) != len(ids) or max(ids) >= tok["vocab_size"]:
             raise ConfigError(f"config key 'tokenizers.{name}.special_ids': {tok['special_ids']} must be distinct and below vocab_size = {tok['vocab_size']}")
+        # SentencePiece reserves these pieces before it learns any; it fails on a vocabulary they fill
+        symbols = len({"\n", *tok["user_defined_symbols"]})
+        reserved = len(ids) + symbols + (256 if tok["byte_fallback"] else 0)
+        if not tok["model_file"] and tok["vocab_size"] <= reserved:
+            raise ConfigError(f"config key 'tokenizers.{name}.vocab_size': {tok['vocab_size']} leaves no piece to learn: {len(ids)} special pieces, "
+                              f"{symbols} user-defined (the newline included)" + (" and 256 bytes (byte_fallback)" if tok["byte_fallback"] else "")
+                              + f" take {reserved}; use a vocab_size above {reserved}")
     held_out = config["splits"]["validation"] + config["splits"]["test"]
     if not held_out < 1:
         raise ConfigError(f"config key 'splits': validation + test = {held_out} must be below 1")

@@ -76,28 +76,36 @@ def train(documents, model_path, cfg, num_threads=1, log=print):
     """Train a SentencePiece model on an iterable of documents and write it atomically."""
     model = io.BytesIO()
     spm.set_random_generator_seed(cfg.get("seed", 0))  # makes the paragraph sample repeatable
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=training_sentences(documents),
-        model_writer=model,
-        model_type=cfg["model_type"],
-        vocab_size=cfg["vocab_size"],
-        character_coverage=cfg["character_coverage"],
-        byte_fallback=cfg["byte_fallback"],
-        input_sentence_size=cfg["input_sentence_size"],
-        shuffle_input_sentence=True,
-        seed_sentencepiece_size=1000000,
-        normalization_rule_name="identity",
-        remove_extra_whitespaces=False,
-        add_dummy_prefix=False,
-        allow_whitespace_only_pieces=True,
-        split_digits=True,
-        user_defined_symbols=["\n"] + [s for s in cfg.get("user_defined_symbols", []) if s != "\n"],
-        max_sentence_length=MAX_SENTENCE_BYTES,
-        **{f"{name}_id": i for name, i in cfg.get("special_ids", DEFAULT_SPECIAL_IDS).items()},
-        num_threads=num_threads,
-        hard_vocab_limit=False,
-        minloglevel=1,
-    )
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=training_sentences(documents),
+            model_writer=model,
+            model_type=cfg["model_type"],
+            vocab_size=cfg["vocab_size"],
+            character_coverage=cfg["character_coverage"],
+            byte_fallback=cfg["byte_fallback"],
+            input_sentence_size=cfg["input_sentence_size"],
+            shuffle_input_sentence=True,
+            seed_sentencepiece_size=1000000,
+            normalization_rule_name="identity",
+            remove_extra_whitespaces=False,
+            add_dummy_prefix=False,
+            allow_whitespace_only_pieces=True,
+            split_digits=True,
+            user_defined_symbols=["\n"] + [s for s in cfg.get("user_defined_symbols", []) if s != "\n"],
+            max_sentence_length=MAX_SENTENCE_BYTES,
+            **{f"{name}_id": i for name, i in cfg.get("special_ids", DEFAULT_SPECIAL_IDS).items()},
+            num_threads=num_threads,
+            hard_vocab_limit=False,
+            minloglevel=1,
+        )
+    except RuntimeError as e:  # SentencePiece's own words, with the fix in the config's terms
+        small = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", str(e))
+        if not small:
+            raise
+        raise ValueError(f"vocab_size {small[1]} is too small for this corpus: the characters that character_coverage "
+                         f"{cfg['character_coverage']} keeps, with the special, user-defined and byte pieces, take {small[2]}; "
+                         f"use a vocab_size of at least {small[2]} (more, for pieces to learn) or a lower character_coverage") from None
     pieces = spm.SentencePieceProcessor(model_proto=model.getvalue()).get_piece_size()
     if pieces < cfg["vocab_size"]:
         log(f"vocabulary: {pieces:,} pieces, fewer than the {cfg['vocab_size']:,} requested: the training text yields no more "

@@ -44,6 +44,9 @@ def test_keys_come_out_sorted_whatever_the_file_order():
         (lambda c: c["models"]["a"].update(data={"sources": {"fake": 0}}), r"models\.a\.data\.sources\.fake': 0 is less than or equal to the minimum of 0"),
         (lambda c: c["models"]["a"].update(max_flops=1e12, max_tokens=1000), r"models\.a\.max_flops': set max_flops \(1e\+12\) or max_tokens \(1000\), not both"),
         (lambda c: c["tokenizers"]["tok"].update(model_file="/no/such.model"), r"tokenizers\.tok\.model_file': no file '/no/such\.model'"),
+        (lambda c: c["tokenizers"]["tok"].update(model_type="char", vocab_size=200),
+         r"tokenizers\.tok\.vocab_size': 200 leaves no piece to learn: 3 special pieces, 1 user-defined \(the newline included\) and 256 bytes "
+         r"\(byte_fallback\) take 260; use a vocab_size above 260"),
     ],
 )
 def test_errors_name_the_key_and_value(change, message):

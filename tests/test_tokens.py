@@ -1,5 +1,6 @@
 """Tokenizers (lossless for every model type) and token shards (splits, dtype, checks, exact sampling)."""
 import random
+import re
 
 import numpy as np
 import pytest
@@ -76,6 +77,13 @@ def test_a_model_whose_pieces_span_words_encodes_whole_texts(tmp_path):
     assert any("e\u2581" in tok.sp.id_to_piece(i) for i in range(tok.vocab_size)) and tok.words is None
     texts = ["of the king of the people", "in the end"]
     assert [a.tolist() for a in tok.encode_arrays(texts)] == [tok.encode(t) for t in texts]
+
+
+def test_a_vocabulary_too_small_for_the_corpus_says_how_large_it_must_be(tmp_path):
+    with pytest.raises(ValueError, match=r"vocab_size 280 is too small for this corpus: .* take (\d+); use a vocab_size of at least \1") as err:
+        train_tokenizer(tmp_path / "small.model", "bpe", vocab_size=280)
+    need = int(re.search(r"at least (\d+)", str(err.value))[1])
+    assert train_tokenizer(tmp_path / "enough.model", "bpe", vocab_size=need).vocab_size == need  # the advice works
 
 
 def test_measure_reports_no_round_trip_failure(tok):

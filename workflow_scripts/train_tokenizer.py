@@ -10,4 +10,7 @@ if cfg["model_file"]:
 else:
     documents = tokenizer.training_documents(snakemake.input.docs, snakemake.params.splits, cfg["max_training_chars"], cfg["seed"])
     print(f"{len(documents)} training documents, {sum(len(d['text']) for d in documents):,} characters")
-    tokenizer.train(documents, snakemake.output[0], cfg, num_threads=snakemake.threads)
+    try:
+        tokenizer.train(documents, snakemake.output[0], cfg, num_threads=snakemake.threads)
+    except ValueError as e:  # a vocabulary too small for the corpus: said in the config's terms, without a traceback
+        raise SystemExit(f"config key 'tokenizers.{snakemake.wildcards.tok}.vocab_size': {e}") from None

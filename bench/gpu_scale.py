@@ -16,7 +16,6 @@ Without a GPU it says that the GPU figures are missing and runs its CPU path: th
 fp32, batch 1, 2 steps, so that the code path is exercised and a CPU figure printed.
 """
 import argparse
-import contextlib
 import os
 import time
 
@@ -26,7 +25,7 @@ import torch
 from lmcore.evaluate import evaluate_model
 from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
 from lmcore.optim import make_optimizer
-from lmcore.runtime import data_sheet_peak, machine_key
+from lmcore.runtime import autocast, data_sheet_peak, machine_key, use_tf32
 from lmcore.train import train_step
 
 SHAPES = {
@@ -69,7 +68,7 @@ def measure(shape, dtype, compile_, batch, steps, device):
     opt = make_optimizer(model, 3e-4, (0.9, 0.95), 0.1)
 
     def amp():
-        return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+        return autocast(device, dtype)
 
     T = cfg.context_length
     x, y = (torch.randint(0, cfg.vocab_size, (batch, T), device=device) for _ in range(2))
@@ -109,7 +108,7 @@ def main():
               f"{eval_rate / rate:.1f}x")
         return
     device = torch.device("cuda")
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as lmcore's training loop
+    use_tf32(device)  # as lmcore's training loop
     name = torch.cuda.get_device_name(device)
     known = data_sheet_peak(name)
     peak = known[0] if known else None

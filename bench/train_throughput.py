@@ -11,7 +11,6 @@ memory allocated. Data are the default run's train shards when results/shards/bp
 exists, random tokens otherwise.
 """
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -44,22 +43,21 @@ def worker(size, precision, compile_, steps, threads, device, batch):
     import torch
 
     from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
-    from lmcore.runtime import peak_flops
+    from lmcore.runtime import autocast, peak_flops, use_tf32
     from lmcore.train import train_step
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=4096, context_length=256, **SIZES[size])
     device = torch.device(device)
-    if device.type == "cuda":  # as lmcore's loop: fp32 matrix products on TF32 tensor cores
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    use_tf32(device)  # as lmcore's loop: fp32 matrix products on TF32 tensor cores
     model = GPT(cfg).to(device)
     forward = torch.compile(model) if compile_ else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=True)
     dtype = torch.bfloat16 if precision == "bf16" else None
 
     def amp():
-        return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+        return autocast(device, dtype)
 
     data = batches(cfg.vocab_size, batch, cfg.context_length, seed=1)
     losses, start = [], None

@@ -6,13 +6,14 @@ bits/byte   = total nats / (ln 2 x UTF-8 bytes of the decoded target tokens),
               which compares models across tokenizers.
 A unigram model counted on the train split is scored on the same tokens as a baseline.
 """
-import contextlib
 import math
 import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from lmcore.runtime import autocast
 
 
 MAX_EXP_ARG = math.log(sys.float_info.max)  # about 709.8
@@ -50,7 +51,7 @@ def evaluate_model(model, dataset, token_bytes, batch_size=16, device="cpu", dty
         for group in lengths.values():
             x = torch.from_numpy(np.stack([g[1] for g in group])).to(device)
             y = torch.from_numpy(np.stack([g[2] for g in group])).to(device)
-            with torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext():
+            with autocast(device, dtype):
                 logits = model(x)[0]
             logits = logits.float()
             nats = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).sum(1)  # (B,) per window

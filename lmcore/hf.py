@@ -26,7 +26,7 @@ from lmcore.checkpoint import load_safetensors, save_safetensors
 from lmcore.io import atomic_open, copy_file, hf_weight_files, write_json
 from lmcore.model import GPT, LAYER_NORM_EPS, RMS_NORM_EPS, ROPE_THETA, ModelConfig
 from lmcore.model_folder import read_config
-from lmcore.tokenizer import ESCAPE, SPACE_SYMBOL, Tokenizer
+from lmcore.tokenizer import ESCAPE, SPACE_SYMBOL, Tokenizer, read_proto
 
 
 # lmcore's GELU MLPs and the `activation_function` of a GPT-2 config that computes the same:
@@ -145,9 +145,7 @@ def tokenizer_json(spm_path):
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers
     from tokenizers.models import BPE, Unigram
 
-    proto = sentencepiece_model_pb2.ModelProto()
-    with open(spm_path, "rb") as f:
-        proto.ParseFromString(f.read())
+    proto = read_proto(spm_path)
     pieces = [(p.piece, p.score, p.type) for p in proto.pieces]
     T = sentencepiece_model_pb2.ModelProto.SentencePiece
     unk = next(i for i, (_, _, t) in enumerate(pieces) if t == T.UNKNOWN)

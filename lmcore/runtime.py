@@ -1,5 +1,6 @@
 """Where a training run executes: the device, its precision, the processes of a DDP run, and the
 peak FLOP/s that MFU is measured against."""
+import contextlib
 import os
 import platform
 import time
@@ -46,6 +47,11 @@ def autocast_dtype(precision, device):
         fast = torch.cuda.is_bf16_supported() if device.type == "cuda" else device.type == "cpu" and cpu_has_amx()
         precision = "bf16" if fast else "fp32"
     return torch.bfloat16 if precision == "bf16" else None
+
+
+def autocast(device, dtype):
+    """The autocast context for `dtype` (from autocast_dtype) on `device`; none for fp32."""
+    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
 
 def use_tf32(device):

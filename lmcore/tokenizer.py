@@ -134,14 +134,18 @@ def dtype_for(vocab_size):
     return np.uint16 if vocab_size <= 2**16 else np.uint32
 
 
+def read_proto(model_path):
+    """The SentencePiece ModelProto of a model file: its trainer settings and every piece with its score and type."""
+    from sentencepiece import sentencepiece_model_pb2
+
+    with open(model_path, "rb") as f:
+        return sentencepiece_model_pb2.ModelProto.FromString(f.read())
+
+
 def words_encode_alone(model_path):
     """Whether the model is BPE and no piece crosses a point where WORD splits a text: none holds
     a newline but the newline piece itself, and none has a space after a non-space."""
-    from sentencepiece import sentencepiece_model_pb2
-
-    proto = sentencepiece_model_pb2.ModelProto()
-    with open(model_path, "rb") as f:
-        proto.ParseFromString(f.read())
+    proto = read_proto(model_path)
     crosses = re.compile(f"[^{SPACE_SYMBOL}]{SPACE_SYMBOL}|.\n|\n.", re.DOTALL)
     return proto.trainer_spec.model_type == proto.trainer_spec.BPE and not any(crosses.search(p.piece) for p in proto.pieces)
 

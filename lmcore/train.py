@@ -30,7 +30,7 @@ from lmcore.io import sha256_file, starting_files
 from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
 from lmcore.model_folder import read_config, save_model
 from lmcore.optim import lr_at, make_optimizer
-from lmcore.runtime import autocast_dtype, distributed, peak_flops, pick_device, record_peak, use_compile, use_tf32
+from lmcore.runtime import autocast, autocast_dtype, distributed, peak_flops, pick_device, record_peak, use_compile, use_tf32
 from lmcore.shards import TokenDataset
 from lmcore.tokenizer import Tokenizer
 
@@ -258,7 +258,7 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
     use_tf32(device)
 
     def amp():
-        return torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+        return autocast(device, amp_dtype)
 
     random.seed(tc.seed)
     np.random.seed(tc.seed)

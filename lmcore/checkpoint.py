@@ -1,9 +1,11 @@
 """Checkpoints (exact resume) and final weights in the safetensors format.
 
 Checkpoints are read with `torch.load(weights_only=True)`, so loading one can never
-run code; they hold every RNG state (`rng_state`) beside the loop's own state. The
-final weights are `model.safetensors`, written and read by the `safetensors` package;
-lmcore.model_folder puts them in a model's folder.
+run code; they hold every RNG state (`rng_state`) beside the loop's own state. Each
+`ckpt-<step>.pt` has its sha256 beside it in `ckpt-<step>.pt.sha256` (the format of
+`sha256sum`, so `sha256sum -c` checks it by hand): a file cut short or changed on disk is
+named and never resumed. The final weights are `model.safetensors`, written and read by
+the `safetensors` package; lmcore.model_folder puts them in a model's folder.
 """
 import glob
 import os
@@ -14,7 +16,11 @@ import numpy as np
 import safetensors.torch
 import torch
 
-from lmcore.io import atomic_path
+from lmcore.io import atomic_path, sha256_file
+
+
+class DamagedCheckpoint(ValueError):
+    """A checkpoint whose bytes differ from its recorded sha256, or that torch cannot read."""
 
 def save_safetensors(tensors, path, metadata=None):
     """Write tensors (contiguous copies on the CPU; a tensor shared by two names must be given once) atomically."""
@@ -38,17 +44,51 @@ def list_checkpoints(folder):
 
 
 def save_checkpoint(folder, step, state, keep):
-    """Write atomically, then remove all but the newest `keep` checkpoints."""
+    """Write atomically with its sha256 beside it, then remove all but the newest `keep` checkpoints.
+
+    The checksum file is in place before the checkpoint is renamed into place, so that every
+    checkpoint this code wrote has one: a checkpoint without it was written by an older lmcore."""
     path = checkpoint_path(folder, step)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+        with atomic_path(path + ".sha256") as sum_tmp, open(sum_tmp, "w", encoding="utf-8") as f:
+            f.write(f"{sha256_file(tmp)}  {os.path.basename(path)}\n")
     for old in list_checkpoints(folder)[:-keep]:
-        os.remove(old)
+        remove_checkpoint(old)
     return path
 
 
+def remove_checkpoint(path):
+    for p in (path, path + ".sha256"):
+        if os.path.exists(p):
+            os.remove(p)
+
+
+def verify_checkpoint(path):
+    """True when the checkpoint matches its recorded sha256, False when it has none (an older
+    lmcore's); DamagedCheckpoint, naming the file and why, when it does not match."""
+    try:
+        with open(path + ".sha256", encoding="utf-8") as f:
+            expected = f.read().split()[0]
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError, UnicodeDecodeError) as e:
+        raise DamagedCheckpoint(f"{path}: its checksum file {path}.sha256 is unreadable ({e})") from None
+    actual = sha256_file(path)
+    if actual != expected:
+        raise DamagedCheckpoint(f"{path}: sha256 {actual[:16]}... differs from {expected[:16]}... recorded in "
+                                f"{os.path.basename(path)}.sha256 when it was written (the file was cut short or changed on disk)")
+    return True
+
+
 def load_checkpoint(path):
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """The checkpoint's contents, checked against its sha256 first; DamagedCheckpoint names a file
+    that does not match or that torch cannot read."""
+    verify_checkpoint(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a zip cut short, a pickle of something else: torch's messages name neither the file nor the cause
+        raise DamagedCheckpoint(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
 
 
 def rng_state():

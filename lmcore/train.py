@@ -25,7 +25,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from lmcore import TRAINING_CODE
-from lmcore.checkpoint import list_checkpoints, load_checkpoint, load_safetensors, rng_state, save_checkpoint, set_rng_state
+from lmcore.checkpoint import (DamagedCheckpoint, list_checkpoints, load_checkpoint, load_safetensors, remove_checkpoint, rng_state,
+                               save_checkpoint, set_rng_state)
 from lmcore.io import sha256_file, starting_files
 from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
 from lmcore.model_folder import read_config, save_model
@@ -130,14 +131,15 @@ class Diverged(FloatingPointError):
 
 
 def check_divergence(loss, step, lr, limit, ckpt_dir):
-    """Stop a run whose loss is not finite or above `limit`, naming the step, loss, lr and the last good checkpoint."""
+    """Stop a run whose loss is not finite or above `limit`, naming the step, loss, lr and the newest
+    checkpoint from before that step (a checkpoint of this step holds the weights that gave the loss)."""
     if math.isfinite(loss) and loss <= limit:
         return
-    kept = list_checkpoints(ckpt_dir)
+    before = [p for p in list_checkpoints(ckpt_dir) if int(os.path.basename(p)[5:13]) < step]
     raise Diverged(
         f"training diverged at step {step}: loss {loss:.4g} (limit {limit:.4g}, divergence_threshold x ln(vocab_size)) "
-        f"with lr {lr:.3g}; last good checkpoint: {kept[-1] if kept else 'none'}. Lower lr, lengthen warmup_steps "
-        f"or lower grad_clip, then rerun."
+        f"with lr {lr:.3g}; newest checkpoint before that step: {before[-1] if before else 'none'}. Lower lr, lengthen "
+        f"warmup_steps or lower grad_clip, then rerun (other settings train afresh)."
     )
 
 
@@ -188,22 +190,31 @@ def run_key(entry, fingerprint, models_dir):
 
 
 def resume(ckpt_dir, key, model, optimizer, data_rng, rank, log):
-    """The TrainState of the newest checkpoint of this run, with model, optimizer and RNGs restored
-    from it; a fresh TrainState (and other runs' checkpoints removed) when there is none."""
+    """The TrainState of the newest intact checkpoint of this run, with model, optimizer and RNGs
+    restored from it; a fresh TrainState (and other runs' checkpoints removed) when there is none.
+    A damaged checkpoint is named, renamed to `<name>.damaged` (kept for a look, out of the way of
+    the next save) and passed over for the one before it."""
     for path in reversed(list_checkpoints(ckpt_dir)):  # each loaded once, newest first
-        ck = load_checkpoint(path)
+        try:
+            ck = load_checkpoint(path)
+        except DamagedCheckpoint as e:
+            if rank == 0:
+                os.replace(path, path + ".damaged")
+                log(f"{e}; moved to {os.path.basename(path)}.damaged, trying the checkpoint before it")
+            continue
         if ck["run_key"] == key:
             model.load_state_dict(ck["model"])
             optimizer.load_state_dict(ck["optimizer"])
             set_rng_state(ck["rng"])
             data_rng.bit_generator.state = json.loads(ck["data_rng"])
             state = TrainState(**{f.name: ck[f.name] for f in fields(TrainState)})
-            log(f"Resumed from iteration {state.step}")
+            unchecked = "" if os.path.exists(path + ".sha256") else f" ({path} has no checksum: written by an older lmcore)"
+            log(f"Resumed from step {state.step}{unchecked}")
             return state
     if list_checkpoints(ckpt_dir) and rank == 0:
         log(f"{ckpt_dir}: checkpoints of another configuration, tokenizer or training code; starting afresh")
         for path in list_checkpoints(ckpt_dir):
-            os.remove(path)
+            remove_checkpoint(path)
     return TrainState()
 
 
@@ -369,7 +380,7 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
         if (state.step % tc.checkpoint_interval == 0 or stop.requested) and rank == 0:
             checkpoint()
         if stop.requested:
-            log(f"SIGTERM: checkpoint written at iteration {state.step}; rerun to resume")
+            log(f"SIGTERM: checkpoint written at step {state.step}; rerun to resume")
             raise SystemExit(143)
 
     model.load_state_dict(state.best_model)

@@ -130,6 +130,6 @@ def test_a_mixture_run_resumed_from_a_checkpoint_ends_with_the_weights_of_one_ne
     os.remove(list_checkpoints(tmp_path / "ck")[-1])  # as if killed between step 3 and step 6
     lines = []
     train(cfg, bpe.path, manifest, tmp_path / "resumed", tmp_path / "ck", log=lines.append)
-    assert "Resumed from iteration 3" in lines
+    assert "Resumed from step 3" in lines
     once, resumed = (load_safetensors(tmp_path / d / "model.safetensors") for d in ("once", "resumed"))
     assert all(torch.equal(once[k], resumed[k]) for k in once)

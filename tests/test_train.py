@@ -1,5 +1,7 @@
 """The training loop: stops on NaN with the step named, and DDP matches one process."""
 import dataclasses
+import functools
+import hashlib
 import json
 import math
 import os
@@ -9,7 +11,7 @@ import pytest
 import torch
 
 from helpers import SCHEMA, tiny_entry
-from lmcore.checkpoint import list_checkpoints, load_safetensors
+from lmcore.checkpoint import DamagedCheckpoint, list_checkpoints, load_checkpoint, load_safetensors
 from lmcore.train import Diverged, launch, train
 
 
@@ -19,16 +21,18 @@ def data(shards):
 
 
 def test_a_loss_that_becomes_nan_stops_the_run_naming_the_step(tmp_path, data):
-    cfg = tiny_entry(lr=1e6, min_lr=1e6, warmup_steps=0, grad_clip=0, checkpoint_interval=1, max_steps=50, divergence_threshold=None)
-    with pytest.raises(FloatingPointError, match=r"at step \d+: loss nan .*last good checkpoint: .*ckpt-\d+\.pt"):
+    cfg = tiny_entry(lr=1e6, min_lr=1e6, warmup_steps=3, grad_clip=0, checkpoint_interval=1, max_steps=50, divergence_threshold=None)
+    with pytest.raises(FloatingPointError, match=r"at step \d+: loss nan .*newest checkpoint before that step: .*ckpt-\d+\.pt") as error:
         train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
     assert list_checkpoints(tmp_path / "ckpt")
     assert not (tmp_path / "out" / "model.safetensors").exists()
+    step, named = re.search(r"at step (\d+):.*ckpt-(\d+)\.pt", str(error.value)).groups()
+    assert int(named) < int(step)  # the checkpoint of the bad step itself holds the weights that gave the loss
 
 
 def test_a_loss_far_above_a_uniform_guess_after_warm_up_stops_the_run(tmp_path, data):
     """lr 10 trains to a loss of hundreds and finished with rc 0; now it stops, naming step, loss, lr and checkpoint."""
-    cfg = tiny_entry(lr=10, min_lr=10, warmup_steps=5, checkpoint_interval=5, max_steps=200)
+    cfg = tiny_entry(lr=10, min_lr=10, warmup_steps=5, checkpoint_interval=2, max_steps=200)
     with pytest.raises(Diverged, match=r"diverged at step (\d+): loss (\S+) \(limit 8\.98.*with lr 10;.*ckpt-\d+\.pt") as error:
         train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
     step, loss = re.search(r"step (\d+): loss (\S+)", str(error.value)).groups()
@@ -70,13 +74,13 @@ def test_sigterm_writes_a_checkpoint_and_the_rerun_resumes_from_it(tmp_path, dat
             break
     output = proc.stdout.read()
     assert proc.wait(timeout=60) == 143
-    step = int(re.search(r"SIGTERM: checkpoint written at iteration (\d+)", output).group(1))
+    step = int(re.search(r"SIGTERM: checkpoint written at step (\d+)", output).group(1))
     assert [os.path.basename(p) for p in list_checkpoints(tmp_path / "ckpt")] == [f"ckpt-{step:08d}.pt"]
     rerun = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     first_line = rerun.stdout.readline()
     rerun.kill()
     rerun.wait()
-    assert re.fullmatch(rf"\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d Resumed from iteration {step}", first_line.strip())  # timestamped, like every line
+    assert re.fullmatch(rf"\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d Resumed from step {step}", first_line.strip())  # timestamped, like every line
 
 
 def test_every_rng_state_survives_a_weights_only_checkpoint(tmp_path):
@@ -100,10 +104,51 @@ def test_a_checkpoint_of_other_training_code_is_not_resumed(tmp_path, data, monk
     train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
     same, edited = [], []
     train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=same.append)
-    assert "Resumed from iteration 4" in same
+    assert "Resumed from step 4" in same
     monkeypatch.setattr(lmcore.train, "code_fingerprint", lambda: "edited model.py")
     train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=edited.append)
     assert not any(line.startswith("Resumed") for line in edited) and any("starting afresh" in line for line in edited)
+
+
+def test_a_damaged_newest_checkpoint_is_named_and_the_run_resumes_exactly_from_the_one_before(tmp_path, data):
+    """Cut short (kill -9 mid-copy, a full disk) or with flipped bytes: named, moved aside, never resumed."""
+    cfg = tiny_entry(max_steps=6, checkpoint_interval=2, keep_checkpoints=3, eval_interval=2, dropout=0.0)
+    run = functools.partial(train, cfg, *data, tmp_path / "out", tmp_path / "ckpt")
+    run(log=lambda *a: None)
+    uninterrupted = load_safetensors(tmp_path / "out" / "model.safetensors")
+    newest = tmp_path / "ckpt" / "ckpt-00000006.pt"
+    assert newest.with_suffix(".pt.sha256").read_text().split() == [hashlib.sha256(newest.read_bytes()).hexdigest(), newest.name]
+
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    lines = []
+    run(log=lines.append)
+    assert any(f"{newest}: sha256" in line and "cut short or changed on disk" in line for line in lines), lines
+    assert "Resumed from step 4" in lines and (tmp_path / "ckpt" / "ckpt-00000006.pt.damaged").exists()
+    resumed = load_safetensors(tmp_path / "out" / "model.safetensors")
+    assert all(torch.equal(uninterrupted[k], resumed[k]) for k in uninterrupted)
+
+    data_bytes = bytearray(newest.read_bytes())  # the rerun wrote ckpt-6 again
+    for i in range(len(data_bytes) // 2, len(data_bytes) // 2 + 64):
+        data_bytes[i] ^= 0xFF
+    newest.write_bytes(bytes(data_bytes))
+    lines = []
+    run(log=lines.append)
+    assert any(line.startswith(f"{newest}: sha256") for line in lines) and "Resumed from step 4" in lines
+
+
+def test_a_checkpoint_without_a_checksum_is_resumed_and_one_torch_cannot_read_is_named(tmp_path, data):
+    cfg = tiny_entry(max_steps=4, checkpoint_interval=2, keep_checkpoints=2, eval_interval=2)
+    train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
+    for path in list_checkpoints(tmp_path / "ckpt"):
+        os.remove(path + ".sha256")  # as an older lmcore wrote them
+    lines = []
+    train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lines.append)
+    assert any(re.fullmatch(r"Resumed from step 4 \(.*ckpt-00000004\.pt has no checksum: written by an older lmcore\)", x) for x in lines)
+    newest = list_checkpoints(tmp_path / "ckpt")[-1]
+    with open(newest, "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(DamagedCheckpoint, match=rf"{re.escape(newest)}: not a readable checkpoint \(RuntimeError"):
+        load_checkpoint(newest)
 
 
 def test_a_misspelt_setting_is_an_error_naming_it(tmp_path, data):

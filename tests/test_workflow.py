@@ -154,7 +154,7 @@ def test_training_killed_and_rerun_resumes_to_the_same_weights(tmp_path, corpus)
     assert snakemake(tmp_path, "--unlock", configfile=configfile).returncode == 0
     rerun = snakemake(tmp_path, target, configfile=configfile)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert re.search(r"Resumed from iteration [1-9]\d*", (tmp_path / "logs" / "train" / "a.log").read_text())
+    assert re.search(r"Resumed from step [1-9]\d*", (tmp_path / "logs" / "train" / "a.log").read_text())
 
     resolved = prepare_config(config, SCHEMA)
     reference = tmp_path / "reference"

@@ -13,7 +13,7 @@ import torch
 
 from lmcore.generate import generate
 from lmcore.io import Timestamped
-from lmcore.model_folder import load_model
+from lmcore.model_folder import DamagedModel, load_model
 from lmcore.runtime import pick_device
 from lmcore.train import train
 
@@ -93,7 +93,10 @@ def main(argv=None):
         return train(json.loads(args.config_json), args.tokenizer, args.manifest, args.out, args.checkpoints, args.threads)
 
     torch.set_grad_enabled(False)
-    model, tokenizer = load_model(args.model_dir, pick_device(args.device))
+    try:
+        model, tokenizer = load_model(args.model_dir, pick_device(args.device))
+    except DamagedModel as e:
+        parser.error(str(e))
     prompt_ids = tokenizer.encode(args.prompt)
     for n in range(args.num_samples):
         if args.num_samples > 1:

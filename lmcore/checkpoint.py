@@ -13,6 +13,7 @@ import random
 import re
 
 import numpy as np
+import safetensors
 import safetensors.torch
 import torch
 
@@ -30,7 +31,11 @@ def save_safetensors(tensors, path, metadata=None):
 
 
 def load_safetensors(path):
-    return safetensors.torch.load_file(path)
+    """The tensors of a safetensors file; ValueError names a file cut short or not in the format."""
+    try:
+        return safetensors.torch.load_file(path)
+    except safetensors.SafetensorError as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
 
 
 def checkpoint_path(folder, step):

@@ -12,6 +12,8 @@ import re
 import jsonschema
 import yaml
 
+from lmcore.families import PRESETS
+
 
 class ConfigError(ValueError):
     pass
@@ -82,12 +84,6 @@ def validate(config, schema):
     if errors:
         e = jsonschema.exceptions.best_match(errors)
         raise ConfigError(f"config key '{_key(e.absolute_path)}': {e.message}")
-
-
-PRESETS = {
-    "gpt2": {"norm": "layernorm", "position": "learned", "mlp": "gelu_tanh", "bias": True, "tie_embeddings": True},
-    "llama": {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": False, "tie_embeddings": False},
-}
 
 
 def sweep_value(value):

@@ -2,8 +2,8 @@
 
 `export(model_dir, out_dir)` writes a folder that `transformers` loads offline with
 `AutoModelForCausalLM.from_pretrained` and `AutoTokenizer.from_pretrained` (and that llama.cpp's
-convert_hf_to_gguf.py and vLLM read), or, for an option mix no HF architecture has, only
-`unsupported.json` saying which option. `load_hf(folder)` is the inverse: lmcore's
+convert_hf_to_gguf.py and vLLM read): lmcore.families.HF_FILES, for the option mixes an HF architecture has
+(lmcore.families.architecture says which, and why not). `load_hf(folder)` is the inverse: lmcore's
 ModelConfig keywords and weights from such a folder, for `init_from: {hf: folder}`.
 
 Layouts. lmcore fuses q, k, v into one `qkv` matrix and SwiGLU's gate and up into one `up`
@@ -23,30 +23,11 @@ import os
 import torch
 
 from lmcore.checkpoint import load_safetensors, save_safetensors
+from lmcore.families import GPT2_ACTIVATIONS, HF_GELUS, architecture
 from lmcore.io import atomic_open, copy_file, hf_weight_files, write_json
 from lmcore.model import GPT, LAYER_NORM_EPS, RMS_NORM_EPS, ROPE_THETA, ModelConfig
-from lmcore.model_folder import read_config
+from lmcore.model_folder import read_config, read_weights
 from lmcore.tokenizer import ESCAPE, SPACE_SYMBOL, Tokenizer, read_proto
-
-
-# lmcore's GELU MLPs and the `activation_function` of a GPT-2 config that computes the same:
-# gelu_new and gelu_pytorch_tanh are both the tanh approximation.
-GPT2_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_new"}
-HF_GELUS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
-
-
-def architecture(m):
-    """('llama' | 'gpt2', None), or (None, why not) for a ModelConfig dict `m`."""
-    if m["norm"] == "rmsnorm" and m["position"] == "rope" and m["mlp"] == "swiglu":
-        return "llama", None
-    if m["norm"] == "layernorm" and m["position"] == "learned" and m["mlp"] in GPT2_ACTIVATIONS:
-        return ("gpt2", None) if m["bias"] else (None, "bias: false with the GPT-2 shape (GPT-2's layers always have biases)")
-    llama = {"norm": {"rmsnorm"}, "position": {"rope"}, "mlp": {"swiglu"}}
-    gpt2 = {"norm": {"layernorm"}, "position": {"learned"}, "mlp": set(GPT2_ACTIVATIONS)}
-    closer = llama if sum(m[k] in v for k, v in llama.items()) >= sum(m[k] in v for k, v in gpt2.items()) else gpt2
-    off = ", ".join(f"{k}: {m[k]}" for k, v in closer.items() if m[k] not in v)
-    name = "Llama (rmsnorm, rope, swiglu)" if closer is llama else "GPT-2 (layernorm, learned, gelu or gelu_tanh)"
-    return None, f"{off}: no Hugging Face architecture has this mix; the nearest, {name}, differs in it"
 
 
 def rope_permutation(n_heads, head_dim):
@@ -180,19 +161,17 @@ def special_ids(tokenizer):
 
 
 def export(model_dir, out_dir):
-    """Write `out_dir` as a Hugging Face folder for the model in `model_dir`, or only
-    `out_dir/unsupported.json` ({"reason": ...}) when its options have no HF architecture.
-    Returns the architecture name, or None."""
+    """Write lmcore.families.HF_FILES into `out_dir` for the model in `model_dir`; return the architecture name.
+    ValueError says which option has no HF architecture (the pipeline exports only models that have one)."""
     config = read_config(model_dir)
     m = config["model"]
-    os.makedirs(out_dir, exist_ok=True)
     arch, reason = architecture(m)
-    tokenizer = Tokenizer(os.path.join(model_dir, "tokenizer.model"))
     if arch is None:
-        write_json(os.path.join(out_dir, "unsupported.json"), {"reason": reason, "model": m})
-        return None
+        raise ValueError(f"{model_dir}: not exported: {reason}")
+    os.makedirs(out_dir, exist_ok=True)
+    tokenizer = Tokenizer(os.path.join(model_dir, "tokenizer.model"))
     special = special_ids(tokenizer)
-    weights = load_safetensors(os.path.join(model_dir, "model.safetensors"))
+    weights = read_weights(model_dir, config)
     hf = (llama_weights if arch == "llama" else gpt2_weights)(weights, m)
     save_safetensors(hf, os.path.join(out_dir, "model.safetensors"), {"format": "pt"})
     write_json(os.path.join(out_dir, "config.json"), (llama_config if arch == "llama" else gpt2_config)(m, special))

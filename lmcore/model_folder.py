@@ -2,7 +2,8 @@
 sampling and `python -m lmcore generate` load.
 
     model.safetensors   the weights (best validation loss), tied head left out
-    config.json         {"model": ModelConfig, "train": the model's config entry, "tokenizer_fingerprint"}
+    config.json         {"model": ModelConfig, "train": the model's config entry, "tokenizer_fingerprint",
+                        "weights_sha256": of model.safetensors, checked by every reader}
     tokenizer.model     the SentencePiece model, copied
     metrics.jsonl       one line per log step
     summary.json        parameters, tokens, FLOPs, time, MFU, best validation loss
@@ -21,25 +22,52 @@ def save_model(out_dir, model, entry, tokenizer_path, metrics, summary):
     weights = model.state_dict()
     if model.cfg.tie_embeddings:
         weights.pop("lm_head.weight")  # the same tensor as tok_emb.weight
-    save_safetensors(weights, os.path.join(out_dir, "model.safetensors"), {"format": "pt"})
+    weights_path = os.path.join(out_dir, "model.safetensors")
+    save_safetensors(weights, weights_path, {"format": "pt"})
     copy_file(tokenizer_path, os.path.join(out_dir, "tokenizer.model"))
-    config = {"model": model.cfg.to_dict(), "train": entry, "tokenizer_fingerprint": sha256_file(tokenizer_path)}
+    config = {"model": model.cfg.to_dict(), "train": entry, "tokenizer_fingerprint": sha256_file(tokenizer_path),
+              "weights_sha256": sha256_file(weights_path)}
     write_json(os.path.join(out_dir, "config.json"), config)
     with atomic_open(os.path.join(out_dir, "metrics.jsonl")) as f:
         f.writelines(json.dumps(row) + "\n" for row in metrics)
     write_json(os.path.join(out_dir, "summary.json"), summary)
 
 
+class DamagedModel(ValueError):
+    """A model folder whose weights are cut short, changed since training, or do not fit its config.json."""
+
+
 def read_config(model_dir):
-    with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
-        return json.load(f)
+    path = os.path.join(model_dir, "config.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DamagedModel(f"{path}: not valid JSON ({e})") from None
+
+
+def read_weights(model_dir, config=None):
+    """The tensors of a model folder's model.safetensors, checked first against the sha256 that
+    training recorded in config.json (folders written before it was recorded are read unchecked)."""
+    path = os.path.join(model_dir, "model.safetensors")
+    expected = (config or read_config(model_dir)).get("weights_sha256")
+    if expected and sha256_file(path) != expected:
+        raise DamagedModel(f"{path}: sha256 differs from the one config.json recorded when the model was trained "
+                           f"(the file was cut short or changed since); train it again or restore the file")
+    try:
+        return load_safetensors(path)
+    except ValueError as e:
+        raise DamagedModel(str(e)) from None
 
 
 def load_model(model_dir, device="cpu"):
-    """(model in eval mode, tokenizer) from a model folder."""
+    """(model in eval mode, tokenizer) from a model folder; DamagedModel names a file that is not as training wrote it."""
     config = read_config(model_dir)
     model = GPT(ModelConfig(**config["model"]))
-    missing, unexpected = model.load_state_dict(load_safetensors(os.path.join(model_dir, "model.safetensors")), strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(read_weights(model_dir, config), strict=False)
+    except RuntimeError as e:  # a tensor of another shape
+        raise DamagedModel(f"{model_dir}: model.safetensors does not match config.json ({str(e).splitlines()[-1].strip()})") from None
     if unexpected or set(missing) - ({"lm_head.weight"} if model.cfg.tie_embeddings else set()):
-        raise ValueError(f"{model_dir}: weights do not match config.json (missing {missing}, unexpected {unexpected})")
+        raise DamagedModel(f"{model_dir}: weights do not match config.json (missing {missing}, unexpected {unexpected})")
     return model.to(device).eval(), Tokenizer(os.path.join(model_dir, "tokenizer.model"))

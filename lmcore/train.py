@@ -25,11 +25,11 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from lmcore import TRAINING_CODE
-from lmcore.checkpoint import (DamagedCheckpoint, list_checkpoints, load_checkpoint, load_safetensors, remove_checkpoint, rng_state,
+from lmcore.checkpoint import (DamagedCheckpoint, list_checkpoints, load_checkpoint, remove_checkpoint, rng_state,
                                save_checkpoint, set_rng_state)
 from lmcore.io import sha256_file, starting_files
 from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
-from lmcore.model_folder import read_config, save_model
+from lmcore.model_folder import read_config, read_weights, save_model
 from lmcore.optim import lr_at, make_optimizer
 from lmcore.runtime import autocast, autocast_dtype, distributed, peak_flops, pick_device, record_peak, use_compile, use_tf32
 from lmcore.shards import TokenDataset
@@ -232,7 +232,7 @@ def starting_weights(init_from, model, models_dir, tokenizer):
         if saved["tokenizer_fingerprint"] != tokenizer.fingerprint:
             raise ValueError(f"init_from {where}: trained with tokenizer {saved['tokenizer_fingerprint'][:12]}, "
                              f"this model with {tokenizer.fingerprint[:12]}; a model continues another of the same tokenizer")
-        options, weights = saved["model"], load_safetensors(os.path.join(where, "model.safetensors"))
+        options, weights = saved["model"], read_weights(where, saved)
     for key in ("norm", "position", "mlp", "bias", "tie_embeddings"):
         if options[key] != getattr(model.cfg, key):
             raise ValueError(f"init_from {where}: {key} is {options[key]} there, {getattr(model.cfg, key)} in this model entry")

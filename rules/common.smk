@@ -4,6 +4,7 @@ import os
 from lmcore import TRAINING_CODE
 from lmcore.config import prepare_config
 from lmcore.data.download import source_files
+from lmcore.families import HF_FILES, architecture
 from lmcore.io import starting_files
 from lmcore.splits import SPLITS
 
@@ -13,6 +14,7 @@ config.update(prepare_config(config, os.path.join(workflow.basedir, "schemas", "
 SOURCES = sorted(config["sources"])
 TOKENIZERS = sorted(config["tokenizers"])
 MODELS = sorted(config["models"])
+EXPORTABLE = [m for m in MODELS if architecture(config["models"][m])[0]]  # those with a Hugging Face architecture
 PARTS = [(source, part) for source in SOURCES for part in range(config["sources"][source]["parts"])]
 
 
@@ -24,6 +26,12 @@ def resource(rule, key):
 def code(*modules):
     """The lmcore modules behind a job, as inputs: editing one reruns the job (the code trigger sees only the script)."""
     return [os.path.join(workflow.basedir, "lmcore", m) for m in ("__init__.py", "io.py") + modules]
+
+
+def hf_files(folder):
+    """The files of an exported model's folder: outputs, not the folder, which Snakemake would mark
+    with a .snakemake_timestamp that an upload to the Hub would carry along."""
+    return [os.path.join(folder, name) for name in HF_FILES]
 
 
 def part_paths(pattern, **wildcards):

@@ -1,11 +1,11 @@
-# A Hugging Face folder per model (transformers, vLLM and llama.cpp's converter read it), or
-# only unsupported.json where the model's options have no Hugging Face architecture.
+# A Hugging Face folder per model whose options have a Hugging Face architecture (transformers,
+# vLLM and llama.cpp's converter read it); the report says why the others have none.
 rule export_hf:
     input:
         unpack(trained_model),
-        code=code("hf.py", "model_folder.py", "checkpoint.py", "model.py", "tokenizer.py"),
+        code=code("hf.py", "families.py", "model_folder.py", "checkpoint.py", "model.py", "tokenizer.py"),
     output:
-        directory("results/hf/{model}"),
+        hf_files("results/hf/{model}"),
     threads: resource("export_hf", "threads")
     resources:
         mem_mb=resource("export_hf", "mem_mb"),

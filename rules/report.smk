@@ -8,9 +8,9 @@ rule report:
         metrics=expand("results/models/{model}/metrics.jsonl", model=MODELS),
         evals=expand("results/eval/{model}.json", model=MODELS),
         samples=expand("results/samples/{model}.json", model=MODELS),
-        exports=expand("results/hf/{model}", model=MODELS),
+        exports=expand("results/hf/{model}/config.json", model=EXPORTABLE),
         code=code(
-            "report/__init__.py", "report/page.py", "report/plots.py", "report/templates/report.html.j2", "config.py", "scaling.py"
+            "report/__init__.py", "report/page.py", "report/plots.py", "report/templates/report.html.j2", "config.py", "scaling.py", "families.py"
         ),
     output:
         report("results/report.html", caption="../report/report.rst", category="Report"),

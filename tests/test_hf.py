@@ -117,10 +117,9 @@ def test_a_gpt2_activation_lmcore_does_not_compute_is_refused_by_name(tmp_path):
 def test_an_option_mix_without_an_hf_architecture_is_named_not_exported(tmp_path, bpe):
     mixed = {"norm": "rmsnorm", "position": "learned", "mlp": "swiglu", "bias": False, "tie_embeddings": True}
     folder = trained_folder(tmp_path, bpe, mixed)
-    assert export(folder, tmp_path / "hf") is None
-    reason = json.loads((tmp_path / "hf" / "unsupported.json").read_text())["reason"]
-    assert reason.startswith("position: learned: no Hugging Face architecture has this mix") and "Llama" in reason
-    assert [p.name for p in (tmp_path / "hf").iterdir()] == ["unsupported.json"]
+    with pytest.raises(ValueError, match=r"not exported: position: learned: no Hugging Face architecture has this mix.*Llama"):
+        export(folder, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
     assert architecture({**mixed, "norm": "layernorm", "position": "learned", "mlp": "gelu", "bias": False})[1].startswith("bias: false")
 
 

@@ -12,7 +12,14 @@ import pytest
 import torch
 
 from helpers import REPO, SCHEMA, planned_jobs, snakemake, snakemake_command, tiny_config, write_config
+from lmcore.families import HF_FILES
 from lmcore.report.page import fmt
+
+
+def umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 ALL_RULES = {"download", "ingest", "clean", "dedup_signatures", "dedup_clusters", "dedup_apply", "train_tokenizer", "eval_tokenizer",
              "shard", "shards_manifest", "train", "evaluate", "sample", "export_hf", "report", "all"}
@@ -40,7 +47,11 @@ def test_tiny_pipeline_produces_report_and_nothing_is_left_to_do(pipeline):
         assert evaluation["test"]["loss"] < evaluation["baseline"]["loss"]
     assert "<td>ok: gpt2</td>" in report  # model a has GPT-2's shape; b (layernorm with rope) has no HF architecture
     assert "no: position: rope: no Hugging Face architecture has this mix" in report
-    assert (work / "results" / "hf" / "a" / "model.safetensors").exists() and (work / "results" / "hf" / "b" / "unsupported.json").exists()
+    # Ready to upload as it is: the export's files and nothing else; b has no folder.
+    assert sorted(p.name for p in (work / "results" / "hf" / "a").iterdir()) == sorted(HF_FILES)
+    assert not (work / "results" / "hf" / "b").exists()
+    modes = {str(p.relative_to(work)): oct(p.stat().st_mode & 0o777) for p in (work / "results").rglob("*") if p.is_file()}
+    assert {path for path, mode in modes.items() if mode != oct(0o666 & ~umask())} == set(), modes  # weights too
     assert "<script>alert(1)</script>" not in report
     assert report.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 3  # a prompt, its samples, a dropped document
     assert "texts/short.txt" in report
@@ -81,7 +92,7 @@ def test_a_continued_model_trains_after_its_parent_and_again_when_its_parent_cha
 def test_changing_a_cleaning_threshold_reruns_everything_downstream(pipeline):
     jobs, _ = jobs_and_wildcards(pipeline, lambda c: c["clean"].update(min_words=25))
     assert jobs == {"clean": 2, "dedup_signatures": 2, "dedup_clusters": 1, "dedup_apply": 2, "train_tokenizer": 1, "eval_tokenizer": 1,
-                    "shard": 2, "shards_manifest": 1, "train": 2, "evaluate": 2, "sample": 2, "export_hf": 2, "report": 1}
+                    "shard": 2, "shards_manifest": 1, "train": 2, "evaluate": 2, "sample": 2, "export_hf": 1, "report": 1}
 
 
 @pytest.mark.parametrize(
@@ -203,6 +214,45 @@ def test_generate_cli_names_a_missing_model_folder(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stdout) == (2, "")
     assert "argument model_dir:" in result.stderr and "nope" in result.stderr and "no config.json" in result.stderr
+
+
+def damaged_model_folder(tmp_path, tokenizer, damage, checksum=True):
+    """A model folder as training writes it, its weights then damaged; without config.json's checksum
+    when `checksum` is False (as folders written before it was recorded)."""
+    from lmcore.model import GPT, ModelConfig
+    from lmcore.model_folder import save_model
+
+    folder = tmp_path / "model"
+    model = GPT(ModelConfig(vocab_size=tokenizer.vocab_size, d_model=16, n_layers=1, n_heads=2, context_length=16))
+    save_model(folder, model, {}, tokenizer.path, [], {})
+    weights = folder / "model.safetensors"
+    weights.write_bytes(damage(weights.read_bytes()))
+    if not checksum:
+        config = json.loads((folder / "config.json").read_text())
+        del config["weights_sha256"]
+        (folder / "config.json").write_text(json.dumps(config))
+    return folder, weights
+
+
+def run_generate(folder):
+    return subprocess.run([sys.executable, "-m", "lmcore", "generate", str(folder), "--max-new-tokens", "4"],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("damage", [lambda b: b[: len(b) // 2], lambda b: b[:200] + bytes(x ^ 0xFF for x in b[200:264]) + b[264:]],
+                         ids=["cut-short", "flipped-bytes"])
+def test_generate_cli_names_a_damaged_weights_file_as_a_usage_error(tmp_path, bpe, damage):
+    folder, weights = damaged_model_folder(tmp_path, bpe, damage)
+    result = run_generate(folder)
+    assert (result.returncode, result.stdout) == (2, "") and "Traceback" not in result.stderr
+    assert f"{weights}: sha256 differs from the one config.json recorded when the model was trained" in result.stderr
+
+
+def test_a_weights_file_cut_short_without_a_recorded_checksum_is_still_named(tmp_path, bpe):
+    folder, weights = damaged_model_folder(tmp_path, bpe, lambda b: b[: len(b) // 2], checksum=False)
+    result = run_generate(folder)
+    assert (result.returncode, result.stdout) == (2, "") and "Traceback" not in result.stderr
+    assert f"{weights}: not a readable safetensors file" in result.stderr
 
 
 def test_every_job_log_is_timestamped_and_training_logs_a_line_a_person_can_read(pipeline):

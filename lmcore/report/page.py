@@ -19,6 +19,7 @@ import markupsafe
 
 from lmcore.io import read_json, read_jsonl
 from lmcore.config import scaling_models, sweep_models
+from lmcore.families import architecture
 from lmcore.report.plots import isoflop_plot, line_plot, optima_plot, size_plot, sweep_plot
 from lmcore.scaling import fit
 
@@ -241,12 +242,11 @@ def rule_times(benchmarks_dir):
     return times
 
 
-def hf_export(folder):
-    """'ok: llama' or 'ok: gpt2' for an exported model's folder, or 'no: <why>'."""
-    unsupported = os.path.join(folder, "unsupported.json")
-    if os.path.exists(unsupported):
-        return "no: " + read_json(unsupported)["reason"]
-    return "ok: " + read_json(os.path.join(folder, "config.json"))["model_type"]
+def hf_export(entry, exported_config):
+    """'ok: llama' or 'ok: gpt2' for a model exported as a Hugging Face folder (the path of its
+    config.json), or 'no: <why>' for a model entry whose options have no HF architecture."""
+    arch, reason = architecture(entry)
+    return "no: " + reason if arch is None else "ok: " + read_json(exported_config)["model_type"]
 
 
 def build(inputs, config, tokenizer_names, model_names, benchmarks_dir="benchmarks"):
@@ -257,9 +257,11 @@ def build(inputs, config, tokenizer_names, model_names, benchmarks_dir="benchmar
         "dedup": read_json(inputs.dedup),
     }
     tokenizers = dict(zip(tokenizer_names, (read_json(p) for p in inputs.tokenizers)))
+    exports = {os.path.basename(os.path.dirname(p)): p for p in inputs.exports}  # results/hf/<model>/config.json
     models = {
-        name: {"summary": read_json(s), "metrics": list(read_jsonl(m)), "eval": read_json(e), "samples": read_json(x), "hf": hf_export(h)}
-        for name, s, m, e, x, h in zip(model_names, inputs.summaries, inputs.metrics, inputs.evals, inputs.samples, inputs.exports)
+        name: {"summary": read_json(s), "metrics": list(read_jsonl(m)), "eval": read_json(e), "samples": read_json(x),
+               "hf": hf_export(config["models"][name], exports.get(name))}
+        for name, s, m, e, x in zip(model_names, inputs.summaries, inputs.metrics, inputs.evals, inputs.samples)
     }
     run = {"config": config, "commit": git_commit(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "rule_times": rule_times(benchmarks_dir)}
     return render(run, data, tokenizers, models)

@@ -3,7 +3,7 @@ import os
 
 from lmcore import TRAINING_CODE
 from lmcore.config import prepare_config
-from lmcore.data.download import source_files
+from lmcore.data.download import source_listing
 from lmcore.families import HF_FILES, architecture
 from lmcore.io import starting_files
 from lmcore.splits import SPLITS
@@ -43,10 +43,10 @@ def source_config(wildcards):
     return config["sources"][wildcards.source]
 
 
-def local_source_files(wildcards):
-    """A path: source's files as inputs: adding, editing or removing one reruns its download and what follows."""
+def local_source_listing(wildcards):
+    """A path: source's files, as a digest of names, sizes and times: adding, editing or removing one reruns its download and what follows."""
     source = config["sources"][wildcards.source]
-    return [path for path, _ in source_files(wildcards.source, source)] if source.get("path") else []
+    return source_listing(wildcards.source, source) if source.get("path") else None
 
 
 def model_config(wildcards):

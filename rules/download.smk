@@ -1,11 +1,11 @@
 rule download:
     input:
-        files=local_source_files,
         code=code("data/download.py"),
     output:
         directory("results/raw/{source}"),
     params:
         source=source_config,
+        files=local_source_listing,
     threads: resource("download", "threads")
     resources:
         mem_mb=resource("download", "mem_mb"),

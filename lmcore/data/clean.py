@@ -9,7 +9,8 @@ Each rule is a unit, `(text) -> reason | None`, built from its thresholds in the
 - Gopher repetition: duplicate lines and paragraphs (share and characters), the most
   frequent 2-4-gram's character share, characters inside duplicated 5-10-grams;
 - C4 (Raffel et al. 2020): lorem ipsum and curly braces drop the document; lines
-  mentioning javascript or a policy are removed first, as part of normalisation.
+  mentioning javascript or a policy are removed first, as part of normalisation (a document
+  that a later rule drops only because of that removal is dropped for `c4_lines`).
 Defaults follow the papers, except where they would drop verse, plays and whole books
 (short repeated speaker lines, no final punctuation, one file one document); the schema
 (schemas/config.schema.yaml) says where and why.
@@ -308,12 +309,16 @@ class Cleaner:
         self.filters = filters(cfg)
 
     def __call__(self, text):
-        text = normalize(text)
+        text = whole = normalize(text)
         if self.c4["enabled"]:
             text = remove_c4_lines(text, self.c4["javascript"], self.c4["policy"])
         for rule in self.filters:
             reason = rule(text)
             if reason:
+                # A document that passes the rule whole fails it for the lines C4 removed (a one-line page
+                # that mentions a "terms of use" is emptied): the line removal is the reason.
+                if len(text) != len(whole) and not rule(whole):
+                    reason = "c4_lines"
                 return text, reason
         return text, None
 
@@ -327,15 +332,16 @@ def clean_part(in_path, out_path, cfg, log=print):
 
     def kept():
         for doc in read_jsonl(in_path):
+            whole = doc["text"]
             stats["documents_in"] += 1
-            stats["characters_in"] += len(doc["text"])
-            doc["text"], reason = cleaner(doc["text"])
-            if reason:
+            stats["characters_in"] += len(whole)
+            doc["text"], reason = cleaner(whole)
+            if reason:  # counted and shown as the document came in: what the corpus lost
                 stats["dropped"][reason] = stats["dropped"].get(reason, 0) + 1
-                stats["dropped_characters"][reason] = stats["dropped_characters"].get(reason, 0) + len(doc["text"])
+                stats["dropped_characters"][reason] = stats["dropped_characters"].get(reason, 0) + len(whole)
                 examples = stats["examples"].setdefault(reason, [])
                 if len(examples) < EXAMPLES_PER_REASON:
-                    examples.append({"id": doc["id"], "excerpt": doc["text"][:EXCERPT_CHARS]})
+                    examples.append({"id": doc["id"], "excerpt": whole[:EXCERPT_CHARS]})
                 continue
             stats["documents_out"] += 1
             stats["characters_out"] += len(doc["text"])

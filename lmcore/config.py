@@ -4,6 +4,7 @@
 the key and the value, e.g. `models.small.d_model: 100 is not divisible by n_heads = 3`.
 """
 import copy
+import difflib
 import itertools
 import json
 import os
@@ -83,7 +84,24 @@ def validate(config, schema):
     errors = sorted(FillingValidator(schema).iter_errors(config), key=lambda e: (list(e.absolute_path), e.message))
     if errors:
         e = jsonschema.exceptions.best_match(errors)
-        raise ConfigError(f"config key '{_key(e.absolute_path)}': {e.message}")
+        raise ConfigError(f"config key '{_key(e.absolute_path)}': {e.message}{hint(e)}")
+
+
+def hint(error):
+    """What to add to a schema error: for a missing required key, the keys beside it that the schema does
+    not know (a misspelt key shows as both, and the misspelling is what to fix); for an unknown key, the nearest known one."""
+    known = error.schema.get("properties") if isinstance(error.instance, dict) else None
+    if not isinstance(known, dict) or error.schema.get("additionalProperties") is not False:
+        return ""
+    unknown = [k for k in error.instance if k not in known]
+    if error.validator == "required":
+        return "".join(f"; unknown key {k!r}{_guess(k, known)}" for k in unknown)
+    return "".join(_guess(k, known) for k in unknown) if error.validator == "additionalProperties" else ""
+
+
+def _guess(key, known):
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def sweep_value(value):

@@ -25,7 +25,9 @@ def test_keys_come_out_sorted_whatever_the_file_order():
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda c: c["models"]["a"].update(n_layer=2), r"models\.a.*'n_layer' was unexpected"),
+        (lambda c: c["models"]["a"].update(n_layer=2), r"models\.a.*'n_layer' was unexpected\) \(did you mean 'n_layers'\?\)"),
+        (lambda c: c["models"]["a"].update(n_layer=c["models"]["a"].pop("n_layers")),
+         r"models\.a': 'n_layers' is a required property; unknown key 'n_layer' \(did you mean 'n_layers'\?\)"),
         (lambda c: c["models"]["a"].update(dropout=2), r"models\.a\.dropout.*2"),
         (lambda c: c["models"]["b"].update(d_model=50), r"models\.b\.d_model': 50 is not divisible by n_heads = 4"),
         (lambda c: c["sources"]["fake"].update(path="/data"), r"sources\.fake.*exactly one of url, path, pypi"),

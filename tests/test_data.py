@@ -423,8 +423,11 @@ def test_ingest_splits_on_a_delimiter_and_reads_jsonl_fields(tmp_path):
     ingest.ingest("s", str(tmp_path / "raw"), {"files": [{"path": "rows.jsonl"}]}, {"jsonl": "text"}, parts)
     docs = sorted((d["id"], d["text"]) for p in parts for d in read_jsonl(p))
     assert docs == [("s/rows.jsonl#1", "first row"), ("s/rows.jsonl#3", "second row")]
-    with pytest.raises(ValueError, match=r"rows\.jsonl:1: no field 'body'"):
+    with pytest.raises(ValueError, match=r"rows\.jsonl:1: no field 'body' in this line \(keys \['text'\]\)"):
         ingest.ingest("s", str(tmp_path / "raw"), {"files": [{"path": "rows.jsonl"}]}, {"jsonl": "body"}, parts)
+    (tmp_path / "raw" / "files" / "rows.jsonl").write_text('{"text": "fine"}\n{"text": "cut sh\n')
+    with pytest.raises(ValueError, match=r"rows\.jsonl:2: not a JSON line \(Unterminated string .*\): '\{\"text\": \"cut sh'"):
+        ingest.ingest("s", str(tmp_path / "raw"), {"files": [{"path": "rows.jsonl"}]}, {"jsonl": "text"}, parts)
 
 
 def test_path_sources_take_a_folder_or_a_glob_with_relative_names(tmp_path):

@@ -48,10 +48,13 @@ def documents_of(source_name, rel_path, text, mode):
             if not line.strip():
                 continue
             try:
-                value = json.loads(line)[mode["jsonl"]]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{base}:{lineno}: no field {mode['jsonl']!r} in a JSON object ({e})") from None
-            yield f"{base}#{lineno}", str(value)
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{base}:{lineno}: not a JSON line ({e.msg} at column {e.colno}): {line[:80]!r}") from None
+            if not isinstance(record, dict) or mode["jsonl"] not in record:
+                found = f"keys {sorted(record)[:10]}" if isinstance(record, dict) else f"a JSON {type(record).__name__}"
+                raise ValueError(f"{base}:{lineno}: no field {mode['jsonl']!r} in this line ({found})")
+            yield f"{base}#{lineno}", str(record[mode["jsonl"]])
 
 
 def ingest(source_name, raw_dir, manifest, mode, part_paths):

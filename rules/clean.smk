@@ -1,7 +1,7 @@
 rule clean:
     input:
         docs="results/docs/{source}",
-        code=code("data/clean.py", "data/text.py"),
+        code=code("data/clean.py", "data/text.py", "data/memory.py"),
     output:
         docs="results/clean/{source}/part-{part}.jsonl",
         stats="results/clean/{source}/part-{part}.stats.json",

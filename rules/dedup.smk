@@ -1,7 +1,7 @@
 rule dedup_signatures:
     input:
         docs="results/clean/{source}/part-{part}.jsonl",
-        code=code("data/dedup.py", "data/text.py"),
+        code=code("data/dedup.py", "data/text.py", "data/memory.py"),
     output:
         json="results/dedup/signatures/{source}/part-{part}.json",
         npy="results/dedup/signatures/{source}/part-{part}.npy",

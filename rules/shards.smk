@@ -2,7 +2,7 @@ rule shard:
     input:
         docs="results/dedup/{source}/part-{part}.jsonl",
         tokenizer="results/tokenizers/{tok}/spm.model",
-        code=code("shards.py", "splits.py", "tokenizer.py"),
+        code=code("shards.py", "splits.py", "tokenizer.py", "data/text.py", "data/memory.py"),
     output:
         shards=expand("results/shards/{{tok}}/{split}/{{source}}/part-{{part}}.npy", split=SPLITS),
         stats="results/shards/{tok}/stats/{source}/part-{part}.json",

@@ -9,10 +9,13 @@ import os
 import random
 import re
 import tarfile
+import unicodedata
 import zipfile
 
+import numpy as np
 import pytest
 
+import lmcore.data.text as text_module
 from helpers import SCHEMA, WORDS, QuietHandler, serve, write_corpus_archive
 from lmcore.data import clean, dedup, download, ingest
 from lmcore.io import atomic_open, read_jsonl, stable_hash, write_jsonl
@@ -320,17 +323,19 @@ def test_hashes_and_ellipses_are_tested_each_against_the_symbol_limit_as_gopher_
     words = PROSE.split()[:100]  # 100 words with 8 '#' and 8 ellipses: 0.08 each, 0.16 together
     text = " ".join(w + (" #" if i % 12 == 0 and i < 96 else "") + ("..." if i % 12 == 6 and i < 96 else "") for i, w in enumerate(words))
     assert (text.count("#"), text.count("...")) == (8, 8)
-    assert clean.gopher_symbol_ratio(0.1)(text) is None
-    assert clean.gopher_symbol_ratio(0.07)(text) == "gopher_symbol_ratio"
+    view = clean.TextView(text)
+    assert clean.gopher_symbol_ratio(0.1)(view) is None and clean.gopher_symbol_ratio(0.07)(view) == "gopher_symbol_ratio"
 
 
 def test_bullet_and_ellipsis_lines_and_letterless_words_count_as_gopher_defines_them():
     # 6 lines with text (blank ones count for neither side): bullets after spaces or a tab, ellipses with only spaces after
     text = "\n".join(["  - one", "\t• two", "three...  ", "four … five…", "six ...seven", "x", "", "   "])
-    assert clean.gopher_bullet_lines(0.34)(text) is None and clean.gopher_bullet_lines(0.33)(text) == "gopher_bullet_lines"  # 2 of 6
-    assert clean.gopher_ellipsis_lines(0.34)(text) is None and clean.gopher_ellipsis_lines(0.33)(text) == "gopher_ellipsis_lines"
+    view = clean.TextView(text)
+    assert clean.gopher_bullet_lines(0.34)(view) is None and clean.gopher_bullet_lines(0.33)(view) == "gopher_bullet_lines"  # 2 of 6
+    assert clean.gopher_ellipsis_lines(0.34)(view) is None and clean.gopher_ellipsis_lines(0.33)(view) == "gopher_ellipsis_lines"
     words = "1999 -- 3.14 __ é! e2e word, (a) x_1 ok"  # 4 of 10 words have no letter: digits, punctuation, underscores
-    assert clean.gopher_alpha_words(0.6)(words) is None and clean.gopher_alpha_words(0.61)(words) == "gopher_alpha_words"
+    view = clean.TextView(words)
+    assert clean.gopher_alpha_words(0.6)(view) is None and clean.gopher_alpha_words(0.61)(view) == "gopher_alpha_words"
 
 
 def test_filters_run_in_the_documented_order_and_an_n_gram_rule_can_be_left_out():
@@ -402,6 +407,37 @@ def test_top_ngram_rule_decides_as_counting_the_ngrams_does(n, limit):
         assert cleaner(" ".join(words))[1] == expected
         fired += expected is not None
     assert 40 < fired < 360  # both outcomes were tried
+
+
+def test_a_long_document_is_read_in_pieces_with_the_same_words_and_decisions(monkeypatch):
+    """Words are counted and hashed piece by piece, so that a document's memory stays a small multiple
+    of its size; every rule decides as it does on the whole list of words."""
+    rng = random.Random(5)
+    texts = [play(), web_page(), PROSE, " ".join(["the king and of that queen said to me"] * 8) + PROSE,
+             "12 34 56 78 " * 10 + PROSE, "no\u2003ordinary\u00a0spaces\tand\nlines " * 30, "x" * 500]
+    texts += [" ".join(rng.choice(WORDS) for _ in range(rng.randint(50, 400))) for _ in range(20)]
+    for text in texts:
+        for size in (1, 7, 64):
+            assert "".join(clean.pieces(text, size)) == text
+            assert [w for piece in clean.pieces(text, size) for w in piece.split()] == text.split()
+    cleaner = clean.Cleaner(clean_config())
+    whole = [cleaner(text) for text in texts]
+    monkeypatch.setattr(text_module, "PIECE_CHARS", 16)
+    assert [cleaner(text) for text in texts] == whole
+    assert {reason for _, reason in whole} > {None, "gopher_duplicate_lines", "gopher_alpha_words"}
+
+
+def test_dedup_reads_a_long_document_in_pieces_with_the_key_and_hashes_of_the_whole(monkeypatch):
+    rng = random.Random(6)
+    texts = [" ".join(rng.choice(WORDS) + rng.choice(["", ",", " 1999", "!"]) for _ in range(300)), "Ünïcode ﬁne café 12 34\n" * 40, "", "!!! ..."]
+    whole = []
+    for text in texts:
+        folded = dedup.WORD_CHARS.findall(dedup.DIGIT.sub("0", unicodedata.normalize("NFKC", text).lower()))
+        whole.append((hashlib.blake2b(" ".join(folded).encode(), digest_size=16).hexdigest(), text_module.WordHasher()(folded)))
+    monkeypatch.setattr(text_module, "PIECE_CHARS", 16)
+    for text, (key, hashes) in zip(texts, whole):
+        got_key, got_hashes = dedup.fingerprint(text, text_module.WordHasher())
+        assert got_key == key and np.array_equal(got_hashes, hashes)
 
 
 def test_c4_removes_javascript_and_policy_lines():
@@ -592,3 +628,13 @@ def test_a_document_emptied_by_c4_line_removal_is_counted_for_it_with_what_it_he
     assert stats["dropped"] == {"c4_lines": 1, "too_short_chars": 1}
     assert stats["dropped_characters"] == {"c4_lines": len(page.strip()), "too_short_chars": 4}
     assert stats["examples"]["c4_lines"] == [{"id": "page", "excerpt": page[:200]}]
+
+
+def test_a_document_too_long_for_a_jobs_memory_is_named_before_the_job_reads_it(tmp_path):
+    from lmcore.data.memory import check_document_memory
+
+    write_jsonl(tmp_path / "part-0.jsonl", [{"id": "small", "text": "a few words"}, {"id": "src/huge.txt", "text": "word " * 600_000}])
+    with pytest.raises(MemoryError, match=r"part-0\.jsonl: document 'src/huge\.txt' holds 3\.0 MB of JSON, and clean needs about "
+                                          r"230 MB for it .* more than its mem_mb of 100: raise `resources\.clean\.mem_mb`"):
+        check_document_memory(tmp_path / "part-0.jsonl", "clean", 100)
+    assert check_document_memory(tmp_path / "part-0.jsonl", "shard", 2000) == pytest.approx(212, abs=1)

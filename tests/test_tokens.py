@@ -7,6 +7,7 @@ import pytest
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 
+import lmcore.data.text as text_module
 from helpers import documents, make_shards, train_tokenizer
 from lmcore import tokenizer as tokenizer_lib
 from lmcore.shards import TokenDataset
@@ -53,6 +54,9 @@ def test_encode_arrays_gives_the_ids_of_encode(tok, monkeypatch):
         arrays = tok.encode_arrays(batch)
         assert all(a.dtype == np.uint16 for a in arrays)
         assert [a.tolist() for a in arrays] == [tok.encode(t) for t in batch]
+    monkeypatch.setattr(text_module, "PIECE_CHARS", 16)  # every text longer than that is encoded line by line
+    long = ["".join(rng.choice(alphabet) for _ in range(2000)) for _ in range(5)]
+    assert tok.lines_alone and [a.tolist() for a in tok.encode_arrays(texts[:50] + long)] == [tok.encode(t) for t in texts[:50] + long]
 
 
 @pytest.mark.parametrize("model_type, symbols, word_by_word", [
@@ -60,10 +64,12 @@ def test_encode_arrays_gives_the_ids_of_encode(tok, monkeypatch):
     ("bpe", ["\n\n"], False),  # a piece holding a newline
     ("unigram", [], False),  # the best segmentation is found over the whole text
 ])
-def test_word_by_word_encoding_only_where_no_piece_crosses_a_word(tmp_path, model_type, symbols, word_by_word):
+def test_word_by_word_encoding_only_where_no_piece_crosses_a_word(tmp_path, model_type, symbols, word_by_word, monkeypatch):
     tok = train_tokenizer(tmp_path / "spm.model", model_type, user_defined_symbols=symbols)
     assert (tok.words is not None) == word_by_word
-    texts = ["x\n\n\ny", "\n\nz \n\n"] + HARD_STRINGS
+    assert tok.lines_alone == ("\n\n" not in symbols)  # a long text is cut after newlines only where no piece crosses one
+    monkeypatch.setattr(text_module, "PIECE_CHARS", 4)
+    texts = ["x\n\n\ny", "\n\nz \n\n", "a\n\n\nb c\n\nd e f\n\n\n\ng"] + HARD_STRINGS
     assert [a.tolist() for a in tok.encode_arrays(texts)] == [tok.encode(t) for t in texts]
 
 

@@ -3,11 +3,13 @@ import os
 import time
 
 from lmcore.data.clean import clean_part
+from lmcore.data.memory import check_document_memory
 from lmcore.io import data_rate, redirect_output, write_json
 
 redirect_output(snakemake.log[0])
 start = time.perf_counter()
 docs = os.path.join(snakemake.input.docs, f"part-{snakemake.wildcards.part}.jsonl")
+check_document_memory(docs, "clean", snakemake.resources.mem_mb)
 stats = clean_part(docs, snakemake.output.docs, snakemake.params.clean)
 write_json(snakemake.output.stats, stats)
 print(f"kept {stats['documents_out']:,} of {stats['documents_in']:,} documents, dropped {stats['dropped']}; "

@@ -2,9 +2,11 @@
 import time
 
 from lmcore.data.dedup import signatures
+from lmcore.data.memory import check_document_memory
 from lmcore.io import data_rate, redirect_output
 
 redirect_output(snakemake.log[0])
+check_document_memory(snakemake.input.docs, "dedup_signatures", snakemake.resources.mem_mb)
 start = time.perf_counter()
 n = signatures(snakemake.input.docs, snakemake.output.json, snakemake.output.npy, snakemake.params.dedup)
 print(f"{n:,} documents; read {data_rate(snakemake.input.docs, start)}")

@@ -1,12 +1,14 @@
 """Encode one part into one .npy shard per split."""
 import time
 
+from lmcore.data.memory import check_document_memory
 from lmcore.io import data_rate, redirect_output, write_json
 from lmcore.shards import shard_part
 from lmcore.splits import SPLITS
 from lmcore.tokenizer import Tokenizer
 
 redirect_output(snakemake.log[0])
+check_document_memory(snakemake.input.docs, "shard", snakemake.resources.mem_mb)
 start = time.perf_counter()
 out = dict(zip(SPLITS, snakemake.output.shards))
 stats = shard_part(snakemake.input.docs, Tokenizer(snakemake.input.tokenizer), snakemake.params.splits, out, snakemake.threads)

@@ -22,7 +22,7 @@ import unicodedata
 
 import numpy as np
 
-from lmcore.data.text import CONTROL, WordHasher, ngram_hashes, words
+from lmcore.data.text import CONTROL, WordHasher, ngram_hashes, one_piece, pieces
 from lmcore.io import read_jsonl, write_jsonl
 
 EXAMPLES_PER_REASON = 5
@@ -42,44 +42,84 @@ def normalize(text):
     return text
 
 
-def remove_c4_lines(text, javascript=True, policy=True):
-    """C4: the text without its lines that mention javascript or a terms-of-use, privacy or cookie policy."""
+class TextView:
+    """A document's text and the views of it the rules share, each computed once, on first use.
+
+    Words are counted, measured and hashed piece by piece (`pieces`), and no list of all the
+    words of a long document is kept: a 50 MB document took 1.7 GB as a list of words, about
+    a Python object of 57 bytes per word; here a word costs its length (int32) and hash (uint64)."""
+
+    def __init__(self, text):
+        self.text = text
+
+    @functools.cached_property
+    def lower(self):
+        return self.text.lower()
+
+    @functools.cached_property
+    def lines(self):
+        """The lines with something but whitespace on them."""
+        return [line for line in self.text.split("\n") if line.strip()]
+
+    def word_lists(self, text=None):
+        """The words of the text (or of `text`, e.g. the lowercase one), a list per piece; the one list
+        of a text of one piece is kept for the next rule."""
+        if text is None and one_piece(self.text):
+            return [self._words]
+        return (piece.split() for piece in pieces(self.text if text is None else text))
+
+    @functools.cached_property
+    def _words(self):
+        return self.text.split()
+
+    @functools.cached_property
+    def word_lengths(self):
+        return _concat([np.fromiter(map(len, ws), dtype=np.int32, count=len(ws)) for ws in self.word_lists()], np.int32)
+
+    @property
+    def word_count(self):
+        return len(self.word_lengths)
+
+    @functools.cached_property
+    def word_hashes(self):
+        return _concat([_hash_words(ws) for ws in self.word_lists()], np.uint64)
+
+    @functools.cached_property
+    def letterless_words(self):
+        """Words without a letter (digits, punctuation): most words are all letters, and need no search."""
+        return sum(sum(1 for w in itertools.filterfalse(str.isalpha, ws) if not LETTER.search(w)) for ws in self.word_lists())
+
+    @functools.cached_property
+    def stop_words(self):
+        """The distinct stop words among the lowercase words."""
+        return set().union(*(STOP_WORDS.intersection(ws) for ws in self.word_lists(self.lower)))
+
+    def top_ngram(self, n):
+        """(hash, count, first position) of the most frequent word n-gram; None when the text has no n-gram."""
+        cache = self.__dict__.setdefault("_top_ngrams", {})
+        if n not in cache:
+            h = ngram_hashes(self.word_hashes, n)
+            top, count = _most_frequent(h) if len(h) else (None, 0)
+            cache[n] = (top, count, int(np.argmax(h == top))) if len(h) else None
+        return cache[n]
+
+
+def _concat(arrays, dtype):
+    return np.concatenate(arrays) if len(arrays) != 1 else arrays[0] if arrays else np.zeros(0, dtype=dtype)
+
+
+def remove_c4_lines(view, javascript=True, policy=True):
+    """C4: the view of the text without its lines that mention javascript or a terms-of-use, privacy or
+    cookie policy (`view` itself when there is none)."""
     unwanted = (("javascript",) if javascript else ()) + (POLICY if policy else ())
-    lower = _lower(text)
-    if not any(u in lower for u in unwanted):  # most documents have none: skip the line loop
-        return text
-    return "\n".join(line for line, low in zip(text.split("\n"), lower.split("\n")) if not any(u in low for u in unwanted))
+    if not any(u in view.lower for u in unwanted):  # most documents have none: skip the line loop
+        return view
+    text = view.text
+    return TextView("\n".join(line for line, low in zip(text.split("\n"), view.lower.split("\n")) if not any(u in low for u in unwanted)))
 
 
-# The filters below look at the same text in turn; each view of it is computed once per text.
+# Word hashes are remembered across documents (bounded: WordHasher empties its cache when full).
 _hash_words = WordHasher()
-
-
-@functools.lru_cache(maxsize=1)
-def _lower(text):
-    return text.lower()
-
-
-@functools.lru_cache(maxsize=1)
-def _words(text):
-    return words(text)
-
-
-@functools.lru_cache(maxsize=1)
-def _word_lengths(text):
-    ws = _words(text)
-    return np.fromiter(map(len, ws), dtype=np.int64, count=len(ws))
-
-
-@functools.lru_cache(maxsize=1)
-def _word_hashes(text):
-    return _hash_words(_words(text))
-
-
-@functools.lru_cache(maxsize=1)
-def _lines(text):
-    """The lines with something but whitespace on them."""
-    return [line for line in text.split("\n") if line.strip()]
 
 
 def outside(x, low, high):
@@ -94,47 +134,47 @@ def above(x, limit):
 # Length.
 
 def too_short_chars(min_chars):
-    return lambda text: "too_short_chars" if len(text) < min_chars else None
+    return lambda v: "too_short_chars" if len(v.text) < min_chars else None
 
 
 def too_short_words(min_words):
-    return lambda text: "too_short_words" if len(_words(text)) < min_words else None
+    return lambda v: "too_short_words" if v.word_count < min_words else None
 
 
 # Gopher quality rules.
 
 def gopher_word_count(min_words, max_words):
-    return lambda text: "gopher_word_count" if outside(len(_words(text)), min_words, max_words) else None
+    return lambda v: "gopher_word_count" if outside(v.word_count, min_words, max_words) else None
 
 
 def gopher_mean_word_length(low, high):
-    def test(text):
-        n = len(_words(text))
-        return "gopher_mean_word_length" if n and outside(_word_lengths(text).sum() / n, low, high) else None
+    def test(v):
+        n = v.word_count
+        return "gopher_mean_word_length" if n and outside(v.word_lengths.sum() / n, low, high) else None
     return test
 
 
 def gopher_symbol_ratio(limit):
     """Gopher tests the hash and the ellipsis each against one limit per word, not their sum."""
-    def test(text):
-        n = max(1, len(_words(text)))
-        hashes, ellipses = text.count("#"), text.count("...") + text.count("…")
+    def test(v):
+        n = max(1, v.word_count)
+        hashes, ellipses = v.text.count("#"), v.text.count("...") + v.text.count("…")
         return "gopher_symbol_ratio" if above(hashes / n, limit) or above(ellipses / n, limit) else None
     return test
 
 
 def gopher_bullet_lines(limit):
-    def test(text):
-        lines = _lines(text)
+    def test(v):
+        lines = v.lines
         bullets = sum(1 for line in lines if line.lstrip(" \t").startswith(BULLETS))
         return "gopher_bullet_lines" if lines and above(bullets / len(lines), limit) else None
     return test
 
 
 def gopher_ellipsis_lines(limit):
-    def test(text):
-        lines = _lines(text)
-        if not lines or not any(e in text for e in ELLIPSES):
+    def test(v):
+        lines = v.lines
+        if not lines or not any(e in v.text for e in ELLIPSES):
             return None
         ending = sum(1 for line in lines if line.rstrip().endswith(ELLIPSES))
         return "gopher_ellipsis_lines" if above(ending / len(lines), limit) else None
@@ -142,15 +182,13 @@ def gopher_ellipsis_lines(limit):
 
 
 def gopher_alpha_words(min_share):
-    def test(text):
-        ws = _words(text)
-        no_letter = sum(1 for w in itertools.filterfalse(str.isalpha, ws) if not LETTER.search(w))  # most words are all letters: no search
-        return "gopher_alpha_words" if ws and 1 - no_letter / len(ws) < min_share else None
+    def test(v):
+        return "gopher_alpha_words" if v.word_count and 1 - v.letterless_words / v.word_count < min_share else None
     return test
 
 
 def gopher_stop_words(min_count):
-    return lambda text: "gopher_stop_words" if len(STOP_WORDS.intersection(_lower(text).split())) < min_count else None
+    return lambda v: "gopher_stop_words" if len(v.stop_words) < min_count else None
 
 
 # Gopher repetition rules.
@@ -189,45 +227,35 @@ def _repeated(h):
 
 def gopher_duplicate_lines(max_share, max_char_share):
     """Lines that repeat an earlier line: too large a share of the lines, or of the characters."""
-    def test(text):
-        share, char_share = _duplicate_share(_lines(text))
+    def test(v):
+        share, char_share = _duplicate_share(v.lines)
         return "gopher_duplicate_lines" if above(share, max_share) or above(char_share, max_char_share) else None
     return test
 
 
 def gopher_duplicate_paragraphs(max_share, max_char_share):
-    def test(text):
-        share, char_share = _duplicate_share([p for p in re.split(r"\n{2,}", text) if p.strip()])
+    def test(v):
+        share, char_share = _duplicate_share([p for p in re.split(r"\n{2,}", v.text) if p.strip()])
         return "gopher_duplicate_paragraphs" if above(share, max_share) or above(char_share, max_char_share) else None
     return test
-
-
-@functools.lru_cache(maxsize=4)
-def _top_ngram(text, n):
-    """(hash, count, first position) of the most frequent word n-gram of text; None when it has no n-gram."""
-    h = ngram_hashes(_word_hashes(text), n)
-    if len(h) == 0:
-        return None
-    top, count = _most_frequent(h)
-    return top, count, int(np.argmax(h == top))
 
 
 def gopher_top_ngram(n, limit):
     """The most frequent word n-gram covers more than `limit` of the characters (its count x its length)."""
     reason = f"gopher_top_{n}gram"
 
-    def test(text):
-        lengths = _word_lengths(text)
+    def test(v):
+        lengths = v.word_lengths
         if len(lengths) < n:
             return None
         if n > 2:
             # no n-gram occurs more often than the top 2-gram (its first two words occur wherever it
             # does) nor is longer than the longest n words in a row: below that bound, no need to count
-            span = np.cumsum(lengths)
+            span = np.cumsum(lengths, dtype=np.int64)
             longest = (span[n - 1 :] - np.concatenate(([0], span[:-n]))).max()
-            if _top_ngram(text, 2)[1] * longest <= limit * span[-1]:
+            if v.top_ngram(2)[1] * longest <= limit * span[-1]:
                 return None
-        top, count, first = _top_ngram(text, n)
+        top, count, first = v.top_ngram(n)
         if count < 2:
             return None
         return reason if count * lengths[first : first + n].sum() / lengths.sum() > limit else None
@@ -241,10 +269,10 @@ def gopher_duplicate_ngrams(limits):
     ones, so once the share is under every remaining limit, no longer n can fail."""
     limits = sorted(limits.items())
 
-    def test(text):
-        lengths = _word_lengths(text)
+    def test(v):
+        lengths = v.word_lengths
         for k, (n, limit) in enumerate(limits):
-            h = ngram_hashes(_word_hashes(text), n)
+            h = ngram_hashes(v.word_hashes, n)
             if len(h) == 0:
                 continue
             # mark every word covered by a repeated n-gram: +1 at its start, -1 after its end
@@ -261,12 +289,12 @@ def gopher_duplicate_ngrams(limits):
 
 # C4 rules.
 
-def c4_lorem_ipsum(text):
-    return "c4_lorem_ipsum" if "lorem ipsum" in _lower(text) else None
+def c4_lorem_ipsum(v):
+    return "c4_lorem_ipsum" if "lorem ipsum" in v.lower else None
 
 
-def c4_curly_braces(text):
-    return "c4_curly_braces" if "{" in text else None
+def c4_curly_braces(v):
+    return "c4_curly_braces" if "{" in v.text else None
 
 
 def filters(cfg):
@@ -309,18 +337,18 @@ class Cleaner:
         self.filters = filters(cfg)
 
     def __call__(self, text):
-        text = whole = normalize(text)
+        view = whole = TextView(normalize(text))
         if self.c4["enabled"]:
-            text = remove_c4_lines(text, self.c4["javascript"], self.c4["policy"])
+            view = remove_c4_lines(view, self.c4["javascript"], self.c4["policy"])
         for rule in self.filters:
-            reason = rule(text)
+            reason = rule(view)
             if reason:
                 # A document that passes the rule whole fails it for the lines C4 removed (a one-line page
                 # that mentions a "terms of use" is emptied): the line removal is the reason.
-                if len(text) != len(whole) and not rule(whole):
+                if view is not whole and not rule(whole):
                     reason = "c4_lines"
-                return text, reason
-        return text, None
+                return view.text, reason
+        return view.text, None
 
 
 def clean_part(in_path, out_path, cfg, log=print):

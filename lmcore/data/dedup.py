@@ -16,7 +16,7 @@ import unicodedata
 
 import numpy as np
 
-from lmcore.data.text import WordHasher, ngram_hashes
+from lmcore.data.text import WordHasher, ngram_hashes, pieces
 from lmcore.io import raw_to_npy, read_json, read_jsonl, write_json, write_jsonl
 
 WORD_CHARS = re.compile(r"[^\W_]+")  # a run of letters and digits: what folding punctuation and whitespace leaves
@@ -25,13 +25,21 @@ SHINGLE_CHUNK = 4096
 
 
 def dedup_words(text):
-    """The words of the normalised text: lowercase, digits folded to 0, no punctuation."""
-    return WORD_CHARS.findall(DIGIT.sub("0", unicodedata.normalize("NFKC", text).lower()))
+    """The words of the normalised text: lowercase, digits folded to 0, no punctuation; a list per piece
+    of the text (lmcore.data.text.pieces), so that a long document is never one list of words."""
+    for piece in pieces(text):
+        yield WORD_CHARS.findall(DIGIT.sub("0", unicodedata.normalize("NFKC", piece).lower()))
 
 
-def exact_key(folded_words):
-    """A hash of the normalised text: its words joined by one space."""
-    return hashlib.blake2b(" ".join(folded_words).encode("utf-8"), digest_size=16).hexdigest()
+def fingerprint(text, hash_words):
+    """(exact key, word hashes) of a text: the key hashes its normalised words joined by one space."""
+    key, hashes, joined = hashlib.blake2b(digest_size=16), [], False
+    for ws in dedup_words(text):
+        if ws:
+            key.update(((" " if joined else "") + " ".join(ws)).encode("utf-8"))
+            joined = True
+        hashes.append(hash_words(ws))
+    return key.hexdigest(), np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
 
 
 def permutations(num_perm, seed):
@@ -65,11 +73,11 @@ def signatures(in_path, json_path, npy_path, cfg):
         raw_path = os.path.join(tmp, "signatures.raw")
         with open(raw_path, "wb") as raw:
             for doc in read_jsonl(in_path):
-                folded = dedup_words(doc["text"])
+                key, word_hashes = fingerprint(doc["text"], hash_words)
                 ids.append(doc["id"])
-                keys.append(exact_key(folded))
+                keys.append(key)
                 chars.append(len(doc["text"]))
-                raw.write(minhash(hash_words(folded), cfg["ngram"], a, b).tobytes())
+                raw.write(minhash(word_hashes, cfg["ngram"], a, b).tobytes())
         raw_to_npy(raw_path, npy_path, np.uint64, columns=len(a))
     write_json(json_path, {"ids": ids, "keys": keys, "chars": chars})
     return len(ids)

@@ -1,4 +1,4 @@
-"""Words and n-grams as integer hashes, computed with numpy over whole arrays.
+"""Words and n-grams as integer hashes, computed with numpy over whole arrays, and long texts in pieces.
 
 Shared by the repetition filters (clean) and MinHash (dedup): each word is hashed once
 (crc32, the same on every machine), and an n-gram's hash is a polynomial in its word
@@ -13,9 +13,27 @@ CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # control characters but tab 
 MULTIPLIER = np.uint64(0x100000001B3)  # an odd 64-bit constant (the FNV prime) for the polynomial
 
 
-def words(text):
-    """Whitespace-separated words (str.split: the same Unicode whitespace as the regex \\S+, faster)."""
-    return text.split()
+PIECE_CHARS = 1 << 20
+WHITESPACE = re.compile(r"\s")  # what str.split() splits at
+LINE_END = re.compile(r"\n")
+
+
+def one_piece(text):
+    """Whether `pieces` cuts `text` at all."""
+    return len(text) <= PIECE_CHARS
+
+
+def pieces(text, size=None, at=WHITESPACE):
+    """`text` in pieces of about `size` (PIECE_CHARS) characters, each ending just after a character
+    that `at` matches, whitespace by default (or at the end), so that the words of the pieces, in
+    order, are the words of the text."""
+    size = size or PIECE_CHARS
+    start = 0
+    while start < len(text):
+        space = at.search(text, start + size - 1) if start + size < len(text) else None
+        end = space.end() if space else len(text)
+        yield text[start:end]
+        start = end
 
 
 class WordHasher:

@@ -83,6 +83,7 @@ def main(argv=None):
     t.add_argument("--out", required=True)
     t.add_argument("--checkpoints", required=True)
     t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--mem-mb", type=int, default=None, help="the job's memory: a CPU run that needs more stops before its first step")
     p = sub.add_parser("plan", help="list the runs of a config's scaling studies: N, tokens and steps of each, before any training")
     p.add_argument("config", help="a config file, e.g. configs/scaling.yaml")
     args = parser.parse_args(argv)
@@ -90,7 +91,8 @@ def main(argv=None):
         return print_plan(args.config)
     if args.command == "train":  # under torchrun, into the job's log: timestamped like the rest of it
         sys.stdout = sys.stderr = Timestamped(sys.stdout)
-        return train(json.loads(args.config_json), args.tokenizer, args.manifest, args.out, args.checkpoints, args.threads)
+        return train(json.loads(args.config_json), args.tokenizer, args.manifest, args.out, args.checkpoints, args.threads,
+                     mem_mb=args.mem_mb)
 
     torch.set_grad_enabled(False)
     try:

@@ -201,3 +201,18 @@ def test_compile_auto_compiles_on_gpus_only():
     from lmcore.runtime import use_compile
 
     assert [use_compile(s, torch.device(d)) for s, d in (("auto", "cuda"), ("auto", "cpu"), (True, "cpu"), (False, "cuda"))] == [True, False, True, False]
+
+
+def test_a_run_that_would_not_fit_the_jobs_memory_stops_before_its_first_step(tmp_path, data):
+    """context_length 100000 trained 10 minutes at 1.5 GB without logging one step."""
+    cfg = tiny_entry(max_steps=3, log_interval=2, eval_interval=3)
+    with pytest.raises(MemoryError, match=r"training needs about ([\d,]+) MB \(batch_size 8 x context_length 32 tokens a micro-batch, "
+                                          r"vocab_size 400\), more than the job's mem_mb of 300: lower batch_size"):
+        train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", mem_mb=300, log=lambda *a: None)
+    assert not list_checkpoints(tmp_path / "ckpt")
+    lines = []
+    train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", mem_mb=2000, log=lines.append)
+    assert any(re.fullmatch(r"memory: about \d+ MB of the job's 2,000", x) for x in lines), lines
+    assert any(re.fullmatch(r"one step: 256 tokens, \S+ FLOPs, \S+ s at the peak \(a step takes 2-3 times that\); 3 steps to go: "
+                            r"at least \d+s", x) for x in lines), lines
+    assert any(re.fullmatch(r"step 1 took \S+ s; a progress line every 2 steps", x) for x in lines), lines

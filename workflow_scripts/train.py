@@ -8,5 +8,5 @@ from lmcore.train import launch
 redirect_output(snakemake.log[0])
 entry = snakemake.params.model
 summary = launch(entry, snakemake.input.tokenizer, snakemake.input.manifest, os.path.dirname(snakemake.output.weights),
-                 snakemake.params.checkpoints, threads=snakemake.threads, nproc=entry["gpus"])
+                 snakemake.params.checkpoints, threads=snakemake.threads, nproc=entry["gpus"], mem_mb=snakemake.resources.mem_mb)
 print(summary)

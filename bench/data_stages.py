@@ -25,7 +25,7 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import write_corpus  # noqa: E402
 
-from lmcore.io import disk_bytes  # noqa: E402
+from lmcore.logs import disk_bytes  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILES = 8  # corpus files

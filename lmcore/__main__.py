@@ -12,7 +12,7 @@ import sys
 import torch
 
 from lmcore.generate import generate
-from lmcore.io import Timestamped
+from lmcore.logs import Timestamped
 from lmcore.model_folder import DamagedModel, load_model
 from lmcore.runtime import pick_device
 from lmcore.train import train

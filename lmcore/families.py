@@ -10,7 +10,7 @@ PRESETS = {
     "llama": {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": False, "tie_embeddings": False},
 }
 
-# What an export writes (lmcore.hf.export), one Hugging Face folder per model.
+# What an export writes (lmcore.hf_export.export), one Hugging Face folder per model.
 HF_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 
 # lmcore's GELU MLPs and the `activation_function` of a GPT-2 config that computes the same:

@@ -1,12 +1,10 @@
-"""One place for atomic writes, JSON / JSON Lines I/O and hashing."""
+"""Atomic writes, JSON / JSON Lines I/O and hashing: what every stage's outputs are written and read with."""
 import contextlib
 import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -52,20 +50,6 @@ def copy_file(src, dst):
     """Copy `src` to `dst` atomically."""
     with atomic_open(dst, "wb") as f, open(src, "rb") as source:
         shutil.copyfileobj(source, f)
-
-
-def hf_weight_files(folder):
-    """The files of a Hugging Face folder that hold its model: config.json and every .safetensors
-    (rule inputs, checkpoint run key and loader read the same list; no torch import here)."""
-    return [os.path.join(folder, name) for name in sorted(os.listdir(folder)) if name == "config.json" or name.endswith(".safetensors")]
-
-
-def starting_files(init_from, models_dir):
-    """The weight files a model's `init_from` names: a Hugging Face folder's, or those of another model
-    of the config, in `models_dir` (results/models/). The train rule's inputs and the run key."""
-    if "hf" in init_from:
-        return hf_weight_files(init_from["hf"])
-    return [os.path.join(models_dir, init_from["model"], "model.safetensors")]
 
 
 def write_json(path, obj):
@@ -138,47 +122,3 @@ def raw_to_npy(raw_path, npy_path, dtype, columns=None):
         np.lib.format.write_array_header_1_0(out, header)
         shutil.copyfileobj(raw, out, 1 << 24)
     return n
-
-
-class Timestamped:
-    """A text stream that starts every line with the local date and time."""
-
-    def __init__(self, stream):
-        self.stream, self.line_start = stream, True
-
-    def write(self, text):
-        for piece in text.splitlines(keepends=True):
-            if self.line_start:
-                self.stream.write(time.strftime("%Y-%m-%d %H:%M:%S "))
-            self.stream.write(piece)
-            self.line_start = piece.endswith("\n")
-        return len(text)
-
-    def __getattr__(self, name):  # flush, fileno, encoding, ... of the stream beneath
-        return getattr(self.stream, name)
-
-
-def redirect_output(log_path):
-    """Send this process's stdout and stderr, line-buffered and timestamped, to a job's log file."""
-    os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
-    stream = Timestamped(open(log_path, "a", buffering=1, encoding="utf-8"))
-    sys.stdout = sys.stderr = stream
-    return stream
-
-
-def disk_bytes(paths):
-    """The size of the files and folders (everything under them) in `paths`."""
-    total = 0
-    for path in paths:
-        if os.path.isdir(path):
-            total += sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
-        else:
-            total += os.path.getsize(path)
-    return total
-
-
-def data_rate(paths, start):
-    """'12.3 MB in 2.5 s (4.9 MB/s)': the size of the files (or folders) a job read since `start` (perf_counter)."""
-    nbytes = disk_bytes([paths] if isinstance(paths, (str, os.PathLike)) else paths)
-    seconds = time.perf_counter() - start
-    return f"{nbytes / 1e6:,.1f} MB in {seconds:.1f} s ({nbytes / 1e6 / max(seconds, 1e-9):,.1f} MB/s)"

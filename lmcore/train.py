@@ -8,7 +8,6 @@ Where it runs (device, precision, DDP, peak FLOP/s) is lmcore.runtime; the folde
 lmcore.model_folder.
 """
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -24,14 +23,31 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from lmcore import TRAINING_CODE
-from lmcore.checkpoint import (DamagedCheckpoint, list_checkpoints, load_checkpoint, remove_checkpoint, rng_state,
-                               save_checkpoint, set_rng_state)
-from lmcore.io import sha256_file, starting_files
+from lmcore.checkpoint import (
+    DamagedCheckpoint,
+    list_checkpoints,
+    load_checkpoint,
+    remove_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from lmcore.closure import digest
+from lmcore.init_from import starting_files
+from lmcore.io import sha256_file
 from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
 from lmcore.model_folder import read_config, read_weights, save_model
 from lmcore.optim import lr_at, make_optimizer
-from lmcore.runtime import autocast, autocast_dtype, distributed, peak_flops, pick_device, record_peak, use_compile, use_tf32
+from lmcore.runtime import (
+    autocast,
+    autocast_dtype,
+    distributed,
+    peak_flops,
+    pick_device,
+    record_peak,
+    use_compile,
+    use_tf32,
+)
 from lmcore.shards import TokenDataset
 from lmcore.tokenizer import Tokenizer
 
@@ -173,12 +189,9 @@ def progress_line(row, max_steps, elapsed_s):
 
 
 def code_fingerprint():
-    """sha256 of the training modules: a checkpoint of other code is not resumed (an edited model.py trains afresh)."""
-    h = hashlib.sha256()
-    for name in TRAINING_CODE:
-        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), name), "rb") as f:
-            h.update(f.read())
-    return h.hexdigest()
+    """The digest of the code training runs (lmcore.closure, from this module's imports): a checkpoint of
+    other code is not resumed (an edited model.py trains afresh; an edited export does not)."""
+    return digest(os.path.abspath(__file__))
 
 
 def run_key(entry, fingerprint, models_dir):

@@ -1,11 +1,11 @@
 rule clean:
     input:
         docs="results/docs/{source}",
-        code=code("data/clean.py", "data/text.py", "data/memory.py"),
     output:
         docs="results/clean/{source}/part-{part}.jsonl",
         stats="results/clean/{source}/part-{part}.stats.json",
     params:
+        code=code("clean"),
         clean=config["clean"],
     threads: resource("clean", "threads")
     resources:

@@ -1,11 +1,11 @@
 # Validation, name lists, wildcard constraints and input functions shared by every rule.
 import os
 
-from lmcore import TRAINING_CODE
+from lmcore.closure import digest
 from lmcore.config import prepare_config
 from lmcore.data.download import source_listing
 from lmcore.families import HF_FILES, architecture
-from lmcore.io import starting_files
+from lmcore.init_from import starting_files
 from lmcore.splits import SPLITS
 
 # Fails before any job runs, naming the key and the value.
@@ -23,9 +23,10 @@ def resource(rule, key):
     return config["resources"][rule][key]
 
 
-def code(*modules):
-    """The lmcore modules behind a job, as inputs: editing one reruns the job (the code trigger sees only the script)."""
-    return [os.path.join(workflow.basedir, "lmcore", m) for m in ("__init__.py", "io.py") + modules]
+def code(script):
+    """A digest of the lmcore code that workflow_scripts/<script>.py runs, its imports followed (lmcore.closure):
+    a param, so that an edit reruns exactly the jobs whose code changed and a moved checkout reruns nothing."""
+    return digest(os.path.join(workflow.basedir, "workflow_scripts", script + ".py"), os.path.join(workflow.basedir, "lmcore"))
 
 
 def hf_files(folder):

@@ -1,11 +1,11 @@
 rule dedup_signatures:
     input:
         docs="results/clean/{source}/part-{part}.jsonl",
-        code=code("data/dedup.py", "data/text.py", "data/memory.py"),
     output:
         json="results/dedup/signatures/{source}/part-{part}.json",
         npy="results/dedup/signatures/{source}/part-{part}.npy",
     params:
+        code=code("dedup_signatures"),
         dedup=config["dedup"],
     threads: resource("dedup_signatures", "threads")
     resources:
@@ -23,10 +23,10 @@ rule dedup_clusters:
     input:
         json=part_paths("results/dedup/signatures/{source}/part-{part}.json"),
         npy=part_paths("results/dedup/signatures/{source}/part-{part}.npy"),
-        code=code("data/dedup.py"),
     output:
         "results/dedup/clusters.json",
     params:
+        code=code("dedup_clusters"),
         dedup=config["dedup"],
     threads: resource("dedup_clusters", "threads")
     resources:
@@ -44,9 +44,10 @@ rule dedup_apply:
     input:
         docs="results/clean/{source}/part-{part}.jsonl",
         clusters="results/dedup/clusters.json",
-        code=code("data/dedup.py"),
     output:
         "results/dedup/{source}/part-{part}.jsonl",
+    params:
+        code=code("dedup_apply"),
     threads: resource("dedup_apply", "threads")
     resources:
         mem_mb=resource("dedup_apply", "mem_mb"),

@@ -1,9 +1,8 @@
 rule download:
-    input:
-        code=code("data/download.py"),
     output:
         directory("results/raw/{source}"),
     params:
+        code=code("download"),
         source=source_config,
         files=local_source_listing,
     threads: resource("download", "threads")

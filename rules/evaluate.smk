@@ -2,9 +2,10 @@ rule evaluate:
     input:
         unpack(trained_model),
         manifest=shards_manifest_of,
-        code=code("evaluate.py", "model_folder.py", "checkpoint.py", "model.py", "runtime.py", "shards.py", "tokenizer.py"),
     output:
         report("results/eval/{model}.json", caption="../report/eval.rst", category="Models", subcategory="{model}"),
+    params:
+        code=code("evaluate"),
     threads: resource("evaluate", "threads")
     resources:
         mem_mb=resource("evaluate", "mem_mb"),

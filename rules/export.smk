@@ -3,9 +3,10 @@
 rule export_hf:
     input:
         unpack(trained_model),
-        code=code("hf.py", "families.py", "model_folder.py", "checkpoint.py", "model.py", "tokenizer.py"),
     output:
         hf_files("results/hf/{model}"),
+    params:
+        code=code("export_hf"),
     threads: resource("export_hf", "threads")
     resources:
         mem_mb=resource("export_hf", "mem_mb"),

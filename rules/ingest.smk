@@ -1,10 +1,10 @@
 rule ingest:
     input:
         raw="results/raw/{source}",
-        code=code("data/ingest.py"),
     output:
         directory("results/docs/{source}"),
     params:
+        code=code("ingest"),
         source=source_config,
     threads: resource("ingest", "threads")
     resources:

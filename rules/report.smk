@@ -9,12 +9,10 @@ rule report:
         evals=expand("results/eval/{model}.json", model=MODELS),
         samples=expand("results/samples/{model}.json", model=MODELS),
         exports=expand("results/hf/{model}/config.json", model=EXPORTABLE),
-        code=code(
-            "report/__init__.py", "report/page.py", "report/plots.py", "report/templates/report.html.j2", "config.py", "scaling.py", "families.py"
-        ),
     output:
         report("results/report.html", caption="../report/report.rst", category="Report"),
     params:
+        code=code("report"),
         config=config,
         tokenizers=TOKENIZERS,
         models=MODELS,

@@ -1,10 +1,10 @@
 rule sample:
     input:
         unpack(trained_model),
-        code=code("generate.py", "model_folder.py", "checkpoint.py", "model.py", "tokenizer.py"),
     output:
         report("results/samples/{model}.json", caption="../report/samples.rst", category="Models", subcategory="{model}"),
     params:
+        code=code("sample"),
         sampling=config["sampling"],
     threads: resource("sample", "threads")
     resources:

@@ -2,11 +2,11 @@ rule shard:
     input:
         docs="results/dedup/{source}/part-{part}.jsonl",
         tokenizer="results/tokenizers/{tok}/spm.model",
-        code=code("shards.py", "splits.py", "tokenizer.py", "data/text.py", "data/memory.py"),
     output:
         shards=expand("results/shards/{{tok}}/{split}/{{source}}/part-{{part}}.npy", split=SPLITS),
         stats="results/shards/{tok}/stats/{source}/part-{part}.json",
     params:
+        code=code("shard"),
         splits=config["splits"],
     threads: resource("shard", "threads")
     resources:
@@ -24,10 +24,10 @@ rule shards_manifest:
     input:
         stats=part_paths("results/shards/{tok}/stats/{source}/part-{part}.json", tok="{tok}"),
         tokenizer="results/tokenizers/{tok}/spm.model",
-        code=code("shards.py"),
     output:
         "results/shards/{tok}/manifest.json",
     params:
+        code=code("shards_manifest"),
         parts=PARTS,
     threads: resource("shards_manifest", "threads")
     resources:

@@ -2,10 +2,10 @@ rule train_tokenizer:
     input:
         docs=part_paths("results/dedup/{source}/part-{part}.jsonl"),
         model_file=tokenizer_model_file,
-        code=code("tokenizer.py", "splits.py"),
     output:
         "results/tokenizers/{tok}/spm.model",
     params:
+        code=code("train_tokenizer"),
         tokenizer=tokenizer_config,
         splits=config["splits"],
     threads: resource("train_tokenizer", "threads")
@@ -24,10 +24,10 @@ rule eval_tokenizer:
     input:
         docs=part_paths("results/dedup/{source}/part-{part}.jsonl"),
         tokenizer="results/tokenizers/{tok}/spm.model",
-        code=code("tokenizer.py", "splits.py"),
     output:
         "results/tokenizers/{tok}/stats.json",
     params:
+        code=code("eval_tokenizer"),
         tokenizer=tokenizer_config,
         splits=config["splits"],
     threads: resource("eval_tokenizer", "threads")

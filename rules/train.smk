@@ -3,7 +3,6 @@
 rule train:
     input:
         unpack(model_inputs),
-        code=code(*TRAINING_CODE),
     output:
         weights="results/models/{model}/model.safetensors",
         config="results/models/{model}/config.json",
@@ -13,6 +12,7 @@ rule train:
             "results/models/{model}/summary.json", caption="../report/summary.rst", category="Models", subcategory="{model}"
         ),
     params:
+        code=code("train"),
         model=model_config,
         checkpoints="results/checkpoints/{model}",
     threads: resource("train", "threads")

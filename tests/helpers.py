@@ -97,17 +97,18 @@ def write_config(path, config):
     return path
 
 
-def snakemake_command(workdir, *args, configfile=None):
-    """Snakemake on this repository's Snakefile in `workdir`, with 2 cores."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", os.path.join(REPO, "Snakefile"), "-d", str(workdir), "--cores", "2", *args]
+def snakemake_command(workdir, *args, configfile=None, checkout=REPO):
+    """Snakemake on the Snakefile of `checkout` (this repository) in `workdir`, with 2 cores."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", os.path.join(checkout, "Snakefile"), "-d", str(workdir), "--cores", "2", *args]
     if configfile:  # last: --configfile takes every argument after it
         cmd += ["--configfile", str(configfile)]
     return cmd
 
 
-def snakemake(workdir, *args, configfile=None, timeout=600):
+def snakemake(workdir, *args, configfile=None, timeout=600, checkout=REPO):
     """Run Snakemake and wait; returns the CompletedProcess."""
-    return subprocess.run(snakemake_command(workdir, *args, configfile=configfile), capture_output=True, text=True, timeout=timeout)
+    command = snakemake_command(workdir, *args, configfile=configfile, checkout=checkout)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
 def planned_jobs(result):

@@ -7,7 +7,9 @@ import random
 import pytest
 import torch
 
-from lmcore.hf import architecture, export, load_hf
+from lmcore.families import architecture
+from lmcore.hf import load_hf
+from lmcore.hf_export import export
 from lmcore.model import GPT, ModelConfig
 from lmcore.model_folder import load_model, save_model
 
@@ -76,7 +78,7 @@ def test_the_exported_tokenizer_gives_lmcores_ids_and_text_back(exported, bpe):
 @pytest.mark.parametrize("kind", ["unigram", "char"])
 def test_unigram_and_char_tokenizers_export_with_the_same_ids(tmp_path, kind):
     from helpers import train_tokenizer
-    from lmcore.hf import tokenizer_json
+    from lmcore.hf_export import tokenizer_json
 
     ours = train_tokenizer(tmp_path / "spm.model", kind)
     import tokenizers

@@ -4,7 +4,8 @@ import time
 
 from lmcore.data.clean import clean_part
 from lmcore.data.memory import check_document_memory
-from lmcore.io import data_rate, redirect_output, write_json
+from lmcore.io import write_json
+from lmcore.logs import data_rate, redirect_output
 
 redirect_output(snakemake.log[0])
 start = time.perf_counter()

@@ -2,7 +2,7 @@
 import time
 
 from lmcore.data.dedup import apply_clusters
-from lmcore.io import data_rate, redirect_output
+from lmcore.logs import data_rate, redirect_output
 
 redirect_output(snakemake.log[0])
 start = time.perf_counter()

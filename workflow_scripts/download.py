@@ -3,7 +3,8 @@ import os
 import time
 
 from lmcore.data.download import download_source
-from lmcore.io import atomic_dir, data_rate, redirect_output, write_json
+from lmcore.io import atomic_dir, write_json
+from lmcore.logs import data_rate, redirect_output
 
 redirect_output(snakemake.log[0])
 start = time.perf_counter()

@@ -1,6 +1,7 @@
 """Measure a tokenizer on validation documents: compression, byte fallback, vocabulary use, round trips."""
 from lmcore import tokenizer
-from lmcore.io import redirect_output, write_json
+from lmcore.io import write_json
+from lmcore.logs import redirect_output
 from lmcore.splits import documents_in_split
 
 redirect_output(snakemake.log[0])

@@ -5,7 +5,8 @@ import os
 import torch
 
 from lmcore.evaluate import evaluate_model, unigram_baseline
-from lmcore.io import redirect_output, write_json
+from lmcore.io import write_json
+from lmcore.logs import redirect_output
 from lmcore.model_folder import load_model, read_config
 from lmcore.runtime import autocast_dtype, pick_device, use_tf32
 from lmcore.shards import TokenDataset

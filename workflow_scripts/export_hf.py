@@ -1,8 +1,8 @@
 """Export one trained model as a Hugging Face folder (the rule runs only for models that have an HF architecture)."""
 import os
 
-from lmcore.hf import export
-from lmcore.io import redirect_output
+from lmcore.hf_export import export
+from lmcore.logs import redirect_output
 
 redirect_output(snakemake.log[0])
 folder = os.path.dirname(snakemake.output[0])

@@ -1,5 +1,6 @@
 """The self-contained HTML report of the run."""
-from lmcore.io import atomic_open, redirect_output
+from lmcore.io import atomic_open
+from lmcore.logs import redirect_output
 from lmcore.report import build
 
 redirect_output(snakemake.log[0])

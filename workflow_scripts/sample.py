@@ -2,7 +2,8 @@
 import os
 
 from lmcore.generate import sample_grid
-from lmcore.io import redirect_output, write_json
+from lmcore.io import write_json
+from lmcore.logs import redirect_output
 from lmcore.model_folder import load_model
 
 redirect_output(snakemake.log[0])

@@ -2,7 +2,8 @@
 import time
 
 from lmcore.data.memory import check_document_memory
-from lmcore.io import data_rate, redirect_output, write_json
+from lmcore.io import write_json
+from lmcore.logs import data_rate, redirect_output
 from lmcore.shards import shard_part
 from lmcore.splits import SPLITS
 from lmcore.tokenizer import Tokenizer

@@ -1,5 +1,6 @@
 """One manifest per tokenizer: tokens per split and part, dtype, fingerprint, checksums."""
-from lmcore.io import read_json, redirect_output
+from lmcore.io import read_json
+from lmcore.logs import redirect_output
 from lmcore.shards import write_manifest
 from lmcore.tokenizer import Tokenizer
 

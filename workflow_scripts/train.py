@@ -2,7 +2,7 @@
 With `gpus` above 1 in the model's config, the training runs under torchrun (DDP)."""
 import os
 
-from lmcore.io import redirect_output
+from lmcore.logs import redirect_output
 from lmcore.train import launch
 
 redirect_output(snakemake.log[0])

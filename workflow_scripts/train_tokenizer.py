@@ -1,6 +1,6 @@
 """Train a SentencePiece tokenizer on the train split of every deduplicated part, or take the one the config gives."""
 from lmcore import tokenizer
-from lmcore.io import redirect_output
+from lmcore.logs import redirect_output
 
 redirect_output(snakemake.log[0])
 cfg = snakemake.params.tokenizer

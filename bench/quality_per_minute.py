@@ -39,7 +39,7 @@ from lmcore.optim import make_optimizer  # noqa: E402
 from lmcore.runtime import machine_key  # noqa: E402
 from lmcore.splits import SPLITS, documents_in_split  # noqa: E402
 from lmcore.tokenizer import Tokenizer  # noqa: E402
-from lmcore.train import read_entry  # noqa: E402
+from lmcore.train_config import read_entry  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE_STEPS = 40  # per round, three rounds: about 10 s of the small models

@@ -15,7 +15,7 @@ from lmcore.generate import generate
 from lmcore.logs import Timestamped
 from lmcore.model_folder import DamagedModel, load_model
 from lmcore.runtime import pick_device
-from lmcore.train import train
+from lmcore.train import Stopped, train
 
 
 def number(kind, low, high=math.inf, low_open=False, text=""):
@@ -91,8 +91,12 @@ def main(argv=None):
         return print_plan(args.config)
     if args.command == "train":  # under torchrun, into the job's log: timestamped like the rest of it
         sys.stdout = sys.stderr = Timestamped(sys.stdout)
-        return train(json.loads(args.config_json), args.tokenizer, args.manifest, args.out, args.checkpoints, args.threads,
-                     mem_mb=args.mem_mb)
+        try:
+            return train(json.loads(args.config_json), args.tokenizer, args.manifest, args.out, args.checkpoints, args.threads,
+                         mem_mb=args.mem_mb)
+        except Stopped as stopped:
+            print(stopped)
+            raise SystemExit(143) from None
 
     torch.set_grad_enabled(False)
     try:

@@ -47,3 +47,20 @@ def data_rate(paths, start):
     nbytes = disk_bytes([paths] if isinstance(paths, (str, os.PathLike)) else paths)
     seconds = time.perf_counter() - start
     return f"{nbytes / 1e6:,.1f} MB in {seconds:.1f} s ({nbytes / 1e6 / max(seconds, 1e-9):,.1f} MB/s)"
+
+
+def duration(seconds):
+    """4m05s, 1h02m, 12s."""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def progress_line(row, max_steps, elapsed_s):
+    """step 300/600 (50%) | loss 4.91 | val 4.95 | lr 1.2e-03 | 2.4k tok/s | 4m10s elapsed, ETA 4m05s"""
+    step = row["step"]
+    val = f" | val {row['val_loss']:.3f}" if row["val_loss"] is not None else ""
+    eta = elapsed_s / step * (max_steps - step)
+    return (f"step {step}/{max_steps} ({step / max_steps:.0%}) | loss {row['loss']:.3f}{val} | lr {row['lr']:.1e} | "
+            f"{row['tokens_per_s'] / 1000:.1f}k tok/s | {duration(elapsed_s)} elapsed, ETA {duration(eta)}")

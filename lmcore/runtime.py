@@ -152,3 +152,23 @@ def peak_flops(device, dtype):
         record_peak(device, dtype, matmul_rate(device, dtype))
         kept = read_json(path)[key]
     return kept, f"best measured on this machine ({key}), kept in {path}"
+
+
+def memory_needed_mb(parameters, micro_batch_tokens, cfg, world=1):
+    """Host memory a CPU run needs, in MB, about: the torch runtime (400 MB), 20 bytes a parameter
+    (weights, gradients, AdamW's two moments, the best weights kept), and per token of a micro-batch
+    the logits with their softmax and gradient (12 bytes x vocab_size) and 50 bytes x n_layers x
+    d_model of the blocks' activations (attention is SDPA's, with no context_length^2 matrix). Measured
+    within 5% on 2-core AMD EPYC for shapes of 0.9-5 M parameters, 4k-16k tokens (2026-11-29)."""
+    per_process = 400e6 + 20 * parameters + micro_batch_tokens * (12 * cfg.vocab_size + 50 * cfg.n_layers * cfg.d_model)
+    return world * per_process / 1e6
+
+
+def check_fits(need_mb, mem_mb, batch_size, cfg, log):
+    """Stop before the first step when the estimate exceeds the job's memory (`resources.train.mem_mb`)."""
+    if mem_mb and need_mb > mem_mb:
+        raise MemoryError(
+            f"training needs about {need_mb:,.0f} MB (batch_size {batch_size} x context_length {cfg.context_length:,} "
+            f"tokens a micro-batch, vocab_size {cfg.vocab_size:,}), more than the job's mem_mb of {mem_mb:,}: lower batch_size "
+            f"(and raise grad_accum to keep the tokens a step) or context_length, or raise resources.train.mem_mb")
+    log(f"memory: about {need_mb:,.0f} MB" + (f" of the job's {mem_mb:,}" if mem_mb else ""))

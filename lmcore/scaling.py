@@ -30,7 +30,7 @@ def plan(config):
     import torch
 
     from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
-    from lmcore.train import read_entry
+    from lmcore.train_config import read_entry
 
     rows = []
     for study, runs in scaling_models(config.get("scaling")).items():

@@ -98,14 +98,14 @@ def test_every_rng_state_survives_a_weights_only_checkpoint(tmp_path):
 
 
 def test_a_checkpoint_of_other_training_code_is_not_resumed(tmp_path, data, monkeypatch):
-    import lmcore.train
+    import lmcore.resume
 
     cfg = tiny_entry(max_steps=4, checkpoint_interval=2, eval_interval=2)
     train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
     same, edited = [], []
     train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=same.append)
     assert "Resumed from step 4" in same
-    monkeypatch.setattr(lmcore.train, "code_fingerprint", lambda: "edited model.py")
+    monkeypatch.setattr(lmcore.resume, "code_fingerprint", lambda: "edited model.py")
     train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=edited.append)
     assert not any(line.startswith("Resumed") for line in edited) and any("starting afresh" in line for line in edited)
 
@@ -160,7 +160,7 @@ def test_the_training_settings_default_to_the_schemas_defaults():
     import yaml
 
     from lmcore.model import ModelConfig
-    from lmcore.train import TrainConfig
+    from lmcore.train_config import TrainConfig
 
     with open(SCHEMA, encoding="utf-8") as f:
         keys = yaml.safe_load(f)["$defs"]["model"]["properties"]

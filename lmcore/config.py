@@ -13,7 +13,7 @@ import re
 import jsonschema
 import yaml
 
-from lmcore.families import PRESETS
+from lmcore.families import BLOCK_KEYS, PRESETS, SHAPE_KEYS
 
 
 class ConfigError(ValueError):
@@ -181,7 +181,7 @@ def merge_model_defaults(config):
 
 # What a model continued from another must share with it: the tokenizer and every key that shapes a
 # tensor (context_length too where positions are learned; with rope a child may train on longer windows).
-SHARED_WITH_PARENT = ("tokenizer", "d_model", "n_layers", "n_heads", "d_ff", "norm", "position", "mlp", "bias", "tie_embeddings")
+SHARED_WITH_PARENT = ("tokenizer",) + SHAPE_KEYS + BLOCK_KEYS
 
 
 def check_parent(models, name):

@@ -15,7 +15,7 @@ import os
 import torch
 
 from lmcore.checkpoint import load_safetensors
-from lmcore.families import HF_GELUS
+from lmcore.families import HF_GELUS, PRESETS
 from lmcore.init_from import hf_weight_files
 from lmcore.model import GPT, ModelConfig
 
@@ -89,6 +89,11 @@ def lmcore_shapes(m):
     return {k: tuple(v.shape) for k, v in model.state_dict().items() if not (k == "lm_head.weight" and m["tie_embeddings"])}
 
 
+def family_parts(name):
+    """The norm, position and MLP of a family's preset."""
+    return {k: PRESETS[name][k] for k in ("norm", "position", "mlp")}
+
+
 def load_hf(folder):
     """(ModelConfig keywords, lmcore state dict) of a Hugging Face Llama- or GPT-2-layout folder."""
     with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
@@ -98,15 +103,15 @@ def load_hf(folder):
         if c.get("num_key_value_heads", c["num_attention_heads"]) != c["num_attention_heads"]:
             raise ValueError(f"{folder}: grouped-query attention (num_key_value_heads {c['num_key_value_heads']}) has no lmcore layout")
         m = {"d_model": c["hidden_size"], "n_layers": c["num_hidden_layers"], "n_heads": c["num_attention_heads"],
-             "d_ff": c["intermediate_size"], "context_length": c["max_position_embeddings"], "norm": "rmsnorm", "position": "rope",
-             "mlp": "swiglu", "bias": bool(c.get("attention_bias", False)), "tie_embeddings": bool(c.get("tie_word_embeddings", False))}
+             "d_ff": c["intermediate_size"], "context_length": c["max_position_embeddings"], **family_parts("llama"),
+             "bias": bool(c.get("attention_bias", False)), "tie_embeddings": bool(c.get("tie_word_embeddings", False))}
         mapping = llama_weights
     elif kind == "gpt2":
         act = c.get("activation_function", "gelu_new")  # transformers' GPT2Config default
         if act not in HF_GELUS:
             raise ValueError(f"{folder}: activation_function {act!r} has no lmcore MLP (known: {', '.join(HF_GELUS)})")
         m = {"d_model": c["n_embd"], "n_layers": c["n_layer"], "n_heads": c["n_head"], "d_ff": c.get("n_inner") or 4 * c["n_embd"],
-             "context_length": c["n_positions"], "norm": "layernorm", "position": "learned", "mlp": HF_GELUS[act], "bias": True,
+             "context_length": c["n_positions"], **family_parts("gpt2"), "mlp": HF_GELUS[act], "bias": True,
              "tie_embeddings": bool(c.get("tie_word_embeddings", True))}
         mapping = gpt2_weights
     else:

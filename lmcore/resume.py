@@ -6,6 +6,7 @@ import os
 
 from lmcore.checkpoint import DamagedCheckpoint, list_checkpoints, load_checkpoint, remove_checkpoint
 from lmcore.closure import digest
+from lmcore.families import BLOCK_KEYS
 from lmcore.init_from import starting_files
 from lmcore.io import sha256_file
 from lmcore.model_folder import read_config, read_weights
@@ -63,7 +64,7 @@ def starting_weights(init_from, model, models_dir, tokenizer):
             raise ValueError(f"init_from {where}: trained with tokenizer {saved['tokenizer_fingerprint'][:12]}, "
                              f"this model with {tokenizer.fingerprint[:12]}; a model continues another of the same tokenizer")
         options, weights = saved["model"], read_weights(where, saved)
-    for key in ("norm", "position", "mlp", "bias", "tie_embeddings"):
+    for key in BLOCK_KEYS:
         if options[key] != getattr(model.cfg, key):
             raise ValueError(f"init_from {where}: {key} is {options[key]} there, {getattr(model.cfg, key)} in this model entry")
     ours = model.state_dict()

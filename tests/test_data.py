@@ -68,7 +68,7 @@ def test_hostile_archive_member_is_refused_by_name(tmp_path):
 def test_ingest_decodes_bom_crlf_nfc_and_skips_binary(tmp_path):
     files = tmp_path / "raw" / "files"
     files.mkdir(parents=True)
-    (files / "a.txt").write_bytes("\ufeffline\x00 one\r\nCafe\u0301 \xff\x07\tend\r\n".encode("utf-8").replace(b"\xc3\xbf", b"\xff"))
+    (files / "a.txt").write_bytes("\ufeffline\x00 one  \r\nCafe\u0301 \xff\x07\tend\r\n".encode("utf-8").replace(b"\xc3\xbf", b"\xff"))
     (files / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
     manifest = {"files": [{"path": "a.txt"}, {"path": "b.png"}]}
     parts = [str(tmp_path / f"part-{k}.jsonl") for k in range(3)]
@@ -88,7 +88,7 @@ def test_ingest_of_a_source_without_documents_names_the_source(tmp_path):
 
 
 def test_clean_drops_short_documents_with_reason_and_examples(tmp_path):
-    docs = [{"id": "long", "text": "word " * 50 + "  \x07\r\n"}, {"id": "short", "text": "tiny"}]
+    docs = [{"id": "long", "text": ("word " * 50).rstrip() + "\n"}, {"id": "short", "text": "tiny"}]
     write_jsonl(tmp_path / "in.jsonl", docs)
     cfg = clean_config(min_chars=20, min_words=5, gopher_quality={"enabled": False}, gopher_repetition={"enabled": False})
     stats = clean.clean_part(tmp_path / "in.jsonl", tmp_path / "out.jsonl", cfg)
@@ -451,14 +451,14 @@ def test_ingest_splits_on_a_delimiter_and_reads_jsonl_fields(tmp_path):
     files = tmp_path / "raw" / "files"
     files.mkdir(parents=True)
     (files / "stories.txt").write_text("Once upon a time.<|endoftext|>\nThe end came.<|endoftext|>  \n")
-    (files / "rows.jsonl").write_text('{"text": "first row"}\n\n{"text": "second row", "other": 1}\n')
+    (files / "rows.jsonl").write_text('{"text": "first row"}\n\n{"text": "second\\r\\nrow \\u0007", "other": 1}\n')
     parts = [str(tmp_path / f"part-{k}.jsonl") for k in range(2)]
     ingest.ingest("s", str(tmp_path / "raw"), {"files": [{"path": "stories.txt"}]}, {"split": "<|endoftext|>"}, parts)
     docs = sorted((d["id"], d["text"]) for p in parts for d in read_jsonl(p))
     assert docs == [("s/stories.txt#0", "Once upon a time."), ("s/stories.txt#1", "The end came.")]
     ingest.ingest("s", str(tmp_path / "raw"), {"files": [{"path": "rows.jsonl"}]}, {"jsonl": "text"}, parts)
     docs = sorted((d["id"], d["text"]) for p in parts for d in read_jsonl(p))
-    assert docs == [("s/rows.jsonl#1", "first row"), ("s/rows.jsonl#3", "second row")]
+    assert docs == [("s/rows.jsonl#1", "first row"), ("s/rows.jsonl#3", "second\nrow")]  # escapes are normalised too
     with pytest.raises(ValueError, match=r"rows\.jsonl:1: no field 'body' in this line \(keys \['text'\]\)"):
         ingest.ingest("s", str(tmp_path / "raw"), {"files": [{"path": "rows.jsonl"}]}, {"jsonl": "body"}, parts)
     (tmp_path / "raw" / "files" / "rows.jsonl").write_text('{"text": "fine"}\n{"text": "cut sh\n')

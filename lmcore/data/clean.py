@@ -1,6 +1,6 @@
-"""Normalise documents, then drop the ones a filter rejects, each with a named reason.
+"""Drop the documents a filter rejects, each with a named reason (ingest normalised their text).
 
-Each rule is a unit, `(text) -> reason | None`, built from its thresholds in the config's
+Each rule is a unit, `(TextView) -> reason | None`, built from its thresholds in the config's
 `clean:` section; a threshold of null switches that one rule off, `enabled: false` its group.
 `filters(cfg)` lists them in the order they run (the first that fires names the reason):
 - length: characters, then words (`min_chars`, `min_words`);
@@ -9,7 +9,7 @@ Each rule is a unit, `(text) -> reason | None`, built from its thresholds in the
 - Gopher repetition: duplicate lines and paragraphs (share and characters), the most
   frequent 2-4-gram's character share, characters inside duplicated 5-10-grams;
 - C4 (Raffel et al. 2020): lorem ipsum and curly braces drop the document; lines
-  mentioning javascript or a policy are removed first, as part of normalisation (a document
+  mentioning javascript or a policy are removed first (a document
   that a later rule drops only because of that removal is dropped for `c4_lines`).
 Defaults follow the papers, except where they would drop verse, plays and whole books
 (short repeated speaker lines, no final punctuation, one file one document); the schema
@@ -18,11 +18,10 @@ Defaults follow the papers, except where they would drop verse, plays and whole 
 import functools
 import itertools
 import re
-import unicodedata
 
 import numpy as np
 
-from lmcore.data.text import CONTROL, WordHasher, ngram_hashes, one_piece, pieces
+from lmcore.data.text import WordHasher, ngram_hashes, one_piece, pieces
 from lmcore.io import read_jsonl, write_jsonl
 
 EXAMPLES_PER_REASON = 5
@@ -32,14 +31,6 @@ BULLETS = ("●", "•", "*", "-", "‣", "⁃", "◦", "▪")  # what a bullet 
 ELLIPSES = ("...", "…")
 LETTER = re.compile(r"[^\W\d_]")  # a word character but a digit or the underscore
 POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
-
-
-def normalize(text):
-    """NFC, LF line endings, control characters removed (tab and newline kept), trailing spaces stripped."""
-    text = CONTROL.sub("", unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n")))
-    if " \n" in text or "\t\n" in text or text.endswith((" ", "\t")):  # a text with no trailing space is left as it is
-        text = "\n".join([line.rstrip(" \t") for line in text.split("\n")])  # 3.7x faster than the regex [ \t]+$
-    return text
 
 
 class TextView:
@@ -330,14 +321,14 @@ def filters(cfg):
 
 
 class Cleaner:
-    """Normalise a text, then run the filters of `cfg`: `(cleaned text, drop reason or None)`."""
+    """Remove C4's lines, then run the filters of `cfg` on a text as ingest normalised it: `(cleaned text, drop reason or None)`."""
 
     def __init__(self, cfg):
         self.c4 = cfg["c4"]
         self.filters = filters(cfg)
 
     def __call__(self, text):
-        view = whole = TextView(normalize(text))
+        view = whole = TextView(text)  # ingest normalised it
         if self.c4["enabled"]:
             view = remove_c4_lines(view, self.c4["javascript"], self.c4["policy"])
         for rule in self.filters:

@@ -6,9 +6,8 @@ file, with `#<index>` appended when a file holds several documents.
 import contextlib
 import json
 import os
-import unicodedata
 
-from lmcore.data.text import CONTROL
+from lmcore.data.text import normalize
 from lmcore.io import atomic_open, stable_hash
 
 BINARY_MAGIC = (b"\x89PNG", b"%PDF", b"PK\x03\x04", b"\x1f\x8b", b"\xff\xd8\xff", b"GIF8", b"\x7fELF", b"BZh", b"\xfd7zXZ")
@@ -24,15 +23,13 @@ def is_binary(data):
 
 
 def decode_text(data):
-    """Bytes to text: UTF-8 with U+FFFD for bad bytes, no BOM, LF line endings, no control
-    characters but tab and newline (NUL included), NFC.
+    """Bytes to normalised text (lmcore.data.text.normalize): UTF-8 with U+FFFD for bad bytes, no BOM.
 
     Returns (text, number of replaced byte sequences, number of control characters removed)."""
     text = data.decode("utf-8", errors="replace")
     replaced = text.count("\ufffd") - data.count("\ufffd".encode())
-    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
-    text, controls = CONTROL.subn("", text)
-    return unicodedata.normalize("NFC", text), replaced, controls
+    text, controls = normalize(text.removeprefix("\ufeff"))
+    return text, replaced, controls
 
 
 def documents_of(source_name, rel_path, text, mode):
@@ -54,7 +51,7 @@ def documents_of(source_name, rel_path, text, mode):
             if not isinstance(record, dict) or mode["jsonl"] not in record:
                 found = f"keys {sorted(record)[:10]}" if isinstance(record, dict) else f"a JSON {type(record).__name__}"
                 raise ValueError(f"{base}:{lineno}: no field {mode['jsonl']!r} in this line ({found})")
-            yield f"{base}#{lineno}", str(record[mode["jsonl"]])
+            yield f"{base}#{lineno}", normalize(str(record[mode["jsonl"]]))[0]  # escapes in JSON hid \r and controls
 
 
 def ingest(source_name, raw_dir, manifest, mode, part_paths):

@@ -1,16 +1,28 @@
-"""Words and n-grams as integer hashes, computed with numpy over whole arrays, and long texts in pieces.
+"""Text as every stage sees it: normalised once, at ingest; words and n-grams as integer hashes,
+computed with numpy over whole arrays; long texts in pieces.
 
 Shared by the repetition filters (clean) and MinHash (dedup): each word is hashed once
 (crc32, the same on every machine), and an n-gram's hash is a polynomial in its word
 hashes, computed for every position at once with uint64 arithmetic that wraps.
 """
 import re
+import unicodedata
 import zlib
 
 import numpy as np
 
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # control characters but tab and newline
 MULTIPLIER = np.uint64(0x100000001B3)  # an odd 64-bit constant (the FNV prime) for the polynomial
+
+
+def normalize(text):
+    """(text, control characters removed): LF line endings, no control characters but tab and newline,
+    NFC, no spaces or tabs at the end of a line. Ingest applies it to every document, once."""
+    text, controls = CONTROL.subn("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = unicodedata.normalize("NFC", text)
+    if " \n" in text or "\t\n" in text or text.endswith((" ", "\t")):  # most texts have no trailing space
+        text = "\n".join([line.rstrip(" \t") for line in text.split("\n")])
+    return text, controls
 
 
 PIECE_CHARS = 1 << 20

@@ -19,6 +19,8 @@ run: install
 	$(BIN)/snakemake --cores $(CORES) results/report.html  # profiles/default/ (the workflow profile) is read by itself
 
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q tests
 
 # Figures, not tests: each script prints a table (about 50 minutes on 2 cores, half of it

@@ -1,4 +1,5 @@
 """Helpers shared by the benchmark scripts: a synthetic corpus and a child process's peak memory."""
+
 import json
 import os
 import subprocess
@@ -6,13 +7,19 @@ import sys
 
 import numpy as np
 
-WORDS = np.array(("the of and to in a is that for it as was with be by on not he I this are or his from at which "
-                  "but have an they you were her she there been one all we their has would when if so no will more "
-                  "king queen love death night day heart blood crown sword sweet fair noble honour grace time world "
-                  "life eyes heaven earth soul tongue hand speak hear come make thee thou thy lord lady").split())
+WORDS = np.array(
+    (
+        "the of and to in a is that for it as was with be by on not he I this are or his from at which "
+        "but have an they you were her she there been one all we their has would when if so no will more "
+        "king queen love death night day heart blood crown sword sweet fair noble honour grace time world "
+        "life eyes heaven earth soul tongue hand speak hear come make thee thou thy lord lady"
+    ).split()
+)
 
 
-SEPARATORS = np.array([" "] * 44 + ["\n"] * 5 + ["\n\n"], dtype=object)  # a line ends after 10% of words, a paragraph after 2%
+SEPARATORS = np.array(
+    [" "] * 44 + ["\n"] * 5 + ["\n\n"], dtype=object
+)  # a line ends after 10% of words, a paragraph after 2%
 
 
 def write_corpus(path, megabytes, seed=0, words_per_doc=600, duplicates=0.0):

@@ -11,6 +11,7 @@ Part jobs read one part each, so their memory should stay flat as the corpus gro
 dedup_clusters job grows with the number of documents (lmcore/data/dedup.py says by how much),
 and tokenizer training with its sample, up to `max_training_chars`. Compare two sizes.
 """
+
 import argparse
 import csv
 import glob
@@ -24,7 +25,6 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import write_corpus  # noqa: E402
-
 from lmcore.logs import disk_bytes  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,7 +58,9 @@ def write_config(path, corpus, parts, cores):
         "sources": {"bench": {"path": corpus, "documents": {"jsonl": "text"}, "parts": parts}},
         "dedup": {"exact": True, "near": True},
         "tokenizers": {"bpe4k": {"model_type": "bpe", "vocab_size": 4096}},
-        "models": {"unused": {"tokenizer": "bpe4k", "d_model": 16, "n_layers": 1, "n_heads": 1}},  # a config names a model
+        "models": {
+            "unused": {"tokenizer": "bpe4k", "d_model": 16, "n_layers": 1, "n_heads": 1}
+        },  # a config names a model
         "resources": threads,
     }
     with open(path, "w", encoding="utf-8") as f:
@@ -77,22 +79,43 @@ def main():
     corpus, run = os.path.join(work, "corpus"), os.path.join(work, "run")
     os.makedirs(corpus)
     os.makedirs(run)
-    documents = sum(write_corpus(os.path.join(corpus, f"{k}.jsonl"), size_bytes(args.size) / FILES / 1e6, seed=k, duplicates=0.1)
-                    for k in range(FILES))
+    documents = sum(
+        write_corpus(os.path.join(corpus, f"{k}.jsonl"), size_bytes(args.size) / FILES / 1e6, seed=k, duplicates=0.1)
+        for k in range(FILES)
+    )
     config = os.path.join(work, "config.yaml")
     write_config(config, corpus, args.parts, args.cores)
     start = time.perf_counter()
     with open(os.path.join(work, "snakemake.log"), "w", encoding="utf-8") as log:
-        subprocess.run([sys.executable, "-m", "snakemake", "-s", os.path.join(REPO, "Snakefile"), "-d", run, "--cores", str(args.cores),
-                        "results/shards/bpe4k/manifest.json",
-                        "results/tokenizers/bpe4k/stats.json", "--configfile", config], check=True, stdout=log, stderr=log)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "-s",
+                os.path.join(REPO, "Snakefile"),
+                "-d",
+                run,
+                "--cores",
+                str(args.cores),
+                "results/shards/bpe4k/manifest.json",
+                "results/tokenizers/bpe4k/stats.json",
+                "--configfile",
+                config,
+            ],
+            check=True,
+            stdout=log,
+            stderr=log,
+        )
     wall = time.perf_counter() - start
 
     print(f"{disk_bytes([corpus]) / 1e6:,.0f} MB, {documents:,} documents, {args.parts} parts, {args.cores} cores")
     print(f"{'stage':>16} {'jobs':>4} {'MB/job':>7} {'MB/s/core':>9} {'s (slowest)':>11} {'peak MB':>8}")
     for stage, reads in STAGES.items():
         rows = []
-        for tsv in sorted(glob.glob(f"{run}/benchmarks/{stage}/**/*.tsv", recursive=True) + glob.glob(f"{run}/benchmarks/{stage}.tsv")):
+        for tsv in sorted(
+            glob.glob(f"{run}/benchmarks/{stage}/**/*.tsv", recursive=True) + glob.glob(f"{run}/benchmarks/{stage}.tsv")
+        ):
             wildcards = os.path.relpath(tsv, f"{run}/benchmarks/{stage}")[: -len(".tsv")].split(os.sep)
             with open(tsv, encoding="utf-8") as f:
                 bench = next(csv.DictReader(f, delimiter="\t"))
@@ -102,7 +125,10 @@ def main():
             continue
         mb = sum(r[0] for r in rows) / 1e6
         rate = mb / sum(r[1] * r[2] for r in rows)
-        print(f"{stage:>16} {len(rows):4d} {mb / len(rows):7.1f} {rate:9.2f} {max(r[1] for r in rows):11.1f} {max(r[3] for r in rows):8.0f}")
+        print(
+            f"{stage:>16} {len(rows):4d} {mb / len(rows):7.1f} {rate:9.2f} {max(r[1] for r in rows):11.1f} "
+            f"{max(r[3] for r in rows):8.0f}"
+        )
     print(f"whole run: {wall:.0f} s wall on {args.cores} cores ({os.path.join(work, 'run')})")
 
 

@@ -7,6 +7,7 @@ rounds, same process, same batches.
 
     python bench/default_model_speed.py [--rounds 5] [--steps 20] [--threads 2]
 """
+
 import argparse
 import time
 
@@ -43,8 +44,18 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     # config.yaml's `small` and model_defaults' batch and context before the defaults sweep
-    cfg = ModelConfig(vocab_size=4096, d_model=192, n_layers=4, n_heads=6, context_length=128, norm="rmsnorm", position="rope",
-                      mlp="swiglu", bias=False, tie_embeddings=True)
+    cfg = ModelConfig(
+        vocab_size=4096,
+        d_model=192,
+        n_layers=4,
+        n_heads=6,
+        context_length=128,
+        norm="rmsnorm",
+        position="rope",
+        mlp="swiglu",
+        bias=False,
+        tie_embeddings=True,
+    )
     model = GPT(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=True)
     batches = [(torch.randint(0, 4096, (16, 128)), torch.randint(0, 4096, (16, 128))) for _ in range(args.steps)]
@@ -57,7 +68,10 @@ def main():
             rates[name].append(tokens_per_s(model, opt, batches))
     lm.RMSNorm.forward, lm.apply_rope = ours
     best = {name: max(r) for name, r in rates.items()}
-    print(f"small (4 x 192, rmsnorm, rope, swiglu), batch 16 x 128, fp32, {args.threads} threads, best of {args.rounds} rounds:")
+    print(
+        f"small (4 x 192, rmsnorm, rope, swiglu), batch 16 x 128, fp32, {args.threads} threads, best of {args.rounds} "
+        "rounds:"
+    )
     for name, rate in best.items():
         print(f"  {name:<10} {rate:>9,.0f} tokens/s")
     print(f"  lmcore / reference: {best['lmcore'] / best['reference']:.3f}x")

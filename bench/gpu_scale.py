@@ -15,6 +15,7 @@ issue asks for 3x or more.
 Without a GPU it says that the GPU figures are missing and runs its CPU path: the 124M shape,
 fp32, batch 1, 2 steps, so that the code path is exercised and a CPU figure printed.
 """
+
 import argparse
 import os
 import time
@@ -29,9 +30,26 @@ from lmcore.runtime import autocast, data_sheet_peak, machine_key, use_tf32
 from lmcore.train import train_step
 
 SHAPES = {
-    "gpt2-124M": {"vocab_size": 50304, "d_model": 768, "n_layers": 12, "n_heads": 12, "context_length": 1024, "mlp": "gelu"},
-    "llama-350M": {"vocab_size": 32000, "d_model": 1024, "n_layers": 24, "n_heads": 16, "context_length": 1024, "norm": "rmsnorm",
-                   "position": "rope", "mlp": "swiglu", "bias": False, "tie_embeddings": False},
+    "gpt2-124M": {
+        "vocab_size": 50304,
+        "d_model": 768,
+        "n_layers": 12,
+        "n_heads": 12,
+        "context_length": 1024,
+        "mlp": "gelu",
+    },
+    "llama-350M": {
+        "vocab_size": 32000,
+        "d_model": 1024,
+        "n_layers": 24,
+        "n_heads": 16,
+        "context_length": 1024,
+        "norm": "rmsnorm",
+        "position": "rope",
+        "mlp": "swiglu",
+        "bias": False,
+        "tie_embeddings": False,
+    },
 }
 MODES = {"fp32 (TF32)": (None, False), "bf16": (torch.bfloat16, False), "bf16 + compile": (torch.bfloat16, True)}
 
@@ -53,7 +71,9 @@ def eval_tokens_per_s(model, dtype, batch, batches, device):
     token_bytes = np.ones(model.cfg.vocab_size, dtype=np.int64)
     evaluate_model(model, RandomTokens(batch * T, model.cfg.vocab_size), token_bytes, batch, device, dtype)  # warm-up
     start = time.perf_counter()
-    tokens = evaluate_model(model, data, token_bytes, batch, device, dtype)["tokens"]  # reads its losses: waits for the GPU
+    tokens = evaluate_model(model, data, token_bytes, batch, device, dtype)[
+        "tokens"
+    ]  # reads its losses: waits for the GPU
     return tokens / (time.perf_counter() - start)
 
 
@@ -103,29 +123,44 @@ def main():
         cpu = torch.device("cpu")
         print("GPU figures missing: no CUDA device here. CPU path: gpt2-124M, fp32, batch 1, 2 steps.")
         params, rate, flops, flops_head, _, eval_rate = measure("gpt2-124M", None, False, 1, 2, cpu)
-        print(f"{machine_key(cpu, None)}: {params / 1e6:.0f}M parameters, {rate:,.0f} tokens/s, "
-              f"{flops / 1e9:.0f} GFLOP/s ({flops_head / 1e9:.0f} with the output layer); evaluation {eval_rate:,.0f} tokens/s, "
-              f"{eval_rate / rate:.1f}x")
+        print(
+            f"{machine_key(cpu, None)}: {params / 1e6:.0f}M parameters, {rate:,.0f} tokens/s, "
+            f"{flops / 1e9:.0f} GFLOP/s ({flops_head / 1e9:.0f} with the output layer); evaluation {eval_rate:,.0f} "
+            "tokens/s, "
+            f"{eval_rate / rate:.1f}x"
+        )
         return
     device = torch.device("cuda")
     use_tf32(device)  # as lmcore's training loop
     name = torch.cuda.get_device_name(device)
     known = data_sheet_peak(name)
     peak = known[0] if known else None
-    print(f"{name} (peak {peak / 1e12:.0f} TFLOP/s dense bf16)" if peak else f"{name}: no data-sheet peak known, MFU left out")
+    print(
+        f"{name} (peak {peak / 1e12:.0f} TFLOP/s dense bf16)"
+        if peak
+        else f"{name}: no data-sheet peak known, MFU left out"
+    )
     print(f"batch {args.batch} x 1024 tokens, {args.steps} timed steps")
-    print(f"{'shape':>11} {'params':>7} {'mode':>15} {'tokens/s':>10} {'MFU':>6} {'MFU+head':>8} {'GPU GiB':>8} {'eval tok/s':>11} {'eval/train':>10}")
+    print(
+        f"{'shape':>11} {'params':>7} {'mode':>15} {'tokens/s':>10} {'MFU':>6} {'MFU+head':>8} {'GPU GiB':>8} "
+        f"{'eval tok/s':>11} {'eval/train':>10}"
+    )
     for shape in args.shapes:
         for mode, (dtype, compile_) in MODES.items():
             try:
-                params, rate, flops, flops_head, memory, eval_rate = measure(shape, dtype, compile_, args.batch, args.steps, device)
+                params, rate, flops, flops_head, memory, eval_rate = measure(
+                    shape, dtype, compile_, args.batch, args.steps, device
+                )
             except torch.OutOfMemoryError:
                 print(f"{shape:>11} {'':>7} {mode:>15} out of memory at batch {args.batch}")
                 torch.cuda.empty_cache()
                 continue
             mfu = f"{flops / peak:6.1%} {flops_head / peak:8.1%}" if peak else f"{'':>6} {'':>8}"
-            print(f"{shape:>11} {params / 1e6:6.0f}M {mode:>15} {rate:10,.0f} {mfu} {memory:8.1f} {eval_rate:11,.0f} {eval_rate / rate:9.1f}x",
-                  flush=True)
+            print(
+                f"{shape:>11} {params / 1e6:6.0f}M {mode:>15} {rate:10,.0f} {mfu} {memory:8.1f} {eval_rate:11,.0f} "
+                f"{eval_rate / rate:9.1f}x",
+                flush=True,
+            )
             torch.cuda.empty_cache()
 
 

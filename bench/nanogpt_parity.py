@@ -8,6 +8,7 @@ A second table splits one step into forward, backward, clipping and the optimize
 
     python bench/nanogpt_parity.py [--rounds 3] [--steps 10] [--threads 2] [--vocab 4096]
 """
+
 import argparse
 import math
 import os
@@ -24,7 +25,12 @@ from lmcore.model import GPT, ModelConfig  # noqa: E402
 from lmcore.optim import make_optimizer  # noqa: E402
 from lmcore.runtime import machine_key  # noqa: E402
 
-SHAPE = {"n_layers": 6, "d_model": 384, "n_heads": 6, "context_length": 256}  # the issue's shape: nanoGPT's CPU-sized GPT-2
+SHAPE = {
+    "n_layers": 6,
+    "d_model": 384,
+    "n_heads": 6,
+    "context_length": 256,
+}  # the issue's shape: nanoGPT's CPU-sized GPT-2
 
 
 def phases(model, opt, batches):
@@ -57,13 +63,20 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     T = SHAPE["context_length"]
-    batches = [(torch.randint(0, args.vocab, (args.batch, T)), torch.randint(0, args.vocab, (args.batch, T))) for _ in range(args.steps)]
+    batches = [
+        (torch.randint(0, args.vocab, (args.batch, T)), torch.randint(0, args.vocab, (args.batch, T)))
+        for _ in range(args.steps)
+    ]
     runs = {"nanoGPT maths": (Reference(args.vocab, **SHAPE), reference_step)}
     for mlp in ("gelu", "gelu_tanh"):
-        model = GPT(ModelConfig(vocab_size=args.vocab, **SHAPE, mlp=mlp))  # norm, position, bias, tying: GPT-2's, the defaults
+        model = GPT(
+            ModelConfig(vocab_size=args.vocab, **SHAPE, mlp=mlp)
+        )  # norm, position, bias, tying: GPT-2's, the defaults
         runs[f"lmcore mlp={mlp}"] = (model, lmcore_step)
-    opts = {name: reference_optimizer(m) if step is reference_step else make_optimizer(m, 6e-4, (0.9, 0.95), 0.1)
-            for name, (m, step) in runs.items()}
+    opts = {
+        name: reference_optimizer(m) if step is reference_step else make_optimizer(m, 6e-4, (0.9, 0.95), 0.1)
+        for name, (m, step) in runs.items()
+    }
     rates = {name: [] for name in runs}
     for name, (model, step) in runs.items():
         tokens_per_s(step, model, opts[name], batches[:2])  # warm-up
@@ -72,14 +85,22 @@ def main():
             rates[name].append(tokens_per_s(step, model, opts[name], batches))
     base = max(rates["nanoGPT maths"])
     print(f"{machine_key(torch.device('cpu'), None)}; {platform.machine()}")
-    print(f"{SHAPE['n_layers']} x {SHAPE['d_model']}, context {T}, batch {args.batch}, vocab {args.vocab}, fp32, no compile, "
-          f"best of {args.rounds} interleaved rounds of {args.steps} steps")
-    print(f"{'':<20} {'tokens/s':>9} {'vs nanoGPT':>10}   ms per step: {'forward':>8} {'backward':>8} {'clip':>6} {'AdamW':>6}")
+    print(
+        f"{SHAPE['n_layers']} x {SHAPE['d_model']}, context {T}, batch {args.batch}, vocab {args.vocab}, fp32, no "
+        "compile, "
+        f"best of {args.rounds} interleaved rounds of {args.steps} steps"
+    )
+    print(
+        f"{'':<20} {'tokens/s':>9} {'vs nanoGPT':>10}   ms per step: {'forward':>8} {'backward':>8} {'clip':>6} "
+        f"{'AdamW':>6}"
+    )
     for name, (model, _) in runs.items():
         ms = phases(model, opts[name], batches)
         best = max(rates[name])
-        print(f"{name:<20} {best:>9,.0f} {best / base:>9.3f}x   {'':>12} {ms['forward']:>8.1f} {ms['backward']:>8.1f} "
-              f"{ms['clip']:>6.1f} {ms['optimizer']:>6.1f}")
+        print(
+            f"{name:<20} {best:>9,.0f} {best / base:>9.3f}x   {'':>12} {ms['forward']:>8.1f} {ms['backward']:>8.1f} "
+            f"{ms['clip']:>6.1f} {ms['optimizer']:>6.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 fetches anything: LayerNorm (biases optional), learned positions, exact GELU, tied head,
 F.scaled_dot_product_attention, GPT-2's initialisation, AdamW with nanoGPT's decay groups,
 gradient clipping. Also lmcore's step on one micro-batch, and a tokens/s timer for either."""
+
 import math
 import time
 
@@ -39,7 +40,10 @@ class Reference(nn.Module):
         self.ln_f = nn.LayerNorm(d_model, bias=bias)
         self.lm_head = nn.Linear(d_model, vocab, bias=False)
         self.lm_head.weight = self.wte.weight
-        for name, p in self.named_parameters():  # nanoGPT: N(0, 0.02), residual projections / sqrt(2 n_layers), zero biases
+        for (
+            name,
+            p,
+        ) in self.named_parameters():  # nanoGPT: N(0, 0.02), residual projections / sqrt(2 n_layers), zero biases
             if p.dim() == 2:
                 std = 0.02 / math.sqrt(2 * n_layers) if name.endswith(("c_proj.weight", "mlp_proj.weight")) else 0.02
                 nn.init.normal_(p, mean=0.0, std=std)
@@ -57,8 +61,10 @@ class Reference(nn.Module):
 def reference_optimizer(model, lr=6e-4, betas=(0.9, 0.95), weight_decay=0.1):
     """nanoGPT's configure_optimizers: decay the 2-d tensors, not the rest; foreach AdamW off CUDA."""
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=lr, betas=betas)
 
 

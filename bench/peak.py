@@ -5,6 +5,7 @@ process that keeps one core busy (as another job would).
 
     python bench/peak.py [--repeats 8] [--threads 2]
 """
+
 import argparse
 import multiprocessing
 import platform

@@ -15,6 +15,7 @@ beside its test bits per byte (on a shared VM, within about 10% of the budget).
 
     python bench/quality_per_minute.py [--minutes 8] [--threads 2] [--models small] [--work /tmp/bench-quality]
 """
+
 import argparse
 import glob
 import json
@@ -43,14 +44,41 @@ from lmcore.train_config import read_entry  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE_STEPS = 40  # per round, three rounds: about 10 s of the small models
-CHAR_RECIPE = {"n_layers": 4, "d_model": 128, "n_heads": 4, "context_length": 64, "batch_size": 12,
-               "lr": 1e-3, "min_lr": 1e-4, "warmup": 100, "betas": (0.9, 0.99), "weight_decay": 0.1}
+CHAR_RECIPE = {
+    "n_layers": 4,
+    "d_model": 128,
+    "n_heads": 4,
+    "context_length": 64,
+    "batch_size": 12,
+    "lr": 1e-3,
+    "min_lr": 1e-4,
+    "warmup": 100,
+    "betas": (0.9, 0.99),
+    "weight_decay": 0.1,
+}
 
 
 def snakemake(work, config, targets, threads):
     with open(os.path.join(work, "snakemake.log"), "a", encoding="utf-8") as log:
-        subprocess.run([sys.executable, "-m", "snakemake", "-s", os.path.join(REPO, "Snakefile"), "-d", work, "--cores", str(threads),
-                        *targets, "--configfile", config], check=True, stdout=log, stderr=log)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "-s",
+                os.path.join(REPO, "Snakefile"),
+                "-d",
+                work,
+                "--cores",
+                str(threads),
+                *targets,
+                "--configfile",
+                config,
+            ],
+            check=True,
+            stdout=log,
+            stderr=log,
+        )
 
 
 def write_config(path, config):
@@ -64,7 +92,10 @@ def char_streams(parts, fractions):
     docs = {s: [doc["text"] for doc in documents_in_split(parts, s, fractions)] for s in SPLITS}
     if any("\0" in text for texts in docs.values() for text in texts):
         raise ValueError("a document holds the character U+0000, which this bench uses as its end-of-text symbol")
-    codes = {s: np.frombuffer("".join(t + "\0" for t in texts).encode("utf-32-le"), dtype=np.uint32) for s, texts in docs.items()}
+    codes = {
+        s: np.frombuffer("".join(t + "\0" for t in texts).encode("utf-32-le"), dtype=np.uint32)
+        for s, texts in docs.items()
+    }
     chars = np.unique(np.concatenate(list(codes.values())))  # "\0" (code 0) sorts first: id 0 is end-of-text
     nbytes = np.select([chars == 0, chars < 0x80, chars < 0x800, chars < 0x10000], [0, 1, 2, 3], 4)
     return {s: np.searchsorted(chars, c).astype(np.int64) for s, c in codes.items()}, nbytes
@@ -161,17 +192,27 @@ def main():
     shape = {k: r[k] for k in ("n_layers", "d_model", "n_heads", "context_length")}
     torch.manual_seed(1337)
     reference = Reference(len(nbytes), **shape, bias=False)
-    runs = {"nanoGPT char": (reference_step, reference, reference_optimizer(reference, r["lr"], r["betas"], r["weight_decay"]),
-                             random_batches(len(nbytes), r["batch_size"], r["context_length"], PROBE_STEPS))}
+    runs = {
+        "nanoGPT char": (
+            reference_step,
+            reference,
+            reference_optimizer(reference, r["lr"], r["betas"], r["weight_decay"]),
+            random_batches(len(nbytes), r["batch_size"], r["context_length"], PROBE_STEPS),
+        )
+    }
     tokens_per_step = {"nanoGPT char": r["batch_size"] * r["context_length"]}
     for name in names:
-        model_keys, tc = read_entry(config["models"][name])
+        model_keys, train_cfg = read_entry(config["models"][name])
         vocab = Tokenizer(f"{work}/results/tokenizers/{config['models'][name]['tokenizer']}/spm.model").vocab_size
         model = GPT(ModelConfig(vocab_size=vocab, **model_keys))
-        B, T = tc.batch_size, model_keys.get("context_length", ModelConfig.context_length)
-        runs[name] = (lmcore_step, model, make_optimizer(model, tc.lr, (tc.beta1, tc.beta2), tc.weight_decay),
-                      random_batches(vocab, B, T, PROBE_STEPS))
-        tokens_per_step[name] = B * T * tc.grad_accum
+        B, T = train_cfg.batch_size, model_keys.get("context_length", ModelConfig.context_length)
+        runs[name] = (
+            lmcore_step,
+            model,
+            make_optimizer(model, train_cfg.lr, (train_cfg.beta1, train_cfg.beta2), train_cfg.weight_decay),
+            random_batches(vocab, B, T, PROBE_STEPS),
+        )
+        tokens_per_step[name] = B * T * train_cfg.grad_accum
     rates = probe(runs)
     steps = {name: max(1, round(budget * rates[name] / tokens_per_step[name])) for name in runs}
     del runs
@@ -182,8 +223,17 @@ def main():
     opt = reference_optimizer(reference, r["lr"], r["betas"], r["weight_decay"])
     seconds = train_char_model(reference, opt, streams["train"], steps["nanoGPT char"], r)
     bpb, test_bytes = char_bits_per_byte(reference, streams["test"], nbytes, r["context_length"])
-    rows = [("nanoGPT char", sum(p.numel() for p in reference.parameters()), steps["nanoGPT char"], seconds,
-             steps["nanoGPT char"] * tokens_per_step["nanoGPT char"] / seconds, bpb, test_bytes)]
+    rows = [
+        (
+            "nanoGPT char",
+            sum(p.numel() for p in reference.parameters()),
+            steps["nanoGPT char"],
+            seconds,
+            steps["nanoGPT char"] * tokens_per_step["nanoGPT char"] / seconds,
+            bpb,
+            test_bytes,
+        )
+    ]
 
     # 4. lmcore's models through the pipeline, each with the steps that fit the budget
     for name in names:
@@ -195,15 +245,33 @@ def main():
             summary = json.load(f)
         with open(f"{work}/results/eval/{name}.json", encoding="utf-8") as f:
             test = json.load(f)["test"]
-        rows.append((name, summary["parameters"], summary["steps"], summary["step_time_s"], summary["tokens_per_s"],
-                     test["bits_per_byte"], test["bytes"]))
+        rows.append(
+            (
+                name,
+                summary["parameters"],
+                summary["steps"],
+                summary["step_time_s"],
+                summary["tokens_per_s"],
+                test["bits_per_byte"],
+                test["bytes"],
+            )
+        )
 
-    print(f"{machine_key(torch.device('cpu'), None)}; {args.minutes:g} minutes of training steps each, {args.threads} threads; "
-          f"test split of {args.config}")
-    print(f"{'':<14} {'parameters':>10} {'steps':>6} {'step s':>7} {'tokens/s':>9} {'test bytes':>10} {'bits/byte':>9} {'vs nanoGPT':>10}")
+    print(
+        f"{machine_key(torch.device('cpu'), None)}; {args.minutes:g} minutes of training steps each, {args.threads} "
+        "threads; "
+        f"test split of {args.config}"
+    )
+    print(
+        f"{'':<14} {'parameters':>10} {'steps':>6} {'step s':>7} {'tokens/s':>9} {'test bytes':>10} {'bits/byte':>9} "
+        f"{'vs nanoGPT':>10}"
+    )
     base = rows[0][5]
     for name, params, n, s, rate, bpb, nb in rows:
-        print(f"{name:<14} {params:>10,} {n:>6,} {s:>7.0f} {rate:>9,.0f} {nb:>10,} {bpb:>9.3f} {100 * (bpb / base - 1):>+9.1f}%")
+        print(
+            f"{name:<14} {params:>10,} {n:>6,} {s:>7.0f} {rate:>9,.0f} {nb:>10,} {bpb:>9.3f} "
+            f"{100 * (bpb / base - 1):>+9.1f}%"
+        )
     print(f"(work folder: {work})")
 
 

@@ -5,6 +5,7 @@
 Prints tokens/s and MB/s at 1 and 2 threads for parts of each size (MB of JSON Lines),
 and the peak memory of each job: it must stay flat as the part grows.
 """
+
 import argparse
 import json
 import os
@@ -44,8 +45,17 @@ def main():
     model = os.path.join(args.work, "spm.model")
     sample = os.path.join(args.work, "sample.jsonl")
     write_corpus(sample, 5)
-    tokenizer.train(read_jsonl(sample), model, {"model_type": "bpe", "vocab_size": 4096, "character_coverage": 0.9995,
-                                                "byte_fallback": True, "input_sentence_size": 200000})
+    tokenizer.train(
+        read_jsonl(sample),
+        model,
+        {
+            "model_type": "bpe",
+            "vocab_size": 4096,
+            "character_coverage": 0.9995,
+            "byte_fallback": True,
+            "input_sentence_size": 200000,
+        },
+    )
     print(f"{'part MB':>8} {'threads':>7} {'seconds':>8} {'tokens/s':>10} {'MB/s':>6} {'peak MB':>8}")
     for size in args.sizes:
         part = os.path.join(args.work, f"part-{size:g}MB.jsonl")
@@ -53,8 +63,11 @@ def main():
         mb = os.path.getsize(part) / 1e6
         for threads in (1, 2):
             result, peak = run_child([__file__, "--worker", part, model, str(threads), args.work])
-            print(f"{mb:8.1f} {threads:7d} {result['seconds']:8.1f} {result['tokens'] / result['seconds']:10,.0f} "
-                  f"{mb / result['seconds']:6.2f} {peak:8.0f}", flush=True)
+            print(
+                f"{mb:8.1f} {threads:7d} {result['seconds']:8.1f} {result['tokens'] / result['seconds']:10,.0f} "
+                f"{mb / result['seconds']:6.2f} {peak:8.0f}",
+                flush=True,
+            )
         os.remove(part)
 
 

@@ -10,6 +10,7 @@ GPUs), printed beside it; peak MB is the process's resident memory, GPU MB the m
 memory allocated. Data are the default run's train shards when results/shards/bpe1k
 exists, random tokens otherwise.
 """
+
 import argparse
 import json
 import os
@@ -77,7 +78,17 @@ def worker(size, precision, compile_, steps, threads, device, batch):
     peak = peak_flops(device, dtype)[0]
     fpt = flops_per_token(cfg, count_parameters(model)["non_embedding_parameters"])
     gpu_mb = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    print(json.dumps({"tokens_per_s": tokens_per_s, "mfu": fpt * tokens_per_s / peak, "peak_flops": peak, "gpu_mb": gpu_mb, "losses": losses}))
+    print(
+        json.dumps(
+            {
+                "tokens_per_s": tokens_per_s,
+                "mfu": fpt * tokens_per_s / peak,
+                "peak_flops": peak,
+                "gpu_mb": gpu_mb,
+                "losses": losses,
+            }
+        )
+    )
 
 
 def main():
@@ -95,25 +106,48 @@ def main():
         return worker(size, precision, compile_ == "1", int(steps), args.threads, args.device, args.batch)
 
     def child(size, precision, compile_, steps):
-        return run_child([__file__, "--worker", size, precision, str(int(compile_)), str(steps), "--threads", str(args.threads),
-                          "--device", args.device, "--batch", str(args.batch)])
+        return run_child(
+            [
+                __file__,
+                "--worker",
+                size,
+                precision,
+                str(int(compile_)),
+                str(steps),
+                "--threads",
+                str(args.threads),
+                "--device",
+                args.device,
+                "--batch",
+                str(args.batch),
+            ]
+        )
 
     print(f"device {args.device}, {args.threads} threads, batch {args.batch} x 256 tokens")
-    print(f"{'model':>6} {'precision':>9} {'compile':>7} {'tokens/s':>9} {'vs fp32':>7} {'MFU':>6} {'peak GFLOP/s':>12} {'peak MB':>8} {'GPU MB':>7}")
+    print(
+        f"{'model':>6} {'precision':>9} {'compile':>7} {'tokens/s':>9} {'vs fp32':>7} {'MFU':>6} {'peak GFLOP/s':>12} "
+        f"{'peak MB':>8} {'GPU MB':>7}"
+    )
     for size in SIZES:
         base = None
         for compile_ in (False,) if args.no_compile else (False, True):
             for precision in ("fp32", "bf16"):
                 result, mem = child(size, precision, compile_, args.steps)
                 base = base or result["tokens_per_s"]
-                print(f"{size:>6} {precision:>9} {str(compile_):>7} {result['tokens_per_s']:9.0f} {result['tokens_per_s'] / base:6.2f}x "
-                      f"{result['mfu']:6.1%} {result['peak_flops'] / 1e9:12.0f} {mem:8.0f} {result['gpu_mb'] or 0:7.0f}", flush=True)
+                print(
+                    f"{size:>6} {precision:>9} {str(compile_):>7} {result['tokens_per_s']:9.0f} "
+                    f"{result['tokens_per_s'] / base:6.2f}x "
+                    f"{result['mfu']:6.1%} {result['peak_flops'] / 1e9:12.0f} {mem:8.0f} {result['gpu_mb'] or 0:7.0f}",
+                    flush=True,
+                )
     if args.loss_steps:
         curves = {p: child("6x384", p, False, args.loss_steps)[0]["losses"] for p in ("fp32", "bf16")}
         diffs = [abs(a - b) for a, b in zip(curves["fp32"], curves["bf16"])]
         tail = max(1, len(diffs) // 5)
-        print(f"loss over {len(diffs)} steps, 6x384: fp32 last-{tail} mean {sum(curves['fp32'][-tail:]) / tail:.3f}, "
-              f"bf16 {sum(curves['bf16'][-tail:]) / tail:.3f}, largest step difference {max(diffs):.3f}")
+        print(
+            f"loss over {len(diffs)} steps, 6x384: fp32 last-{tail} mean {sum(curves['fp32'][-tail:]) / tail:.3f}, "
+            f"bf16 {sum(curves['bf16'][-tail:]) / tail:.3f}, largest step difference {max(diffs):.3f}"
+        )
 
 
 if __name__ == "__main__":

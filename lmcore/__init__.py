@@ -1,3 +1,3 @@
 """lmcore: the library behind the pipeline, importable and testable without Snakemake."""
-__version__ = "0.1.0"
 
+__version__ = "0.1.0"

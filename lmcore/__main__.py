@@ -3,6 +3,7 @@
 
 `python -m lmcore train ...` is what the train rule runs, in one process or under torchrun.
 """
+
 import argparse
 import json
 import math
@@ -19,13 +20,16 @@ from lmcore.train import Stopped, train
 
 
 def number(kind, low, high=math.inf, low_open=False, text=""):
-    """An argparse type: a finite `kind` in [low, high] (or (low, high] with low_open), else a usage error naming the range."""
+    """An argparse type: a finite `kind` in [low, high] (or (low, high] with low_open), else a usage
+    error naming the range."""
 
     def parse(value):
         try:
             x = kind(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{value!r} is not {'an integer' if kind is int else 'a number'}") from None
+            raise argparse.ArgumentTypeError(
+                f"{value!r} is not {'an integer' if kind is int else 'a number'}"
+            ) from None
         if not math.isfinite(x) or x < low or (low_open and x == low) or x > high:
             raise argparse.ArgumentTypeError(f"must be {text}, got {value}")
         return x
@@ -35,7 +39,9 @@ def number(kind, low, high=math.inf, low_open=False, text=""):
 
 def model_folder(path):
     if not os.path.isfile(os.path.join(path, "config.json")):
-        raise argparse.ArgumentTypeError(f"{path!r} is not a trained model's folder (no config.json in it), e.g. results/models/<name>")
+        raise argparse.ArgumentTypeError(
+            f"{path!r} is not a trained model's folder (no config.json in it), e.g. results/models/<name>"
+        )
     return path
 
 
@@ -72,7 +78,12 @@ def main(argv=None):
     g.add_argument("--max-new-tokens", type=number(int, 1, text="1 or more"), default=200)
     g.add_argument("--temperature", type=number(float, 0, text="0 (greedy) or more"), default=0.8, help="0 is greedy")
     g.add_argument("--top-k", type=number(int, 1, text="1 or more"), default=None, help="keep the k most likely tokens")
-    g.add_argument("--top-p", type=number(float, 0, 1, low_open=True, text="in (0, 1]"), default=0.9, help="nucleus mass; 1 keeps all")
+    g.add_argument(
+        "--top-p",
+        type=number(float, 0, 1, low_open=True, text="in (0, 1]"),
+        default=0.9,
+        help="nucleus mass; 1 keeps all",
+    )
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--num-samples", type=number(int, 1, text="1 or more"), default=1)
     g.add_argument("--device", default="auto")
@@ -83,8 +94,15 @@ def main(argv=None):
     t.add_argument("--out", required=True)
     t.add_argument("--checkpoints", required=True)
     t.add_argument("--threads", type=int, default=1)
-    t.add_argument("--mem-mb", type=int, default=None, help="the job's memory: a CPU run that needs more stops before its first step")
-    p = sub.add_parser("plan", help="list the runs of a config's scaling studies: N, tokens and steps of each, before any training")
+    t.add_argument(
+        "--mem-mb",
+        type=int,
+        default=None,
+        help="the job's memory: a CPU run that needs more stops before its first step",
+    )
+    p = sub.add_parser(
+        "plan", help="list the runs of a config's scaling studies: N, tokens and steps of each, before any training"
+    )
     p.add_argument("config", help="a config file, e.g. configs/scaling.yaml")
     args = parser.parse_args(argv)
     if args.command == "plan":
@@ -92,8 +110,15 @@ def main(argv=None):
     if args.command == "train":  # under torchrun, into the job's log: timestamped like the rest of it
         sys.stdout = sys.stderr = Timestamped(sys.stdout)
         try:
-            return train(json.loads(args.config_json), args.tokenizer, args.manifest, args.out, args.checkpoints, args.threads,
-                         mem_mb=args.mem_mb)
+            return train(
+                json.loads(args.config_json),
+                args.tokenizer,
+                args.manifest,
+                args.out,
+                args.checkpoints,
+                args.threads,
+                mem_mb=args.mem_mb,
+            )
         except Stopped as stopped:
             print(stopped)
             raise SystemExit(143) from None
@@ -109,12 +134,20 @@ def main(argv=None):
             print(f"--- sample {n + 1} ---")
         sys.stdout.write(args.prompt)
         ids, shown = [], ""
-        for token in generate(model, prompt_ids, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
-                              seed=args.seed + n, eot_id=tokenizer.eot_id):
+        for token in generate(
+            model,
+            prompt_ids,
+            args.max_new_tokens,
+            args.temperature,
+            args.top_k,
+            args.top_p,
+            seed=args.seed + n,
+            eot_id=tokenizer.eot_id,
+        ):
             ids.append(token)
             text = tokenizer.decode(ids)  # decode the whole tail: a character may span several byte tokens
             if not text.endswith("\ufffd"):
-                sys.stdout.write(text[len(shown):])
+                sys.stdout.write(text[len(shown) :])
                 sys.stdout.flush()
                 shown = text
         print()

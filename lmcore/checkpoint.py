@@ -7,6 +7,7 @@ run code; they hold every RNG state (`rng_state`) beside the loop's own state. E
 named and never resumed. The final weights are `model.safetensors`, written and read by
 the `safetensors` package; lmcore.model_folder puts them in a model's folder.
 """
+
 import glob
 import os
 import random
@@ -22,6 +23,7 @@ from lmcore.io import atomic_path, sha256_file
 
 class DamagedCheckpoint(ValueError):
     """A checkpoint whose bytes differ from its recorded sha256, or that torch cannot read."""
+
 
 def save_safetensors(tensors, path, metadata=None):
     """Write tensors (contiguous copies on the CPU; a tensor shared by two names must be given once) atomically."""
@@ -81,8 +83,10 @@ def verify_checkpoint(path):
         raise DamagedCheckpoint(f"{path}: its checksum file {path}.sha256 is unreadable ({e})") from None
     actual = sha256_file(path)
     if actual != expected:
-        raise DamagedCheckpoint(f"{path}: sha256 {actual[:16]}... differs from {expected[:16]}... recorded in "
-                                f"{os.path.basename(path)}.sha256 when it was written (the file was cut short or changed on disk)")
+        raise DamagedCheckpoint(
+            f"{path}: sha256 {actual[:16]}... differs from {expected[:16]}... recorded in "
+            f"{os.path.basename(path)}.sha256 when it was written (the file was cut short or changed on disk)"
+        )
     return True
 
 
@@ -92,8 +96,12 @@ def load_checkpoint(path):
     verify_checkpoint(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a zip cut short, a pickle of something else: torch's messages name neither the file nor the cause
-        raise DamagedCheckpoint(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    except (
+        Exception
+    ) as e:  # a zip cut short, a pickle of something else: torch's messages name neither the file nor the cause
+        raise DamagedCheckpoint(
+            f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
 
 
 def rng_state():

@@ -10,6 +10,7 @@ so that one written by other training code is not resumed.
 
 lmcore/logs.py is left out of every digest: it formats log lines, which no output holds.
 """
+
 import ast
 import functools
 import hashlib
@@ -24,7 +25,10 @@ def module_path(name, package_dir):
     """lmcore.data.text -> data/text.py (relative to the package), lmcore.data -> data/__init__.py; None for a name
     that is not a module (a function imported from a module)."""
     parts = name.split(".")[1:]
-    for rel in (os.path.join(*parts, "__init__.py") if parts else "__init__.py", os.path.join(*parts) + ".py" if parts else None):
+    for rel in (
+        os.path.join(*parts, "__init__.py") if parts else "__init__.py",
+        os.path.join(*parts) + ".py" if parts else None,
+    ):
         if rel and os.path.isfile(os.path.join(package_dir, rel)):
             return rel
     return None
@@ -37,7 +41,12 @@ def imported(path):
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             yield from (a.name for a in node.names if a.name.split(".")[0] == "lmcore")
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "lmcore":
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and node.module
+            and node.module.split(".")[0] == "lmcore"
+        ):
             yield node.module
             yield from (f"{node.module}.{a.name}" for a in node.names)
 
@@ -45,11 +54,16 @@ def imported(path):
 def closure(script, package_dir=PACKAGE_DIR):
     """Paths inside the package of every lmcore module (and file such a module reads) that `script` runs, sorted."""
     inside = os.path.relpath(os.path.abspath(script), os.path.abspath(package_dir))
-    found, todo = ({inside} if not inside.startswith("..") else set()), [script]  # a module of the package runs itself too
+    found, todo = (
+        ({inside} if not inside.startswith("..") else set()),
+        [script],
+    )  # a module of the package runs itself too
     while todo:
         for name in imported(todo.pop()):
             parts = name.split(".")
-            for depth in range(1, len(parts) + 1):  # importing lmcore.data.text runs lmcore/__init__.py and data/__init__.py
+            for depth in range(
+                1, len(parts) + 1
+            ):  # importing lmcore.data.text runs lmcore/__init__.py and data/__init__.py
                 rel = module_path(".".join(parts[:depth]), package_dir)
                 if rel and rel not in found:
                     found.add(rel)

@@ -3,6 +3,7 @@
 `prepare_config` is what the Snakefile calls before any job runs; every error names
 the key and the value, e.g. `models.small.d_model: 100 is not divisible by n_heads = 3`.
 """
+
 import copy
 import difflib
 import itertools
@@ -55,7 +56,8 @@ NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def yaml_number(value, types):
-    """`value` as a number where it is a string like 1e12 or 2 and `types` (a schema's `type`) allows one; else `value`."""
+    """`value` as a number where it is a string like 1e12 or 2 and `types` (a schema's `type`) allows
+    one; else `value`."""
     types = set(types if isinstance(types, list) else [types])
     if not (isinstance(value, str) and NUMBER.fullmatch(value) and types & {"number", "integer"}):
         return value
@@ -66,8 +68,11 @@ def yaml_number(value, types):
 def numbers_from_yaml_strings(config, schema):
     """Turn, in place, every string like 1e12 or 2 that the schema expects as a number into that number."""
     while True:
-        fixes = [e for e in jsonschema.Draft202012Validator(schema).iter_errors(config)
-                 if e.validator == "type" and yaml_number(e.instance, e.validator_value) is not e.instance]
+        fixes = [
+            e
+            for e in jsonschema.Draft202012Validator(schema).iter_errors(config)
+            if e.validator == "type" and yaml_number(e.instance, e.validator_value) is not e.instance
+        ]
         if not fixes:
             return config
         for e in fixes:
@@ -89,7 +94,8 @@ def validate(config, schema):
 
 def hint(error):
     """What to add to a schema error: for a missing required key, the keys beside it that the schema does
-    not know (a misspelt key shows as both, and the misspelling is what to fix); for an unknown key, the nearest known one."""
+    not know (a misspelt key shows as both, and the misspelling is what to fix); for an unknown key,
+    the nearest known one."""
     known = error.schema.get("properties") if isinstance(error.instance, dict) else None
     if not isinstance(known, dict) or error.schema.get("additionalProperties") is not False:
         return ""
@@ -130,8 +136,14 @@ def budget_name(budget):
 def scaling_models(scaling):
     """{study: {model name: (shape, budget)}}: every shape at every budget, named `<study>-<shape>-C<budget>`
     (e.g. `iso-d64l2-C1e12`)."""
-    return {study: {f"{study}-{shape}-C{budget_name(budget)}": (shape, budget) for budget in sorted(spec["budgets"]) for shape in sorted(spec["shapes"])}
-            for study, spec in sorted((scaling or {}).items())}
+    return {
+        study: {
+            f"{study}-{shape}-C{budget_name(budget)}": (shape, budget)
+            for budget in sorted(spec["budgets"])
+            for shape in sorted(spec["shapes"])
+        }
+        for study, spec in sorted((scaling or {}).items())
+    }
 
 
 def expand_studies(config, model_keys):
@@ -145,13 +157,17 @@ def expand_studies(config, model_keys):
 
     def add(name, entry, where):
         if name in models:
-            raise ConfigError(f"config key '{where}': its model {name!r} has the name of 'models.{name}'; rename one of them")
+            raise ConfigError(
+                f"config key '{where}': its model {name!r} has the name of 'models.{name}'; rename one of them"
+            )
         models[name] = entry
 
     def check_keys(keys, where):
         for key in keys:
             if key not in model_keys:
-                raise ConfigError(f"config key '{where}.{key}': {key!r} is not a model key (see $defs.model in the schema)")
+                raise ConfigError(
+                    f"config key '{where}.{key}': {key!r} is not a model key (see $defs.model in the schema)"
+                )
 
     for sweep, cells in sweep_models(config.get("sweeps")).items():
         spec = config["sweeps"][sweep]
@@ -163,7 +179,11 @@ def expand_studies(config, model_keys):
         for shape, entry in spec["shapes"].items():
             check_keys(entry or {}, f"scaling.{study}.shapes.{shape}")
         for name, (shape, budget) in cells.items():
-            add(name, {**(spec.get("base") or {}), **(spec["shapes"][shape] or {}), "max_flops": budget}, f"scaling.{study}")
+            add(
+                name,
+                {**(spec.get("base") or {}), **(spec["shapes"][shape] or {}), "max_flops": budget},
+                f"scaling.{study}",
+            )
     config["models"] = models
     return config
 
@@ -197,8 +217,10 @@ def check_parent(models, name):
         shared = SHARED_WITH_PARENT + (("context_length",) if models[child]["position"] == "learned" else ())
         for k in shared:
             if models[child][k] != models[parent][k]:
-                raise ConfigError(f"{key}: {k} is {models[child][k]!r} here but {models[parent][k]!r} in {parent!r}; "
-                                  f"a model continues another of the same shape and tokenizer")
+                raise ConfigError(
+                    f"{key}: {k} is {models[child][k]!r} here but {models[parent][k]!r} in {parent!r}; "
+                    f"a model continues another of the same shape and tokenizer"
+                )
         chain.append(parent)
         child = parent
 
@@ -208,25 +230,43 @@ def check_semantics(config):
     for name, source in config["sources"].items():
         given = [k for k in ("url", "path", "pypi") if source.get(k)]
         if len(given) != 1:
-            raise ConfigError(f"config key 'sources.{name}': give exactly one of url, path, pypi (got {given or 'none'})")
+            raise ConfigError(
+                f"config key 'sources.{name}': give exactly one of url, path, pypi (got {given or 'none'})"
+            )
     for name, m in config["models"].items():
         if m["d_model"] % m["n_heads"]:
-            raise ConfigError(f"config key 'models.{name}.d_model': {m['d_model']} is not divisible by n_heads = {m['n_heads']}")
+            raise ConfigError(
+                f"config key 'models.{name}.d_model': {m['d_model']} is not divisible by n_heads = {m['n_heads']}"
+            )
         if m["position"] == "rope" and (m["d_model"] // m["n_heads"]) % 2:
-            raise ConfigError(f"config key 'models.{name}.position': rope needs an even head size, got d_model / n_heads = {m['d_model'] // m['n_heads']}")
+            raise ConfigError(
+                f"config key 'models.{name}.position': rope needs an even head size, got d_model / n_heads = "
+                f"{m['d_model'] // m['n_heads']}"
+            )
         if m["tokenizer"] not in config["tokenizers"]:
-            raise ConfigError(f"config key 'models.{name}.tokenizer': '{m['tokenizer']}' is not defined under tokenizers (defined: {sorted(config['tokenizers'])})")
+            raise ConfigError(
+                f"config key 'models.{name}.tokenizer': '{m['tokenizer']}' is not defined under tokenizers (defined: "
+                f"{sorted(config['tokenizers'])})"
+            )
         if m["max_flops"] and m["max_tokens"]:
-            raise ConfigError(f"config key 'models.{name}.max_flops': set max_flops ({m['max_flops']:g}) or max_tokens ({m['max_tokens']}), not both")
+            raise ConfigError(
+                f"config key 'models.{name}.max_flops': set max_flops ({m['max_flops']:g}) or max_tokens "
+                f"({m['max_tokens']}), not both"
+            )
         if m["min_lr"] > m["lr"]:
             raise ConfigError(f"config key 'models.{name}.min_lr': {m['min_lr']} is above lr = {m['lr']}")
         for source in m["data"]["sources"] or ():
             if source not in config["sources"]:
-                raise ConfigError(f"config key 'models.{name}.data.sources.{source}': no such source (defined: {sorted(config['sources'])})")
+                raise ConfigError(
+                    f"config key 'models.{name}.data.sources.{source}': no such source (defined: "
+                    f"{sorted(config['sources'])})"
+                )
         init = m["init_from"] or {}
         if init.get("hf") and not os.path.isfile(os.path.join(init["hf"], "config.json")):
-            raise ConfigError(f"config key 'models.{name}.init_from.hf': {init['hf']!r} is not a Hugging Face model folder "
-                              f"(no config.json in it)")
+            raise ConfigError(
+                f"config key 'models.{name}.init_from.hf': {init['hf']!r} is not a Hugging Face model folder "
+                f"(no config.json in it)"
+            )
         if init.get("model"):
             check_parent(config["models"], name)
     for name, tok in config["tokenizers"].items():
@@ -234,14 +274,21 @@ def check_semantics(config):
             raise ConfigError(f"config key 'tokenizers.{name}.model_file': no file {tok['model_file']!r}")
         ids = [i for i in tok["special_ids"].values() if i >= 0]
         if len(set(ids)) != len(ids) or max(ids) >= tok["vocab_size"]:
-            raise ConfigError(f"config key 'tokenizers.{name}.special_ids': {tok['special_ids']} must be distinct and below vocab_size = {tok['vocab_size']}")
+            raise ConfigError(
+                f"config key 'tokenizers.{name}.special_ids': {tok['special_ids']} must be distinct and below "
+                f"vocab_size = {tok['vocab_size']}"
+            )
         # SentencePiece reserves these pieces before it learns any; it fails on a vocabulary they fill
         symbols = len({"\n", *tok["user_defined_symbols"]})
         reserved = len(ids) + symbols + (256 if tok["byte_fallback"] else 0)
         if not tok["model_file"] and tok["vocab_size"] <= reserved:
-            raise ConfigError(f"config key 'tokenizers.{name}.vocab_size': {tok['vocab_size']} leaves no piece to learn: {len(ids)} special pieces, "
-                              f"{symbols} user-defined (the newline included)" + (" and 256 bytes (byte_fallback)" if tok["byte_fallback"] else "")
-                              + f" take {reserved}; use a vocab_size above {reserved}")
+            raise ConfigError(
+                f"config key 'tokenizers.{name}.vocab_size': {tok['vocab_size']} leaves no piece to learn: {len(ids)} "
+                "special pieces, "
+                f"{symbols} user-defined (the newline included)"
+                + (" and 256 bytes (byte_fallback)" if tok["byte_fallback"] else "")
+                + f" take {reserved}; use a vocab_size above {reserved}"
+            )
     held_out = config["splits"]["validation"] + config["splits"]["test"]
     if not held_out < 1:
         raise ConfigError(f"config key 'splits': validation + test = {held_out} must be below 1")

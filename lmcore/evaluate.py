@@ -6,6 +6,7 @@ bits/byte   = total nats / (ln 2 x UTF-8 bytes of the decoded target tokens),
               which compares models across tokenizers.
 A unigram model counted on the train split is scored on the same tokens as a baseline.
 """
+
 import math
 import sys
 
@@ -14,7 +15,6 @@ import torch
 import torch.nn.functional as F
 
 from lmcore.runtime import autocast
-
 
 MAX_EXP_ARG = math.log(sys.float_info.max)  # about 709.8
 
@@ -31,7 +31,13 @@ def perplexity(loss):
 def summarize(total_nats, n_tokens, n_bytes):
     """Loss, perplexity and bits per byte; NaN where there is no token to score."""
     loss = total_nats / n_tokens if n_tokens else math.nan
-    return {"loss": loss, "perplexity": perplexity(loss), "bits_per_byte": bits_per_byte(total_nats, n_bytes), "tokens": n_tokens, "bytes": int(n_bytes)}
+    return {
+        "loss": loss,
+        "perplexity": perplexity(loss),
+        "bits_per_byte": bits_per_byte(total_nats, n_bytes),
+        "tokens": n_tokens,
+        "bytes": int(n_bytes),
+    }
 
 
 @torch.no_grad()
@@ -54,7 +60,9 @@ def evaluate_model(model, dataset, token_bytes, batch_size=16, device="cpu", dty
             with autocast(device, dtype):
                 logits = model(x)[0]
             logits = logits.float()
-            nats = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).sum(1)  # (B,) per window
+            nats = (
+                F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).sum(1)
+            )  # (B,) per window
             for (source, _, target), n in zip(group, nats.tolist()):
                 totals[source][0] += n
                 totals[source][1] += len(target)

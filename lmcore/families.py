@@ -26,7 +26,14 @@ HF_ARCHITECTURES = {
 HF_NAMES = {"llama": "Llama", "gpt2": "GPT-2"}
 
 # What an export writes (lmcore.hf_export.export), one Hugging Face folder per model.
-HF_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+HF_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+)
 
 
 def option(value):
@@ -41,5 +48,10 @@ def architecture(m):
     if takes[nearest] == len(accepts):
         return nearest, None
     off = ", ".join(f"{k}: {option(m[k])}" for k, values in accepts.items() if m[k] not in values)
-    what = ", ".join(f"{k} " + " or ".join(sorted(map(option, v))) for k, v in accepts.items() if len(v) == 1 or k == "mlp")
-    return None, f"{off}: no Hugging Face architecture has this mix; the nearest, {HF_NAMES[nearest]} ({what}), differs in it"
+    what = ", ".join(
+        f"{k} " + " or ".join(sorted(map(option, v))) for k, v in accepts.items() if len(v) == 1 or k == "mlp"
+    )
+    return (
+        None,
+        f"{off}: no Hugging Face architecture has this mix; the nearest, {HF_NAMES[nearest]} ({what}), differs in it",
+    )

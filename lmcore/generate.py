@@ -1,4 +1,5 @@
 """Sampling from a trained model: greedy, temperature, top-k, top-p (nucleus), seeded, with a KV cache."""
+
 import torch
 
 
@@ -55,7 +56,25 @@ def sample_grid(model, tokenizer, prompts, presets, max_new_tokens, seed):
     rows = []
     for prompt in prompts:
         for name, preset in sorted(presets.items()):
-            ids = list(generate(model, tokenizer.encode(prompt), max_new_tokens, preset.get("temperature", 1.0),
-                                preset.get("top_k"), preset.get("top_p", 1.0), seed=seed, eot_id=tokenizer.eot_id))
-            rows.append({"prompt": prompt, "preset": name, "settings": preset, "completion": tokenizer.decode(ids), "tokens": len(ids)})
+            ids = list(
+                generate(
+                    model,
+                    tokenizer.encode(prompt),
+                    max_new_tokens,
+                    preset.get("temperature", 1.0),
+                    preset.get("top_k"),
+                    preset.get("top_p", 1.0),
+                    seed=seed,
+                    eot_id=tokenizer.eot_id,
+                )
+            )
+            rows.append(
+                {
+                    "prompt": prompt,
+                    "preset": name,
+                    "settings": preset,
+                    "completion": tokenizer.decode(ids),
+                    "tokens": len(ids),
+                }
+            )
     return rows

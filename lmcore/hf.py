@@ -9,6 +9,7 @@ Layouts. lmcore fuses q, k, v into one `qkv` matrix and SwiGLU's gate and up int
 that both compute the same attention. GPT-2's Conv1D stores (in, out) matrices: transposed.
 
 """
+
 import json
 import os
 
@@ -50,15 +51,24 @@ def llama_weights(w, m):
 
 def gpt2_weights(w, m):
     """lmcore state dict -> HF GPT-2 names; Conv1D keeps (in, out) matrices, the transpose of nn.Linear's."""
-    out = {"transformer.wte.weight": w["tok_emb.weight"], "transformer.wpe.weight": w["pos_emb.weight"],
-           "transformer.ln_f.weight": w["norm_f.weight"], "transformer.ln_f.bias": w["norm_f.bias"]}
+    out = {
+        "transformer.wte.weight": w["tok_emb.weight"],
+        "transformer.wpe.weight": w["pos_emb.weight"],
+        "transformer.ln_f.weight": w["norm_f.weight"],
+        "transformer.ln_f.bias": w["norm_f.bias"],
+    }
     if not m["tie_embeddings"]:
         out["lm_head.weight"] = w["lm_head.weight"]
     for i in range(m["n_layers"]):
         b, h = f"blocks.{i}.", f"transformer.h.{i}."
         for ours, theirs in (("norm1", "ln_1"), ("norm2", "ln_2")):
             out[h + theirs + ".weight"], out[h + theirs + ".bias"] = w[b + ours + ".weight"], w[b + ours + ".bias"]
-        for ours, theirs in (("attn.qkv", "attn.c_attn"), ("attn.proj", "attn.c_proj"), ("mlp.up", "mlp.c_fc"), ("mlp.down", "mlp.c_proj")):
+        for ours, theirs in (
+            ("attn.qkv", "attn.c_attn"),
+            ("attn.proj", "attn.c_proj"),
+            ("mlp.up", "mlp.c_fc"),
+            ("mlp.down", "mlp.c_proj"),
+        ):
             out[h + theirs + ".weight"], out[h + theirs + ".bias"] = w[b + ours + ".weight"].t(), w[b + ours + ".bias"]
     return out
 
@@ -76,8 +86,10 @@ def invert(mapping_fn, m, hf_weights):
         if hf_name not in hf_weights:
             raise ValueError(f"tensor {hf_name} is missing from the Hugging Face weights")
         if tuple(hf_weights[hf_name].shape) != tuple(index.shape):
-            raise ValueError(f"tensor {hf_name}: shape {tuple(hf_weights[hf_name].shape)} in the Hugging Face weights, "
-                             f"{tuple(index.shape)} for this model entry")
+            raise ValueError(
+                f"tensor {hf_name}: shape {tuple(hf_weights[hf_name].shape)} in the Hugging Face weights, "
+                f"{tuple(index.shape)} for this model entry"
+            )
         flat[index.reshape(-1)] = hf_weights[hf_name].reshape(-1).float()
     return {name: flat[index.reshape(-1)].view(index.shape).clone() for name, index in ids.items()}
 
@@ -86,7 +98,9 @@ def lmcore_shapes(m):
     """{name: shape} of lmcore's state dict for a ModelConfig dict, without allocating the model."""
     with torch.device("meta"):
         model = GPT(ModelConfig(**m))
-    return {k: tuple(v.shape) for k, v in model.state_dict().items() if not (k == "lm_head.weight" and m["tie_embeddings"])}
+    return {
+        k: tuple(v.shape) for k, v in model.state_dict().items() if not (k == "lm_head.weight" and m["tie_embeddings"])
+    }
 
 
 def family_parts(name):
@@ -101,18 +115,36 @@ def load_hf(folder):
     kind = c.get("model_type")
     if kind == "llama":
         if c.get("num_key_value_heads", c["num_attention_heads"]) != c["num_attention_heads"]:
-            raise ValueError(f"{folder}: grouped-query attention (num_key_value_heads {c['num_key_value_heads']}) has no lmcore layout")
-        m = {"d_model": c["hidden_size"], "n_layers": c["num_hidden_layers"], "n_heads": c["num_attention_heads"],
-             "d_ff": c["intermediate_size"], "context_length": c["max_position_embeddings"], **family_parts("llama"),
-             "bias": bool(c.get("attention_bias", False)), "tie_embeddings": bool(c.get("tie_word_embeddings", False))}
+            raise ValueError(
+                f"{folder}: grouped-query attention (num_key_value_heads {c['num_key_value_heads']}) has no lmcore "
+                "layout"
+            )
+        m = {
+            "d_model": c["hidden_size"],
+            "n_layers": c["num_hidden_layers"],
+            "n_heads": c["num_attention_heads"],
+            "d_ff": c["intermediate_size"],
+            "context_length": c["max_position_embeddings"],
+            **family_parts("llama"),
+            "bias": bool(c.get("attention_bias", False)),
+            "tie_embeddings": bool(c.get("tie_word_embeddings", False)),
+        }
         mapping = llama_weights
     elif kind == "gpt2":
         act = c.get("activation_function", "gelu_new")  # transformers' GPT2Config default
         if act not in HF_GELUS:
             raise ValueError(f"{folder}: activation_function {act!r} has no lmcore MLP (known: {', '.join(HF_GELUS)})")
-        m = {"d_model": c["n_embd"], "n_layers": c["n_layer"], "n_heads": c["n_head"], "d_ff": c.get("n_inner") or 4 * c["n_embd"],
-             "context_length": c["n_positions"], **family_parts("gpt2"), "mlp": HF_GELUS[act], "bias": True,
-             "tie_embeddings": bool(c.get("tie_word_embeddings", True))}
+        m = {
+            "d_model": c["n_embd"],
+            "n_layers": c["n_layer"],
+            "n_heads": c["n_head"],
+            "d_ff": c.get("n_inner") or 4 * c["n_embd"],
+            "context_length": c["n_positions"],
+            **family_parts("gpt2"),
+            "mlp": HF_GELUS[act],
+            "bias": True,
+            "tie_embeddings": bool(c.get("tie_word_embeddings", True)),
+        }
         mapping = gpt2_weights
     else:
         raise ValueError(f"{folder}: model_type {kind!r} is not one lmcore reads (llama, gpt2)")

@@ -1,12 +1,17 @@
 """Where a model's starting weights are: the files its `init_from` names (the train rule's inputs,
 the checkpoint's run key and the loader read the same list). No torch import: the workflow reads it while it plans."""
+
 import os
 
 
 def hf_weight_files(folder):
     """The files of a Hugging Face folder that hold its model: config.json and every .safetensors
     (rule inputs, checkpoint run key and loader read the same list; no torch import here)."""
-    return [os.path.join(folder, name) for name in sorted(os.listdir(folder)) if name == "config.json" or name.endswith(".safetensors")]
+    return [
+        os.path.join(folder, name)
+        for name in sorted(os.listdir(folder))
+        if name == "config.json" or name.endswith(".safetensors")
+    ]
 
 
 def starting_files(init_from, models_dir):

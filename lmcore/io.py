@@ -1,4 +1,5 @@
 """Atomic writes, JSON / JSON Lines I/O and hashing: what every stage's outputs are written and read with."""
+
 import contextlib
 import hashlib
 import json

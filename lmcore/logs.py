@@ -1,5 +1,6 @@
 """A job's log: every line timestamped, and how fast it read its input. Left out of every rule's
 code digest (lmcore.closure): rewording a log line changes no output, so it reruns nothing."""
+
 import os
 import sys
 import time
@@ -62,5 +63,7 @@ def progress_line(row, max_steps, elapsed_s):
     step = row["step"]
     val = f" | val {row['val_loss']:.3f}" if row["val_loss"] is not None else ""
     eta = elapsed_s / step * (max_steps - step)
-    return (f"step {step}/{max_steps} ({step / max_steps:.0%}) | loss {row['loss']:.3f}{val} | lr {row['lr']:.1e} | "
-            f"{row['tokens_per_s'] / 1000:.1f}k tok/s | {duration(elapsed_s)} elapsed, ETA {duration(eta)}")
+    return (
+        f"step {step}/{max_steps} ({step / max_steps:.0%}) | loss {row['loss']:.3f}{val} | lr {row['lr']:.1e} | "
+        f"{row['tokens_per_s'] / 1000:.1f}k tok/s | {duration(elapsed_s)} elapsed, ETA {duration(eta)}"
+    )

@@ -4,13 +4,13 @@ Options: norm (layernorm, rmsnorm), position (learned, rope), mlp (gelu, gelu_ta
 bias, tie_embeddings, dropout. Attention runs through F.scaled_dot_product_attention;
 generation uses a KV cache that gives the same logits as a full forward pass.
 """
+
 import math
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 
 RMS_NORM_EPS, LAYER_NORM_EPS, ROPE_THETA = 1e-6, 1e-5, 10000.0  # LayerNorm's eps is torch's default
 
@@ -51,7 +51,11 @@ class RMSNorm(nn.Module):
 
 
 def make_norm(cfg):
-    return nn.LayerNorm(cfg.d_model, eps=LAYER_NORM_EPS, bias=cfg.bias) if cfg.norm == "layernorm" else RMSNorm(cfg.d_model)
+    return (
+        nn.LayerNorm(cfg.d_model, eps=LAYER_NORM_EPS, bias=cfg.bias)
+        if cfg.norm == "layernorm"
+        else RMSNorm(cfg.d_model)
+    )
 
 
 def rope_tables(head_dim, length, base=ROPE_THETA, device=None):
@@ -98,7 +102,9 @@ class CausalSelfAttention(nn.Module):
             mask = torch.ones(T, L, dtype=torch.bool, device=x.device).tril(diagonal=L - T)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+            y = F.scaled_dot_product_attention(
+                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+            )
         return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, T, C)))
 
 
@@ -173,7 +179,11 @@ class GPT(nn.Module):
         x = self.tok_emb(idx)
         if self.pos_emb is not None:
             x = x + self.pos_emb(torch.arange(start, start + T, device=idx.device))
-        rope = (self.rope_cos[start : start + T], self.rope_sin[start : start + T]) if self.cfg.position == "rope" else None
+        rope = (
+            (self.rope_cos[start : start + T], self.rope_sin[start : start + T])
+            if self.cfg.position == "rope"
+            else None
+        )
         x = self.drop(x)
         for i, block in enumerate(self.blocks):
             x = block(x, rope, None if caches is None else caches[i])

@@ -8,6 +8,7 @@ sampling and `python -m lmcore generate` load.
     metrics.jsonl       one line per log step
     summary.json        parameters, tokens, FLOPs, time, MFU, best validation loss
 """
+
 import json
 import os
 
@@ -25,8 +26,12 @@ def save_model(out_dir, model, entry, tokenizer_path, metrics, summary):
     weights_path = os.path.join(out_dir, "model.safetensors")
     save_safetensors(weights, weights_path, {"format": "pt"})
     copy_file(tokenizer_path, os.path.join(out_dir, "tokenizer.model"))
-    config = {"model": model.cfg.to_dict(), "train": entry, "tokenizer_fingerprint": sha256_file(tokenizer_path),
-              "weights_sha256": sha256_file(weights_path)}
+    config = {
+        "model": model.cfg.to_dict(),
+        "train": entry,
+        "tokenizer_fingerprint": sha256_file(tokenizer_path),
+        "weights_sha256": sha256_file(weights_path),
+    }
     write_json(os.path.join(out_dir, "config.json"), config)
     with atomic_open(os.path.join(out_dir, "metrics.jsonl")) as f:
         f.writelines(json.dumps(row) + "\n" for row in metrics)
@@ -52,8 +57,10 @@ def read_weights(model_dir, config=None):
     path = os.path.join(model_dir, "model.safetensors")
     expected = (config or read_config(model_dir)).get("weights_sha256")
     if expected and sha256_file(path) != expected:
-        raise DamagedModel(f"{path}: sha256 differs from the one config.json recorded when the model was trained "
-                           f"(the file was cut short or changed since); train it again or restore the file")
+        raise DamagedModel(
+            f"{path}: sha256 differs from the one config.json recorded when the model was trained "
+            f"(the file was cut short or changed since); train it again or restore the file"
+        )
     try:
         return load_safetensors(path)
     except ValueError as e:
@@ -61,13 +68,18 @@ def read_weights(model_dir, config=None):
 
 
 def load_model(model_dir, device="cpu"):
-    """(model in eval mode, tokenizer) from a model folder; DamagedModel names a file that is not as training wrote it."""
+    """(model in eval mode, tokenizer) from a model folder; DamagedModel names a file that is not as
+    training wrote it."""
     config = read_config(model_dir)
     model = GPT(ModelConfig(**config["model"]))
     try:
         missing, unexpected = model.load_state_dict(read_weights(model_dir, config), strict=False)
     except RuntimeError as e:  # a tensor of another shape
-        raise DamagedModel(f"{model_dir}: model.safetensors does not match config.json ({str(e).splitlines()[-1].strip()})") from None
+        raise DamagedModel(
+            f"{model_dir}: model.safetensors does not match config.json ({str(e).splitlines()[-1].strip()})"
+        ) from None
     if unexpected or set(missing) - ({"lm_head.weight"} if model.cfg.tie_embeddings else set()):
-        raise DamagedModel(f"{model_dir}: weights do not match config.json (missing {missing}, unexpected {unexpected})")
+        raise DamagedModel(
+            f"{model_dir}: weights do not match config.json (missing {missing}, unexpected {unexpected})"
+        )
     return model.to(device).eval(), Tokenizer(os.path.join(model_dir, "tokenizer.model"))

@@ -1,4 +1,5 @@
 """AdamW with decoupled weight decay (Loshchilov & Hutter 2019) and the warm-up + cosine schedule."""
+
 import math
 
 import torch

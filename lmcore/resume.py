@@ -1,6 +1,7 @@
 """Where a training run starts: from its newest intact checkpoint when one matches the run (its
 configuration, tokenizer, training code and starting weights), else afresh, from random weights
 or from the weights its `init_from` names."""
+
 import json
 import os
 
@@ -23,7 +24,9 @@ def run_key(entry, fingerprint, models_dir):
     and the files of the weights it started from."""
     init = entry.get("init_from")
     start = {os.path.basename(path): sha256_file(path) for path in starting_files(init, models_dir)} if init else None
-    return json.dumps({"config": entry, "tokenizer": fingerprint, "code": code_fingerprint(), "start": start}, sort_keys=True)
+    return json.dumps(
+        {"config": entry, "tokenizer": fingerprint, "code": code_fingerprint(), "start": start}, sort_keys=True
+    )
 
 
 def newest_checkpoint(ckpt_dir, key, rank, log):
@@ -39,7 +42,9 @@ def newest_checkpoint(ckpt_dir, key, rank, log):
                 log(f"{e}; moved to {os.path.basename(path)}.damaged, trying the checkpoint before it")
             continue
         if ck["run_key"] == key:
-            unchecked = "" if os.path.exists(path + ".sha256") else f" ({path} has no checksum: written by an older lmcore)"
+            unchecked = (
+                "" if os.path.exists(path + ".sha256") else f" ({path} has no checksum: written by an older lmcore)"
+            )
             log(f"Resumed from step {ck['step']}{unchecked}")
             return ck
     if list_checkpoints(ckpt_dir) and rank == 0:
@@ -61,15 +66,21 @@ def starting_weights(init_from, model, models_dir, tokenizer):
         where = os.path.join(models_dir, init_from["model"])
         saved = read_config(where)
         if saved["tokenizer_fingerprint"] != tokenizer.fingerprint:
-            raise ValueError(f"init_from {where}: trained with tokenizer {saved['tokenizer_fingerprint'][:12]}, "
-                             f"this model with {tokenizer.fingerprint[:12]}; a model continues another of the same tokenizer")
+            raise ValueError(
+                f"init_from {where}: trained with tokenizer {saved['tokenizer_fingerprint'][:12]}, "
+                f"this model with {tokenizer.fingerprint[:12]}; a model continues another of the same tokenizer"
+            )
         options, weights = saved["model"], read_weights(where, saved)
     for key in BLOCK_KEYS:
         if options[key] != getattr(model.cfg, key):
-            raise ValueError(f"init_from {where}: {key} is {options[key]} there, {getattr(model.cfg, key)} in this model entry")
+            raise ValueError(
+                f"init_from {where}: {key} is {options[key]} there, {getattr(model.cfg, key)} in this model entry"
+            )
     ours = model.state_dict()
     for name, tensor in weights.items():
         if name not in ours or ours[name].shape != tensor.shape:
-            raise ValueError(f"init_from {where}: tensor {name} has shape {tuple(tensor.shape)} there, "
-                             f"{tuple(ours[name].shape) if name in ours else 'none'} in this model entry")
+            raise ValueError(
+                f"init_from {where}: tensor {name} has shape {tuple(tensor.shape)} there, "
+                f"{tuple(ours[name].shape) if name in ours else 'none'} in this model entry"
+            )
     return where, weights

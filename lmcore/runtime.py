@@ -1,5 +1,6 @@
 """Where a training run executes: the device, its precision, the processes of a DDP run, and the
 peak FLOP/s that MFU is measured against."""
+
 import contextlib
 import os
 import platform
@@ -97,9 +98,12 @@ def machine_key(device, dtype):
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = next((line.split(":", 1)[1].strip() for line in open_lines("/proc/cpuinfo") if line.startswith("model name")),
-                    platform.processor() or platform.machine())
-    return f"{name} | {device.type} | {dtype or torch.float32} | {torch.get_num_threads()} threads | torch {torch.__version__}"
+        name = next(
+            (line.split(":", 1)[1].strip() for line in open_lines("/proc/cpuinfo") if line.startswith("model name")),
+            platform.processor() or platform.machine(),
+        )
+    threads = torch.get_num_threads()
+    return f"{name} | {device.type} | {dtype or torch.float32} | {threads} threads | torch {torch.__version__}"
 
 
 def open_lines(path):
@@ -169,6 +173,8 @@ def check_fits(need_mb, mem_mb, batch_size, cfg, log):
     if mem_mb and need_mb > mem_mb:
         raise MemoryError(
             f"training needs about {need_mb:,.0f} MB (batch_size {batch_size} x context_length {cfg.context_length:,} "
-            f"tokens a micro-batch, vocab_size {cfg.vocab_size:,}), more than the job's mem_mb of {mem_mb:,}: lower batch_size "
-            f"(and raise grad_accum to keep the tokens a step) or context_length, or raise resources.train.mem_mb")
+            f"tokens a micro-batch, vocab_size {cfg.vocab_size:,}), more than the job's mem_mb of {mem_mb:,}: lower "
+            "batch_size "
+            f"(and raise grad_accum to keep the tokens a step) or context_length, or raise resources.train.mem_mb"
+        )
     log(f"memory: about {need_mb:,.0f} MB" + (f" of the job's {mem_mb:,}" if mem_mb else ""))

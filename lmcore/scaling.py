@@ -14,6 +14,7 @@ compute-optimal allocation it implies has a = β / (α + β), b = α / (α + β)
 
 `plan` gives each run's N and D before any training, from the same count the loop uses.
 """
+
 import math
 
 import numpy as np
@@ -39,11 +40,15 @@ def plan(config):
             if shape not in sizes:
                 entry = config["models"][name]
                 with torch.device("meta"):
-                    cfg = ModelConfig(vocab_size=config["tokenizers"][entry["tokenizer"]]["vocab_size"], **read_entry(entry)[0])
+                    cfg = ModelConfig(
+                        vocab_size=config["tokenizers"][entry["tokenizer"]]["vocab_size"], **read_entry(entry)[0]
+                    )
                     n = count_parameters(GPT(cfg))["non_embedding_parameters"]
                 sizes[shape] = n, flops_per_token(cfg, n)
-            n, fpt = sizes[shape]
-            rows.append({"model": name, "study": study, "shape": shape, "budget": budget, "N": n, "D": budget / fpt})
+            n, token_flops = sizes[shape]
+            rows.append(
+                {"model": name, "study": study, "shape": shape, "budget": budget, "N": n, "D": budget / token_flops}
+            )
     return rows
 
 
@@ -53,21 +58,42 @@ def isoflop_minimum(runs):
     runs = [r for r in runs if math.isfinite(r["loss"])]
     sizes = len({r["N"] for r in runs})
     if sizes < MIN_SHAPES:
-        return {"coefficients": None, "reason": f"{sizes} finished run(s) of distinct size; a parabola needs {MIN_SHAPES}"}
+        return {
+            "coefficients": None,
+            "reason": f"{sizes} finished run(s) of distinct size; a parabola needs {MIN_SHAPES}",
+        }
     ln_n = np.log([r["N"] for r in runs])
     p2, p1, p0 = np.polyfit(ln_n, [r["loss"] for r in runs], 2)
     fit = {"coefficients": [float(p2), float(p1), float(p0)]}
     if p2 <= 0:  # the parabola opens downwards: its only extremum is a maximum
         best = min(runs, key=lambda r: r["loss"])["N"]
-        side = "smallest" if best == min(r["N"] for r in runs) else "largest" if best == max(r["N"] for r in runs) else None
-        where = f"lowest at the {side} shape: add a {'smaller' if side == 'smallest' else 'larger'} one" if side else "not convex"
+        side = (
+            "smallest"
+            if best == min(r["N"] for r in runs)
+            else "largest"
+            if best == max(r["N"] for r in runs)
+            else None
+        )
+        where = (
+            f"lowest at the {side} shape: add a {'smaller' if side == 'smallest' else 'larger'} one"
+            if side
+            else "not convex"
+        )
         return {**fit, "reason": f"the parabola has no minimum; the loss is {where}"}
     x = -p1 / (2 * p2)
     if not ln_n.min() < x < ln_n.max():
         side = "smallest" if x <= ln_n.min() else "largest"
-        return {**fit, "reason": f"the minimum lies beyond the {side} shape: add a {'smaller' if side == 'smallest' else 'larger'} one"}
+        return {
+            **fit,
+            "reason": f"the minimum lies beyond the {side} shape: add a {side.removesuffix('est')}er one",
+        }
     slope, intercept = np.polyfit(ln_n, np.log([r["D"] for r in runs]), 1)  # on an IsoFLOP curve, D falls as N grows
-    return {**fit, "N_opt": float(math.exp(x)), "D_opt": float(math.exp(intercept + slope * x)), "loss_opt": float(np.polyval([p2, p1, p0], x))}
+    return {
+        **fit,
+        "N_opt": float(math.exp(x)),
+        "D_opt": float(math.exp(intercept + slope * x)),
+        "loss_opt": float(np.polyval([p2, p1, p0], x)),
+    }
 
 
 def power_law(c, y):
@@ -76,7 +102,10 @@ def power_law(c, y):
     return float(exponent), float(math.exp(log_k))
 
 
-def fit_loss_law(runs, exponents=np.arange(0.02, 1.5, 0.02)):
+EXPONENTS = np.arange(0.02, 1.5, 0.02)  # the grid alpha and beta are searched on
+
+
+def fit_loss_law(runs, exponents=EXPONENTS):
     """{E, A, alpha, B, beta} of L = E + A / N^alpha + B / D^beta with E, A, B >= 0 by least squares, and
     the a and b it implies; None where no grid point gives non-negative (E, A, B)."""
     n = np.array([r["N"] for r in runs], dtype=np.float64)
@@ -87,7 +116,9 @@ def fit_loss_law(runs, exponents=np.arange(0.02, 1.5, 0.02)):
         found = None
         for alpha in alphas:
             for beta in betas:
-                x = np.stack([np.ones_like(n), n**-alpha, d**-beta], axis=1)  # (runs, 3): the law is linear in (E, A, B)
+                x = np.stack(
+                    [np.ones_like(n), n**-alpha, d**-beta], axis=1
+                )  # (runs, 3): the law is linear in (E, A, B)
                 coef, *_ = np.linalg.lstsq(x, loss, rcond=None)
                 if (coef < 0).any():
                     continue
@@ -101,9 +132,19 @@ def fit_loss_law(runs, exponents=np.arange(0.02, 1.5, 0.02)):
         return None
     step = exponents[1] - exponents[0]
     _, _, _, alpha, _, beta = coarse
-    fine = best(np.linspace(max(alpha - step, 1e-3), alpha + step, 21), np.linspace(max(beta - step, 1e-3), beta + step, 21))
+    fine = best(
+        np.linspace(max(alpha - step, 1e-3), alpha + step, 21), np.linspace(max(beta - step, 1e-3), beta + step, 21)
+    )
     _, e, a, alpha, b, beta = min(found for found in (coarse, fine) if found)
-    return {"E": e, "A": a, "alpha": alpha, "B": b, "beta": beta, "a": beta / (alpha + beta), "b": alpha / (alpha + beta)}
+    return {
+        "E": e,
+        "A": a,
+        "alpha": alpha,
+        "B": b,
+        "beta": beta,
+        "a": beta / (alpha + beta),
+        "b": alpha / (alpha + beta),
+    }
 
 
 def fit(runs):

@@ -1,4 +1,5 @@
 """Token shards: documents encoded and written as `.npy`, one file per split, and read back memory-mapped."""
+
 import contextlib
 import os
 import tempfile
@@ -49,12 +50,14 @@ class SplitTooSmall(ValueError):
     pass
 
 
-def split_too_small(split, tokens, documents, longest, parts, need, model, all_documents):
+def split_too_small_error(split, tokens, documents, longest, parts, need, model, all_documents):
     return SplitTooSmall(
-        f"the {split} split holds {tokens:,} tokens in {documents:,} of the {all_documents:,} documents that cleaning and "
+        f"the {split} split holds {tokens:,} tokens in {documents:,} of the {all_documents:,} documents that cleaning "
+        "and "
         f"dedup kept (longest part: {longest:,} tokens), but "
         f"{model} needs a part of at least context_length + 1 = {need:,} tokens in every split. Add documents, raise "
-        f"`splits.{split}`{', use fewer `parts`' if parts > 1 else ''} or shorten the model's context_length (what cleaning "
+        f"`splits.{split}`{', use fewer `parts`' if parts > 1 else ''} or shorten the model's context_length (what "
+        "cleaning "
         f"dropped, and why, is in results/clean/<source>/part-<k>.stats.json and the clean logs)."
     )
 
@@ -77,7 +80,9 @@ def check_splits(parts, readers, tokenizer_name):
                     documents = sum(p["stats"][split]["documents"] for p in group)
                     kept = sum(p["stats"][s]["documents"] for p in group for s in SPLITS)
                     who = f"model '{model}'" + (f" (source '{source}')" if source else "")
-                    error = split_too_small(split, sum(tokens), documents, max(tokens, default=0), len(group), need, who, kept)
+                    error = split_too_small_error(
+                        split, sum(tokens), documents, max(tokens, default=0), len(group), need, who, kept
+                    )
                     raise SplitTooSmall(f"tokenizer '{tokenizer_name}': {error}")
 
 
@@ -101,7 +106,10 @@ def write_manifest(out_path, tokenizer, parts, readers=None, tokenizer_name=None
                 "name": p["name"],
                 "source": p["source"],
                 "stats": p["stats"],
-                "shards": {s: {"path": os.path.relpath(os.path.abspath(path), folder), "sha256": sha256_file(path)} for s, path in p["shards"].items()},
+                "shards": {
+                    s: {"path": os.path.relpath(os.path.abspath(path), folder), "sha256": sha256_file(path)}
+                    for s, path in p["shards"].items()
+                },
             }
             for p in parts
         ],
@@ -142,7 +150,9 @@ class TokenDataset:
         self.arrays = [np.load(p, mmap_mode="r") for p in self.paths]
         for path, a in zip(self.paths, self.arrays):
             if len(a) and int(a.max()) >= self.vocab_size:
-                raise ValueError(f"{path}: token id {int(a.max())} is out of range for vocabulary size {self.vocab_size}")
+                raise ValueError(
+                    f"{path}: token id {int(a.max())} is out of range for vocabulary size {self.vocab_size}"
+                )
         self.num_tokens = sum(len(a) for a in self.arrays)
 
     def check_window(self, context_length):
@@ -153,8 +163,16 @@ class TokenDataset:
             longest = max((len(a) for a in arrays), default=0)
             if longest < context_length + 1:
                 who = "this model" + (f" (source '{source}')" if source else "")
-                raise split_too_small(self.split, sum(len(a) for a in arrays), self.documents, longest, len(arrays), context_length + 1,
-                                      who, self.all_documents)
+                raise split_too_small_error(
+                    self.split,
+                    sum(len(a) for a in arrays),
+                    self.documents,
+                    longest,
+                    len(arrays),
+                    context_length + 1,
+                    who,
+                    self.all_documents,
+                )
 
     def shard_probabilities(self, context_length):
         """The probability that a window comes from each shard."""
@@ -175,7 +193,8 @@ class TokenDataset:
         return rows[:, :-1], rows[:, 1:]
 
     def windows(self, context_length):
-        """(source, x, y) with every token predicted once: non-overlapping windows in order, the final partial window included."""
+        """(source, x, y) with every token predicted once: non-overlapping windows in order, the
+        final partial window included."""
         for source, a in zip(self.sources, self.arrays):
             for i in range(0, len(a) - 1, context_length):
                 row = a[i : i + context_length + 1].astype(np.int64)

@@ -1,4 +1,5 @@
 """train / validation / test, assigned per document by a stable hash of its id (after dedup)."""
+
 from lmcore.io import read_jsonl, stable_hash
 
 SPLITS = ("train", "validation", "test")

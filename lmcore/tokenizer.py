@@ -6,6 +6,7 @@ otherwise never sees one: it treats its input as lines), and an escape for the
 character SentencePiece uses for spaces (U+2581). Documents are joined
 with the end-of-text id (SentencePiece's eos).
 """
+
 import io
 import itertools
 import os
@@ -15,7 +16,6 @@ import numpy as np
 import sentencepiece as spm
 
 from lmcore.data.text import LINE_END, one_piece, pieces
-
 from lmcore.io import atomic_open, copy_file, sha256_file, stable_hash
 from lmcore.splits import documents_in_split
 
@@ -70,7 +70,9 @@ def training_documents(paths, fractions, max_chars, seed=0):
     """
     total = sum(len(d["text"]) for d in documents_in_split(paths, "train", fractions))
     keep = min(1.0, max_chars / max(1, total))
-    sample = [d for d in documents_in_split(paths, "train", fractions) if stable_hash(f"{seed}/{d['id']}") / 2**64 < keep]
+    sample = [
+        d for d in documents_in_split(paths, "train", fractions) if stable_hash(f"{seed}/{d['id']}") / 2**64 < keep
+    ]
     return sorted(sample, key=lambda d: d["id"])
 
 
@@ -105,13 +107,18 @@ def train(documents, model_path, cfg, num_threads=1, log=print):
         small = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", str(e))
         if not small:
             raise
-        raise ValueError(f"vocab_size {small[1]} is too small for this corpus: the characters that character_coverage "
-                         f"{cfg['character_coverage']} keeps, with the special, user-defined and byte pieces, take {small[2]}; "
-                         f"use a vocab_size of at least {small[2]} (more, for pieces to learn) or a lower character_coverage") from None
+        raise ValueError(
+            f"vocab_size {small[1]} is too small for this corpus: the characters that character_coverage "
+            f"{cfg['character_coverage']} keeps, with the special, user-defined and byte pieces, take {small[2]}; "
+            f"use a vocab_size of at least {small[2]} (more, for pieces to learn) or a lower character_coverage"
+        ) from None
     pieces = spm.SentencePieceProcessor(model_proto=model.getvalue()).get_piece_size()
     if pieces < cfg["vocab_size"]:
-        log(f"vocabulary: {pieces:,} pieces, fewer than the {cfg['vocab_size']:,} requested: the training text yields no more "
-            f"(hard_vocab_limit off); models use {pieces:,}")
+        log(
+            f"vocabulary: {pieces:,} pieces, fewer than the {cfg['vocab_size']:,} requested: the training text yields "
+            "no more "
+            f"(hard_vocab_limit off); models use {pieces:,}"
+        )
     else:
         log(f"vocabulary: {pieces:,} pieces")
     with atomic_open(model_path, "wb") as f:
@@ -149,7 +156,9 @@ def words_encode_alone(model_path):
     a newline but the newline piece itself, and none has a space after a non-space."""
     proto = read_proto(model_path)
     crosses = re.compile(f"[^{SPACE_SYMBOL}]{SPACE_SYMBOL}|.\n|\n.", re.DOTALL)
-    return proto.trainer_spec.model_type == proto.trainer_spec.BPE and not any(crosses.search(p.piece) for p in proto.pieces)
+    return proto.trainer_spec.model_type == proto.trainer_spec.BPE and not any(
+        crosses.search(p.piece) for p in proto.pieces
+    )
 
 
 def lines_encode_alone(model_path):
@@ -166,7 +175,9 @@ class Tokenizer:
         self.eot_id = self.sp.eos_id()
         self.dtype = dtype_for(self.vocab_size)
         self.fingerprint = sha256_file(self.path)
-        self.words = {} if words_encode_alone(self.path) else None  # word -> its ids' bytes, or None: encode whole texts
+        self.words = (
+            {} if words_encode_alone(self.path) else None
+        )  # word -> its ids' bytes, or None: encode whole texts
         self.lines_alone = lines_encode_alone(self.path)
 
     def encode(self, text):
@@ -179,8 +190,12 @@ class Tokenizer:
         Python object per word and per id."""
         long = [not one_piece(t) and self.lines_alone for t in texts]
         short = iter(self._encode_arrays([t for t, cut in zip(texts, long) if not cut], num_threads))
-        return [np.concatenate([self._encode_arrays([p], num_threads)[0] for p in pieces(t, at=LINE_END)]) if cut else next(short)
-                for t, cut in zip(texts, long)]
+        return [
+            np.concatenate([self._encode_arrays([p], num_threads)[0] for p in pieces(t, at=LINE_END)])
+            if cut
+            else next(short)
+            for t, cut in zip(texts, long)
+        ]
 
     def _encode_arrays(self, texts, num_threads):
         texts = [escape(t) for t in texts]
@@ -237,5 +252,9 @@ def measure(tok, documents, max_documents=2000):
         "byte_fallback_share": fallback / tokens if tokens else None,
         "vocab_used_share": float((counts > 0).mean()),
         "round_trip_failures": failures,
-        "top_pieces": [[tok.sp.id_to_piece(int(i)), int(counts[i])] for i in np.argsort(-counts, kind="stable")[:TOP_PIECES] if counts[i]],
+        "top_pieces": [
+            [tok.sp.id_to_piece(int(i)), int(counts[i])]
+            for i in np.argsort(-counts, kind="stable")[:TOP_PIECES]
+            if counts[i]
+        ],
     }

@@ -9,6 +9,7 @@ never interrupted: the checkpoint holds model, optimizer, every RNG state, the d
 and the `TrainState`. Where it runs (device, precision, DDP, peak FLOP/s) is lmcore.runtime;
 the folder it writes, lmcore.model_folder.
 """
+
 import contextlib
 import json
 import math
@@ -31,8 +32,18 @@ from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
 from lmcore.model_folder import save_model
 from lmcore.optim import lr_at, make_optimizer
 from lmcore.resume import newest_checkpoint, run_key, starting_weights
-from lmcore.runtime import (autocast, autocast_dtype, check_fits, distributed, memory_needed_mb, peak_flops, pick_device,
-                            record_peak, use_compile, use_tf32)
+from lmcore.runtime import (
+    autocast,
+    autocast_dtype,
+    check_fits,
+    distributed,
+    memory_needed_mb,
+    peak_flops,
+    pick_device,
+    record_peak,
+    use_compile,
+    use_tf32,
+)
 from lmcore.shards import TokenDataset
 from lmcore.tokenizer import Tokenizer
 from lmcore.train_config import TrainConfig, read_entry
@@ -41,6 +52,7 @@ from lmcore.train_config import TrainConfig, read_entry
 @dataclass
 class TrainState:
     """What the loop carries from step to step; a checkpoint saves and restores it by these names."""
+
     step: int = 0
     tokens: int = 0
     elapsed_s: float = 0.0  # time spent in training steps, evaluation and logging excluded
@@ -54,8 +66,9 @@ class TrainState:
 @dataclass
 class Run:
     """One model's training, set up once by `setup`."""
+
     entry: dict  # the model's config entry with max_steps resolved: what checkpoints and config.json record
-    tc: TrainConfig
+    train_cfg: TrainConfig
     model: GPT
     forward: torch.nn.Module  # the model as a step calls it: compiled, under DDP, or itself
     optimizer: torch.optim.Optimizer
@@ -79,7 +92,7 @@ class Run:
 
     @property
     def tokens_per_step(self):
-        return self.tc.batch_size * self.model.cfg.context_length * self.tc.grad_accum * self.world
+        return self.train_cfg.batch_size * self.model.cfg.context_length * self.train_cfg.grad_accum * self.world
 
     def amp(self):
         return autocast(self.device, self.amp_dtype)
@@ -88,7 +101,10 @@ class Run:
         """Model FLOPs utilisation. A rate above the peak becomes the peak, here and in the machine's cache
         (lmcore.runtime.record_peak), so that no MFU is above 1."""
         if self.flops_per_token * tokens_per_s > self.peak:
-            self.peak, self.peak_source = self.flops_per_token * tokens_per_s, "the rate this run reached, above the peak measured before"
+            self.peak, self.peak_source = (
+                self.flops_per_token * tokens_per_s,
+                "the rate this run reached, above the peak measured before",
+            )
             record_peak(self.device, self.amp_dtype, self.peak)
         return self.flops_per_token * tokens_per_s / self.peak
 
@@ -105,47 +121,76 @@ def setup(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads, log)
     """Read the data, build the model (from `init_from`'s weights where set) and its optimizer, and say where
     it runs; fails on data too small for a window before any step."""
     torch.set_num_threads(threads)
-    model_keys, tc = read_entry(entry)
+    model_keys, train_cfg = read_entry(entry)
     tokenizer = Tokenizer(tokenizer_path)
     cfg = ModelConfig(vocab_size=tokenizer.vocab_size, **model_keys)
-    sources = tc.data.get("sources")  # {name: weight}, or None for every source by its tokens
-    train_data, val_data = (TokenDataset(manifest_path, s, tokenizer.fingerprint, sources) for s in ("train", "validation"))
+    sources = train_cfg.data.get("sources")  # {name: weight}, or None for every source by its tokens
+    train_data, val_data = (
+        TokenDataset(manifest_path, s, tokenizer.fingerprint, sources) for s in ("train", "validation")
+    )
     for data in (train_data, val_data, TokenDataset(manifest_path, "test", tokenizer.fingerprint)):
         data.check_window(cfg.context_length)  # evaluate reads test: fail now, not after training
 
-    rank, world, device = distributed(pick_device(tc.device))
-    amp_dtype = autocast_dtype(tc.precision, device)
+    rank, world, device = distributed(pick_device(train_cfg.device))
+    amp_dtype = autocast_dtype(train_cfg.precision, device)
     use_tf32(device)
-    random.seed(tc.seed)
-    np.random.seed(tc.seed)
-    torch.manual_seed(tc.seed)
+    random.seed(train_cfg.seed)
+    np.random.seed(train_cfg.seed)
+    torch.manual_seed(train_cfg.seed)
     model = GPT(cfg)
     models_dir = os.path.dirname(os.path.abspath(out_dir))  # results/models/: where init_from's {model: name} is
-    if tc.init_from:
-        where, weights = starting_weights(tc.init_from, model, models_dir, tokenizer)
+    if train_cfg.init_from:
+        where, weights = starting_weights(train_cfg.init_from, model, models_dir, tokenizer)
         model.load_state_dict(weights, strict=not cfg.tie_embeddings)
         log(f"starting from the weights of {where}")
     counts = count_parameters(model)
-    fpt = flops_per_token(cfg, counts["non_embedding_parameters"])
+    token_flops = flops_per_token(cfg, counts["non_embedding_parameters"])
     model = model.to(device)
-    optimizer = make_optimizer(model, tc.lr, (tc.beta1, tc.beta2), tc.weight_decay, tc.optimizer_impl)
-    forward = torch.compile(model) if use_compile(tc.compile, device) else model
+    optimizer = make_optimizer(
+        model, train_cfg.lr, (train_cfg.beta1, train_cfg.beta2), train_cfg.weight_decay, train_cfg.optimizer_impl
+    )
+    forward = torch.compile(model) if use_compile(train_cfg.compile, device) else model
     if world > 1:
         forward = DDP(forward, device_ids=[device.index] if device.type == "cuda" else None)
 
-    tokens_per_step = tc.batch_size * cfg.context_length * tc.grad_accum * world
-    max_tokens = tc.max_flops / fpt if tc.max_flops else tc.max_tokens
-    max_steps = math.ceil(max_tokens / tokens_per_step) if max_tokens else tc.max_steps
+    tokens_per_step = train_cfg.batch_size * cfg.context_length * train_cfg.grad_accum * world
+    max_tokens = train_cfg.max_flops / token_flops if train_cfg.max_flops else train_cfg.max_tokens
+    max_steps = math.ceil(max_tokens / tokens_per_step) if max_tokens else train_cfg.max_steps
     entry = {**entry, "max_steps": max_steps}
-    val_rng = np.random.default_rng(tc.seed + 1)
-    val_batches = [to_device(val_data.sample_batch(val_rng, tc.batch_size, cfg.context_length), device) for _ in range(tc.eval_batches)]
+    val_rng = np.random.default_rng(train_cfg.seed + 1)
+    val_batches = [
+        to_device(val_data.sample_batch(val_rng, train_cfg.batch_size, cfg.context_length), device)
+        for _ in range(train_cfg.eval_batches)
+    ]
     # A loss far above ln(vocab_size), the loss of a uniform guess, after warm-up: the run diverged.
-    loss_limit = tc.divergence_threshold * math.log(cfg.vocab_size) if tc.divergence_threshold else math.inf
+    loss_limit = (
+        train_cfg.divergence_threshold * math.log(cfg.vocab_size) if train_cfg.divergence_threshold else math.inf
+    )
     peak, peak_source = peak_flops(device, amp_dtype)
-    run = Run(entry, tc, model, forward, optimizer, train_data, val_batches, np.random.default_rng(tc.seed), device, amp_dtype,
-              rank, world, counts, fpt, max_steps, run_key(entry, tokenizer.fingerprint, models_dir), os.fspath(ckpt_dir),
-              loss_limit, peak, peak_source, None)
-    if tc.init_from:  # what the starting weights bring
+    run = Run(
+        entry,
+        train_cfg,
+        model,
+        forward,
+        optimizer,
+        train_data,
+        val_batches,
+        np.random.default_rng(train_cfg.seed),
+        device,
+        amp_dtype,
+        rank,
+        world,
+        counts,
+        token_flops,
+        max_steps,
+        run_key(entry, tokenizer.fingerprint, models_dir),
+        os.fspath(ckpt_dir),
+        loss_limit,
+        peak,
+        peak_source,
+        None,
+    )
+    if train_cfg.init_from:  # what the starting weights bring
         run.initial_val_loss = estimate_loss(model, val_batches, run.amp)
         log(f"validation loss of the starting weights: {run.initial_val_loss:.4f}")
     return run
@@ -164,18 +209,22 @@ def restore(run, ck):
 
 def plan(run, state, mem_mb, log):
     """Say what the run will need before its first step; stop a CPU run that would not fit `mem_mb`."""
-    tc, cfg = run.tc, run.model.cfg
-    log(f"{run.counts['parameters']:,} parameters on {run.device} ({run.amp_dtype or torch.float32}); "
-        f"peak {run.peak / 1e9:,.1f} GFLOP/s, {run.peak_source}")
+    train_cfg, cfg = run.train_cfg, run.model.cfg
+    log(
+        f"{run.counts['parameters']:,} parameters on {run.device} ({run.amp_dtype or torch.float32}); "
+        f"peak {run.peak / 1e9:,.1f} GFLOP/s, {run.peak_source}"
+    )
     if run.device.type == "cpu" and run.rank == 0:  # a GPU's memory is its own; the job's mem_mb is the host's
-        need = memory_needed_mb(run.counts["parameters"], tc.batch_size * cfg.context_length, cfg, run.world)
-        check_fits(need, mem_mb, tc.batch_size, cfg, log)
+        need = memory_needed_mb(run.counts["parameters"], train_cfg.batch_size * cfg.context_length, cfg, run.world)
+        check_fits(need, mem_mb, train_cfg.batch_size, cfg, log)
     step_s = run.flops_per_token * run.tokens_per_step / run.world / run.peak  # each process computes its share
     left = run.max_steps - state.step
     if run.rank == 0:
-        log(f"one step: {run.tokens_per_step:,} tokens, {run.flops_per_token * run.tokens_per_step:.3g} FLOPs, "
+        log(
+            f"one step: {run.tokens_per_step:,} tokens, {run.flops_per_token * run.tokens_per_step:.3g} FLOPs, "
             f"{f'{step_s:.3g} s' if step_s < 60 else duration(step_s)} at the peak (a step takes 2-3 times that); "
-            f"{left:,} steps to go: at least {duration(step_s * left)}")
+            f"{left:,} steps to go: at least {duration(step_s * left)}"
+        )
 
 
 def train_step(forward, micro_batches, amp, no_sync=None):
@@ -245,9 +294,9 @@ def draw_batches(run, state):
     """One step's micro-batches, on the device. Every rank draws the same global batch and trains on its
     own slice of it, so that N processes take the step one process would take on the whole batch."""
     start = time.perf_counter()
-    B, T, r = run.tc.batch_size, run.model.cfg.context_length, run.rank
+    B, T, r = run.train_cfg.batch_size, run.model.cfg.context_length, run.rank
     micro_batches = []
-    for _ in range(run.tc.grad_accum):
+    for _ in range(run.train_cfg.grad_accum):
         x, y = run.train_data.sample_batch(run.data_rng, B * run.world, T)
         micro_batches.append(to_device((x[r * B : (r + 1) * B], y[r * B : (r + 1) * B]), run.device))
     state.data_s += time.perf_counter() - start
@@ -258,22 +307,50 @@ def validate(run, state):
     """The validation loss now; the weights are kept when it is the best so far."""
     val_loss = estimate_loss(run.model, run.val_batches, run.amp)
     if val_loss < state.best_val:
-        state.best_val, state.best_model = val_loss, {k: v.detach().clone().cpu() for k, v in run.model.state_dict().items()}
+        state.best_val, state.best_model = (
+            val_loss,
+            {k: v.detach().clone().cpu() for k, v in run.model.state_dict().items()},
+        )
     return val_loss
 
 
 def save(run, state, data_position, earlier_jobs_s):
-    """A checkpoint of the run after `state.step` steps; `data_position` is where the data stream stands for the next."""
+    """A checkpoint of the run after `state.step` steps; `data_position` is where the data stream
+    stands for the next step."""
     state.job_s = earlier_jobs_s + time.perf_counter() - run.job_start
-    saved = {"run_key": run.key, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-             "rng": rng_state(), "data_rng": json.dumps(data_position), **vars(state)}
-    save_checkpoint(run.ckpt_dir, state.step, saved, run.tc.keep_checkpoints)
+    saved = {
+        "run_key": run.key,
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "rng": rng_state(),
+        "data_rng": json.dumps(data_position),
+        **vars(state),
+    }
+    save_checkpoint(run.ckpt_dir, state.step, saved, run.train_cfg.keep_checkpoints)
+
+
+def set_lr(run, step):
+    """Warm-up, cosine, then min_lr (lmcore.optim.lr_at), set on every parameter group; returns it."""
+    cfg = run.train_cfg
+    lr = lr_at(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.decay_steps or run.max_steps)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def reduce_and_clip(run, mean_loss):
+    """(loss averaged over the ranks, gradient norm before clipping), the gradients clipped; one wait for the GPU."""
+    if run.world > 1:
+        dist.all_reduce(mean_loss)
+        mean_loss /= run.world
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.train_cfg.grad_clip or math.inf)
+    return torch.stack([mean_loss, grad_norm.float()]).tolist()
 
 
 def fit(run, state, log):
     """The loop: optimizer steps to max_steps, with validation, a progress line and a checkpoint at their
     intervals. Raises Diverged on a loss that is not finite or too high, Stopped after SIGTERM's checkpoint."""
-    tc, stop, earlier_jobs_s = run.tc, StopSignal(), state.job_s
+    cfg, stop, earlier_jobs_s = run.train_cfg, StopSignal(), state.job_s
     no_sync = run.forward.no_sync if run.world > 1 else None
     run.model.train()
     window_tokens, window_start = 0, time.perf_counter()  # tokens/s over the steps since the last progress line
@@ -282,39 +359,35 @@ def fit(run, state, log):
     first_step = state.step + 1
     while state.step < run.max_steps:
         t0 = time.perf_counter()
-        lr = lr_at(state.step, tc.lr, tc.min_lr, tc.warmup_steps, tc.decay_steps or run.max_steps)
-        for group in run.optimizer.param_groups:
-            group["lr"] = lr
+        lr = set_lr(run, state.step)
         mean_loss = train_step(run.forward, micro_batches, run.amp, no_sync)
         # On a GPU the step is only queued so far: the next step's batches are drawn and copied meanwhile.
         data_position = run.data_rng.bit_generator.state
         micro_batches = draw_batches(run, state) if state.step + 1 < run.max_steps else None
-        if run.world > 1:
-            dist.all_reduce(mean_loss)
-            mean_loss /= run.world
-        grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), tc.grad_clip or math.inf)  # before clipping
-        loss, grad_norm = torch.stack([mean_loss, grad_norm.float()]).tolist()  # one wait for the GPU per step
-        check_divergence(loss, state.step, lr, run.loss_limit if state.step >= tc.warmup_steps else math.inf, run.ckpt_dir)
+        loss, grad_norm = reduce_and_clip(run, mean_loss)
+        check_divergence(
+            loss, state.step, lr, run.loss_limit if state.step >= cfg.warmup_steps else math.inf, run.ckpt_dir
+        )
         run.optimizer.step()
         run.optimizer.zero_grad(set_to_none=True)
         state.step += 1
         state.tokens += run.tokens_per_step
         window_tokens += run.tokens_per_step
         state.elapsed_s += time.perf_counter() - t0
-        if state.step == first_step and run.rank == 0 and tc.log_interval > 1:  # a person sees the run is under way
-            log(f"step {state.step} took {time.perf_counter() - t0:.3g} s; a progress line every {tc.log_interval} steps")
+        if state.step == first_step and run.rank == 0 and cfg.log_interval > 1:  # a person sees the run is under way
+            log(f"step {state.step} took {time.perf_counter() - t0:.3g} s; progress every {cfg.log_interval} steps")
 
-        val_loss = validate(run, state) if state.step % tc.eval_interval == 0 or state.step == run.max_steps else None
-        if state.step % tc.log_interval == 0 or val_loss is not None:
+        last = state.step == run.max_steps
+        val_loss = validate(run, state) if state.step % cfg.eval_interval == 0 or last else None
+        if state.step % cfg.log_interval == 0 or val_loss is not None:
             tokens_per_s = window_tokens / (time.perf_counter() - window_start)
-            row = {"step": state.step, "tokens": state.tokens, "loss": loss, "val_loss": val_loss, "lr": lr,
-                   "grad_norm": grad_norm, "tokens_per_s": tokens_per_s, "mfu": run.mfu(tokens_per_s),
-                   "elapsed_s": state.elapsed_s}
+            row = dict(step=state.step, tokens=state.tokens, loss=loss, val_loss=val_loss, lr=lr, grad_norm=grad_norm,
+                       tokens_per_s=tokens_per_s, mfu=run.mfu(tokens_per_s), elapsed_s=state.elapsed_s)  # fmt: skip
             state.metrics.append(row)
             if run.rank == 0:
                 log(progress_line(row, run.max_steps, state.elapsed_s))
             window_tokens, window_start = 0, time.perf_counter()
-        if (state.step % tc.checkpoint_interval == 0 or stop.requested) and run.rank == 0:
+        if (state.step % cfg.checkpoint_interval == 0 or stop.requested) and run.rank == 0:
             save(run, state, data_position, earlier_jobs_s)
         if stop.requested:
             raise Stopped(f"SIGTERM: checkpoint written at step {state.step}; rerun to resume")
@@ -322,13 +395,13 @@ def fit(run, state, log):
 
 def summarize(run, state, earlier_jobs_s):
     """summary.json: size, tokens, FLOPs, time, throughput and the best validation loss."""
-    elapsed, fpt = state.elapsed_s, run.flops_per_token
+    elapsed, token_flops = state.elapsed_s, run.flops_per_token
     return {
         **run.counts,
         "tokens_seen": state.tokens,
         "tokens_per_parameter": state.tokens / run.counts["parameters"],
-        "flops_per_token": fpt,
-        "total_flops": fpt * state.tokens,
+        "flops_per_token": token_flops,
+        "total_flops": token_flops * state.tokens,
         "step_time_s": elapsed,  # the optimizer steps alone: what tokens/s and MFU count
         "data_time_s": state.data_s,  # of which drawing batches (on a GPU, while the step before computes)
         "job_time_s": earlier_jobs_s + time.perf_counter() - run.job_start,  # set-up, validation, checkpoints too
@@ -361,7 +434,10 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
             return None
     summary = summarize(run, state, earlier_jobs_s)
     if state.elapsed_s:
-        log(f"{state.step} steps in {duration(state.elapsed_s)}; drawing batches took {state.data_s / state.elapsed_s:.1%} of it")
+        log(
+            f"{state.step} steps in {duration(state.elapsed_s)}; drawing batches took "
+            f"{state.data_s / state.elapsed_s:.1%} of it"
+        )
     save_model(out_dir, run.model, run.entry, tokenizer_path, state.metrics, summary)
     return summary
 
@@ -370,9 +446,28 @@ def launch(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, n
     """Train in this process, or, for nproc > 1, in nproc processes under torchrun (DDP)."""
     if nproc <= 1:
         return train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads, log, mem_mb)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "lmcore", "train", "--config-json", json.dumps(entry), "--tokenizer", tokenizer_path,
-           "--manifest", manifest_path, "--out", out_dir, "--checkpoints", ckpt_dir, "--threads", str(max(1, threads // nproc))]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "lmcore",
+        "train",
+        "--config-json",
+        json.dumps(entry),
+        "--tokenizer",
+        tokenizer_path,
+        "--manifest",
+        manifest_path,
+        "--out",
+        out_dir,
+        "--checkpoints",
+        ckpt_dir,
+        "--threads",
+        str(max(1, threads // nproc)),
+    ]
     cmd += ["--mem-mb", str(mem_mb)] if mem_mb else []
     log("running: " + " ".join(cmd[:6]) + " ...")
     done = subprocess.run(cmd, stdout=sys.stdout, stderr=sys.stderr)  # into the job's log

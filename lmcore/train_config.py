@@ -1,5 +1,6 @@
 """How one model is trained: the training keys of a `models.<name>` entry, and the entry read into
 the model's and the loop's settings (torch-free but for ModelConfig's field names)."""
+
 from dataclasses import dataclass, field, fields
 
 from lmcore.model import ModelConfig
@@ -9,6 +10,7 @@ from lmcore.model import ModelConfig
 class TrainConfig:
     """How one model is trained: the training keys of a `models.<name>` entry. Each default is
     the schema's (schemas/config.schema.yaml describes every key; a test keeps the two equal)."""
+
     batch_size: int = 16  # sequences per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
     max_steps: int = 200
@@ -49,4 +51,6 @@ def read_entry(entry):
     unknown = sorted(set(entry) - model_keys - train_keys - set(ENTRY_ONLY))
     if unknown:
         raise ValueError(f"unknown model or training settings {unknown}; known: {sorted(model_keys | train_keys)}")
-    return {k: v for k, v in entry.items() if k in model_keys}, TrainConfig(**{k: v for k, v in entry.items() if k in train_keys})
+    return {k: v for k, v in entry.items() if k in model_keys}, TrainConfig(
+        **{k: v for k, v in entry.items() if k in train_keys}
+    )

@@ -1,16 +1,27 @@
 """Fixtures: one torch thread per test, a trained tokenizer and its shards, the tiny corpus, and
 the tiny pipeline run once end to end. Helpers they are built from: tests/helpers.py."""
+
 import os
 
 import pytest
 import torch
 
-from helpers import documents, make_shards, serve, snakemake, tiny_config, train_tokenizer, write_config, write_corpus_archive
+from helpers import (
+    documents,
+    make_shards,
+    serve,
+    snakemake,
+    tiny_config,
+    train_tokenizer,
+    write_config,
+    write_corpus_archive,
+)
 
 
 @pytest.fixture(autouse=True, scope="session")
 def peak_cache(tmp_path_factory):
-    """Training keeps the CPU's measured peak FLOP/s in $XDG_CACHE_HOME/lmcore: the tests' in their own folder, not the user's."""
+    """Training keeps the CPU's measured peak FLOP/s in $XDG_CACHE_HOME/lmcore: the tests' in their
+    own folder, not the user's."""
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
 
 

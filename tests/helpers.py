@@ -1,5 +1,6 @@
 """What the tests share: a tiny corpus they write themselves, a local HTTP server, a tiny config,
 a Snakemake runner and a tokenizer trainer. Fixtures built from these live in conftest.py."""
+
 import contextlib
 import functools
 import hashlib
@@ -21,9 +22,11 @@ from lmcore.splits import SPLITS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA = os.path.join(REPO, "schemas", "config.schema.yaml")
 
-WORDS = ("the king queen lord lady love death night day heart blood crown sword sweet fair foul good "
-         "noble honour grace time world life eyes heaven earth soul tongue hand speak hear come go "
-         "make thee thou thy my your our his her their what why how when where now then here there and of to with").split()
+WORDS = (
+    "the king queen lord lady love death night day heart blood crown sword sweet fair foul good "
+    "noble honour grace time world life eyes heaven earth soul tongue hand speak hear come go "
+    "make thee thou thy my your our his her their what why how when where now then here there and of to with"
+).split()
 
 
 def fake_document(rng, n_lines):
@@ -73,13 +76,28 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 def tiny_config(url, sha256):
     return {
-        "sources": {"fake": {"url": url, "sha256": sha256, "include": ["corpus/texts/*.txt"], "documents": "file", "parts": 2}},
+        "sources": {
+            "fake": {"url": url, "sha256": sha256, "include": ["corpus/texts/*.txt"], "documents": "file", "parts": 2}
+        },
         "clean": {"min_chars": 100, "min_words": 20},
         "splits": {"validation": 0.15, "test": 0.15},
         "tokenizers": {"tok": {"model_type": "bpe", "vocab_size": 320}},
-        "model_defaults": {"tokenizer": "tok", "context_length": 32, "batch_size": 8, "max_steps": 80, "warmup_steps": 5, "lr": 0.01,
-                           "eval_interval": 20, "eval_batches": 2, "log_interval": 5, "checkpoint_interval": 20},
-        "models": {"a": {"d_model": 32, "n_layers": 1, "n_heads": 2}, "b": {"d_model": 48, "n_layers": 2, "n_heads": 4, "position": "rope"}},
+        "model_defaults": {
+            "tokenizer": "tok",
+            "context_length": 32,
+            "batch_size": 8,
+            "max_steps": 80,
+            "warmup_steps": 5,
+            "lr": 0.01,
+            "eval_interval": 20,
+            "eval_batches": 2,
+            "log_interval": 5,
+            "checkpoint_interval": 20,
+        },
+        "models": {
+            "a": {"d_model": 32, "n_layers": 1, "n_heads": 2},
+            "b": {"d_model": 48, "n_layers": 2, "n_heads": 4, "position": "rope"},
+        },
         "sampling": {"prompts": ["ROMEO:", "<script>alert(1)</script>"], "max_new_tokens": 12},
     }
 
@@ -99,7 +117,18 @@ def write_config(path, config):
 
 def snakemake_command(workdir, *args, configfile=None, checkout=REPO):
     """Snakemake on the Snakefile of `checkout` (this repository) in `workdir`, with 2 cores."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", os.path.join(checkout, "Snakefile"), "-d", str(workdir), "--cores", "2", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        os.path.join(checkout, "Snakefile"),
+        "-d",
+        str(workdir),
+        "--cores",
+        "2",
+        *args,
+    ]
     if configfile:  # last: --configfile takes every argument after it
         cmd += ["--configfile", str(configfile)]
     return cmd
@@ -139,7 +168,9 @@ def make_shards(tmp_path, tok, docs):
     fractions = {"validation": 0.2, "test": 0.2}
     out = {s: str(tmp_path / f"{s}.npy") for s in SPLITS}
     stats = shard_part(tmp_path / "part.jsonl", tok, fractions, out, num_threads=2, batch_docs=7)
-    write_manifest(tmp_path / "manifest.json", tok, [{"name": "part", "source": "corpus", "stats": stats, "shards": out}])
+    write_manifest(
+        tmp_path / "manifest.json", tok, [{"name": "part", "source": "corpus", "stats": stats, "shards": out}]
+    )
     return stats, out
 
 
@@ -147,7 +178,13 @@ def train_tokenizer(path, model_type="bpe", vocab_size=400, docs=None, **options
     """A SentencePiece model trained on `docs` (default: documents()) at `path`, loaded."""
     from lmcore import tokenizer
 
-    cfg = {"model_type": model_type, "vocab_size": vocab_size, "character_coverage": 1.0, "byte_fallback": True, "input_sentence_size": 0,
-           **options}
+    cfg = {
+        "model_type": model_type,
+        "vocab_size": vocab_size,
+        "character_coverage": 1.0,
+        "byte_fallback": True,
+        "input_sentence_size": 0,
+        **options,
+    }
     tokenizer.train(documents() if docs is None else docs, path, cfg)
     return tokenizer.Tokenizer(path)

@@ -1,5 +1,6 @@
 """Reruns follow the imports: each rule's code param is the digest of its script's import closure,
 so an edit reruns exactly the jobs whose code changed and a moved project reruns nothing."""
+
 import glob
 import os
 import re
@@ -23,19 +24,28 @@ def test_every_rule_takes_the_digest_of_the_script_it_runs():
             script = re.search(r'script:\n\s+"\.\./workflow_scripts/(\w+)\.py"', block)
             if script:
                 rules += 1
-                assert re.search(rf'^    params:\n(?:        .*\n)*?        code=code\("{script.group(1)}"\),', block, re.M), block
+                assert re.search(
+                    rf'^    params:\n(?:        .*\n)*?        code=code\("{script.group(1)}"\),', block, re.M
+                ), block
     assert rules == 15
 
 
-@pytest.mark.parametrize("script, holds, lacks", [
-    ("ingest", ["data/ingest.py", "data/text.py"], ["logs.py"]),  # CONTROL comes from data/text.py
-    ("shards_manifest", ["shards.py", "tokenizer.py"], []),
-    ("evaluate", ["splits.py", "model.py"], ["hf.py"]),
-    ("sample", ["splits.py", "generate.py"], []),
-    ("export_hf", ["hf_export.py", "hf.py", "splits.py"], []),
-    ("train", ["train.py", "model.py", "hf.py"], ["hf_export.py", "logs.py", "config.py"]),  # init_from reads HF folders, never writes them
-    ("report", ["report/page.py", "report/templates/report.html.j2"], []),
-])
+@pytest.mark.parametrize(
+    "script, holds, lacks",
+    [
+        ("ingest", ["data/ingest.py", "data/text.py"], ["logs.py"]),  # CONTROL comes from data/text.py
+        ("shards_manifest", ["shards.py", "tokenizer.py"], []),
+        ("evaluate", ["splits.py", "model.py"], ["hf.py"]),
+        ("sample", ["splits.py", "generate.py"], []),
+        ("export_hf", ["hf_export.py", "hf.py", "splits.py"], []),
+        (
+            "train",
+            ["train.py", "model.py", "hf.py"],
+            ["hf_export.py", "logs.py", "config.py"],
+        ),  # init_from reads HF folders, never writes them
+        ("report", ["report/page.py", "report/templates/report.html.j2"], []),
+    ],
+)
 def test_a_scripts_closure_is_what_it_imports(script, holds, lacks):
     found = scripts_closure(script)
     assert set(holds) <= set(found) and not set(lacks) & set(found), found

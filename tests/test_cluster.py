@@ -1,5 +1,6 @@
 """Beyond one machine: the tiny pipeline through a real SLURM, and parallel data stages that
 give the same result with 8 parts as with 1."""
+
 import json
 import os
 import shutil
@@ -16,21 +17,37 @@ def slurm_answers():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not slurm_answers() and os.environ.get("CI") != "true",
-                    reason="no SLURM here: tests/slurm/start.sh starts one (CI runs it)")
+@pytest.mark.skipif(
+    not slurm_answers() and os.environ.get("CI") != "true",
+    reason="no SLURM here: tests/slurm/start.sh starts one (CI runs it)",
+)
 def test_tiny_pipeline_runs_through_the_slurm_profile(tmp_path):
     sha = write_corpus_archive(tmp_path / "corpus.tar.gz", n_docs=30)
     config = tiny_config((tmp_path / "corpus.tar.gz").as_uri(), sha)
     config["sources"]["fake"]["parts"] = 1
     config["models"] = {"a": config["models"]["a"]}
-    config["resources"] = {rule: {"mem_mb": 500} for rule in ("train", "train_tokenizer", "evaluate", "shard", "dedup_clusters")}
+    config["resources"] = {
+        rule: {"mem_mb": 500} for rule in ("train", "train_tokenizer", "evaluate", "shard", "dedup_clusters")
+    }
     configfile = write_config(tmp_path / "config.yaml", config)
     # This one-node cluster has 2 CPUs and little memory: override the profile's train resources.
-    result = snakemake(tmp_path, "results/report.html", "--profile", os.path.join(REPO, "profiles", "slurm"),
-                       "--set-resources", "train:mem_mb=500", "train:cpus_per_task=1",
-                       "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
-                       "--seconds-between-status-checks", "2",
-                       configfile=configfile, timeout=900)
+    result = snakemake(
+        tmp_path,
+        "results/report.html",
+        "--profile",
+        os.path.join(REPO, "profiles", "slurm"),
+        "--set-resources",
+        "train:mem_mb=500",
+        "train:cpus_per_task=1",
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--seconds-between-status-checks",
+        "2",
+        configfile=configfile,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "SLURM jobid" in result.stdout + result.stderr
     assert (tmp_path / "results" / "report.html").exists()
@@ -43,7 +60,9 @@ def run_data_stages(folder, corpus, parts):
     dry = snakemake(folder, "-n", "results/shards/tok/manifest.json", configfile=configfile)
     result = snakemake(folder, "results/shards/tok/manifest.json", configfile=configfile)
     assert result.returncode == 0, result.stderr[-3000:]
-    kept = sorted(json.loads(line)["id"] for k in range(parts) for line in open(folder / f"results/dedup/fake/part-{k}.jsonl"))
+    kept = sorted(
+        json.loads(line)["id"] for k in range(parts) for line in open(folder / f"results/dedup/fake/part-{k}.jsonl")
+    )
     manifest = json.loads((folder / "results/shards/tok/manifest.json").read_text())
     return planned_jobs(dry), kept, manifest
 
@@ -59,6 +78,8 @@ def test_eight_parts_are_eight_jobs_per_data_stage_with_the_result_of_one(tmp_pa
     assert kept1 == kept8
     assert manifest1["tokenizer_fingerprint"] == manifest8["tokenizer_fingerprint"]
     assert manifest1["tokens"] == manifest8["tokens"]
-    tokens = [np.concatenate([np.load(folder / "results/shards/tok" / p["shards"]["train"]["path"]) for p in m["parts"]])
-              for folder, m in ((tmp_path / "one", manifest1), (tmp_path / "eight", manifest8))]
+    tokens = [
+        np.concatenate([np.load(folder / "results/shards/tok" / p["shards"]["train"]["path"]) for p in m["parts"]])
+        for folder, m in ((tmp_path / "one", manifest1), (tmp_path / "eight", manifest8))
+    ]
     assert sorted(tokens[0].tolist()) == sorted(tokens[1].tolist())

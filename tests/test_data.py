@@ -1,4 +1,5 @@
 """Download, ingest, clean, dedup and splits, without Snakemake."""
+
 import collections
 import functools
 import gzip
@@ -35,10 +36,20 @@ def test_download_over_http_checks_sha256_and_unpacks_with_globs(tmp_path):
     (tmp_path / "www").mkdir()
     sha = write_corpus_archive(tmp_path / "www" / "c.tar.gz", n_docs=3)
     with serve(tmp_path / "www") as base:
-        source = {"url": f"{base}/c.tar.gz", "sha256": sha, "include": ["corpus/texts/*.txt"], "exclude": ["*/doc001.txt"]}
+        source = {
+            "url": f"{base}/c.tar.gz",
+            "sha256": sha,
+            "include": ["corpus/texts/*.txt"],
+            "exclude": ["*/doc001.txt"],
+        }
         manifest = download.download_source("fake", source, str(tmp_path / "out"))
     paths = [f["path"] for f in manifest["files"]]
-    assert paths == ["corpus/texts/copy_of_doc000.txt", "corpus/texts/doc000.txt", "corpus/texts/doc002.txt", "corpus/texts/short.txt"]
+    assert paths == [
+        "corpus/texts/copy_of_doc000.txt",
+        "corpus/texts/doc000.txt",
+        "corpus/texts/doc002.txt",
+        "corpus/texts/short.txt",
+    ]
     assert manifest["fetched"]["sha256"] == sha
 
 
@@ -68,7 +79,9 @@ def test_hostile_archive_member_is_refused_by_name(tmp_path):
 def test_ingest_decodes_bom_crlf_nfc_and_skips_binary(tmp_path):
     files = tmp_path / "raw" / "files"
     files.mkdir(parents=True)
-    (files / "a.txt").write_bytes("\ufeffline\x00 one  \r\nCafe\u0301 \xff\x07\tend\r\n".encode("utf-8").replace(b"\xc3\xbf", b"\xff"))
+    (files / "a.txt").write_bytes(
+        "\ufeffline\x00 one  \r\nCafe\u0301 \xff\x07\tend\r\n".encode("utf-8").replace(b"\xc3\xbf", b"\xff")
+    )
     (files / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
     manifest = {"files": [{"path": "a.txt"}, {"path": "b.png"}]}
     parts = [str(tmp_path / f"part-{k}.jsonl") for k in range(3)]
@@ -84,18 +97,26 @@ def test_ingest_of_a_source_without_documents_names_the_source(tmp_path):
     (tmp_path / "raw" / "files").mkdir(parents=True)
     (tmp_path / "raw" / "files" / "x.bin").write_bytes(b"\x7fELF" + bytes(10))
     with pytest.raises(ValueError, match="'empty'"):
-        ingest.ingest("empty", str(tmp_path / "raw"), {"files": [{"path": "x.bin"}]}, "file", [str(tmp_path / "p.jsonl")])
+        ingest.ingest(
+            "empty", str(tmp_path / "raw"), {"files": [{"path": "x.bin"}]}, "file", [str(tmp_path / "p.jsonl")]
+        )
 
 
 def test_clean_drops_short_documents_with_reason_and_examples(tmp_path):
     docs = [{"id": "long", "text": ("word " * 50).rstrip() + "\n"}, {"id": "short", "text": "tiny"}]
     write_jsonl(tmp_path / "in.jsonl", docs)
-    cfg = clean_config(min_chars=20, min_words=5, gopher_quality={"enabled": False}, gopher_repetition={"enabled": False})
+    cfg = clean_config(
+        min_chars=20, min_words=5, gopher_quality={"enabled": False}, gopher_repetition={"enabled": False}
+    )
     stats = clean.clean_part(tmp_path / "in.jsonl", tmp_path / "out.jsonl", cfg)
     out = list(read_jsonl(tmp_path / "out.jsonl"))
     assert [d["id"] for d in out] == ["long"]
     assert out[0]["text"] == ("word " * 50).rstrip() + "\n"
-    assert stats["dropped"] == {"too_short_chars": 1} and stats["dropped_characters"] == {"too_short_chars": 4} and stats["examples"] == {"too_short_chars": [{"id": "short", "excerpt": "tiny"}]}
+    assert (
+        stats["dropped"] == {"too_short_chars": 1}
+        and stats["dropped_characters"] == {"too_short_chars": 4}
+        and stats["examples"] == {"too_short_chars": [{"id": "short", "excerpt": "tiny"}]}
+    )
 
 
 DEDUP = {"exact": True, "near": True, "ngram": 5, "bands": 10, "rows": 10, "threshold": 0.8, "seed": 0}
@@ -108,8 +129,12 @@ def run_dedup(tmp_path, parts):
         write_jsonl(tmp_path / f"p{k}.jsonl", docs)
         dedup.signatures(tmp_path / f"p{k}.jsonl", tmp_path / f"p{k}.json", tmp_path / f"p{k}.npy", DEDUP)
         paths.append(tmp_path / f"p{k}.jsonl")
-    stats = dedup.find_clusters([tmp_path / f"p{k}.json" for k in range(len(parts))], [tmp_path / f"p{k}.npy" for k in range(len(parts))],
-                                tmp_path / "clusters.json", DEDUP)
+    stats = dedup.find_clusters(
+        [tmp_path / f"p{k}.json" for k in range(len(parts))],
+        [tmp_path / f"p{k}.npy" for k in range(len(parts))],
+        tmp_path / "clusters.json",
+        DEDUP,
+    )
     return stats, json.loads((tmp_path / "clusters.json").read_text()), paths
 
 
@@ -132,8 +157,12 @@ def test_near_duplicates_are_found_and_unrelated_documents_kept(tmp_path):
     edited = list(original)
     for i in (50, 200, 350, 500):  # a few words changed in a long document
         edited[i] = "changed"
-    docs = [{"id": "orig", "text": " ".join(original)}, {"id": "edit", "text": " ".join(edited)},
-            {"id": "other", "text": " ".join(long_document(2))}, {"id": "copy", "text": " ".join(original)}]
+    docs = [
+        {"id": "orig", "text": " ".join(original)},
+        {"id": "edit", "text": " ".join(edited)},
+        {"id": "other", "text": " ".join(long_document(2))},
+        {"id": "copy", "text": " ".join(original)},
+    ]
     stats, clusters, _ = run_dedup(tmp_path, [docs])
     [cluster] = clusters["clusters"]
     assert cluster["survivor"] == "copy" and cluster["members"] == ["copy", "edit", "orig"]
@@ -196,7 +225,9 @@ def test_download_retries_a_500_then_succeeds(tmp_path, flaky_server):
 
 def test_a_truncated_body_is_retried_then_fails_and_is_deleted(tmp_path, flaky_server):
     with pytest.raises(download.DownloadError, match="truncated body: 7 of 107 bytes"):
-        download.fetch_url(f"{flaky_server}/truncated", str(tmp_path / "t"), retries=1, backoff=0.01, log=lambda *a: None)
+        download.fetch_url(
+            f"{flaky_server}/truncated", str(tmp_path / "t"), retries=1, backoff=0.01, log=lambda *a: None
+        )
     assert FlakyHandler.hits["/truncated"] == 2 and not (tmp_path / "t").exists()
 
 
@@ -233,12 +264,15 @@ def test_members_escaping_the_target_are_refused(tmp_path, kind, name):
         download.unpack(str(archive), str(tmp_path / "files"))
 
 
-@pytest.mark.parametrize("name, data", [
-    ("bad.tar.xz", b"not xz at all"),
-    ("cut.tar.gz", None),  # a real archive cut short
-    ("bad.zip", b"PK\x03\x04 broken"),
-    ("notes.txt.gz", b"plain text named .gz"),
-])
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("bad.tar.xz", b"not xz at all"),
+        ("cut.tar.gz", None),  # a real archive cut short
+        ("bad.zip", b"PK\x03\x04 broken"),
+        ("notes.txt.gz", b"plain text named .gz"),
+    ],
+)
 def test_unreadable_archive_in_a_folder_source_is_named_and_exclude_drops_it(tmp_path, name, data):
     folder = tmp_path / "corpus"
     (folder / "sub").mkdir(parents=True)
@@ -274,8 +308,12 @@ def test_unreadable_download_names_the_url_and_keeps_nothing(tmp_path):
 def clean_config(**changes):
     from lmcore.config import prepare_config
 
-    config = {"sources": {"s": {"path": "x"}}, "tokenizers": {"t": {}}, "models": {"m": {"tokenizer": "t", "d_model": 8, "n_layers": 1, "n_heads": 1}},
-              "clean": {"min_chars": 0, "min_words": 0, **changes}}
+    config = {
+        "sources": {"s": {"path": "x"}},
+        "tokenizers": {"t": {}},
+        "models": {"m": {"tokenizer": "t", "d_model": 8, "n_layers": 1, "n_heads": 1}},
+        "clean": {"min_chars": 0, "min_words": 0, **changes},
+    }
     return prepare_config(config, SCHEMA)["clean"]
 
 
@@ -288,30 +326,42 @@ def prose_lines(n_lines=12, seed=0):
 PROSE = "\n".join(prose_lines()) + "\n"
 
 
-@pytest.mark.parametrize("text, reason", [
-    (PROSE, None),
-    ("word " * 30, "gopher_word_count"),
-    ("# " * 40 + PROSE, "gopher_symbol_ratio"),
-    ("\n".join("- " + line for line in prose_lines()), "gopher_bullet_lines"),
-    ("\n".join(line + "..." for line in prose_lines()), "gopher_ellipsis_lines"),
-    ("12 34 56 78 " * 10 + PROSE, "gopher_alpha_words"),
-    (" ".join(f"w{i}ord" for i in range(80)), "gopher_stop_words"),
-    (PROSE + "the same line and of that is here\n" * 10, "gopher_duplicate_lines"),
-    ("lorem ipsum dolor sit amet " + PROSE, "c4_lorem_ipsum"),
-    ("function f() { return 1 }\n" + PROSE, "c4_curly_braces"),
-])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        (PROSE, None),
+        ("word " * 30, "gopher_word_count"),
+        ("# " * 40 + PROSE, "gopher_symbol_ratio"),
+        ("\n".join("- " + line for line in prose_lines()), "gopher_bullet_lines"),
+        ("\n".join(line + "..." for line in prose_lines()), "gopher_ellipsis_lines"),
+        ("12 34 56 78 " * 10 + PROSE, "gopher_alpha_words"),
+        (" ".join(f"w{i}ord" for i in range(80)), "gopher_stop_words"),
+        (PROSE + "the same line and of that is here\n" * 10, "gopher_duplicate_lines"),
+        ("lorem ipsum dolor sit amet " + PROSE, "c4_lorem_ipsum"),
+        ("function f() { return 1 }\n" + PROSE, "c4_curly_braces"),
+    ],
+)
 def test_each_filter_drops_with_its_named_reason(text, reason):
     assert clean.Cleaner(clean_config())(text)[1] == reason
 
 
-@pytest.mark.parametrize("text, section, key, reason", [
-    ("# " * 40 + PROSE, "gopher_quality", "max_symbol_word_ratio", "gopher_symbol_ratio"),
-    ("\n".join("- " + line for line in prose_lines()), "gopher_quality", "max_bullet_lines", "gopher_bullet_lines"),
-    ("12 34 56 78 " * 10 + PROSE, "gopher_quality", "min_alpha_words", "gopher_alpha_words"),
-    (" ".join(f"w{i}ord" for i in range(80)), "gopher_quality", "min_stop_words", "gopher_stop_words"),
-    (PROSE + "the same line and of that is here\n" * 10, "gopher_repetition", "max_dup_line_char_frac", "gopher_duplicate_lines"),
-    ("lorem ipsum dolor sit amet " + PROSE, "c4", "lorem_ipsum", "c4_lorem_ipsum"),
-], ids=lambda v: v if isinstance(v, str) and " " not in v else None)
+@pytest.mark.parametrize(
+    "text, section, key, reason",
+    [
+        ("# " * 40 + PROSE, "gopher_quality", "max_symbol_word_ratio", "gopher_symbol_ratio"),
+        ("\n".join("- " + line for line in prose_lines()), "gopher_quality", "max_bullet_lines", "gopher_bullet_lines"),
+        ("12 34 56 78 " * 10 + PROSE, "gopher_quality", "min_alpha_words", "gopher_alpha_words"),
+        (" ".join(f"w{i}ord" for i in range(80)), "gopher_quality", "min_stop_words", "gopher_stop_words"),
+        (
+            PROSE + "the same line and of that is here\n" * 10,
+            "gopher_repetition",
+            "max_dup_line_char_frac",
+            "gopher_duplicate_lines",
+        ),
+        ("lorem ipsum dolor sit amet " + PROSE, "c4", "lorem_ipsum", "c4_lorem_ipsum"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and " " not in v else None,
+)
 def test_a_null_threshold_switches_off_that_rule_only(text, section, key, reason):
     assert clean.Cleaner(clean_config())(text)[1] == reason
     one_off = clean_config(**{section: {key: None}})
@@ -321,18 +371,29 @@ def test_a_null_threshold_switches_off_that_rule_only(text, section, key, reason
 
 def test_hashes_and_ellipses_are_tested_each_against_the_symbol_limit_as_gopher_does():
     words = PROSE.split()[:100]  # 100 words with 8 '#' and 8 ellipses: 0.08 each, 0.16 together
-    text = " ".join(w + (" #" if i % 12 == 0 and i < 96 else "") + ("..." if i % 12 == 6 and i < 96 else "") for i, w in enumerate(words))
+    text = " ".join(
+        w + (" #" if i % 12 == 0 and i < 96 else "") + ("..." if i % 12 == 6 and i < 96 else "")
+        for i, w in enumerate(words)
+    )
     assert (text.count("#"), text.count("...")) == (8, 8)
     view = clean.TextView(text)
-    assert clean.gopher_symbol_ratio(0.1)(view) is None and clean.gopher_symbol_ratio(0.07)(view) == "gopher_symbol_ratio"
+    assert (
+        clean.gopher_symbol_ratio(0.1)(view) is None and clean.gopher_symbol_ratio(0.07)(view) == "gopher_symbol_ratio"
+    )
 
 
 def test_bullet_and_ellipsis_lines_and_letterless_words_count_as_gopher_defines_them():
-    # 6 lines with text (blank ones count for neither side): bullets after spaces or a tab, ellipses with only spaces after
+    # 6 lines with text (blank ones count for neither side): bullets after spaces or a tab,
+    # ellipses with only spaces after
     text = "\n".join(["  - one", "\t• two", "three...  ", "four … five…", "six ...seven", "x", "", "   "])
     view = clean.TextView(text)
-    assert clean.gopher_bullet_lines(0.34)(view) is None and clean.gopher_bullet_lines(0.33)(view) == "gopher_bullet_lines"  # 2 of 6
-    assert clean.gopher_ellipsis_lines(0.34)(view) is None and clean.gopher_ellipsis_lines(0.33)(view) == "gopher_ellipsis_lines"
+    assert (
+        clean.gopher_bullet_lines(0.34)(view) is None and clean.gopher_bullet_lines(0.33)(view) == "gopher_bullet_lines"
+    )  # 2 of 6
+    assert (
+        clean.gopher_ellipsis_lines(0.34)(view) is None
+        and clean.gopher_ellipsis_lines(0.33)(view) == "gopher_ellipsis_lines"
+    )
     words = "1999 -- 3.14 __ é! e2e word, (a) x_1 ok"  # 4 of 10 words have no letter: digits, punctuation, underscores
     view = clean.TextView(words)
     assert clean.gopher_alpha_words(0.6)(view) is None and clean.gopher_alpha_words(0.61)(view) == "gopher_alpha_words"
@@ -340,10 +401,25 @@ def test_bullet_and_ellipsis_lines_and_letterless_words_count_as_gopher_defines_
 
 def test_filters_run_in_the_documented_order_and_an_n_gram_rule_can_be_left_out():
     names = [f.__qualname__.split(".")[0] for f in clean.filters(clean_config(min_chars=1, min_words=1))]
-    assert names == ["c4_lorem_ipsum", "c4_curly_braces", "too_short_chars", "too_short_words", "gopher_word_count", "gopher_mean_word_length",
-                     "gopher_symbol_ratio", "gopher_bullet_lines", "gopher_ellipsis_lines", "gopher_alpha_words", "gopher_stop_words",
-                     "gopher_duplicate_lines", "gopher_duplicate_paragraphs", "gopher_top_ngram", "gopher_top_ngram", "gopher_top_ngram",
-                     "gopher_duplicate_ngrams"]
+    assert names == [
+        "c4_lorem_ipsum",
+        "c4_curly_braces",
+        "too_short_chars",
+        "too_short_words",
+        "gopher_word_count",
+        "gopher_mean_word_length",
+        "gopher_symbol_ratio",
+        "gopher_bullet_lines",
+        "gopher_ellipsis_lines",
+        "gopher_alpha_words",
+        "gopher_stop_words",
+        "gopher_duplicate_lines",
+        "gopher_duplicate_paragraphs",
+        "gopher_top_ngram",
+        "gopher_top_ngram",
+        "gopher_top_ngram",
+        "gopher_duplicate_ngrams",
+    ]
     without_2grams = clean_config(gopher_repetition={"top_ngram_char_frac": {"2": None, "3": 0.18, "4": 0.16}})
     assert [f.__qualname__.split(".")[0] for f in clean.filters(without_2grams)].count("gopher_top_ngram") == 2
 
@@ -352,18 +428,28 @@ def play(n_speeches=120, seed=0):
     """A play's shape: a speaker's name on its own line, then a few lines of verse; names repeat."""
     rng = random.Random(seed)
     speakers = ["FALSTAFF.", "MISTRESS QUICKLY.", "SIR HUGH EVANS.", "PAGE.", "FORD."]
-    speeches = [rng.choice(speakers) + "\n" + "\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 10)))
-                                                        for _ in range(rng.randint(1, 2))) for _ in range(n_speeches)]
+    speeches = [
+        rng.choice(speakers)
+        + "\n"
+        + "\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 10))) for _ in range(rng.randint(1, 2)))
+        for _ in range(n_speeches)
+    ]
     return "\n\n".join(speeches) + "\n"
 
 
 def web_page():
     """A shop's listing page: navigation and footer lines around items that repeat the same lines."""
     nav = "Home\nProducts\nAbout us\nContact\nLog in\n"
-    items = "".join(f"{name} and the spare parts of it, sold to the trade\nAdd to cart\nFree delivery on all orders over fifty pounds\n"
-                    f"In stock, ships within one working day\n" for name in ("Garden chair", "Oak table", "Desk lamp", "Wool rug",
-                                                                                "Bookshelf", "Mirror"))
-    footer = "Copyright 2024 Example Shop Ltd. All rights reserved.\nTerms and conditions of sale\nFollow us on social media\n"
+    items = "".join(
+        f"{name} and the spare parts of it, sold to the trade\nAdd to cart\nFree delivery on all orders over fifty "
+        "pounds\n"
+        f"In stock, ships within one working day\n"
+        for name in ("Garden chair", "Oak table", "Desk lamp", "Wool rug", "Bookshelf", "Mirror")
+    )
+    footer = (
+        "Copyright 2024 Example Shop Ltd. All rights reserved.\nTerms and conditions of sale\n"
+        "Follow us on social media\n"
+    )
     return nav + items + footer + nav + footer
 
 
@@ -389,9 +475,17 @@ def test_duplicated_ngrams_are_caught():
 def test_top_ngram_rule_decides_as_counting_the_ngrams_does(n, limit):
     """Gopher's rule, counted with tuples: the most frequent n-gram's occurrences x its characters,
     over all word characters. Words of one length, so that ties between n-grams do not matter."""
-    rules = {"top_ngram_char_frac": {str(k): (limit if k == n else None) for k in (2, 3, 4)}, "dup_ngram_char_frac": {},
-             "max_dup_line_frac": None, "max_dup_line_char_frac": None, "max_dup_para_frac": None, "max_dup_para_char_frac": None}
-    cleaner = clean.Cleaner(clean_config(gopher_quality={"enabled": False}, c4={"enabled": False}, gopher_repetition=rules))
+    rules = {
+        "top_ngram_char_frac": {str(k): (limit if k == n else None) for k in (2, 3, 4)},
+        "dup_ngram_char_frac": {},
+        "max_dup_line_frac": None,
+        "max_dup_line_char_frac": None,
+        "max_dup_para_frac": None,
+        "max_dup_para_char_frac": None,
+    }
+    cleaner = clean.Cleaner(
+        clean_config(gopher_quality={"enabled": False}, c4={"enabled": False}, gopher_repetition=rules)
+    )
     rng = random.Random(n)
     fired = 0
     for _ in range(400):
@@ -413,8 +507,15 @@ def test_a_long_document_is_read_in_pieces_with_the_same_words_and_decisions(mon
     """Words are counted and hashed piece by piece, so that a document's memory stays a small multiple
     of its size; every rule decides as it does on the whole list of words."""
     rng = random.Random(5)
-    texts = [play(), web_page(), PROSE, " ".join(["the king and of that queen said to me"] * 8) + PROSE,
-             "12 34 56 78 " * 10 + PROSE, "no\u2003ordinary\u00a0spaces\tand\nlines " * 30, "x" * 500]
+    texts = [
+        play(),
+        web_page(),
+        PROSE,
+        " ".join(["the king and of that queen said to me"] * 8) + PROSE,
+        "12 34 56 78 " * 10 + PROSE,
+        "no\u2003ordinary\u00a0spaces\tand\nlines " * 30,
+        "x" * 500,
+    ]
     texts += [" ".join(rng.choice(WORDS) for _ in range(rng.randint(50, 400))) for _ in range(20)]
     for text in texts:
         for size in (1, 7, 64):
@@ -429,11 +530,18 @@ def test_a_long_document_is_read_in_pieces_with_the_same_words_and_decisions(mon
 
 def test_dedup_reads_a_long_document_in_pieces_with_the_key_and_hashes_of_the_whole(monkeypatch):
     rng = random.Random(6)
-    texts = [" ".join(rng.choice(WORDS) + rng.choice(["", ",", " 1999", "!"]) for _ in range(300)), "Ünïcode ﬁne café 12 34\n" * 40, "", "!!! ..."]
+    texts = [
+        " ".join(rng.choice(WORDS) + rng.choice(["", ",", " 1999", "!"]) for _ in range(300)),
+        "Ünïcode ﬁne café 12 34\n" * 40,
+        "",
+        "!!! ...",
+    ]
     whole = []
     for text in texts:
         folded = dedup.WORD_CHARS.findall(dedup.DIGIT.sub("0", unicodedata.normalize("NFKC", text).lower()))
-        whole.append((hashlib.blake2b(" ".join(folded).encode(), digest_size=16).hexdigest(), text_module.WordHasher()(folded)))
+        whole.append(
+            (hashlib.blake2b(" ".join(folded).encode(), digest_size=16).hexdigest(), text_module.WordHasher()(folded))
+        )
     monkeypatch.setattr(text_module, "PIECE_CHARS", 16)
     for text, (key, hashes) in zip(texts, whole):
         got_key, got_hashes = dedup.fingerprint(text, text_module.WordHasher())
@@ -462,7 +570,9 @@ def test_ingest_splits_on_a_delimiter_and_reads_jsonl_fields(tmp_path):
     with pytest.raises(ValueError, match=r"rows\.jsonl:1: no field 'body' in this line \(keys \['text'\]\)"):
         ingest.ingest("s", str(tmp_path / "raw"), {"files": [{"path": "rows.jsonl"}]}, {"jsonl": "body"}, parts)
     (tmp_path / "raw" / "files" / "rows.jsonl").write_text('{"text": "fine"}\n{"text": "cut sh\n')
-    with pytest.raises(ValueError, match=r"rows\.jsonl:2: not a JSON line \(Unterminated string .*\): '\{\"text\": \"cut sh'"):
+    with pytest.raises(
+        ValueError, match=r"rows\.jsonl:2: not a JSON line \(Unterminated string .*\): '\{\"text\": \"cut sh'"
+    ):
         ingest.ingest("s", str(tmp_path / "raw"), {"files": [{"path": "rows.jsonl"}]}, {"jsonl": "text"}, parts)
 
 
@@ -471,7 +581,9 @@ def test_path_sources_take_a_folder_or_a_glob_with_relative_names(tmp_path):
     (tmp_path / "corpus" / "a.txt").write_text("a")
     (tmp_path / "corpus" / "sub" / "b.txt").write_text("b")
     (tmp_path / "corpus" / "sub" / "c.md").write_text("c")
-    folder = download.download_source("f", {"path": str(tmp_path / "corpus"), "exclude": ["*.md"]}, str(tmp_path / "out1"))
+    folder = download.download_source(
+        "f", {"path": str(tmp_path / "corpus"), "exclude": ["*.md"]}, str(tmp_path / "out1")
+    )
     assert [f["path"] for f in folder["files"]] == ["a.txt", "sub/b.txt"]
     matched = download.download_source("g", {"path": str(tmp_path / "corpus" / "**" / "*.txt")}, str(tmp_path / "out2"))
     assert [f["path"] for f in matched["files"]] == ["a.txt", "sub/b.txt"]
@@ -500,7 +612,9 @@ def test_a_url_without_sha256_says_how_to_fetch_it_again(tmp_path):
 
 
 def test_cleaning_that_drops_most_of_a_part_says_which_rule_did(tmp_path):
-    docs = [{"id": f"d{i}", "text": "def f(x) { return x }\n" + PROSE} for i in range(3)] + [{"id": "ok", "text": PROSE}]
+    docs = [{"id": f"d{i}", "text": "def f(x) { return x }\n" + PROSE} for i in range(3)] + [
+        {"id": "ok", "text": PROSE}
+    ]
     write_jsonl(tmp_path / "in.jsonl", docs)
     lines = []
     stats = clean.clean_part(tmp_path / "in.jsonl", tmp_path / "out.jsonl", clean_config(), log=lines.append)
@@ -518,11 +632,17 @@ def test_a_link_leaving_a_path_folder_is_refused_and_one_inside_is_read(tmp_path
     (src / "sub").mkdir(parents=True)
     (src / "a.txt").write_text("a document")
     (src / "sub" / "again.txt").symlink_to(src / "a.txt")  # stays inside: read like a copy
-    assert [f["path"] for f in download.download_source("own", {"path": str(src)}, str(tmp_path / "ok"))["files"]] == ["a.txt", "sub/again.txt"]
+    assert [f["path"] for f in download.download_source("own", {"path": str(src)}, str(tmp_path / "ok"))["files"]] == [
+        "a.txt",
+        "sub/again.txt",
+    ]
     for link, target in (("passwd.txt", tmp_path / "secret.txt"), ("elsewhere", tmp_path)):
         (src / link).symlink_to(target)
         for pattern in (str(src), str(src / "**" / "*")):
-            with pytest.raises(download.DownloadError, match=rf"{re.escape(str(src / link))} is a link to {re.escape(str(target))}, outside"):
+            with pytest.raises(
+                download.DownloadError,
+                match=rf"{re.escape(str(src / link))} is a link to {re.escape(str(target))}, outside",
+            ):
                 download.source_files("own", {"path": pattern})
         (src / link).unlink()
     os.mkfifo(src / "pipe.txt")  # reading it would wait forever
@@ -552,20 +672,30 @@ def test_decompression_stops_at_max_expansion_naming_the_file(tmp_path, name):
     bomb(tmp_path / "src" / name, name.split(".")[-1] if not name.endswith(".tar.gz") else "tar")
     packed = (tmp_path / "src" / name).stat().st_size
     assert packed < 100_000  # a 50 MB expansion: several hundred times
-    with pytest.raises(download.DownloadError, match=rf"source 'own': .*{re.escape(name)}: {re.escape(name)} unpacks to more than "
-                                                      rf"1,000,000 bytes, 10 times .*max_expansion"):
+    with pytest.raises(
+        download.DownloadError,
+        match=rf"source 'own': .*{re.escape(name)}: {re.escape(name)} unpacks to more than "
+        rf"1,000,000 bytes, 10 times .*max_expansion",
+    ):
         download.download_source("own", {"path": str(tmp_path / "src"), "max_expansion": 10}, str(tmp_path / "out"))
     limit = max(100 * packed, 1e6)
-    with pytest.raises(download.DownloadError, match=rf"unpacks to more than {limit:,.0f} bytes, 100 times its own {packed:,}"):
+    with pytest.raises(
+        download.DownloadError, match=rf"unpacks to more than {limit:,.0f} bytes, 100 times its own {packed:,}"
+    ):
         download.download_source("own", {"path": str(tmp_path / "src")}, str(tmp_path / "out"))  # the default, 100
-    manifest = download.download_source("own", {"path": str(tmp_path / "src"), "max_expansion": 10_000}, str(tmp_path / "out"))
+    manifest = download.download_source(
+        "own", {"path": str(tmp_path / "src"), "max_expansion": 10_000}, str(tmp_path / "out")
+    )
     assert manifest["bytes"] == 50_000_000
 
 
 def sdist(path, marker):
     """A source distribution whose setup.py, were it run, would write `marker`."""
     with tarfile.open(path, "w:gz") as tar:
-        for name, text in {"setup.py": f"open({str(marker)!r}, 'w').write('ran')\n", "texts/poem.txt": "Shall I compare thee"}.items():
+        for name, text in {
+            "setup.py": f"open({str(marker)!r}, 'w').write('ran')\n",
+            "texts/poem.txt": "Shall I compare thee",
+        }.items():
             data = text.encode()
             info = tarfile.TarInfo(f"verse-1.0/{name}")
             info.size = len(data)
@@ -584,13 +714,24 @@ def test_a_pypi_source_is_fetched_as_a_file_and_none_of_its_code_runs(tmp_path, 
     if page == "html":
         (www / "simple" / "verse" / "index.html").write_text(
             f'<html><body><a href="../../files/verse-0.9.tar.gz">verse-0.9.tar.gz</a>'
-            f'<a href="../../files/verse-1.0.tar.gz#sha256={digest}">verse-1.0.tar.gz</a></body></html>')
+            f'<a href="../../files/verse-1.0.tar.gz#sha256={digest}">verse-1.0.tar.gz</a></body></html>'
+        )
     else:
+
         class JSONIndex(QuietHandler):
             def do_GET(self):
                 if self.path == "/simple/verse/":
-                    body = json.dumps({"files": [{"filename": "verse-1.0.tar.gz", "url": "../../files/verse-1.0.tar.gz",
-                                                  "hashes": {"sha256": digest}}]}).encode()
+                    body = json.dumps(
+                        {
+                            "files": [
+                                {
+                                    "filename": "verse-1.0.tar.gz",
+                                    "url": "../../files/verse-1.0.tar.gz",
+                                    "hashes": {"sha256": digest},
+                                }
+                            ]
+                        }
+                    ).encode()
                     self.send_response(200)
                     self.send_header("Content-Type", "application/vnd.pypi.simple.v1+json")
                     self.send_header("Content-Length", str(len(body)))
@@ -598,6 +739,7 @@ def test_a_pypi_source_is_fetched_as_a_file_and_none_of_its_code_runs(tmp_path, 
                     self.wfile.write(body)
                 else:
                     super().do_GET()
+
     handler = None if page == "html" else functools.partial(JSONIndex, directory=str(www))
     with serve(www, handler) as base:
         monkeypatch.setenv("PIP_INDEX_URL", f"{base}/simple")
@@ -608,7 +750,10 @@ def test_a_pypi_source_is_fetched_as_a_file_and_none_of_its_code_runs(tmp_path, 
         with pytest.raises(download.DownloadError, match="sha256 mismatch for verse-1.0.tar.gz"):
             download.download_source("poems", {"pypi": "verse==1.0", "sha256": "0" * 64}, str(tmp_path / "out2"))
         assert not marker.exists() and not (tmp_path / "out2" / "files" / "verse-1.0").exists()
-        with pytest.raises(download.DownloadError, match=r"pypi verse==2\.0: no source distribution found; tried http://127.*verse-2\.0"):
+        with pytest.raises(
+            download.DownloadError,
+            match=r"pypi verse==2\.0: no source distribution found; tried http://127.*verse-2\.0",
+        ):
             download.download_source("poems", {"pypi": "verse==2.0"}, str(tmp_path / "out3"))
         if page == "html":  # the index's own hash is checked too
             (www / "files" / "verse-1.0.tar.gz").write_bytes(b"swapped")
@@ -617,14 +762,17 @@ def test_a_pypi_source_is_fetched_as_a_file_and_none_of_its_code_runs(tmp_path, 
 
 
 def test_a_document_emptied_by_c4_line_removal_is_counted_for_it_with_what_it_held():
-    """A one-line page mentioning the terms of use was counted as too_short_chars with 0 characters and an empty excerpt."""
+    """A one-line page mentioning the terms of use was counted as too_short_chars with 0 characters
+    and an empty excerpt."""
     import tempfile
 
     page = "Welcome to the shop, read our terms of use before you buy anything from the many fine things here. " * 20
     docs = [{"id": "page", "text": page.strip()}, {"id": "short", "text": "tiny"}]
     with tempfile.TemporaryDirectory() as tmp:
         write_jsonl(os.path.join(tmp, "in.jsonl"), docs)
-        stats = clean.clean_part(os.path.join(tmp, "in.jsonl"), os.path.join(tmp, "out.jsonl"), clean_config(min_chars=20, min_words=5))
+        stats = clean.clean_part(
+            os.path.join(tmp, "in.jsonl"), os.path.join(tmp, "out.jsonl"), clean_config(min_chars=20, min_words=5)
+        )
     assert stats["dropped"] == {"c4_lines": 1, "too_short_chars": 1}
     assert stats["dropped_characters"] == {"c4_lines": len(page.strip()), "too_short_chars": 4}
     assert stats["examples"]["c4_lines"] == [{"id": "page", "excerpt": page[:200]}]
@@ -633,8 +781,14 @@ def test_a_document_emptied_by_c4_line_removal_is_counted_for_it_with_what_it_he
 def test_a_document_too_long_for_a_jobs_memory_is_named_before_the_job_reads_it(tmp_path):
     from lmcore.data.memory import check_document_memory
 
-    write_jsonl(tmp_path / "part-0.jsonl", [{"id": "small", "text": "a few words"}, {"id": "src/huge.txt", "text": "word " * 600_000}])
-    with pytest.raises(MemoryError, match=r"part-0\.jsonl: document 'src/huge\.txt' holds 3\.0 MB of JSON, and clean needs about "
-                                          r"230 MB for it .* more than its mem_mb of 100: raise `resources\.clean\.mem_mb`"):
+    write_jsonl(
+        tmp_path / "part-0.jsonl",
+        [{"id": "small", "text": "a few words"}, {"id": "src/huge.txt", "text": "word " * 600_000}],
+    )
+    with pytest.raises(
+        MemoryError,
+        match=r"part-0\.jsonl: document 'src/huge\.txt' holds 3\.0 MB of JSON, and clean needs about "
+        r"230 MB for it .* more than its mem_mb of 100: raise `resources\.clean\.mem_mb`",
+    ):
         check_document_memory(tmp_path / "part-0.jsonl", "clean", 100)
     assert check_document_memory(tmp_path / "part-0.jsonl", "shard", 2000) == pytest.approx(212, abs=1)

@@ -1,6 +1,7 @@
 """Models in the Hugging Face layout, both ways: what transformers loads from an export computes
 the same logits, generates the same ids and tokenizes to the same ids as lmcore; an HF model
 loads back into lmcore with the same logits."""
+
 import json
 import random
 
@@ -23,15 +24,19 @@ FAMILIES = {
     "gpt2-untied": {"norm": "layernorm", "position": "learned", "mlp": "gelu", "bias": True, "tie_embeddings": False},
     "gpt2-tanh": {"norm": "layernorm", "position": "learned", "mlp": "gelu_tanh", "bias": True, "tie_embeddings": True},
 }
-MIXED_TEXT = "ROMEO:\n  Two  spaces,\ttabs\t\tand\n\n\nnewlines; emoji 😀, CJK 漢字, é, 1234 and a lower block \u2581 too.  "
+MIXED_TEXT = (
+    "ROMEO:\n  Two  spaces,\ttabs\t\tand\n\n\nnewlines; emoji 😀, CJK 漢字, é, 1234 and a lower block \u2581 too.  "
+)
 
 
 def trained_folder(tmp_path, tokenizer, options, seed=0):
     """A model folder as training writes it, with random weights (the layouts do not care whether they were trained)."""
     torch.manual_seed(seed)
-    model = GPT(ModelConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4, context_length=24, **options))
+    model = GPT(
+        ModelConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4, context_length=24, **options)
+    )
     with torch.no_grad():  # norms and biases away from their initial 1 and 0, so that a mix-up shows
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.dim() == 1:
                 p.add_(0.1 * torch.randn_like(p))
     folder = tmp_path / "model"
@@ -66,7 +71,9 @@ def test_the_exported_tokenizer_gives_lmcores_ids_and_text_back(exported, bpe):
     theirs = transformers.AutoTokenizer.from_pretrained(hf_dir)
     rng = random.Random(0)
     alphabet = "abc XYZ\n\t  .,;'\"é漢😀\u0301-_<|>\u00a0\u2581the king"
-    for text in [MIXED_TEXT, "", " ", "\n", "  lead", "trail  "] + ["".join(rng.choice(alphabet) for _ in range(40)) for _ in range(50)]:
+    for text in [MIXED_TEXT, "", " ", "\n", "  lead", "trail  "] + [
+        "".join(rng.choice(alphabet) for _ in range(40)) for _ in range(50)
+    ]:
         ids = bpe.encode(text)
         assert theirs(text)["input_ids"] == ids, repr(text)
         assert theirs.decode(ids) == text
@@ -93,12 +100,26 @@ def test_unigram_and_char_tokenizers_export_with_the_same_ids(tmp_path, kind):
 def test_a_model_saved_by_transformers_loads_into_lmcore_with_the_same_logits(tmp_path, family):
     torch.manual_seed(0)
     if family == "llama":
-        config = transformers.LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-                                          max_position_embeddings=24, tie_word_embeddings=False, rms_norm_eps=1e-6)
+        config = transformers.LlamaConfig(
+            vocab_size=300,
+            hidden_size=32,
+            intermediate_size=96,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=24,
+            tie_word_embeddings=False,
+            rms_norm_eps=1e-6,
+        )
         theirs = transformers.LlamaForCausalLM(config)
     else:
-        config = transformers.GPT2Config(vocab_size=300, n_embd=32, n_layer=2, n_head=4, n_positions=24,
-                                         activation_function="gelu" if family == "gpt2-exact-gelu" else "gelu_new")
+        config = transformers.GPT2Config(
+            vocab_size=300,
+            n_embd=32,
+            n_layer=2,
+            n_head=4,
+            n_positions=24,
+            activation_function="gelu" if family == "gpt2-exact-gelu" else "gelu_new",
+        )
         theirs = transformers.GPT2LMHeadModel(config)
     theirs.save_pretrained(tmp_path / "hf")
     m, weights = load_hf(tmp_path / "hf")
@@ -110,8 +131,11 @@ def test_a_model_saved_by_transformers_loads_into_lmcore_with_the_same_logits(tm
 
 
 def test_a_gpt2_activation_lmcore_does_not_compute_is_refused_by_name(tmp_path):
-    transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=8,
-                                                         activation_function="relu")).save_pretrained(tmp_path / "hf")
+    transformers.GPT2LMHeadModel(
+        transformers.GPT2Config(
+            vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=8, activation_function="relu"
+        )
+    ).save_pretrained(tmp_path / "hf")
     with pytest.raises(ValueError, match="activation_function 'relu' has no lmcore MLP"):
         load_hf(tmp_path / "hf")
 
@@ -119,10 +143,14 @@ def test_a_gpt2_activation_lmcore_does_not_compute_is_refused_by_name(tmp_path):
 def test_an_option_mix_without_an_hf_architecture_is_named_not_exported(tmp_path, bpe):
     mixed = {"norm": "rmsnorm", "position": "learned", "mlp": "swiglu", "bias": False, "tie_embeddings": True}
     folder = trained_folder(tmp_path, bpe, mixed)
-    with pytest.raises(ValueError, match=r"not exported: position: learned: no Hugging Face architecture has this mix.*Llama"):
+    with pytest.raises(
+        ValueError, match=r"not exported: position: learned: no Hugging Face architecture has this mix.*Llama"
+    ):
         export(folder, tmp_path / "hf")
     assert not (tmp_path / "hf").exists()
-    assert architecture({**mixed, "norm": "layernorm", "position": "learned", "mlp": "gelu", "bias": False})[1].startswith("bias: false")
+    assert architecture({**mixed, "norm": "layernorm", "position": "learned", "mlp": "gelu", "bias": False})[
+        1
+    ].startswith("bias: false")
 
 
 def tiny_entry(**changes):
@@ -137,7 +165,13 @@ def test_round_trip_an_exported_model_imported_with_init_from_starts_at_its_vali
     first = train(tiny_entry(), *shards, tmp_path / "first", tmp_path / "ck1", log=lambda *a: None)
     assert export(tmp_path / "first", tmp_path / "hf") == "gpt2"
     lines = []
-    again = train(tiny_entry(init_from={"hf": str(tmp_path / "hf")}, max_steps=2), *shards, tmp_path / "again", tmp_path / "ck2", log=lines.append)
+    again = train(
+        tiny_entry(init_from={"hf": str(tmp_path / "hf")}, max_steps=2),
+        *shards,
+        tmp_path / "again",
+        tmp_path / "ck2",
+        log=lines.append,
+    )
     assert again["initial_val_loss"] == pytest.approx(first["best_val_loss"], abs=1e-6)
     assert f"starting from the weights of {tmp_path / 'hf'}" in lines
 
@@ -147,10 +181,25 @@ def test_init_from_weights_of_another_shape_fails_before_any_step_naming_the_ten
 
     train(tiny_entry(max_steps=2), *shards, tmp_path / "first", tmp_path / "ck1", log=lambda *a: None)
     export(tmp_path / "first", tmp_path / "hf")
-    with pytest.raises(ValueError, match=r"init_from .*hf: tensor tok_emb.weight has shape \(400, 32\) there, \(400, 48\) in this model entry"):
-        train(tiny_entry(d_model=48, init_from={"hf": str(tmp_path / "hf")}), *shards, tmp_path / "b", tmp_path / "ck2", log=lambda *a: None)
+    with pytest.raises(
+        ValueError,
+        match=r"init_from .*hf: tensor tok_emb.weight has shape \(400, 32\) there, \(400, 48\) in this model entry",
+    ):
+        train(
+            tiny_entry(d_model=48, init_from={"hf": str(tmp_path / "hf")}),
+            *shards,
+            tmp_path / "b",
+            tmp_path / "ck2",
+            log=lambda *a: None,
+        )
     with pytest.raises(ValueError, match=r"init_from .*hf: position is learned there, rope in this model entry"):
-        train(tiny_entry(position="rope", init_from={"hf": str(tmp_path / "hf")}), *shards, tmp_path / "c", tmp_path / "ck3", log=lambda *a: None)
+        train(
+            tiny_entry(position="rope", init_from={"hf": str(tmp_path / "hf")}),
+            *shards,
+            tmp_path / "c",
+            tmp_path / "ck3",
+            log=lambda *a: None,
+        )
     assert not (tmp_path / "ck2").exists() or not list((tmp_path / "ck2").iterdir())
 
 

@@ -1,4 +1,5 @@
 """Model, optimiser schedule, generation, evaluation and checkpoint formats."""
+
 import math
 
 import numpy as np
@@ -16,12 +17,18 @@ VARIANTS = [{}, {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias":
 # GPT-2 shape, per block: 2 layernorms 2 x 128, qkv 64 x 192 + 192, proj 64 x 64 + 64, up 64 x 256 + 256,
 # down 256 x 64 + 64 = 49,984; final norm 128; token embedding 512 x 64 (tied with the head); positions 16 x 64.
 # Llama shape, per block: 2 rmsnorms 2 x 64, qkv 64 x 192, proj 64 x 64, SwiGLU d_ff 192 (8/3 x 64 rounded up
-# to 64): up (gate|up) 64 x 384, down 192 x 64 = 53,376; final norm 64; token embedding and an untied head 512 x 64 each.
-HAND_COUNTS = [(2 * 49_984 + 128 + 32_768 + 1_024, 2 * 49_984 + 128), (2 * 53_376 + 64 + 2 * 32_768, 2 * 53_376 + 64 + 32_768)]
+# to 64): up (gate|up) 64 x 384, down 192 x 64 = 53,376; final norm 64; token embedding and an
+# untied head 512 x 64 each.
+HAND_COUNTS = [
+    (2 * 49_984 + 128 + 32_768 + 1_024, 2 * 49_984 + 128),
+    (2 * 53_376 + 64 + 2 * 32_768, 2 * 53_376 + 64 + 32_768),
+]
 
 
 def test_warm_up_moves_the_weights_from_the_first_step_then_the_cosine_reaches_min_lr():
-    assert [lr_at(s, 1.0, 0.1, 100, 1000) for s in (0, 49, 99, 100, 1000, 1500)] == pytest.approx([0.01, 0.5, 1.0, 1.0, 0.1, 0.1])
+    assert [lr_at(s, 1.0, 0.1, 100, 1000) for s in (0, 49, 99, 100, 1000, 1500)] == pytest.approx(
+        [0.01, 0.5, 1.0, 1.0, 0.1, 0.1]
+    )
 
 
 def test_no_weight_decay_on_norms_biases_and_embeddings():

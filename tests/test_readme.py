@@ -1,6 +1,7 @@
 """The README's commands work as written: each shell command and python example in its code blocks runs in a copy
 of the repository (snakemake as a dry run, make as `make -n`), with the README's own example
 config as `my.yaml` and a trained tiny model as `results/models/small`."""
+
 import os
 import re
 import shlex
@@ -15,8 +16,9 @@ from helpers import REPO, fake_document
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 PROGRAMS = ("snakemake", "python", "make")
-COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", "results", "logs", "benchmarks", ".snakemake", "__pycache__", ".pytest_cache",
-                                     "*.egg-info")
+COPY_IGNORE = shutil.ignore_patterns(
+    ".venv", ".git", "results", "logs", "benchmarks", ".snakemake", "__pycache__", ".pytest_cache", "*.egg-info"
+)
 
 
 def readme_blocks():
@@ -46,8 +48,14 @@ def example_config():
 
 def test_the_readme_shows_the_everyday_commands():
     lines = [" ".join(c) for c in readme_commands()]
-    for expected in ("make run", "make test", "snakemake --cores 8 results/report.html", "--configfile my.yaml", "--profile profiles/slurm",
-                     "python -m lmcore generate"):
+    for expected in (
+        "make run",
+        "make test",
+        "snakemake --cores 8 results/report.html",
+        "--configfile my.yaml",
+        "--profile profiles/slurm",
+        "python -m lmcore generate",
+    ):
         assert any(expected in line for line in lines), f"the README lost the command {expected!r}"
 
 
@@ -62,7 +70,7 @@ def checkout(tmp_path_factory, pipeline):
     import random
 
     rng = random.Random(0)
-    for name, source in config["sources"].items():
+    for source in config["sources"].values():
         folder = root / source["path"]
         folder.mkdir(parents=True)
         for i in range(5):
@@ -87,7 +95,9 @@ def test_each_readme_command_runs_as_written(checkout, command):
         assert result.stdout.startswith("ROMEO:") and len(result.stdout) > len("ROMEO:\n")
 
 
-@pytest.mark.parametrize("block", [body for lang, body in readme_blocks() if lang == "python"], ids=lambda b: b.splitlines()[0][:40])
+@pytest.mark.parametrize(
+    "block", [body for lang, body in readme_blocks() if lang == "python"], ids=lambda b: b.splitlines()[0][:40]
+)
 def test_each_readme_python_example_runs_as_written(checkout, block):
     result = subprocess.run([sys.executable, "-c", block], cwd=checkout, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

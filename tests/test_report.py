@@ -1,26 +1,73 @@
 """The report page on its own: readable numbers whatever a model did, flags, and the data funnel's details."""
+
 import math
 
 from lmcore.report import render
 
 
 def model(test_loss, mfu=0.3, perplexity=None):
-    summary = {"parameters": 1000, "non_embedding_parameters": 800, "tokens_seen": 10_000, "tokens_per_parameter": 10.0,
-               "total_flops": 4.8e10, "step_time_s": 12.5, "job_time_s": 14.0, "tokens_per_s": 800.0, "mfu": mfu, "peak_flops": 3e10,
-               "peak_source": "measured: best of 5", "best_val_loss": test_loss, "device": "cpu", "precision": "torch.float32"}
-    test = {"loss": test_loss, "perplexity": perplexity if perplexity is not None else math.exp(min(test_loss, 700)), "bits_per_byte": 1.5}
+    summary = {
+        "parameters": 1000,
+        "non_embedding_parameters": 800,
+        "tokens_seen": 10_000,
+        "tokens_per_parameter": 10.0,
+        "total_flops": 4.8e10,
+        "step_time_s": 12.5,
+        "job_time_s": 14.0,
+        "tokens_per_s": 800.0,
+        "mfu": mfu,
+        "peak_flops": 3e10,
+        "peak_source": "measured: best of 5",
+        "best_val_loss": test_loss,
+        "device": "cpu",
+        "precision": "torch.float32",
+    }
+    test = {
+        "loss": test_loss,
+        "perplexity": perplexity if perplexity is not None else math.exp(min(test_loss, 700)),
+        "bits_per_byte": 1.5,
+    }
     baseline = {"loss": 5.0, "perplexity": math.exp(5.0), "bits_per_byte": 3.0}
     metrics = [{"step": 10, "tokens": 1000, "loss": test_loss, "val_loss": test_loss, "lr": 1e-3, "grad_norm": 1.0}]
     return {"summary": summary, "metrics": metrics, "eval": {"test": test, "baseline": baseline}, "samples": []}
 
 
 def page_data():
-    ingest = [{"source": "s", "documents": 3, "characters": 300, "skipped": {}, "replaced_bytes": {"a.txt": 2}, "control_characters": {"b.txt": 5}}]
+    ingest = [
+        {
+            "source": "s",
+            "documents": 3,
+            "characters": 300,
+            "skipped": {},
+            "replaced_bytes": {"a.txt": 2},
+            "control_characters": {"b.txt": 5},
+        }
+    ]
     clean = [{"documents_out": 3, "characters_out": 300, "dropped": {}, "dropped_characters": {}, "examples": {}}]
-    dedup = {"stats": {"documents_out": 2, "characters_out": 200, "documents_removed": 1, "characters_removed": 100},
-             "clusters": [{"survivor": "s/a.txt", "members": ["s/a.txt", "s/c.txt"], "removed": [{"id": "s/c.txt", "exact": False, "jaccard": 0.87}]}]}
-    tokenizers = {"t": {"model_type": "bpe", "vocab_size": 20943, "requested_vocab_size": 100000, "chars_per_token": 3.0, "bytes_per_token": 3.0,
-                        "byte_fallback_share": 0.0, "vocab_used_share": 0.5, "round_trip_failures": 0, "tokens": 100, "top_pieces": []}}
+    dedup = {
+        "stats": {"documents_out": 2, "characters_out": 200, "documents_removed": 1, "characters_removed": 100},
+        "clusters": [
+            {
+                "survivor": "s/a.txt",
+                "members": ["s/a.txt", "s/c.txt"],
+                "removed": [{"id": "s/c.txt", "exact": False, "jaccard": 0.87}],
+            }
+        ],
+    }
+    tokenizers = {
+        "t": {
+            "model_type": "bpe",
+            "vocab_size": 20943,
+            "requested_vocab_size": 100000,
+            "chars_per_token": 3.0,
+            "bytes_per_token": 3.0,
+            "byte_fallback_share": 0.0,
+            "vocab_used_share": 0.5,
+            "round_trip_failures": 0,
+            "tokens": 100,
+            "top_pieces": [],
+        }
+    }
     return {"ingest": ingest, "clean": clean, "dedup": dedup}, tokenizers
 
 
@@ -29,7 +76,14 @@ def page(models):
 
 
 def test_a_diverged_model_reads_plainly_and_is_flagged():
-    html = page({"good": model(3.0), "huge": model(250.0, mfu=1.46), "inf": model(800.0, perplexity=math.inf), "empty": model(math.nan)})
+    html = page(
+        {
+            "good": model(3.0),
+            "huge": model(250.0, mfu=1.46),
+            "inf": model(800.0, perplexity=math.inf),
+            "empty": model(math.nan),
+        }
+    )
     assert "3.75e+108" in html  # exp(250), not 109 digits
     assert "<td class='n'>∞</td>" in html and "<td class='n'>nan</td>" in html
     assert html.count("<td>NO</td>") == 3 and html.count("<td>yes</td>") == 1
@@ -39,7 +93,15 @@ def test_a_diverged_model_reads_plainly_and_is_flagged():
 
 def test_columns_spell_out_their_units_and_vocabulary_shows_what_was_asked():
     html = page({"good": model(3.0)})
-    for header in ("test loss (nats/token)", "test perplexity", "test bits per byte", "tokens/s", "training time, steps (s)", "training time, whole job (s)", "MFU"):
+    for header in (
+        "test loss (nats/token)",
+        "test perplexity",
+        "test bits per byte",
+        "tokens/s",
+        "training time, steps (s)",
+        "training time, whole job (s)",
+        "MFU",
+    ):
         assert f"<th>{header}</th>" in html
     assert "<td>20,943 of 100,000 requested</td>" in html
 
@@ -66,14 +128,29 @@ def test_a_sweep_gets_a_table_of_its_grid_with_the_best_cell_marked_and_a_plot()
 
     from lmcore.report.page import render
 
-    models = {"w-d_model32-lr0.001": model(3.5), "w-d_model32-lr0.003": model(3.1), "w-d_model64-lr0.001": model(3.0), "other": model(2.0)}
+    models = {
+        "w-d_model32-lr0.001": model(3.5),
+        "w-d_model32-lr0.003": model(3.1),
+        "w-d_model64-lr0.001": model(3.0),
+        "other": model(2.0),
+    }
     html = page(models)  # no sweep in the config: no section
     assert "<h2>Sweeps</h2>" not in html
-    run = {"config": {"sweeps": {"w": {"grid": {"d_model": [32, 64], "lr": [0.001, 0.003]}}}}, "commit": "abc", "rule_times": {}}
+    run = {
+        "config": {"sweeps": {"w": {"grid": {"d_model": [32, 64], "lr": [0.001, 0.003]}}}},
+        "commit": "abc",
+        "rule_times": {},
+    }
     html = render(run, *page_data(), models)
-    section = html[html.index("<h2>Sweeps</h2>"):html.index("<h2>Training curves</h2>")]
-    assert "<th>d_model</th><th>lr</th>" in section and "other" not in section  # a cell not trained (64, 0.003) is left out
-    assert re.search(r"<td>w-d_model64-lr0.001</td><td class='n'>64</td><td class='n'>0.001</td><td class='n'>3</td>.*?<td>best</td>", section)
+    section = html[html.index("<h2>Sweeps</h2>") : html.index("<h2>Training curves</h2>")]
+    assert (
+        "<th>d_model</th><th>lr</th>" in section and "other" not in section
+    )  # a cell not trained (64, 0.003) is left out
+    assert re.search(
+        r"<td>w-d_model64-lr0.001</td><td class='n'>64</td><td class='n'>0.001</td><td "
+        r"class='n'>3</td>.*?<td>best</td>",
+        section,
+    )
     assert section.count("<td>best</td>") == 1 and section.count("<svg") == 1
 
 
@@ -81,12 +158,22 @@ def test_each_source_gets_its_test_bits_per_byte_beside_what_each_model_trained_
     models = {"all": model(3.0), "milton": model(2.8)}
     models["all"]["eval"]["test"]["sources"] = {"milton": {"bits_per_byte": 2.5}, "plays": {"bits_per_byte": 2.2}}
     models["milton"]["eval"]["test"]["sources"] = {"milton": {"bits_per_byte": 2.1}, "plays": {"bits_per_byte": 2.4}}
-    config = {"sources": {"plays": {}, "milton": {}},
-              "models": {"all": {"data": {"sources": None}, "init_from": None},
-                         "milton": {"data": {"sources": {"milton": 3, "plays": 1}}, "init_from": {"model": "all"}}}}
+    config = {
+        "sources": {"plays": {}, "milton": {}},
+        "models": {
+            "all": {"data": {"sources": None}, "init_from": None},
+            "milton": {"data": {"sources": {"milton": 3, "plays": 1}}, "init_from": {"model": "all"}},
+        },
+    }
     html = render({"config": config, "commit": "abc", "rule_times": {}}, *page_data(), models)
-    section = html[html.index("<h2>By source</h2>"):html.index("<h2>Training curves</h2>")]
-    assert "<th>milton: test bits per byte</th><th>plays: test bits per byte</th><th>all: test bits per byte</th>" in section
+    section = html[html.index("<h2>By source</h2>") : html.index("<h2>Training curves</h2>")]
+    assert (
+        "<th>milton: test bits per byte</th><th>plays: test bits per byte</th><th>all: test bits per byte</th>"
+        in section
+    )
     assert "<td>all</td><td>all, by tokens</td><td>random</td><td class='n'>2.5</td><td class='n'>2.2</td>" in section
-    assert "<td>milton</td><td>milton 75%, plays 25%</td><td>all</td><td class='n'>2.1</td><td class='n'>2.4</td>" in section
+    assert (
+        "<td>milton</td><td>milton 75%, plays 25%</td><td>all</td><td class='n'>2.1</td><td class='n'>2.4</td>"
+        in section
+    )
     assert "<h2>By source</h2>" not in page({"one": model(3.0)})  # one source, nothing continued: no section

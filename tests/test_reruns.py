@@ -1,5 +1,6 @@
 """Reruns see changed data: a `path:` source whose files are added, edited or removed reruns
 its download and everything after it, and nothing else."""
+
 import contextlib
 import json
 import os
@@ -98,7 +99,11 @@ def test_any_file_name_works_even_those_snakemake_reads_as_patterns(tmp_path):
     configfile = write_config(tmp_path / "config.yaml", config)
     result = snakemake(tmp_path, "results/docs/mine", configfile=configfile)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    ids = sorted(json.loads(line)["id"] for part in (tmp_path / "results" / "docs" / "mine").glob("part-*.jsonl") for line in open(part))
+    ids = sorted(
+        json.loads(line)["id"]
+        for part in (tmp_path / "results" / "docs" / "mine").glob("part-*.jsonl")
+        for line in open(part)
+    )
     assert ids == sorted(f"mine/d{{{sub}}}/{name}" for sub, name in enumerate(names))
     assert planned_jobs(snakemake(tmp_path, "-n", "results/docs/mine", configfile=configfile)) == {}
 

@@ -1,4 +1,5 @@
 """Scaling studies: the planner, the IsoFLOP fits (approach 2) and the loss law (approach 3)."""
+
 import re
 
 import pytest
@@ -10,8 +11,10 @@ from lmcore.scaling import fit, plan
 
 # Chinchilla's exponents and irreducible loss; A and B put the optimum among shapes a CPU can hold.
 E, A, B, ALPHA, BETA = 1.69, 400.0, 400.0, 0.34, 0.28
-SHAPES = {f"d{d}l{n}": {"d_model": d, "n_layers": n, "n_heads": 2}
-          for d, n in [(16, 1), (32, 1), (32, 2), (64, 2), (96, 2), (128, 3), (192, 3), (256, 4), (384, 4), (512, 6)]}
+SHAPES = {
+    f"d{d}l{n}": {"d_model": d, "n_layers": n, "n_heads": 2}
+    for d, n in [(16, 1), (32, 1), (32, 2), (64, 2), (96, 2), (128, 3), (192, 3), (256, 4), (384, 4), (512, 6)]
+}
 
 
 def study(budgets, shapes=SHAPES):
@@ -30,7 +33,9 @@ def test_each_shape_at_each_budget_is_a_model_with_that_flop_budget():
     runs = {name: m for name, m in config["models"].items() if name.startswith("iso-")}
     assert len(runs) == 2 * len(SHAPES)
     assert runs["iso-d64l2-C3e11"]["max_flops"] == 3e11 and runs["iso-d64l2-C3e11"]["d_model"] == 64
-    assert runs["iso-d64l2-C3e11"]["context_length"] == 64 and runs["iso-d64l2-C3e11"]["lr"] == 0.01  # base, then model_defaults
+    assert (
+        runs["iso-d64l2-C3e11"]["context_length"] == 64 and runs["iso-d64l2-C3e11"]["lr"] == 0.01
+    )  # base, then model_defaults
 
 
 def test_the_planner_gives_the_tokens_training_will_see():
@@ -71,8 +76,13 @@ def test_a_budget_whose_minimum_lies_beyond_its_shapes_is_reported_not_fitted():
 
 
 def test_losses_that_only_rise_with_size_are_said_to_need_a_smaller_shape():
-    runs = [{"budget": 1e11, "N": n, "D": 1e11 / (6 * n), "loss": loss} for n, loss in [(1e4, 4.2), (3e4, 5.0), (1e5, 5.5)]]
-    assert fit(runs)["curves"][1e11]["reason"] == "the parabola has no minimum; the loss is lowest at the smallest shape: add a smaller one"
+    runs = [
+        {"budget": 1e11, "N": n, "D": 1e11 / (6 * n), "loss": loss} for n, loss in [(1e4, 4.2), (3e4, 5.0), (1e5, 5.5)]
+    ]
+    assert (
+        fit(runs)["curves"][1e11]["reason"]
+        == "the parabola has no minimum; the loss is lowest at the smallest shape: add a smaller one"
+    )
 
 
 def test_two_shapes_make_no_parabola():
@@ -81,14 +91,25 @@ def test_two_shapes_make_no_parabola():
     assert result["curves"][1e11]["reason"] == "2 finished run(s) of distinct size; a parabola needs 3"
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda s: s["shapes"]["d16l1"].update(n_layer=2), r"'scaling\.iso\.shapes\.d16l1\.n_layer': 'n_layer' is not a model key"),
-    (lambda s: s["base"].update(max_tokens=1000), r"models\.iso-d16l1-C1e11\.max_flops': set max_flops \(1e\+11\) or max_tokens \(1000\), not both"),
-    (lambda s: s.update(budgets=[]), r"'scaling\.iso\.budgets': \[\] should be non-empty"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda s: s["shapes"]["d16l1"].update(n_layer=2),
+            r"'scaling\.iso\.shapes\.d16l1\.n_layer': 'n_layer' is not a model key",
+        ),
+        (
+            lambda s: s["base"].update(max_tokens=1000),
+            r"models\.iso-d16l1-C1e11\.max_flops': set max_flops \(1e\+11\) or max_tokens \(1000\), not both",
+        ),
+        (lambda s: s.update(budgets=[]), r"'scaling\.iso\.budgets': \[\] should be non-empty"),
+    ],
+)
 def test_study_errors_name_the_key(change, message):
     config = tiny_config("file:///x", None)
-    config["scaling"] = {"iso": {"budgets": [1e11], "shapes": {"d16l1": {"d_model": 16, "n_layers": 1, "n_heads": 2}}, "base": {}}}
+    config["scaling"] = {
+        "iso": {"budgets": [1e11], "shapes": {"d16l1": {"d_model": 16, "n_layers": 1, "n_heads": 2}}, "base": {}}
+    }
     change(config["scaling"]["iso"])
     with pytest.raises(ConfigError, match=message):
         prepare_config(config, SCHEMA)
@@ -108,7 +129,10 @@ def test_numbers_written_the_short_way_in_yaml_are_numbers():
     config = prepare_config(yaml.safe_load(text), SCHEMA)
     assert config["models"]["a"]["lr"] == 3e-4 and config["models"]["a"]["max_tokens"] == 100000
     assert sorted(config["models"]) == ["a", "iso-s-C1e11", "iso-s-C3e11", "w-lr0.001-max_tokens2000"]
-    assert config["models"]["iso-s-C3e11"]["max_flops"] == 3e11 and config["models"]["w-lr0.001-max_tokens2000"]["max_tokens"] == 2000
+    assert (
+        config["models"]["iso-s-C3e11"]["max_flops"] == 3e11
+        and config["models"]["w-lr0.001-max_tokens2000"]["max_tokens"] == 2000
+    )
     assert config["sampling"]["prompts"] == ["1e5"]  # a string where the schema wants one
 
 
@@ -139,11 +163,25 @@ def test_a_dry_run_of_the_example_study_lists_exactly_its_jobs(tmp_path):
     assert result.returncode == 0, result.stderr
     jobs = planned_jobs(result)
     assert {rule: jobs.pop(rule) for rule in ("train", "evaluate", "sample", "export_hf")} == dict.fromkeys(
-        ("train", "evaluate", "sample", "export_hf"), runs)
-    assert set(re.findall(r"model=(\S+)", result.stdout)) == {r["model"] for r in plan(prepare_config(yaml.safe_load(
-        open(f"{REPO}/configs/scaling.yaml", encoding="utf-8")), SCHEMA))}
-    assert jobs == {"download": 1, "ingest": 1, "clean": 2, "dedup_signatures": 2, "dedup_clusters": 1, "dedup_apply": 2, "train_tokenizer": 1,
-                    "eval_tokenizer": 1, "shard": 2, "shards_manifest": 1, "report": 1}  # the data stages and the report once
+        ("train", "evaluate", "sample", "export_hf"), runs
+    )
+    assert set(re.findall(r"model=(\S+)", result.stdout)) == {
+        r["model"]
+        for r in plan(prepare_config(yaml.safe_load(open(f"{REPO}/configs/scaling.yaml", encoding="utf-8")), SCHEMA))
+    }
+    assert jobs == {
+        "download": 1,
+        "ingest": 1,
+        "clean": 2,
+        "dedup_signatures": 2,
+        "dedup_clusters": 1,
+        "dedup_apply": 2,
+        "train_tokenizer": 1,
+        "eval_tokenizer": 1,
+        "shard": 2,
+        "shards_manifest": 1,
+        "report": 1,
+    }  # the data stages and the report once
 
 
 def test_the_report_gives_each_study_its_runs_optima_exponents_prediction_and_plots():
@@ -159,7 +197,7 @@ def test_the_report_gives_each_study_its_runs_optima_exponents_prediction_and_pl
         m["summary"].update(non_embedding_parameters=r["N"], tokens_seen=round(r["D"]))
         models[r["model"]] = m
     html = render({"config": config, "commit": "abc", "rule_times": {}}, *page_data(), models)
-    section = html[html.index("<h2>Scaling laws</h2>"):html.index("<h2>Training curves</h2>")]
+    section = html[html.index("<h2>Scaling laws</h2>") : html.index("<h2>Training curves</h2>")]
     a = fit([{**r, "D": round(r["D"])} for r in runs])["a"]
     assert f"N_opt ∝ C<sup>{a:.3f}</sup>" in section and "1e+14 FLOPs (10x the largest run)" in section
     assert "Approach 3: L(N, D) = 1.690 + 400 / N<sup>0.340</sup>" in section

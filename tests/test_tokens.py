@@ -1,4 +1,5 @@
 """Tokenizers (lossless for every model type) and token shards (splits, dtype, checks, exact sampling)."""
+
 import random
 import re
 
@@ -11,17 +12,32 @@ import lmcore.data.text as text_module
 from helpers import documents, make_shards, train_tokenizer
 from lmcore import tokenizer as tokenizer_lib
 from lmcore.shards import TokenDataset
-from lmcore.tokenizer import dtype_for
 from lmcore.splits import SPLITS
+from lmcore.tokenizer import dtype_for
 
-HARD_STRINGS = ["  two leading spaces", "tabs\tand\n\n\nnewlines\n", "trailing  ", "\n", "emoji 😀, CJK 漢字, e\u0301 (combining)",
-                "<|endoftext|>", "a\r\nb", "\x00\x01 control", "", "zero\u200bwidth", "RTL مرحبا",
-                "\u2581 lower one eighth block", "\ue000 private\ue000\ue000s use", "\ue000s\u2581"]
+HARD_STRINGS = [
+    "  two leading spaces",
+    "tabs\tand\n\n\nnewlines\n",
+    "trailing  ",
+    "\n",
+    "emoji 😀, CJK 漢字, e\u0301 (combining)",
+    "<|endoftext|>",
+    "a\r\nb",
+    "\x00\x01 control",
+    "",
+    "zero\u200bwidth",
+    "RTL مرحبا",
+    "\u2581 lower one eighth block",
+    "\ue000 private\ue000\ue000s use",
+    "\ue000s\u2581",
+]
 
 
 @pytest.fixture(scope="module", params=["bpe", "unigram", "char"])
 def tok(request, tmp_path_factory):
-    return train_tokenizer(tmp_path_factory.mktemp(request.param) / "spm.model", request.param, user_defined_symbols=["<|endoftext|>"])
+    return train_tokenizer(
+        tmp_path_factory.mktemp(request.param) / "spm.model", request.param, user_defined_symbols=["<|endoftext|>"]
+    )
 
 
 @pytest.mark.parametrize("text", HARD_STRINGS)
@@ -45,7 +61,27 @@ def test_encode_arrays_gives_the_ids_of_encode(tok, monkeypatch):
     """Shards are written with encode_arrays: on a BPE model it encodes word by word, looking up
     repeated words, and must give exactly the ids that encoding the whole text gives."""
     rng = random.Random(2)
-    alphabet = ["the", "a", "cat", " ", " ", "  ", "\n", "\n\n", "\t", ".", ",", "7", "42", "é", "漢", "😀", "\u2581", "\ue000s", "<|endoftext|>"]
+    alphabet = [
+        "the",
+        "a",
+        "cat",
+        " ",
+        " ",
+        "  ",
+        "\n",
+        "\n\n",
+        "\t",
+        ".",
+        ",",
+        "7",
+        "42",
+        "é",
+        "漢",
+        "😀",
+        "\u2581",
+        "\ue000s",
+        "<|endoftext|>",
+    ]
     texts = HARD_STRINGS + ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80))) for _ in range(300)]
     proto = sentencepiece_model_pb2.ModelProto.FromString(open(tok.path, "rb").read())
     assert (tok.words is not None) == (proto.trainer_spec.model_type == proto.trainer_spec.BPE)
@@ -56,18 +92,27 @@ def test_encode_arrays_gives_the_ids_of_encode(tok, monkeypatch):
         assert [a.tolist() for a in arrays] == [tok.encode(t) for t in batch]
     monkeypatch.setattr(text_module, "PIECE_CHARS", 16)  # every text longer than that is encoded line by line
     long = ["".join(rng.choice(alphabet) for _ in range(2000)) for _ in range(5)]
-    assert tok.lines_alone and [a.tolist() for a in tok.encode_arrays(texts[:50] + long)] == [tok.encode(t) for t in texts[:50] + long]
+    assert tok.lines_alone and [a.tolist() for a in tok.encode_arrays(texts[:50] + long)] == [
+        tok.encode(t) for t in texts[:50] + long
+    ]
 
 
-@pytest.mark.parametrize("model_type, symbols, word_by_word", [
-    ("bpe", ["<|endoftext|>"], True),
-    ("bpe", ["\n\n"], False),  # a piece holding a newline
-    ("unigram", [], False),  # the best segmentation is found over the whole text
-])
-def test_word_by_word_encoding_only_where_no_piece_crosses_a_word(tmp_path, model_type, symbols, word_by_word, monkeypatch):
+@pytest.mark.parametrize(
+    "model_type, symbols, word_by_word",
+    [
+        ("bpe", ["<|endoftext|>"], True),
+        ("bpe", ["\n\n"], False),  # a piece holding a newline
+        ("unigram", [], False),  # the best segmentation is found over the whole text
+    ],
+)
+def test_word_by_word_encoding_only_where_no_piece_crosses_a_word(
+    tmp_path, model_type, symbols, word_by_word, monkeypatch
+):
     tok = train_tokenizer(tmp_path / "spm.model", model_type, user_defined_symbols=symbols)
     assert (tok.words is not None) == word_by_word
-    assert tok.lines_alone == ("\n\n" not in symbols)  # a long text is cut after newlines only where no piece crosses one
+    assert tok.lines_alone == (
+        "\n\n" not in symbols
+    )  # a long text is cut after newlines only where no piece crosses one
     monkeypatch.setattr(text_module, "PIECE_CHARS", 4)
     texts = ["x\n\n\ny", "\n\nz \n\n", "a\n\n\nb c\n\nd e f\n\n\n\ng"] + HARD_STRINGS
     assert [a.tolist() for a in tok.encode_arrays(texts)] == [tok.encode(t) for t in texts]
@@ -77,8 +122,15 @@ def test_a_model_whose_pieces_span_words_encodes_whole_texts(tmp_path):
     """A model file trained elsewhere, without SentencePiece's split at words, has pieces such as
     "of▁the": cutting a text into words would change its ids."""
     phrases = ["of the king", "in the end", "of the people"] * 200
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(phrases), model_prefix=str(tmp_path / "m"), model_type="bpe", vocab_size=60,
-                                   split_by_whitespace=False, add_dummy_prefix=False, minloglevel=2)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(phrases),
+        model_prefix=str(tmp_path / "m"),
+        model_type="bpe",
+        vocab_size=60,
+        split_by_whitespace=False,
+        add_dummy_prefix=False,
+        minloglevel=2,
+    )
     tok = tokenizer_lib.Tokenizer(tmp_path / "m.model")
     assert any("e\u2581" in tok.sp.id_to_piece(i) for i in range(tok.vocab_size)) and tok.words is None
     texts = ["of the king of the people", "in the end"]
@@ -86,7 +138,9 @@ def test_a_model_whose_pieces_span_words_encodes_whole_texts(tmp_path):
 
 
 def test_a_vocabulary_too_small_for_the_corpus_says_how_large_it_must_be(tmp_path):
-    with pytest.raises(ValueError, match=r"vocab_size 280 is too small for this corpus: .* take (\d+); use a vocab_size of at least \1") as err:
+    with pytest.raises(
+        ValueError, match=r"vocab_size 280 is too small for this corpus: .* take (\d+); use a vocab_size of at least \1"
+    ) as err:
         train_tokenizer(tmp_path / "small.model", "bpe", vocab_size=280)
     need = int(re.search(r"at least (\d+)", str(err.value))[1])
     assert train_tokenizer(tmp_path / "enough.model", "bpe", vocab_size=need).vocab_size == need  # the advice works
@@ -147,8 +201,16 @@ def test_shards_can_be_moved_with_their_manifest(tmp_path, bpe):
 
 def test_a_vocabulary_larger_than_the_corpus_gives_is_said_in_the_log(tmp_path):
     lines = []
-    cfg = {"model_type": "bpe", "vocab_size": 5000, "character_coverage": 1.0, "byte_fallback": True, "input_sentence_size": 0}
+    cfg = {
+        "model_type": "bpe",
+        "vocab_size": 5000,
+        "character_coverage": 1.0,
+        "byte_fallback": True,
+        "input_sentence_size": 0,
+    }
     pieces = tokenizer_lib.train(documents(10), tmp_path / "spm.model", cfg, log=lines.append)
     assert pieces == tokenizer_lib.Tokenizer(tmp_path / "spm.model").vocab_size < 5000
-    assert lines == [f"vocabulary: {pieces:,} pieces, fewer than the 5,000 requested: the training text yields no more "
-                     f"(hard_vocab_limit off); models use {pieces:,}"]
+    assert lines == [
+        f"vocabulary: {pieces:,} pieces, fewer than the 5,000 requested: the training text yields no more "
+        f"(hard_vocab_limit off); models use {pieces:,}"
+    ]

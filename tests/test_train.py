@@ -1,4 +1,5 @@
 """The training loop: stops on NaN with the step named, and DDP matches one process."""
+
 import dataclasses
 import functools
 import hashlib
@@ -21,8 +22,12 @@ def data(shards):
 
 
 def test_a_loss_that_becomes_nan_stops_the_run_naming_the_step(tmp_path, data):
-    cfg = tiny_entry(lr=1e6, min_lr=1e6, warmup_steps=3, grad_clip=0, checkpoint_interval=1, max_steps=50, divergence_threshold=None)
-    with pytest.raises(FloatingPointError, match=r"at step \d+: loss nan .*newest checkpoint before that step: .*ckpt-\d+\.pt") as error:
+    cfg = tiny_entry(
+        lr=1e6, min_lr=1e6, warmup_steps=3, grad_clip=0, checkpoint_interval=1, max_steps=50, divergence_threshold=None
+    )
+    with pytest.raises(
+        FloatingPointError, match=r"at step \d+: loss nan .*newest checkpoint before that step: .*ckpt-\d+\.pt"
+    ) as error:
         train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
     assert list_checkpoints(tmp_path / "ckpt")
     assert not (tmp_path / "out" / "model.safetensors").exists()
@@ -33,7 +38,9 @@ def test_a_loss_that_becomes_nan_stops_the_run_naming_the_step(tmp_path, data):
 def test_a_loss_far_above_a_uniform_guess_after_warm_up_stops_the_run(tmp_path, data):
     """lr 10 trains to a loss of hundreds and finished with rc 0; now it stops, naming step, loss, lr and checkpoint."""
     cfg = tiny_entry(lr=10, min_lr=10, warmup_steps=5, checkpoint_interval=2, max_steps=200)
-    with pytest.raises(Diverged, match=r"diverged at step (\d+): loss (\S+) \(limit 8\.98.*with lr 10;.*ckpt-\d+\.pt") as error:
+    with pytest.raises(
+        Diverged, match=r"diverged at step (\d+): loss (\S+) \(limit 8\.98.*with lr 10;.*ckpt-\d+\.pt"
+    ) as error:
         train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
     step, loss = re.search(r"step (\d+): loss (\S+)", str(error.value)).groups()
     assert int(step) >= 5 and float(loss) > 1.5 * math.log(400)
@@ -41,7 +48,9 @@ def test_a_loss_far_above_a_uniform_guess_after_warm_up_stops_the_run(tmp_path, 
 
 
 def test_two_ddp_processes_take_the_steps_of_one_process_on_the_same_global_batch(tmp_path, data):
-    single = tiny_entry(batch_size=4, max_steps=8, eval_interval=4, log_interval=1, dropout=0.0, device="cpu")  # gloo, even beside a GPU
+    single = tiny_entry(
+        batch_size=4, max_steps=8, eval_interval=4, log_interval=1, dropout=0.0, device="cpu"
+    )  # gloo, even beside a GPU
     launch(single, *data, str(tmp_path / "one"), str(tmp_path / "ck1"), threads=1, nproc=1, log=lambda *a: None)
     launch({**single, "batch_size": 2}, *data, str(tmp_path / "two"), str(tmp_path / "ck2"), threads=2, nproc=2)
     losses = [[json.loads(line)["loss"] for line in open(tmp_path / d / "metrics.jsonl")] for d in ("one", "two")]
@@ -51,7 +60,9 @@ def test_two_ddp_processes_take_the_steps_of_one_process_on_the_same_global_batc
 
 
 def test_a_token_budget_sets_the_number_of_steps(tmp_path, data):
-    cfg = tiny_entry(max_steps=1000, max_tokens=5 * 8 * 32 + 1, batch_size=8, eval_interval=100)  # 5 steps' tokens, and one more
+    cfg = tiny_entry(
+        max_steps=1000, max_tokens=5 * 8 * 32 + 1, batch_size=8, eval_interval=100
+    )  # 5 steps' tokens, and one more
     summary = train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
     assert summary["steps"] == 6 and summary["tokens_seen"] == 6 * 8 * 32
     assert 0 < summary["step_time_s"] < summary["job_time_s"]  # the job's time adds set-up and validation to the steps'
@@ -65,8 +76,22 @@ def test_sigterm_writes_a_checkpoint_and_the_rerun_resumes_from_it(tmp_path, dat
     import sys
 
     cfg = tiny_entry(max_steps=100_000, log_interval=5, eval_interval=10_000, checkpoint_interval=10_000)
-    cmd = [sys.executable, "-m", "lmcore", "train", "--config-json", json.dumps(cfg), "--tokenizer", data[0], "--manifest", data[1],
-           "--out", str(tmp_path / "out"), "--checkpoints", str(tmp_path / "ckpt")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lmcore",
+        "train",
+        "--config-json",
+        json.dumps(cfg),
+        "--tokenizer",
+        data[0],
+        "--manifest",
+        data[1],
+        "--out",
+        str(tmp_path / "out"),
+        "--checkpoints",
+        str(tmp_path / "ckpt"),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in proc.stdout:
         if re.search(r" step \d+/100000 ", line):  # training is under way
@@ -80,7 +105,9 @@ def test_sigterm_writes_a_checkpoint_and_the_rerun_resumes_from_it(tmp_path, dat
     first_line = rerun.stdout.readline()
     rerun.kill()
     rerun.wait()
-    assert re.fullmatch(rf"\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d Resumed from step {step}", first_line.strip())  # timestamped, like every line
+    assert re.fullmatch(
+        rf"\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d Resumed from step {step}", first_line.strip()
+    )  # timestamped, like every line
 
 
 def test_every_rng_state_survives_a_weights_only_checkpoint(tmp_path):
@@ -117,7 +144,10 @@ def test_a_damaged_newest_checkpoint_is_named_and_the_run_resumes_exactly_from_t
     run(log=lambda *a: None)
     uninterrupted = load_safetensors(tmp_path / "out" / "model.safetensors")
     newest = tmp_path / "ckpt" / "ckpt-00000006.pt"
-    assert newest.with_suffix(".pt.sha256").read_text().split() == [hashlib.sha256(newest.read_bytes()).hexdigest(), newest.name]
+    assert newest.with_suffix(".pt.sha256").read_text().split() == [
+        hashlib.sha256(newest.read_bytes()).hexdigest(),
+        newest.name,
+    ]
 
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
     lines = []
@@ -143,7 +173,10 @@ def test_a_checkpoint_without_a_checksum_is_resumed_and_one_torch_cannot_read_is
         os.remove(path + ".sha256")  # as an older lmcore wrote them
     lines = []
     train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lines.append)
-    assert any(re.fullmatch(r"Resumed from step 4 \(.*ckpt-00000004\.pt has no checksum: written by an older lmcore\)", x) for x in lines)
+    assert any(
+        re.fullmatch(r"Resumed from step 4 \(.*ckpt-00000004\.pt has no checksum: written by an older lmcore\)", x)
+        for x in lines
+    )
     newest = list_checkpoints(tmp_path / "ckpt")[-1]
     with open(newest, "r+b") as f:
         f.truncate(100)
@@ -171,8 +204,19 @@ def test_the_training_settings_default_to_the_schemas_defaults():
                 assert default == keys[f.name]["default"], f"{cls.__name__}.{f.name}"
 
 
-@pytest.mark.parametrize("name, tflops", [("NVIDIA L40S", 362), ("NVIDIA L4", 121), ("NVIDIA H100 PCIe", 756), ("NVIDIA H100 80GB HBM3", 989),
-                                          ("NVIDIA H100 NVL", 835), ("NVIDIA A100-SXM4-80GB", 312), ("NVIDIA A10", 125), ("Tesla T4", None)])
+@pytest.mark.parametrize(
+    "name, tflops",
+    [
+        ("NVIDIA L40S", 362),
+        ("NVIDIA L4", 121),
+        ("NVIDIA H100 PCIe", 756),
+        ("NVIDIA H100 80GB HBM3", 989),
+        ("NVIDIA H100 NVL", 835),
+        ("NVIDIA A100-SXM4-80GB", 312),
+        ("NVIDIA A10", 125),
+        ("Tesla T4", None),
+    ],
+)
 def test_a_gpu_gets_the_data_sheet_peak_of_its_most_specific_name(name, tflops):
     from lmcore.runtime import data_sheet_peak
 
@@ -187,10 +231,14 @@ def test_a_cpu_peak_is_measured_once_per_machine_and_a_faster_run_raises_it(tmp_
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     timings = []
-    monkeypatch.setattr(runtime, "matmul_rate", lambda device, dtype: timings.append(1) or 1e3)  # a machine that read 1 kFLOP/s
+    monkeypatch.setattr(
+        runtime, "matmul_rate", lambda device, dtype: timings.append(1) or 1e3
+    )  # a machine that read 1 kFLOP/s
     cpu = torch.device("cpu")
     assert runtime.peak_flops(cpu, None)[0] == runtime.peak_flops(cpu, None)[0] == 1e3 and len(timings) == 1
-    summary = train(tiny_entry(max_steps=6, log_interval=2), *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
+    summary = train(
+        tiny_entry(max_steps=6, log_interval=2), *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None
+    )
     rows = [json.loads(line) for line in open(tmp_path / "out" / "metrics.jsonl")]
     assert all(0 < row["mfu"] <= 1 for row in rows) and 0 < summary["mfu"] <= 1
     assert summary["peak_flops"] > 1e6 and summary["peak_source"].startswith("the rate this run reached")
@@ -200,19 +248,30 @@ def test_a_cpu_peak_is_measured_once_per_machine_and_a_faster_run_raises_it(tmp_
 def test_compile_auto_compiles_on_gpus_only():
     from lmcore.runtime import use_compile
 
-    assert [use_compile(s, torch.device(d)) for s, d in (("auto", "cuda"), ("auto", "cpu"), (True, "cpu"), (False, "cuda"))] == [True, False, True, False]
+    assert [
+        use_compile(s, torch.device(d)) for s, d in (("auto", "cuda"), ("auto", "cpu"), (True, "cpu"), (False, "cuda"))
+    ] == [True, False, True, False]
 
 
 def test_a_run_that_would_not_fit_the_jobs_memory_stops_before_its_first_step(tmp_path, data):
     """context_length 100000 trained 10 minutes at 1.5 GB without logging one step."""
     cfg = tiny_entry(max_steps=3, log_interval=2, eval_interval=3)
-    with pytest.raises(MemoryError, match=r"training needs about ([\d,]+) MB \(batch_size 8 x context_length 32 tokens a micro-batch, "
-                                          r"vocab_size 400\), more than the job's mem_mb of 300: lower batch_size"):
+    with pytest.raises(
+        MemoryError,
+        match=r"training needs about ([\d,]+) MB \(batch_size 8 x context_length 32 tokens a micro-batch, "
+        r"vocab_size 400\), more than the job's mem_mb of 300: lower batch_size",
+    ):
         train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", mem_mb=300, log=lambda *a: None)
     assert not list_checkpoints(tmp_path / "ckpt")
     lines = []
     train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", mem_mb=2000, log=lines.append)
     assert any(re.fullmatch(r"memory: about \d+ MB of the job's 2,000", x) for x in lines), lines
-    assert any(re.fullmatch(r"one step: 256 tokens, \S+ FLOPs, \S+ s at the peak \(a step takes 2-3 times that\); 3 steps to go: "
-                            r"at least \d+s", x) for x in lines), lines
-    assert any(re.fullmatch(r"step 1 took \S+ s; a progress line every 2 steps", x) for x in lines), lines
+    assert any(
+        re.fullmatch(
+            r"one step: 256 tokens, \S+ FLOPs, \S+ s at the peak \(a step takes 2-3 times that\); 3 steps to go: "
+            r"at least \d+s",
+            x,
+        )
+        for x in lines
+    ), lines
+    assert any(re.fullmatch(r"step 1 took \S+ s; progress every 2 steps", x) for x in lines), lines

@@ -1,4 +1,5 @@
 """The whole pipeline through Snakemake: dry runs, a tiny end-to-end run, exact reruns, bad configs."""
+
 import copy
 import html.parser
 import json
@@ -21,8 +22,25 @@ def umask():
     os.umask(mask)
     return mask
 
-ALL_RULES = {"download", "ingest", "clean", "dedup_signatures", "dedup_clusters", "dedup_apply", "train_tokenizer", "eval_tokenizer",
-             "shard", "shards_manifest", "train", "evaluate", "sample", "export_hf", "report", "all"}
+
+ALL_RULES = {
+    "download",
+    "ingest",
+    "clean",
+    "dedup_signatures",
+    "dedup_clusters",
+    "dedup_apply",
+    "train_tokenizer",
+    "eval_tokenizer",
+    "shard",
+    "shards_manifest",
+    "train",
+    "evaluate",
+    "sample",
+    "export_hf",
+    "report",
+    "all",
+}
 
 
 def test_dry_run_of_default_config_lists_every_rule(tmp_path):
@@ -50,12 +68,16 @@ def test_tiny_pipeline_produces_report_and_nothing_is_left_to_do(pipeline):
     # Ready to upload as it is: the export's files and nothing else; b has no folder.
     assert sorted(p.name for p in (work / "results" / "hf" / "a").iterdir()) == sorted(HF_FILES)
     assert not (work / "results" / "hf" / "b").exists()
-    modes = {str(p.relative_to(work)): oct(p.stat().st_mode & 0o777) for p in (work / "results").rglob("*") if p.is_file()}
+    modes = {
+        str(p.relative_to(work)): oct(p.stat().st_mode & 0o777) for p in (work / "results").rglob("*") if p.is_file()
+    }
     assert {path for path, mode in modes.items() if mode != oct(0o666 & ~umask())} == set(), modes  # weights too
     assert "<script>alert(1)</script>" not in report
     assert report.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 3  # a prompt, its samples, a dropped document
     assert "texts/short.txt" in report
-    assert not re.search(r"""(src|href)\s*=\s*["']?https?:""", report), "the report must not load anything from the network"
+    assert not re.search(r"""(src|href)\s*=\s*["']?https?:""", report), (
+        "the report must not load anything from the network"
+    )
     again = snakemake(work, "-n", "results/report.html", configfile=pipeline["configfile"])
     assert again.returncode == 0
     assert planned_jobs(again) == {}
@@ -83,7 +105,13 @@ def test_changing_one_models_lr_reruns_only_that_model(pipeline):
 def test_a_continued_model_trains_after_its_parent_and_again_when_its_parent_changes(pipeline):
     child = {"d_model": 32, "n_layers": 1, "n_heads": 2, "init_from": {"model": "a"}, "lr": 0.001, "max_steps": 10}
     jobs, out = jobs_and_wildcards(pipeline, lambda c: c["models"].update(c=child))
-    assert jobs == {"train": 1, "evaluate": 1, "sample": 1, "export_hf": 1, "report": 1}  # a is done: only the child trains
+    assert jobs == {
+        "train": 1,
+        "evaluate": 1,
+        "sample": 1,
+        "export_hf": 1,
+        "report": 1,
+    }  # a is done: only the child trains
     assert re.search(r"rule train:\n    input: [^\n]*results/models/a/model\.safetensors", out)
     jobs, out = jobs_and_wildcards(pipeline, lambda c: (c["models"].update(c=child), c["models"]["a"].update(lr=0.003)))
     assert jobs["train"] == 2 and out.index("model=a") < out.index("model=c")
@@ -91,8 +119,21 @@ def test_a_continued_model_trains_after_its_parent_and_again_when_its_parent_cha
 
 def test_changing_a_cleaning_threshold_reruns_everything_downstream(pipeline):
     jobs, _ = jobs_and_wildcards(pipeline, lambda c: c["clean"].update(min_words=25))
-    assert jobs == {"clean": 2, "dedup_signatures": 2, "dedup_clusters": 1, "dedup_apply": 2, "train_tokenizer": 1, "eval_tokenizer": 1,
-                    "shard": 2, "shards_manifest": 1, "train": 2, "evaluate": 2, "sample": 2, "export_hf": 1, "report": 1}
+    assert jobs == {
+        "clean": 2,
+        "dedup_signatures": 2,
+        "dedup_clusters": 1,
+        "dedup_apply": 2,
+        "train_tokenizer": 1,
+        "eval_tokenizer": 1,
+        "shard": 2,
+        "shards_manifest": 1,
+        "train": 2,
+        "evaluate": 2,
+        "sample": 2,
+        "export_hf": 1,
+        "report": 1,
+    }
 
 
 @pytest.mark.parametrize(
@@ -116,8 +157,27 @@ def test_broken_config_fails_before_any_job_with_the_key_named(tmp_path, change,
 
 def test_generate_cli_streams_a_continuation(pipeline):
     model_dir = pipeline["work"] / "results" / "models" / "a"
-    cmd = [sys.executable, "-m", "lmcore", "generate", str(model_dir), "--prompt", "ROMEO:", "--max-new-tokens", "8",
-           "--temperature", "0.8", "--top-k", "20", "--top-p", "0.9", "--seed", "3", "--num-samples", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lmcore",
+        "generate",
+        str(model_dir),
+        "--prompt",
+        "ROMEO:",
+        "--max-new-tokens",
+        "8",
+        "--temperature",
+        "0.8",
+        "--top-k",
+        "20",
+        "--top-p",
+        "0.9",
+        "--seed",
+        "3",
+        "--num-samples",
+        "2",
+    ]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
     assert first.stdout.count("ROMEO:") == 2 and "--- sample 2 ---" in first.stdout
@@ -131,7 +191,11 @@ def test_snakemake_report_gives_provenance_with_flagged_outputs(pipeline):
     for rule in ALL_RULES - {"all"}:  # every rule of the run, with its runtime
         assert f'{{"rule": "{rule}", "runtime": ' in provenance, rule
     for model in ("a", "b"):  # the outputs flagged with report(), under their captions
-        for path in (f"results/models/{model}/summary.json", f"results/eval/{model}.json", f"results/samples/{model}.json"):
+        for path in (
+            f"results/models/{model}/summary.json",
+            f"results/eval/{model}.json",
+            f"results/samples/{model}.json",
+        ):
             assert f'"{path}": {{"name": "{os.path.basename(path)}"' in provenance, path
         assert f"Training summary of model {model}: parameters" in provenance
     assert '"results/report.html": {"name": "report.html"' in provenance
@@ -148,8 +212,15 @@ def test_training_killed_and_rerun_resumes_to_the_same_weights(tmp_path, corpus)
     from lmcore.train import train
 
     config = tiny_config(corpus[0].as_uri(), corpus[1])
-    config["models"] = {"a": {**config["models"]["a"], "max_steps": 400, "checkpoint_interval": 50, "log_interval": 50,
-                              "eval_interval": 100}}
+    config["models"] = {
+        "a": {
+            **config["models"]["a"],
+            "max_steps": 400,
+            "checkpoint_interval": 50,
+            "log_interval": 50,
+            "eval_interval": 100,
+        }
+    }
     configfile = write_config(tmp_path / "config.yaml", config)
     target = "results/models/a/model.safetensors"
     cmd = snakemake_command(tmp_path, target, configfile=configfile)
@@ -160,7 +231,9 @@ def test_training_killed_and_rerun_resumes_to_the_same_weights(tmp_path, corpus)
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert first_checkpoint.exists() and not (tmp_path / target).exists(), "the kill must land part way through training"
+    assert first_checkpoint.exists() and not (tmp_path / target).exists(), (
+        "the kill must land part way through training"
+    )
 
     assert snakemake(tmp_path, "--unlock", configfile=configfile).returncode == 0
     rerun = snakemake(tmp_path, target, configfile=configfile)
@@ -169,8 +242,15 @@ def test_training_killed_and_rerun_resumes_to_the_same_weights(tmp_path, corpus)
 
     resolved = prepare_config(config, SCHEMA)
     reference = tmp_path / "reference"
-    train(resolved["models"]["a"], str(tmp_path / "results/tokenizers/tok/spm.model"), str(tmp_path / "results/shards/tok/manifest.json"),
-          str(reference), str(tmp_path / "reference-checkpoints"), threads=2, log=lambda *a: None)
+    train(
+        resolved["models"]["a"],
+        str(tmp_path / "results/tokenizers/tok/spm.model"),
+        str(tmp_path / "results/shards/tok/manifest.json"),
+        str(reference),
+        str(tmp_path / "reference-checkpoints"),
+        threads=2,
+        log=lambda *a: None,
+    )
     resumed, uninterrupted = load_safetensors(tmp_path / target), load_safetensors(reference / "model.safetensors")
     assert resumed.keys() == uninterrupted.keys()
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
@@ -194,24 +274,33 @@ def test_a_successful_run_leaves_only_declared_outputs(pipeline):
     assert undeclared == []
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--temperature", "-1"], "argument --temperature: must be 0 (greedy) or more, got -1"),
-    (["--temperature", "nan"], "argument --temperature: must be 0 (greedy) or more, got nan"),
-    (["--top-k", "0"], "argument --top-k: must be 1 or more, got 0"),
-    (["--top-p", "0"], "argument --top-p: must be in (0, 1], got 0"),
-    (["--top-p", "1.5"], "argument --top-p: must be in (0, 1], got 1.5"),
-    (["--max-new-tokens", "ten"], "argument --max-new-tokens: 'ten' is not an integer"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--temperature", "-1"], "argument --temperature: must be 0 (greedy) or more, got -1"),
+        (["--temperature", "nan"], "argument --temperature: must be 0 (greedy) or more, got nan"),
+        (["--top-k", "0"], "argument --top-k: must be 1 or more, got 0"),
+        (["--top-p", "0"], "argument --top-p: must be in (0, 1], got 0"),
+        (["--top-p", "1.5"], "argument --top-p: must be in (0, 1], got 1.5"),
+        (["--max-new-tokens", "ten"], "argument --max-new-tokens: 'ten' is not an integer"),
+    ],
+)
 def test_generate_cli_rejects_bad_settings_as_usage_errors(pipeline, args, message):
     model_dir = pipeline["work"] / "results" / "models" / "a"
-    result = subprocess.run([sys.executable, "-m", "lmcore", "generate", str(model_dir), *args], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "lmcore", "generate", str(model_dir), *args], capture_output=True, text=True, timeout=60
+    )
     assert (result.returncode, result.stdout) == (2, "")
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
 def test_generate_cli_names_a_missing_model_folder(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "lmcore", "generate", str(tmp_path / "results" / "models" / "nope")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "lmcore", "generate", str(tmp_path / "results" / "models" / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert (result.returncode, result.stdout) == (2, "")
     assert "argument model_dir:" in result.stderr and "nope" in result.stderr and "no config.json" in result.stderr
 
@@ -235,12 +324,19 @@ def damaged_model_folder(tmp_path, tokenizer, damage, checksum=True):
 
 
 def run_generate(folder):
-    return subprocess.run([sys.executable, "-m", "lmcore", "generate", str(folder), "--max-new-tokens", "4"],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "lmcore", "generate", str(folder), "--max-new-tokens", "4"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-@pytest.mark.parametrize("damage", [lambda b: b[: len(b) // 2], lambda b: b[:200] + bytes(x ^ 0xFF for x in b[200:264]) + b[264:]],
-                         ids=["cut-short", "flipped-bytes"])
+@pytest.mark.parametrize(
+    "damage",
+    [lambda b: b[: len(b) // 2], lambda b: b[:200] + bytes(x ^ 0xFF for x in b[200:264]) + b[264:]],
+    ids=["cut-short", "flipped-bytes"],
+)
 def test_generate_cli_names_a_damaged_weights_file_as_a_usage_error(tmp_path, bpe, damage):
     folder, weights = damaged_model_folder(tmp_path, bpe, damage)
     result = run_generate(folder)
@@ -263,7 +359,10 @@ def test_every_job_log_is_timestamped_and_training_logs_a_line_a_person_can_read
         lines = [line for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
         assert lines and all(stamp.match(line) for line in lines), log
     train_log = (pipeline["work"] / "logs" / "train" / "a.log").read_text(encoding="utf-8")
-    assert re.search(r"step 40/80 \(50%\) \| loss \d+\.\d{3} \| val \d+\.\d{3} \| lr \d\.\de-\d\d \| \d+\.\dk tok/s \| "
-                     r"\d+s elapsed, ETA \d+s\n", train_log)
+    assert re.search(
+        r"step 40/80 \(50%\) \| loss \d+\.\d{3} \| val \d+\.\d{3} \| lr \d\.\de-\d\d \| \d+\.\dk tok/s \| "
+        r"\d+s elapsed, ETA \d+s\n",
+        train_log,
+    )
     clean_log = (pipeline["work"] / "logs" / "clean" / "fake" / "part-0.log").read_text(encoding="utf-8")
     assert re.search(r"kept \d+ of \d+ documents, .*; read \d+\.\d MB in \d+\.\d s \([\d.]+ MB/s\)", clean_log)

@@ -1,4 +1,5 @@
 """Normalise and filter one part of documents."""
+
 import os
 import time
 
@@ -13,5 +14,7 @@ docs = os.path.join(snakemake.input.docs, f"part-{snakemake.wildcards.part}.json
 check_document_memory(docs, "clean", snakemake.resources.mem_mb)
 stats = clean_part(docs, snakemake.output.docs, snakemake.params.clean)
 write_json(snakemake.output.stats, stats)
-print(f"kept {stats['documents_out']:,} of {stats['documents_in']:,} documents, dropped {stats['dropped']}; "
-      f"read {data_rate(docs, start)}")
+print(
+    f"kept {stats['documents_out']:,} of {stats['documents_in']:,} documents, dropped {stats['dropped']}; "
+    f"read {data_rate(docs, start)}"
+)

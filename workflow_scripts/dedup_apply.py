@@ -1,4 +1,5 @@
 """One part without its duplicates."""
+
 import time
 
 from lmcore.data.dedup import apply_clusters
@@ -7,4 +8,7 @@ from lmcore.logs import data_rate, redirect_output
 redirect_output(snakemake.log[0])
 start = time.perf_counter()
 counts = apply_clusters(snakemake.input.docs, snakemake.input.clusters, snakemake.output[0])
-print(f"kept {counts['kept']:,} documents, removed {counts['removed']:,} duplicates; read {data_rate(snakemake.input.docs, start)}")
+print(
+    f"kept {counts['kept']:,} documents, removed {counts['removed']:,} duplicates; read "
+    f"{data_rate(snakemake.input.docs, start)}"
+)

@@ -1,4 +1,5 @@
 """Duplicate clusters over every part; the smallest id of each survives."""
+
 from lmcore.data.dedup import find_clusters
 from lmcore.logs import redirect_output
 

@@ -1,4 +1,5 @@
 """Exact keys and MinHash signatures of one part."""
+
 import time
 
 from lmcore.data.dedup import signatures

@@ -1,4 +1,5 @@
 """Fetch one source into results/raw/<source>/ (files/ + manifest.json), all or nothing."""
+
 import os
 import time
 

@@ -1,4 +1,5 @@
 """Measure a tokenizer on validation documents: compression, byte fallback, vocabulary use, round trips."""
+
 from lmcore import tokenizer
 from lmcore.io import write_json
 from lmcore.logs import redirect_output

@@ -1,5 +1,6 @@
 """Loss, perplexity and bits per byte on the test and validation splits, and a unigram baseline.
 On the device and in the precision the model trained in (a GPU where the job has one)."""
+
 import os
 
 import torch

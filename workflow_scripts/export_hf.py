@@ -1,4 +1,5 @@
 """Export one trained model as a Hugging Face folder (the rule runs only for models that have an HF architecture)."""
+
 import os
 
 from lmcore.hf_export import export

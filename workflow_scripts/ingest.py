@@ -1,4 +1,5 @@
 """Raw files of one source to JSON Lines documents in `parts` files, plus stats.json."""
+
 import os
 import time
 
@@ -12,6 +13,11 @@ source = snakemake.params.source
 raw = snakemake.input.raw
 with atomic_dir(snakemake.output[0]) as tmp:
     parts = [os.path.join(tmp, f"part-{k}.jsonl") for k in range(source["parts"])]
-    stats = ingest(snakemake.wildcards.source, raw, read_json(os.path.join(raw, "manifest.json")), source["documents"], parts)
+    stats = ingest(
+        snakemake.wildcards.source, raw, read_json(os.path.join(raw, "manifest.json")), source["documents"], parts
+    )
     write_json(os.path.join(tmp, "stats.json"), stats)
-print(f"{stats['files']:,} files, {stats['documents']:,} documents, {stats['characters']:,} characters; read {data_rate(raw, start)}")
+print(
+    f"{stats['files']:,} files, {stats['documents']:,} documents, {stats['characters']:,} characters; read "
+    f"{data_rate(raw, start)}"
+)

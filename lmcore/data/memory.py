@@ -6,6 +6,7 @@ measured 7.6, 8.3 and 2.1 bytes per byte of a 90 MB document (2-core AMD EPYC, 2
 whose `mem_mb` cannot hold that for the longest document of its part stops before reading it,
 naming the document, rather than being killed part way by a cluster's memory limit.
 """
+
 import json
 import os
 
@@ -30,7 +31,10 @@ def check_document_memory(path, stage, mem_mb):
     need = BASE_MB + BYTES_PER_DOCUMENT_BYTE[stage] * size / 1e6
     if need > mem_mb:
         raise MemoryError(
-            f"{os.path.basename(path)}: document {doc_id!r} holds {size / 1e6:,.1f} MB of JSON, and {stage} needs about "
-            f"{need:,.0f} MB for it ({BYTES_PER_DOCUMENT_BYTE[stage]} times the document, and {BASE_MB} MB), more than its "
-            f"mem_mb of {mem_mb:,}: raise `resources.{stage}.mem_mb` in the config to at least {need:,.0f}")
+            f"{os.path.basename(path)}: document {doc_id!r} holds {size / 1e6:,.1f} MB of JSON, and {stage} needs "
+            "about "
+            f"{need:,.0f} MB for it ({BYTES_PER_DOCUMENT_BYTE[stage]} times the document, and {BASE_MB} MB), more "
+            "than its "
+            f"mem_mb of {mem_mb:,}: raise `resources.{stage}.mem_mb` in the config to at least {need:,.0f}"
+        )
     return need

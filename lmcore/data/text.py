@@ -5,6 +5,7 @@ Shared by the repetition filters (clean) and MinHash (dedup): each word is hashe
 (crc32, the same on every machine), and an n-gram's hash is a polynomial in its word
 hashes, computed for every position at once with uint64 arithmetic that wraps.
 """
+
 import re
 import unicodedata
 import zlib

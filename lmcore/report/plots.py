@@ -1,4 +1,5 @@
 """Plots for the report, rendered by matplotlib to inline SVG."""
+
 import io
 
 import matplotlib
@@ -50,8 +51,6 @@ def size_plot(models):
     ax.set_title("Model size against test loss")
     ax.grid(alpha=0.3)
     return svg(fig)
-
-
 
 
 def sweep_plot(sweep, keys, cells):
@@ -110,6 +109,13 @@ def optima_plot(study, result):
         exponent, k = result["fits"][key]
         ax.plot(c, [f[1 + i] for f in found], "o", color=f"C{i}", label=f"{label} ∝ C^{exponent:.2f}")
         ax.plot(line, k * line**exponent, "--", color=f"C{i}")
-        ax.plot(result["prediction"]["budget"], result["prediction"][key], "*", color=f"C{i}", markersize=14, markeredgecolor="black")
+        ax.plot(
+            result["prediction"]["budget"],
+            result["prediction"][key],
+            "*",
+            color=f"C{i}",
+            markersize=14,
+            markeredgecolor="black",
+        )
     ax.set_yscale("log")
     return log_axes(fig, ax, f"{study}: compute-optimal N and D (star: 10x the largest budget)", "C (training FLOPs)")

@@ -18,7 +18,8 @@ import os
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 NOT_IN_OUTPUTS = ("logs.py",)
-READS = {"report/page.py": ("report/templates/report.html.j2",)}  # files besides modules that a module reads
+# Files besides modules that a module reads.
+READS = {"report/page.py": ("report/templates/report.html.j2", "report/templates/report.css")}
 
 
 def module_path(name, package_dir):

@@ -24,18 +24,6 @@ from lmcore.io import read_json, read_jsonl
 from lmcore.report.plots import isoflop_plot, line_plot, optima_plot, size_plot, sweep_plot
 from lmcore.scaling import fit
 
-CSS = """
-body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:1rem;color:#222;line-height:1.4}
-h1{font-size:1.6rem}h2{border-bottom:1px solid #ccc;padding-bottom:.2rem;margin-top:2rem}
-.scroll{overflow-x:auto}table{border-collapse:collapse;font-size:.9rem}
-td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}
-td.n{text-align:right;white-space:nowrap}th{overflow-wrap:normal}
-pre{white-space:pre-wrap;background:#f6f6f6;padding:.5rem;border-radius:4px;font-size:.85rem}
-.plots{display:flex;flex-wrap:wrap;gap:1rem}.plots>div{flex:1 1 480px;min-width:0}svg{max-width:100%;height:auto}
-.warn{color:#a00;font-weight:bold}
-.samples{display:grid;grid-template-columns:repeat(auto-fit,minmax(280px,1fr));gap:.5rem}
-"""
-
 
 def fmt(value, digits=3):
     if value is None:
@@ -118,83 +106,137 @@ TEMPLATES.filters["fmt"] = fmt
 TEMPLATES.tests["numeric"] = is_number
 
 
+def table(items, columns):
+    """A table as the template draws it: `columns` is [(header, getter)], one row per item."""
+    return {"headers": [header for header, _ in columns], "rows": [[get(item) for _, get in columns] for item in items]}
+
+
+def summary(key):
+    return lambda m: m["summary"][key]
+
+
+def test(key, split="test"):
+    return lambda m: m["eval"][split][key]
+
+
+def beats_unigram(m):
+    return m["eval"]["test"]["loss"] < m["eval"]["baseline"]["loss"]  # False for NaN too
+
+
+QUALITY = [
+    ("model", lambda m: m["name"]),
+    ("parameters", summary("parameters")),
+    ("best validation loss (nats/token)", summary("best_val_loss")),
+    ("test loss (nats/token)", test("loss")),
+    ("test perplexity", test("perplexity")),
+    ("test bits per byte", test("bits_per_byte")),
+    ("unigram test perplexity", test("perplexity", "baseline")),
+    ("unigram test bits per byte", test("bits_per_byte", "baseline")),
+    ("beats unigram", lambda m: "yes" if beats_unigram(m) else "NO"),
+    ("HF export", lambda m: m.get("hf", "not exported")),
+]
+COST = [
+    ("model", lambda m: m["name"]),
+    ("non-embedding parameters", summary("non_embedding_parameters")),
+    ("tokens seen", summary("tokens_seen")),
+    ("tokens per parameter", summary("tokens_per_parameter")),
+    ("training FLOPs", lambda m: f"{m['summary']['total_flops']:.3g}"),
+    ("training time, steps (s)", summary("step_time_s")),
+    ("training time, whole job (s)", summary("job_time_s")),
+    ("tokens/s", summary("tokens_per_s")),
+    ("MFU", lambda m: mfu_text(m["summary"])),
+]
+TOKENIZERS = [
+    ("tokenizer", lambda t: t["name"]),
+    ("type", lambda t: t["model_type"]),
+    ("vocabulary (pieces)", vocabulary),
+    ("characters per token", lambda t: t["chars_per_token"]),
+    ("bytes per token", lambda t: t["bytes_per_token"]),
+    ("byte-fallback share", lambda t: t["byte_fallback_share"]),
+    ("vocabulary used (share)", lambda t: t["vocab_used_share"]),
+    ("round-trip failures", lambda t: t["round_trip_failures"]),
+    ("validation tokens", lambda t: t["tokens"]),
+    ("most frequent pieces", lambda t: " ".join(repr(p) for p, _ in t["top_pieces"][:10])),
+]
+CLUSTERS = [
+    ("survivor", lambda c: c["survivor"]),
+    ("documents", lambda c: len(c["members"])),
+    ("removed (estimated Jaccard similarity to the survivor)",
+     lambda c: ", ".join(f"{r['id']} ({r['jaccard']:.2f}{', exact' if r['exact'] else ''})" for r in c["removed"])),
+]  # fmt: skip
+
+
+def pairs(*headers):
+    """Columns for rows that are tuples already: the i-th header takes the i-th value."""
+    return [(header, lambda row, i=i: row[i]) for i, header in enumerate(headers)]
+
+
+def data_tables(data):
+    """The data funnel, drop reasons, skipped and repaired files, and duplicate clusters."""
+    ingest, clean, dedup = data["ingest"], data["clean"], data["dedup"]["stats"]
+    funnel = [
+        ("ingested", sum(s["documents"] for s in ingest), sum(s["characters"] for s in ingest)),
+        ("after cleaning", sum(s["documents_out"] for s in clean), sum(s["characters_out"] for s in clean)),
+        ("after dedup", dedup["documents_out"], dedup["characters_out"]),
+    ]
+    reasons = {}
+    for s in clean:
+        for reason, n in s["dropped"].items():
+            count, chars, examples = reasons.get(reason, (0, 0, []))
+            reasons[reason] = (
+                count + n,
+                chars + s["dropped_characters"][reason],
+                examples + s["examples"].get(reason, []),
+            )
+    dropped = [
+        (reason, n, chars, " | ".join(f"{e['id']}: {e['excerpt'][:80]!r}" for e in examples[:3]))
+        for reason, (n, chars, examples) in sorted(reasons.items())
+    ]
+    skipped = sorted({f"{s['source']}/{path}": why for s in ingest for path, why in s["skipped"].items()}.items())
+    repaired = sorted(
+        (f"{s['source']}/{path}", s["replaced_bytes"].get(path, 0), s.get("control_characters", {}).get(path, 0))
+        for s in ingest
+        for path in set(s.get("replaced_bytes", {})) | set(s.get("control_characters", {}))
+    )
+    return {
+        "funnel": table(funnel, pairs("stage", "documents", "characters")),
+        "dropped": table(dropped, pairs("reason", "documents", "characters", "examples")),
+        "skipped": table(skipped, pairs("file", "reason")),
+        "repaired": table(repaired, pairs("file", "invalid UTF-8 sequences replaced", "control characters removed")),
+        "clusters": table(data["dedup"]["clusters"][:50], CLUSTERS),
+    }
+
+
+def sweep_table(keys, done, models):
+    """One sweep's finished cells ({model: {key: value}}): values, test loss and bits per byte, the best marked."""
+    losses = {name: models[name]["eval"]["test"]["loss"] for name in done}
+    best = min(losses, key=lambda n: (math.isnan(losses[n]), losses[n]), default=None)
+    columns = [("model", lambda n: n)] + [(k, lambda n, k=k: done[n][k]) for k in keys]
+    columns += [
+        ("test loss (nats/token)", lambda n: losses[n]),
+        ("test bits per byte", lambda n: models[n]["eval"]["test"]["bits_per_byte"]),
+        ("", lambda n: "best" if n == best else ""),
+    ]
+    return table(done, columns), [(values, losses[name]) for name, values in done.items()]
+
+
+def sweep_tables(config, models):
+    """Per sweep: its grid's test losses, the best cell marked, and a plot for one or two keys."""
+    sweeps = []
+    for sweep, cells in sweep_models(config.get("sweeps")).items():
+        keys = sorted(config["sweeps"][sweep]["grid"])
+        done = {name: values for name, values in cells.items() if name in models}
+        grid, points = sweep_table(keys, done, models)
+        plot = sweep_plot(sweep, keys, points) if len(keys) <= 2 and done else None
+        sweeps.append({"name": sweep, "table": grid, "plot": markupsafe.Markup(plot) if plot else None})
+    return sweeps
+
+
 def render(run, data, tokenizers, models):
     """run: {config, commit, rule_times}; data: {ingest: [...], clean: [...], dedup}; tokenizers: {name: stats};
-    models: {name: {summary, metrics, eval, samples}}. The page is templates/report.html.j2; this gathers its rows."""
-    quality, cost, worse = [], [], []
-    for name, m in models.items():
-        s, e = m["summary"], m["eval"]
-        beats = e["test"]["loss"] < e["baseline"]["loss"]  # False for NaN too
-        if not beats:
-            worse.append(name)
-        quality.append(
-            [
-                name,
-                s["parameters"],
-                s["best_val_loss"],
-                e["test"]["loss"],
-                e["test"]["perplexity"],
-                e["test"]["bits_per_byte"],
-                e["baseline"]["perplexity"],
-                e["baseline"]["bits_per_byte"],
-                "yes" if beats else "NO",
-                m.get("hf", "not exported"),
-            ]
-        )
-        cost.append(
-            [
-                name,
-                s["non_embedding_parameters"],
-                s["tokens_seen"],
-                s["tokens_per_parameter"],
-                f"{s['total_flops']:.3g}",
-                s["step_time_s"],
-                s["job_time_s"],
-                s["tokens_per_s"],
-                mfu_text(s),
-            ]
-        )
-    per_source = source_rows(run["config"], models)
-    peaks = [
-        f"{name} on {m['summary']['device']} ({m['summary']['precision'].removeprefix('torch.')}): "
-        f"{m['summary']['peak_flops'] / 1e9:,.0f} GFLOP/s, {m['summary'].get('peak_source', 'measured')}"
-        for name, m in models.items()
-    ]
-
-    sweeps = []
-    for sweep, cells in sweep_models(run["config"].get("sweeps")).items():
-        keys = sorted(run["config"]["sweeps"][sweep]["grid"])
-        done = {name: values for name, values in cells.items() if name in models}
-        losses = {name: models[name]["eval"]["test"]["loss"] for name in done}
-        best = min(losses, key=lambda n: (math.isnan(losses[n]), losses[n]), default=None)
-        rows = [
-            [
-                name,
-                *values.values(),
-                losses[name],
-                models[name]["eval"]["test"]["bits_per_byte"],
-                "best" if name == best else "",
-            ]
-            for name, values in done.items()
-        ]
-        plot = (
-            sweep_plot(sweep, keys, [(values, losses[name]) for name, values in done.items()])
-            if len(keys) <= 2 and done
-            else None
-        )
-        sweeps.append(
-            {
-                "name": sweep,
-                "headers": ["model", *keys, "test loss (nats/token)", "test bits per byte", ""],
-                "rows": rows,
-                "plot": markupsafe.Markup(plot) if plot else None,
-            }
-        )
-
-    studies = [
-        scaling_study(study, runs, models) for study, runs in scaling_models(run["config"].get("scaling")).items()
-    ]
-
+    models: {name: {summary, metrics, eval, samples, hf}}. The page is templates/report.html.j2, which only
+    loops over what this gathers."""
+    items = [{"name": name, **m} for name, m in models.items()]
     series = {name: m["metrics"] for name, m in models.items()}
     plots = [
         line_plot(series, x_key, y_key, title, logy)
@@ -206,39 +248,9 @@ def render(run, data, tokenizers, models):
             ("step", "lr", "Learning rate", False),
             ("step", "grad_norm", "Gradient norm (before clipping)", True),
         ]
-    ]
-    plots.append(size_plot(models))
-
-    ingest, clean, dedup = data["ingest"], data["clean"], data["dedup"]["stats"]
-    funnel = [
-        ["ingested", sum(s["documents"] for s in ingest), sum(s["characters"] for s in ingest)],
-        ["after cleaning", sum(s["documents_out"] for s in clean), sum(s["characters_out"] for s in clean)],
-        ["after dedup", dedup["documents_out"], dedup["characters_out"]],
-    ]
-    reasons = {}
-    for s in clean:
-        for reason, n in s["dropped"].items():
-            count, chars, examples = reasons.get(reason, (0, 0, []))
-            reasons[reason] = (
-                count + n,
-                chars + s["dropped_characters"][reason],
-                examples + s["examples"].get(reason, []),
-            )
-    by_source = {s["source"]: s for s in ingest}
-    repaired = sorted(
-        {
-            (s["source"], path)
-            for s in ingest
-            for key in ("replaced_bytes", "control_characters")
-            for path in s.get(key, {})
-        }
-    )
-    clusters = data["dedup"]["clusters"]
-
-    return TEMPLATES.get_template(
-        "report.html.j2"
-    ).render(
-        css=CSS,
+    ] + [size_plot(models)]
+    dedup = data["dedup"]["stats"]
+    return TEMPLATES.get_template("report.html.j2").render(
         host={
             "generated": datetime.datetime.now().isoformat(timespec="seconds"),
             "node": platform.node(),
@@ -248,63 +260,50 @@ def render(run, data, tokenizers, models):
         },
         commit=run["commit"],
         digest=config_digest(run["config"]),
-        quality=quality,
-        cost=cost,
-        worse=worse,
-        peaks=peaks,
-        sweeps=sweeps,
-        per_source=per_source,
-        studies=studies,
+        quality=table(items, QUALITY),
+        cost=table(items, COST),
+        worse=[m["name"] for m in items if not beats_unigram(m)],
+        peaks=[
+            f"{m['name']} on {m['summary']['device']} ({m['summary']['precision'].removeprefix('torch.')}): "
+            f"{m['summary']['peak_flops'] / 1e9:,.0f} GFLOP/s, {m['summary'].get('peak_source', 'measured')}"
+            for m in items
+        ],
+        sweeps=sweep_tables(run["config"], models),
+        per_source=source_table(run["config"], models),
+        studies=[scaling_study(s, runs, models) for s, runs in scaling_models(run["config"].get("scaling")).items()],
         plots=[markupsafe.Markup(svg) for svg in plots],  # drawn by matplotlib, which escapes the text it writes
-        funnel=funnel,
-        reasons=[
-            [reason, n, chars, " | ".join(f"{e['id']}: {e['excerpt'][:80]!r}" for e in examples[:3])]
-            for reason, (n, chars, examples) in sorted(reasons.items())
-        ],
-        skipped=sorted({f"{s['source']}/{path}": why for s in ingest for path, why in s["skipped"].items()}.items()),
-        repaired=[
-            [
-                f"{source}/{path}",
-                by_source[source]["replaced_bytes"].get(path, 0),
-                by_source[source].get("control_characters", {}).get(path, 0),
-            ]
-            for source, path in repaired
-        ],
-        dedup={
-            "clusters": len(clusters),
-            "documents_removed": dedup["documents_removed"],
-            "characters_removed": dedup["characters_removed"],
-        },
-        clusters=[
-            [
-                c["survivor"],
-                len(c["members"]),
-                ", ".join(f"{r['id']} ({r['jaccard']:.2f}{', exact' if r['exact'] else ''})" for r in c["removed"]),
-            ]
-            for c in clusters[:50]
-        ],
-        tokenizers=[
-            [
-                n,
-                t["model_type"],
-                vocabulary(t),
-                t["chars_per_token"],
-                t["bytes_per_token"],
-                t["byte_fallback_share"],
-                t["vocab_used_share"],
-                t["round_trip_failures"],
-                t["tokens"],
-                " ".join(repr(p) for p, _ in t["top_pieces"][:10]),
-            ]
-            for n, t in tokenizers.items()
-        ],
+        data=data_tables(data),
+        dedup={k: dedup[k] for k in ("documents_removed", "characters_removed")}
+        | {"clusters": len(data["dedup"]["clusters"])},
+        tokenizers=table([{"name": n, **t} for n, t in tokenizers.items()], TOKENIZERS),
         samples={
             name: [{**s, "completion": s["completion"].rstrip()} for s in m["samples"]] for name, m in models.items()
         },
-        versions=sorted(versions().items()),
-        rule_times=[[r, n, sec] for r, (n, sec) in sorted(run["rule_times"].items())],
+        versions=table(sorted(versions().items()), pairs("package", "version")),
+        rule_times=table(
+            [(r, n, sec) for r, (n, sec) in sorted(run["rule_times"].items())], pairs("rule", "jobs", "seconds")
+        ),
         config=json.dumps(run["config"], indent=2, sort_keys=True),
     )
+
+
+STUDY_RUNS = [
+    ("model", lambda r: r["model"]),
+    ("shape", lambda r: r["shape"]),
+    ("budget (FLOPs)", lambda r: f"{r['budget']:.3g}"),
+    ("N", lambda r: r["N"]),
+    ("D (tokens)", lambda r: r["D"]),
+    ("tokens per parameter", lambda r: r["D"] / r["N"]),
+    ("test loss (nats/token)", lambda r: r["loss"]),
+]
+STUDY_CURVES = [
+    ("budget (FLOPs)", lambda c: f"{c['budget']:.3g}"),
+    ("N_opt", lambda c: c.get("N_opt")),
+    ("D_opt", lambda c: c.get("D_opt")),
+    ("tokens per parameter", lambda c: c["D_opt"] / c["N_opt"] if "N_opt" in c else None),
+    ("fitted loss at N_opt", lambda c: c.get("loss_opt")),
+    ("no minimum because", lambda c: c.get("reason", "")),
+]
 
 
 def scaling_study(study, planned, models):
@@ -323,27 +322,11 @@ def scaling_study(study, planned, models):
         if name in models
     ]
     result = fit(runs)
-    curves = []
-    for budget, curve in result["curves"].items():
-        if "N_opt" in curve:
-            curves.append(
-                [
-                    f"{budget:.3g}",
-                    curve["N_opt"],
-                    curve["D_opt"],
-                    curve["D_opt"] / curve["N_opt"],
-                    curve["loss_opt"],
-                    "",
-                ]
-            )
-        else:
-            curves.append([f"{budget:.3g}", None, None, None, None, curve["reason"]])
+    curves = [{"budget": budget, **curve} for budget, curve in result["curves"].items()]
     return {
         "name": study,
-        "runs": [
-            [r["model"], r["shape"], f"{r['budget']:.3g}", r["N"], r["D"], r["D"] / r["N"], r["loss"]] for r in runs
-        ],
-        "curves": curves,
+        "runs": table(runs, STUDY_RUNS),
+        "curves": table(curves, STUDY_CURVES),
         "a": result["a"],
         "b": result["b"],
         "prediction": result["prediction"],
@@ -353,42 +336,31 @@ def scaling_study(study, planned, models):
     }
 
 
-def source_rows(config, models):
-    """Headers and rows of the per-source table (None with a single source): per model, what it trained on,
-    the weights it started from and the test bits per byte of each source, or None where nothing varies."""
+def source_table(config, models):
+    """Per model: what it trained on, the weights it started from and the test bits per byte of each source;
+    None with a single source and no model continued from another, where nothing varies."""
     sources = sorted(config.get("sources", {}))
     entries = {name: config.get("models", {}).get(name, {}) for name in models}
     if len(sources) < 2 and not any(e.get("init_from") for e in entries.values()):
         return None
-    rows = []
-    for name, m in models.items():
-        e = entries[name]
-        mix = (e.get("data") or {}).get("sources")
-        trained_on = (
+
+    def trains_on(name):
+        mix = (entries[name].get("data") or {}).get("sources")
+        return (
             ", ".join(f"{s} {w / sum(mix.values()):.0%}" for s, w in sorted(mix.items())) if mix else "all, by tokens"
         )
-        init = e.get("init_from") or {}
-        start = init.get("model") or init.get("hf") or "random"
-        per = m["eval"]["test"].get("sources", {})
-        rows.append(
-            [
-                name,
-                trained_on,
-                start,
-                *(per[s]["bits_per_byte"] if s in per else None for s in sources),
-                m["eval"]["test"]["bits_per_byte"],
-            ]
-        )
-    return {
-        "headers": [
-            "model",
-            "trains on",
-            "starts from",
-            *(f"{s}: test bits per byte" for s in sources),
-            "all: test bits per byte",
-        ],
-        "rows": rows,
-    }
+
+    def starts_from(name):
+        init = entries[name].get("init_from") or {}
+        return init.get("model") or init.get("hf") or "random"
+
+    def bits_per_byte(source):
+        return lambda name: models[name]["eval"]["test"].get("sources", {}).get(source, {}).get("bits_per_byte")
+
+    columns = [("model", lambda name: name), ("trains on", trains_on), ("starts from", starts_from)]
+    columns += [(f"{s}: test bits per byte", bits_per_byte(s)) for s in sources]
+    columns += [("all: test bits per byte", lambda name: models[name]["eval"]["test"]["bits_per_byte"])]
+    return table(models, columns)
 
 
 def rule_times(benchmarks_dir):

@@ -28,6 +28,7 @@ test: install
 bench: install
 	$(BIN)/python bench/dag.py
 	$(BIN)/python bench/data_stages.py
+	$(BIN)/python bench/document_memory.py
 	$(BIN)/python bench/shards.py
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/default_model_speed.py

@@ -7,6 +7,15 @@ import sys
 
 import numpy as np
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def snakemake_command(work, *args, configfile):
+    """`python -m snakemake` on this repository's Snakefile in `work`; the config file last (it takes every word after it)."""
+    snakefile = os.path.join(REPO, "Snakefile")
+    return [sys.executable, "-m", "snakemake", "-s", snakefile, "-d", work, *args, "--configfile", configfile]
+
+
 WORDS = np.array(
     (
         "the of and to in a is that for it as was with be by on not he I this are or his from at which "

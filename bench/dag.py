@@ -18,7 +18,8 @@ import time
 
 import yaml
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import REPO, snakemake_command  # noqa: E402
 
 
 def default_config():
@@ -57,21 +58,7 @@ def time_dry_run(config, repeat):
         path = os.path.join(work, "config.yaml")
         with open(path, "w", encoding="utf-8") as f:
             yaml.safe_dump(config, f)
-        cmd = [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            os.path.join(REPO, "Snakefile"),
-            "-d",
-            work,
-            "-n",
-            "--quiet",
-            "rules",
-            "all",
-            "--configfile",
-            path,
-        ]
+        cmd = snakemake_command(work, "-n", "--quiet", "rules", "all", configfile=path)
         times = []
         for _ in range(repeat):
             start = time.perf_counter()

@@ -24,10 +24,9 @@ import time
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import write_corpus  # noqa: E402
+from common import snakemake_command, write_corpus  # noqa: E402
 from lmcore.logs import disk_bytes  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILES = 8  # corpus files
 # stage -> (what one job reads, given its benchmark file's wildcards), in pipeline order
 STAGES = {
@@ -87,26 +86,9 @@ def main():
     write_config(config, corpus, args.parts, args.cores)
     start = time.perf_counter()
     with open(os.path.join(work, "snakemake.log"), "w", encoding="utf-8") as log:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "snakemake",
-                "-s",
-                os.path.join(REPO, "Snakefile"),
-                "-d",
-                run,
-                "--cores",
-                str(args.cores),
-                "results/shards/bpe4k/manifest.json",
-                "results/tokenizers/bpe4k/stats.json",
-                "--configfile",
-                config,
-            ],
-            check=True,
-            stdout=log,
-            stderr=log,
-        )
+        targets = ["results/shards/bpe4k/manifest.json", "results/tokenizers/bpe4k/stats.json"]
+        command = snakemake_command(run, "--cores", str(args.cores), *targets, configfile=config)
+        subprocess.run(command, check=True, stdout=log, stderr=log)
     wall = time.perf_counter() - start
 
     print(f"{disk_bytes([corpus]) / 1e6:,.0f} MB, {documents:,} documents, {args.parts} parts, {args.cores} cores")

@@ -33,6 +33,7 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nanogpt_ref import Reference, lmcore_step, reference_optimizer, reference_step, tokens_per_s  # noqa: E402
 
+from common import REPO, snakemake_command  # noqa: E402
 from lmcore.config import prepare_config  # noqa: E402
 from lmcore.evaluate import bits_per_byte  # noqa: E402
 from lmcore.model import GPT, ModelConfig  # noqa: E402
@@ -42,7 +43,6 @@ from lmcore.splits import SPLITS, documents_in_split  # noqa: E402
 from lmcore.tokenizer import Tokenizer  # noqa: E402
 from lmcore.train_config import read_entry  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE_STEPS = 40  # per round, three rounds: about 10 s of the small models
 CHAR_RECIPE = {
     "n_layers": 4,
@@ -60,25 +60,8 @@ CHAR_RECIPE = {
 
 def snakemake(work, config, targets, threads):
     with open(os.path.join(work, "snakemake.log"), "a", encoding="utf-8") as log:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "snakemake",
-                "-s",
-                os.path.join(REPO, "Snakefile"),
-                "-d",
-                work,
-                "--cores",
-                str(threads),
-                *targets,
-                "--configfile",
-                config,
-            ],
-            check=True,
-            stdout=log,
-            stderr=log,
-        )
+        command = snakemake_command(work, "--cores", str(threads), *targets, configfile=config)
+        subprocess.run(command, check=True, stdout=log, stderr=log)
 
 
 def write_config(path, config):

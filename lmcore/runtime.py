@@ -163,7 +163,7 @@ def memory_needed_mb(parameters, micro_batch_tokens, cfg, world=1):
     (weights, gradients, AdamW's two moments, the best weights kept), and per token of a micro-batch
     the logits with their softmax and gradient (12 bytes x vocab_size) and 50 bytes x n_layers x
     d_model of the blocks' activations (attention is SDPA's, with no context_length^2 matrix). Measured
-    within 5% on 2-core AMD EPYC for shapes of 0.9-5 M parameters, 4k-16k tokens (2026-11-29)."""
+    within 5% on a 2-core Xeon (AVX-512, no BF16) for shapes of 0.9-5 M parameters, 4k-16k tokens (2026-11-29)."""
     per_process = 400e6 + 20 * parameters + micro_batch_tokens * (12 * cfg.vocab_size + 50 * cfg.n_layers * cfg.d_model)
     return world * per_process / 1e6
 

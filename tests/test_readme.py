@@ -1,7 +1,8 @@
-"""The README's commands work as written: each shell command and python example in its code blocks runs in a copy
+"""The README's commands work as written: each shell command (of docs/ too) and python example runs in a copy
 of the repository (snakemake as a dry run, make as `make -n`), with the README's own example
 config as `my.yaml` and a trained tiny model as `results/models/small`."""
 
+import glob
 import os
 import re
 import shlex
@@ -21,15 +22,16 @@ COPY_IGNORE = shutil.ignore_patterns(
 )
 
 
-def readme_blocks():
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+def readme_blocks(path="README.md"):
+    with open(os.path.join(REPO, path), encoding="utf-8") as f:
         return FENCE.findall(f.read())
 
 
 def readme_commands():
-    """Every command line of the README's shell blocks whose program is snakemake, python or make."""
+    """Every command line of the shell blocks of the README and docs/ whose program is snakemake, python or make."""
     commands = []
-    for lang, body in readme_blocks():
+    docs = sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "docs", "*.md")))
+    for lang, body in [block for path in ["README.md", *docs] for block in readme_blocks(path)]:
         if lang not in ("", "sh", "bash", "shell"):
             continue
         for line in body.splitlines():

@@ -2,7 +2,7 @@
 
 clean, dedup_signatures and shard hold one document at a time, with views of it (words, their
 lengths and hashes, n-gram hashes, token ids) that take a few times its size: bench/document_memory.py
-measured 7.6, 8.3 and 2.1 bytes per byte of a 90 MB document (2-core AMD EPYC, 2026-11-29). A job
+measured 7.6, 8.3 and 2.1 bytes per byte of a 90 MB document (2-core Xeon with AVX-512, 2026-11-29). A job
 whose `mem_mb` cannot hold that for the longest document of its part stops before reading it,
 naming the document, rather than being killed part way by a cluster's memory limit.
 """

@@ -11,7 +11,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def snakemake_command(work, *args, configfile):
-    """`python -m snakemake` on this repository's Snakefile in `work`; the config file last (it takes every word after it)."""
+    """`python -m snakemake` on the Snakefile in `work`; the config file last (it takes every word after it)."""
     snakefile = os.path.join(REPO, "Snakefile")
     return [sys.executable, "-m", "snakemake", "-s", snakefile, "-d", work, *args, "--configfile", configfile]
 

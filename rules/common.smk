@@ -26,7 +26,7 @@ def resource(rule, key):
 def code(script):
     """A digest of the lmcore code that workflow_scripts/<script>.py runs, its imports followed (lmcore.closure):
     a param, so that an edit reruns exactly the jobs whose code changed and a moved checkout reruns nothing."""
-    return digest(os.path.join(workflow.basedir, "workflow_scripts", script + ".py"), os.path.join(workflow.basedir, "lmcore"))
+    return digest(os.path.join(workflow.basedir, "workflow_scripts", f"{script}.py"), os.path.join(workflow.basedir, "lmcore"))
 
 
 def hf_files(folder):

@@ -59,7 +59,7 @@ def documents_of(source_name, rel_path, text, mode):
                 record = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(
-                    f"{base}:{lineno}: not a JSON line ({e.msg} at column {e.colno}): {line[:80]!r}"
+                    f"{base}:{lineno}: not a JSON line ({e.msg}, column {e.colno}): {line[:80]!r}"
                 ) from None
             if not isinstance(record, dict) or mode["jsonl"] not in record:
                 found = f"keys {sorted(record)[:10]}" if isinstance(record, dict) else f"a JSON {type(record).__name__}"

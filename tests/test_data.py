@@ -571,7 +571,9 @@ def test_ingest_splits_on_a_delimiter_and_reads_jsonl_fields(tmp_path):
         ingest.ingest("s", str(tmp_path / "raw"), {"files": [{"path": "rows.jsonl"}]}, {"jsonl": "body"}, parts)
     (tmp_path / "raw" / "files" / "rows.jsonl").write_text('{"text": "fine"}\n{"text": "cut sh\n')
     with pytest.raises(
-        ValueError, match=r"rows\.jsonl:2: not a JSON line \(Unterminated string starting at, column 10\): '\{\"text\": \"cut sh'"
+        ValueError,
+        match=r"rows\.jsonl:2: not a JSON line \(Unterminated string starting at, column 10\): "
+        r"'\{\"text\": \"cut sh'",
     ):
         ingest.ingest("s", str(tmp_path / "raw"), {"files": [{"path": "rows.jsonl"}]}, {"jsonl": "text"}, parts)
 

@@ -4,7 +4,7 @@ validation on fixed batches, best-validation weights, and checkpoints that resum
 In the shape of litgpt's pretrain: `setup` builds a `Run` once (data, model, optimizer, where it
 runs and for how long), `fit` is the loop and nothing else, `validate`, `save` and `summarize`
 are apart. A run killed and rerun resumes from its newest checkpoint whose configuration,
-tokenizer and training code match (lmcore.resume), and on CPU ends with the weights of a run
+tokenizer and training code match (lmcore.resume), and on a CPU thread ends with the weights of a run
 never interrupted: the checkpoint holds model, optimizer, every RNG state, the data position
 and the `TrainState`. Where it runs (device, precision, DDP, peak FLOP/s) is lmcore.runtime;
 the folder it writes, lmcore.model_folder.

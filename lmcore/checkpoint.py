@@ -96,9 +96,7 @@ def load_checkpoint(path):
     verify_checkpoint(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        Exception
-    ) as e:  # a zip cut short, a pickle of something else: torch's messages name neither the file nor the cause
+    except Exception as e:  # a zip cut short, a pickle of something else: torch names neither file nor cause
         raise DamagedCheckpoint(
             f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
         ) from None

@@ -26,11 +26,10 @@ def module_path(name, package_dir):
     """lmcore.data.text -> data/text.py (relative to the package), lmcore.data -> data/__init__.py; None for a name
     that is not a module (a function imported from a module)."""
     parts = name.split(".")[1:]
-    for rel in (
-        os.path.join(*parts, "__init__.py") if parts else "__init__.py",
-        os.path.join(*parts) + ".py" if parts else None,
-    ):
-        if rel and os.path.isfile(os.path.join(package_dir, rel)):
+    if not parts:
+        return "__init__.py"
+    for rel in (os.path.join(*parts, "__init__.py"), os.path.join(*parts) + ".py"):
+        if os.path.isfile(os.path.join(package_dir, rel)):
             return rel
     return None
 

@@ -347,7 +347,7 @@ def source_listing(name, source):
     """A digest of a `path:` source's files (name, size, modification time): the download rule's
     param, so that adding, editing or removing one reruns it and what follows. Not the files as
     inputs: Snakemake reads `{...}` and `<...>` in an input's name as patterns, and users' files are named anything."""
-    listed = [(rel, os.stat(path).st_size, os.stat(path).st_mtime_ns) for path, rel in source_files(name, source)]
+    listed = [(rel, st.st_size, st.st_mtime_ns) for path, rel in source_files(name, source) for st in [os.stat(path)]]
     return f"{len(listed)} files, {stable_hash(json.dumps(listed)):016x}"
 
 

@@ -18,9 +18,9 @@ def longest_document(path):
     """(bytes, id) of the longest line of a JSON Lines part."""
     longest, at = 0, None
     with open(path, "rb") as f:
-        for offset_line in f:
-            if len(offset_line) > longest:
-                longest, at = len(offset_line), offset_line
+        for line in f:
+            if len(line) > longest:
+                longest, at = len(line), line
     return longest, json.loads(at)["id"] if at else None
 
 

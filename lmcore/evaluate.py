@@ -81,12 +81,12 @@ def evaluate_model(model, dataset, token_bytes, batch_size=16, device="cpu", dty
 def unigram_baseline(train, test, token_bytes, vocab_size):
     """Score test tokens with add-one smoothed unigram frequencies counted on the train split."""
     counts = np.ones(vocab_size, dtype=np.float64)
-    for a in train.arrays:
+    for _, a, _ in train.shards():
         counts += np.bincount(a, minlength=vocab_size)
     nll = -np.log(counts / counts.sum())
     total_nats, n_tokens, n_bytes = 0.0, 0, 0
-    for a in test.arrays:
-        targets = np.asarray(a[1:])
+    for _, a, first in test.shards():  # the tokens `windows` predicts: all but each source's first
+        targets = np.asarray(a[1:] if first else a)
         total_nats += float(nll[targets].sum())
         n_tokens += len(targets)
         n_bytes += int(token_bytes[targets].sum())

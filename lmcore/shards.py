@@ -1,5 +1,6 @@
 """Token shards: documents encoded and written as `.npy`, one file per split, and read back memory-mapped."""
 
+import collections
 import contextlib
 import os
 import tempfile
@@ -50,39 +51,33 @@ class SplitTooSmall(ValueError):
     pass
 
 
-def split_too_small_error(split, tokens, documents, longest, parts, need, model, all_documents):
+def split_too_small_error(split, tokens, documents, need, model, all_documents):
     return SplitTooSmall(
         f"the {split} split holds {tokens:,} tokens in {documents:,} of the {all_documents:,} documents that cleaning "
-        "and "
-        f"dedup kept (longest part: {longest:,} tokens), but "
-        f"{model} needs a part of at least context_length + 1 = {need:,} tokens in every split. Add documents, raise "
-        f"`splits.{split}`{', use fewer `parts`' if parts > 1 else ''} or shorten the model's context_length (what "
-        "cleaning "
-        f"dropped, and why, is in results/clean/<source>/part-<k>.stats.json and the clean logs)."
+        f"and dedup kept, but {model} needs at least context_length + 1 = {need:,} tokens in every split. Add "
+        f"documents, raise `splits.{split}` or shorten the model's context_length (what cleaning dropped, and why, "
+        "is in results/clean/<source>/part-<k>.stats.json and the clean logs)."
     )
 
 
 def check_splits(parts, readers, tokenizer_name):
     """Fail before any training when a split cannot give a model one window.
 
-    `readers`: {model: (context_length + 1, the sources it trains on, None for all)}. Training
-    draws each window from one shard of one of its sources (train and validation), and evaluation
-    reads the test split in windows, so every split needs a part of at least that many tokens for
-    every model that reads it, and the train and validation splits one in each of its sources."""
+    `readers`: {model: (context_length + 1, the sources it trains on, None for all)}. Windows run across
+    the shards of a source (train, validation) or of every source, and evaluation reads each source's test
+    shards as one stream, so a split needs that many tokens in all, and in each source a model weighs."""
     for split in SPLITS:
         for model, (need, sources) in sorted(readers.items(), key=lambda item: -item[1][0]):
             groups = {None: parts}
             if sources and split != "test":
                 groups = {s: [p for p in parts if p["source"] == s] for s in sources}
             for source, group in groups.items():
-                tokens = [p["stats"][split]["tokens"] for p in group]
-                if max(tokens, default=0) < need:
+                tokens = sum(p["stats"][split]["tokens"] for p in group)
+                if tokens < need:
                     documents = sum(p["stats"][split]["documents"] for p in group)
                     kept = sum(p["stats"][s]["documents"] for p in group for s in SPLITS)
                     who = f"model '{model}'" + (f" (source '{source}')" if source else "")
-                    error = split_too_small_error(
-                        split, sum(tokens), documents, max(tokens, default=0), len(group), need, who, kept
-                    )
+                    error = split_too_small_error(split, tokens, documents, need, who, kept)
                     raise SplitTooSmall(f"tokenizer '{tokenizer_name}': {error}")
 
 
@@ -118,13 +113,45 @@ def write_manifest(out_path, tokenizer, parts, readers=None, tokenizer_name=None
     return manifest
 
 
-class TokenDataset:
-    """The shards of one split, memory-mapped: random windows for training, ordered windows for
-    evaluation, as int64 numpy arrays (numpy only: the shard jobs never import torch).
+OPEN_SHARDS = 64  # memory maps held at once: a few thousand parts never hold a few thousand files open
 
-    `sources` ({name: weight}, None for all) chooses the sources read and how often a window comes
-    from each: with probability weight / sum of weights, then from a shard in proportion to its
-    usable tokens. Without weights, every source counts by its tokens, as if the shards were one."""
+
+class Stream:
+    """Shards read one after another as one array of tokens: windows run across their boundaries."""
+
+    def __init__(self, shards, lengths):
+        self.shards = shards  # indices into the dataset's shards
+        self.starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.total = int(self.starts[-1])
+
+    def read(self, array, pos, n):
+        """Tokens [pos, pos + n) of the stream (fewer at its end); `array(k)` opens shard k."""
+        k = int(np.searchsorted(self.starts, pos, side="right")) - 1
+        pieces = []
+        while n > 0 and k < len(self.shards):
+            piece = array(self.shards[k])[pos - self.starts[k] : pos - self.starts[k] + n]
+            pieces.append(piece)
+            n, pos, k = n - len(piece), pos + len(piece), k + 1
+        return np.concatenate(pieces) if len(pieces) != 1 else np.asarray(pieces[0])
+
+
+def stream_windows(stream, array, context_length):
+    """(x, y) with every token of the stream but its first predicted once: non-overlapping windows in
+    order, the final partial window included."""
+    for i in range(0, stream.total - 1, context_length):
+        row = stream.read(array, i, context_length + 1).astype(np.int64)
+        yield row[:-1], row[1:]
+
+
+class TokenDataset:
+    """The shards of one split, memory-mapped as they are needed: random windows for training, ordered
+    windows for evaluation, as int64 numpy arrays (numpy only: the shard jobs never import torch).
+
+    Windows run across shard boundaries (documents end with the end-of-text id, so a boundary is one more
+    document boundary): any number of parts serves any context. `sources` ({name: weight}, None for all)
+    chooses the sources read and how often a window comes from each: with probability weight / sum of
+    weights, from anywhere in that source's shards. Without weights, every source counts by its tokens,
+    as if the shards were one."""
 
     def __init__(self, manifest_path, split, fingerprint=None, sources=None):
         manifest = read_json(manifest_path)
@@ -144,58 +171,91 @@ class TokenDataset:
         self.eot_id = manifest["eot_id"]
         folder = os.path.dirname(os.path.abspath(manifest_path))
         self.paths = [os.path.join(folder, p["shards"][split]["path"]) for p in parts]
-        self.sources = [p["source"] for p in parts]  # the source of each array
+        self.sources = [p["source"] for p in parts]  # the source of each shard
+        self.lengths = [p["stats"][split]["tokens"] for p in parts]
         self.documents = sum(p["stats"][split]["documents"] for p in parts)
         self.all_documents = sum(p["stats"][s]["documents"] for p in parts for s in SPLITS)
-        self.arrays = [np.load(p, mmap_mode="r") for p in self.paths]
-        for path, a in zip(self.paths, self.arrays):
+        self.num_tokens = sum(self.lengths)
+        self.by_source = {
+            s: Stream(
+                [k for k, t in enumerate(self.sources) if t == s],
+                [n for n, t in zip(self.lengths, self.sources) if t == s],
+            )
+            for s in sorted(set(self.sources))
+        }
+        # what windows are drawn from: each weighted source, or every shard as one stream
+        self.streams = (
+            [self.by_source[s] for s in sorted(sources)] if sources else [Stream(range(len(parts)), self.lengths)]
+        )
+        self._open, self._checked = collections.OrderedDict(), set()
+
+    def array(self, k):
+        """Shard k, memory-mapped (the least recently used of OPEN_SHARDS closed); on first use its length is
+        checked against the manifest and its ids against the vocabulary."""
+        if k in self._open:
+            self._open.move_to_end(k)
+            return self._open[k]
+        a = np.load(self.paths[k], mmap_mode="r")
+        if k not in self._checked:
+            if len(a) != self.lengths[k]:
+                raise ValueError(
+                    f"{self.paths[k]}: {len(a):,} tokens, but the manifest says {self.lengths[k]:,}; rebuild the shards"
+                )
             if len(a) and int(a.max()) >= self.vocab_size:
                 raise ValueError(
-                    f"{path}: token id {int(a.max())} is out of range for vocabulary size {self.vocab_size}"
+                    f"{self.paths[k]}: token id {int(a.max())} is out of range for vocabulary size {self.vocab_size}"
                 )
-        self.num_tokens = sum(len(a) for a in self.arrays)
+            self._checked.add(k)
+        self._open[k] = a
+        if len(self._open) > OPEN_SHARDS:
+            self._open.popitem(last=False)
+        return a
 
     def check_window(self, context_length):
-        """Raise SplitTooSmall unless some shard holds one window of context_length + 1 tokens
-        (with weights, some shard of every source)."""
-        for source in sorted(self.weights) if self.weights else [None]:
-            arrays = [a for a, s in zip(self.arrays, self.sources) if source in (None, s)]
-            longest = max((len(a) for a in arrays), default=0)
-            if longest < context_length + 1:
+        """Raise SplitTooSmall unless the split holds one window of context_length + 1 tokens
+        (with weights, every weighted source)."""
+        for source, stream in zip(sorted(self.weights) if self.weights else [None], self.streams):
+            if stream.total < context_length + 1:
                 who = "this model" + (f" (source '{source}')" if source else "")
                 raise split_too_small_error(
-                    self.split,
-                    sum(len(a) for a in arrays),
-                    self.documents,
-                    longest,
-                    len(arrays),
-                    context_length + 1,
-                    who,
-                    self.all_documents,
+                    self.split, stream.total, self.documents, context_length + 1, who, self.all_documents
                 )
 
-    def shard_probabilities(self, context_length):
-        """The probability that a window comes from each shard."""
-        usable = np.array([max(len(a) - context_length, 0) for a in self.arrays], dtype=np.float64)
-        if not self.weights:
-            return usable / usable.sum()
-        total = sum(self.weights.values())
-        of_source = {s: usable[[i for i, t in enumerate(self.sources) if t == s]].sum() for s in self.weights}
-        return np.array([self.weights[s] / total * u / of_source[s] for s, u in zip(self.sources, usable)])
+    def draw(self, rng, batch_size, context_length):
+        """(stream, start) of `batch_size` random windows, from the numpy Generator `rng`."""
+        if self.weights:
+            total = sum(self.weights.values())
+            p = [self.weights[s] / total for s in sorted(self.weights)]
+            stream = rng.choice(len(self.streams), size=batch_size, p=p)
+        else:
+            stream = np.zeros(batch_size, dtype=np.int64)
+        usable = np.array([s.total - context_length for s in self.streams])
+        return stream, rng.integers(0, usable[stream])
 
-    def sample_batch(self, rng, batch_size, context_length):
-        """Random windows (x, y), y shifted by one; positions drawn from the numpy Generator `rng`."""
+    def source_at(self, stream, pos):
+        """The source of the shard that holds token `pos` of a stream."""
+        s = self.streams[stream]
+        return self.sources[s.shards[int(np.searchsorted(s.starts, pos, side="right")) - 1]]
+
+    def sample_batch(self, rng, batch_size, context_length, rows=None):
+        """Random windows (x, y), y shifted by one. Every caller draws the same `batch_size` windows from
+        `rng`; `rows` (a slice) reads only those rows from disk, as a DDP rank reads its share."""
         self.check_window(context_length)
-        lengths = np.array([len(a) for a in self.arrays])
-        shard = rng.choice(len(self.arrays), size=batch_size, p=self.shard_probabilities(context_length))
-        start = rng.integers(0, np.maximum(lengths - context_length, 0)[shard])
-        rows = np.stack([self.arrays[k][s : s + context_length + 1] for k, s in zip(shard, start)]).astype(np.int64)
+        stream, start = self.draw(rng, batch_size, context_length)
+        mine = range(batch_size)[rows] if rows is not None else range(batch_size)
+        rows = np.stack([self.streams[stream[i]].read(self.array, start[i], context_length + 1) for i in mine])
+        rows = rows.astype(np.int64)
         return rows[:, :-1], rows[:, 1:]
 
     def windows(self, context_length):
-        """(source, x, y) with every token predicted once: non-overlapping windows in order, the
-        final partial window included."""
-        for source, a in zip(self.sources, self.arrays):
-            for i in range(0, len(a) - 1, context_length):
-                row = a[i : i + context_length + 1].astype(np.int64)
-                yield source, row[:-1], row[1:]
+        """(source, x, y) with every token predicted once but each source's first: each source's shards
+        read as one stream in non-overlapping windows, the final partial window included."""
+        for source, stream in self.by_source.items():
+            for x, y in stream_windows(stream, self.array, context_length):
+                yield source, x, y
+
+    def shards(self):
+        """(source, tokens, first of its source) of every shard, one open at a time."""
+        for source, stream in self.by_source.items():
+            for i, k in enumerate(stream.shards):
+                yield source, self.array(k), i == 0

@@ -291,14 +291,14 @@ def to_device(arrays, device):
 
 
 def draw_batches(run, state):
-    """One step's micro-batches, on the device. Every rank draws the same global batch and trains on its
-    own slice of it, so that N processes take the step one process would take on the whole batch."""
+    """One step's micro-batches, on the device. Every rank draws the same global batch and reads and trains on
+    its own slice of it, so that N processes take the step one process would take on the whole batch."""
     start = time.perf_counter()
     B, T, r = run.train_cfg.batch_size, run.model.cfg.context_length, run.rank
     micro_batches = []
     for _ in range(run.train_cfg.grad_accum):
-        x, y = run.train_data.sample_batch(run.data_rng, B * run.world, T)
-        micro_batches.append(to_device((x[r * B : (r + 1) * B], y[r * B : (r + 1) * B]), run.device))
+        x, y = run.train_data.sample_batch(run.data_rng, B * run.world, T, rows=slice(r * B, (r + 1) * B))
+        micro_batches.append(to_device((x, y), run.device))
     state.data_s += time.perf_counter() - start
     return micro_batches
 

@@ -29,17 +29,14 @@ def two_sources(tmp_path, tok, sizes=(60, 20)):
 
 
 def share_of_windows_from(data, source, n=4000):
-    rng = np.random.default_rng(0)
-    shards = rng.choice(len(data.arrays), size=n, p=data.shard_probabilities(16))
-    return np.mean([data.sources[k] == source for k in shards])
+    streams, starts = data.draw(np.random.default_rng(0), n, 16)
+    return np.mean([data.source_at(s, p) == source for s, p in zip(streams, starts)])
 
 
 def test_windows_come_from_each_source_by_its_weight_or_else_by_its_tokens(tmp_path, bpe):
     manifest = two_sources(tmp_path, bpe)
     by_tokens = TokenDataset(manifest, "train", bpe.fingerprint)
-    tokens = {
-        s: sum(len(a) - 16 for a, t in zip(by_tokens.arrays, by_tokens.sources) if t == s) for s in ("big", "small")
-    }
+    tokens = {s: by_tokens.by_source[s].total for s in ("big", "small")}
     assert share_of_windows_from(by_tokens, "small") == pytest.approx(tokens["small"] / sum(tokens.values()), abs=0.03)
     weighted = TokenDataset(manifest, "train", bpe.fingerprint, {"big": 1, "small": 3})
     assert share_of_windows_from(weighted, "small") == pytest.approx(0.75, abs=0.03)

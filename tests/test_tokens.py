@@ -9,9 +9,11 @@ import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 
 import lmcore.data.text as text_module
-from helpers import documents, make_shards, train_tokenizer
+from helpers import documents, fake_document, make_shards, train_tokenizer
+from lmcore import shards as shards_lib
 from lmcore import tokenizer as tokenizer_lib
-from lmcore.shards import TokenDataset
+from lmcore.io import write_jsonl
+from lmcore.shards import TokenDataset, shard_part, write_manifest
 from lmcore.splits import SPLITS
 from lmcore.tokenizer import dtype_for
 
@@ -171,9 +173,57 @@ def test_dataset_checks_fingerprint_and_token_range(tmp_path, bpe):
     _, out = make_shards(tmp_path, bpe, documents(30))
     with pytest.raises(ValueError, match="rebuild the shards"):
         TokenDataset(tmp_path / "manifest.json", "train", fingerprint="f" * 64)
-    np.save(out["test"], np.array([1, 2, 999], dtype=np.uint16))
+    tokens = np.load(out["test"])
+    np.save(out["test"], np.r_[tokens[:-1], 999].astype(np.uint16))
     with pytest.raises(ValueError, match=r"test\.npy: token id 999 is out of range for vocabulary size 400"):
-        TokenDataset(tmp_path / "manifest.json", "test", bpe.fingerprint)
+        list(TokenDataset(tmp_path / "manifest.json", "test", bpe.fingerprint).windows(8))  # checked when opened
+    np.save(out["test"], tokens[:-5])
+    with pytest.raises(
+        ValueError, match=rf"test\.npy: {len(tokens) - 5:,} tokens, but the manifest says {len(tokens):,}"
+    ):
+        list(TokenDataset(tmp_path / "manifest.json", "test", bpe.fingerprint).windows(8))
+
+
+def many_small_shards(tmp_path, tok, parts=12):
+    """`parts` parts of a few documents each, every shard shorter than a 64-token context."""
+    rng = random.Random(0)
+    docs = [{"id": str(i), "text": fake_document(rng, 1)} for i in range(parts * 2)]
+    entries = []
+    for k in range(parts):
+        write_jsonl(tmp_path / f"p{k}.jsonl", [{**d, "id": f"d{k}-{i}"} for i, d in enumerate(docs[2 * k : 2 * k + 2])])
+        out = {s: str(tmp_path / f"p{k}-{s}.npy") for s in SPLITS}
+        stats = shard_part(tmp_path / f"p{k}.jsonl", tok, {"validation": 0.0001, "test": 0.0001}, out)
+        entries.append({"name": f"p{k}", "source": "corpus", "stats": stats, "shards": out})
+    write_manifest(tmp_path / "manifest.json", tok, entries)
+    return [np.load(e["shards"]["train"]) for e in entries]
+
+
+def test_windows_cross_shard_boundaries_so_any_number_of_parts_serves_any_context(tmp_path, bpe, monkeypatch):
+    monkeypatch.setattr(shards_lib, "OPEN_SHARDS", 3)
+    arrays = many_small_shards(tmp_path, bpe)
+    assert max(len(a) for a in arrays) < 65 and sum(len(a) for a in arrays) > 5 * 65
+    data = TokenDataset(tmp_path / "manifest.json", "train", bpe.fingerprint)
+    whole = np.concatenate(arrays)
+    streams, starts = data.draw(np.random.default_rng(1), 64, 64)
+    x, y = data.sample_batch(np.random.default_rng(1), 64, 64)
+    assert all(
+        (x[i] == whole[p : p + 64]).all() and (y[i] == whole[p + 1 : p + 65]).all() for i, p in enumerate(starts)
+    )
+    assert len(data._open) <= 3  # lazily opened, the least recently used closed
+    assert np.array_equal(np.concatenate([y for _, _, y in data.windows(64)]), whole[1:])
+
+
+def test_a_rank_reads_only_its_slice_of_the_global_batch(tmp_path, bpe, monkeypatch):
+    many_small_shards(tmp_path, bpe)
+    data = TokenDataset(tmp_path / "manifest.json", "train", bpe.fingerprint)
+    x, y = data.sample_batch(np.random.default_rng(3), 8, 32)
+    reads = []
+    read = shards_lib.Stream.read
+    monkeypatch.setattr(shards_lib.Stream, "read", lambda self, *a: reads.append(a[1]) or read(self, *a))
+    for r in range(4):
+        xr, yr = data.sample_batch(np.random.default_rng(3), 8, 32, rows=slice(2 * r, 2 * r + 2))
+        assert (xr == x[2 * r : 2 * r + 2]).all() and (yr == y[2 * r : 2 * r + 2]).all()
+    assert len(reads) == 8  # two windows per rank, not eight
 
 
 def test_random_windows_are_shifted_seeded_and_resumable(tmp_path, bpe):
@@ -188,7 +238,7 @@ def test_random_windows_are_shifted_seeded_and_resumable(tmp_path, bpe):
     restored.bit_generator.state = saved
     assert all((a == b).all() for a, b in zip(after, data.sample_batch(restored, 4, 16)))
     windows = list(data.windows(16))
-    assert sum(len(y) for _, _, y in windows) == data.num_tokens - len(data.arrays)
+    assert sum(len(y) for _, _, y in windows) == data.num_tokens - len(data.by_source)  # each source's first: no x
 
 
 def test_shards_can_be_moved_with_their_manifest(tmp_path, bpe):

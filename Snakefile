@@ -18,6 +18,9 @@ include: "rules/common.smk"
 wildcard_constraints:
     source="[A-Za-z0-9_-]+",
     part=r"\d+",
+    reader=r"\d+",
+    group=r"\d+",
+    range=r"\d+",
     tok="[A-Za-z0-9_-]+",
     model="[A-Za-z0-9_.-]+",
     split="|".join(SPLITS),

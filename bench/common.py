@@ -2,6 +2,7 @@
 
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -66,3 +67,12 @@ def run_child(args):
     if proc.returncode:
         raise SystemExit(f"child {args} failed with {proc.returncode}")
     return json.loads(out.strip().splitlines()[-1]), usage.ru_maxrss / 1024
+
+
+def cpu_name():
+    """The CPU's model name, as /proc/cpuinfo gives it (the machine a figure was measured on)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()

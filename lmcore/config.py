@@ -233,6 +233,16 @@ def check_semantics(config):
             raise ConfigError(
                 f"config key 'sources.{name}': give exactly one of url, path, pypi (got {given or 'none'})"
             )
+        if source["where"] and not set(source["documents"]) & {"jsonl", "parquet", "arrow"}:
+            raise ConfigError(
+                f"config key 'sources.{name}.where': selects records by their fields; `documents: "
+                f"{source['documents']}` has none (use jsonl, parquet or arrow)"
+            )
+        if isinstance(source.get("url"), list) and source.get("sha256"):
+            raise ConfigError(
+                f"config key 'sources.{name}.sha256': one checksum for {len(source['url'])} URLs; give each its "
+                "own: `url: [{url: ..., sha256: ...}, ...]`"
+            )
     for name, m in config["models"].items():
         if m["d_model"] % m["n_heads"]:
             raise ConfigError(

@@ -1,12 +1,14 @@
 rule clean:
     input:
-        docs="results/docs/{source}",
+        readers=readers_of,
+        stats="results/docs/{source}/stats.json",
     output:
         docs="results/clean/{source}/part-{part}.jsonl",
         stats="results/clean/{source}/part-{part}.stats.json",
     params:
         code=code("clean"),
         clean=config["clean"],
+        corpus_ids=corpus_ids,
     threads: resource("clean", "threads")
     resources:
         mem_mb=resource("clean", "mem_mb"),

@@ -16,6 +16,11 @@ TOKENIZERS = sorted(config["tokenizers"])
 MODELS = sorted(config["models"])
 EXPORTABLE = [m for m in MODELS if architecture(config["models"][m])[0]]  # those with a Hugging Face architecture
 PARTS = [(source, part) for source in SOURCES for part in range(config["sources"][source]["parts"])]
+PAIRS = [  # the candidate-pair jobs of dedup: band groups x key ranges
+    f"results/dedup/pairs/group-{g}-range-{r}.npy"
+    for g in range(config["dedup"]["band_groups"])
+    for r in range(config["dedup"]["key_ranges"])
+]
 
 
 def resource(rule, key):
@@ -42,6 +47,23 @@ def part_paths(pattern, **wildcards):
 
 def source_config(wildcards):
     return config["sources"][wildcards.source]
+
+
+def fetch_config(wildcards):
+    """The keys of a source that say which bytes arrive: changing how documents are read (documents, where,
+    parts) reruns ingest and what follows, and never fetches a corpus again."""
+    return {k: v for k, v in config["sources"][wildcards.source].items() if k not in ("documents", "where", "parts")}
+
+
+def readers_of(wildcards):
+    """A source's ingest jobs' folders: one per part, each reading its share of the files."""
+    return [f"results/docs/{wildcards.source}/reader-{k}" for k in range(config["sources"][wildcards.source]["parts"])]
+
+
+def corpus_ids(wildcards):
+    """Whether a source's ids are the corpus's own (which may repeat), not made from paths and positions."""
+    documents = config["sources"][wildcards.source]["documents"]
+    return isinstance(documents, dict) and "id" in documents
 
 
 def local_source_listing(wildcards):

@@ -4,6 +4,7 @@ rule dedup_signatures:
     output:
         json="results/dedup/signatures/{source}/part-{part}.json",
         npy="results/dedup/signatures/{source}/part-{part}.npy",
+        bands="results/dedup/signatures/{source}/part-{part}.bands.npy",
     params:
         code=code("dedup_signatures"),
         dedup=config["dedup"],
@@ -19,8 +20,30 @@ rule dedup_signatures:
         "../workflow_scripts/dedup_signatures.py"
 
 
+rule dedup_pairs:
+    input:
+        bands=part_paths("results/dedup/signatures/{source}/part-{part}.bands.npy"),
+        npy=part_paths("results/dedup/signatures/{source}/part-{part}.npy"),
+    output:
+        "results/dedup/pairs/group-{group}-range-{range}.npy",
+    params:
+        code=code("dedup_pairs"),
+        dedup=config["dedup"],
+    threads: resource("dedup_pairs", "threads")
+    resources:
+        mem_mb=resource("dedup_pairs", "mem_mb"),
+        runtime=resource("dedup_pairs", "runtime"),
+    log:
+        "logs/dedup_pairs/group-{group}-range-{range}.log",
+    benchmark:
+        "benchmarks/dedup_pairs/group-{group}-range-{range}.tsv"
+    script:
+        "../workflow_scripts/dedup_pairs.py"
+
+
 rule dedup_clusters:
     input:
+        pairs=PAIRS,
         json=part_paths("results/dedup/signatures/{source}/part-{part}.json"),
         npy=part_paths("results/dedup/signatures/{source}/part-{part}.npy"),
     output:

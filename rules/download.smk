@@ -3,7 +3,7 @@ rule download:
         directory("results/raw/{source}"),
     params:
         code=code("download"),
-        source=source_config,
+        source=fetch_config,
         files=local_source_listing,
     threads: resource("download", "threads")
     resources:

@@ -2,7 +2,7 @@ rule ingest:
     input:
         raw="results/raw/{source}",
     output:
-        directory("results/docs/{source}"),
+        directory("results/docs/{source}/reader-{reader}"),
     params:
         code=code("ingest"),
         source=source_config,
@@ -11,8 +11,28 @@ rule ingest:
         mem_mb=resource("ingest", "mem_mb"),
         runtime=resource("ingest", "runtime"),
     log:
-        "logs/ingest/{source}.log",
+        "logs/ingest/{source}/reader-{reader}.log",
     benchmark:
-        "benchmarks/ingest/{source}.tsv"
+        "benchmarks/ingest/{source}/reader-{reader}.tsv"
     script:
         "../workflow_scripts/ingest.py"
+
+
+rule ingest_stats:
+    input:
+        readers=readers_of,
+        raw="results/raw/{source}",
+    output:
+        "results/docs/{source}/stats.json",
+    params:
+        code=code("ingest_stats"),
+    threads: resource("ingest_stats", "threads")
+    resources:
+        mem_mb=resource("ingest_stats", "mem_mb"),
+        runtime=resource("ingest_stats", "runtime"),
+    log:
+        "logs/ingest_stats/{source}.log",
+    benchmark:
+        "benchmarks/ingest_stats/{source}.tsv"
+    script:
+        "../workflow_scripts/ingest_stats.py"

@@ -1,6 +1,6 @@
 rule report:
     input:
-        ingest=expand("results/docs/{source}", source=SOURCES),
+        ingest=expand("results/docs/{source}/stats.json", source=SOURCES),
         clean=part_paths("results/clean/{source}/part-{part}.stats.json"),
         dedup="results/dedup/clusters.json",
         tokenizers=expand("results/tokenizers/{tok}/stats.json", tok=TOKENIZERS),

@@ -27,7 +27,7 @@ def test_every_rule_takes_the_digest_of_the_script_it_runs():
                 assert re.search(
                     rf'^    params:\n(?:        .*\n)*?        code=code\("{script.group(1)}"\),', block, re.M
                 ), block
-    assert rules == 15
+    assert rules == 17
 
 
 @pytest.mark.parametrize(
@@ -86,4 +86,4 @@ def test_a_moved_project_plans_nothing_and_an_edit_reruns_the_jobs_whose_code_ch
     with open(checkout / "lmcore" / "data" / "text.py", "a") as f:
         f.write("\n# where words and control characters are\n")
     jobs = planned()
-    assert jobs["ingest"] == 1 and jobs["clean"] == 2 and jobs["train"] == 2 and "download" not in jobs
+    assert jobs["ingest"] == 2 and jobs["clean"] == 2 and jobs["train"] == 2 and "download" not in jobs

@@ -73,7 +73,7 @@ def test_eight_parts_are_eight_jobs_per_data_stage_with_the_result_of_one(tmp_pa
     (tmp_path / "eight").mkdir()
     jobs1, kept1, manifest1 = run_data_stages(tmp_path / "one", corpus, 1)
     jobs8, kept8, manifest8 = run_data_stages(tmp_path / "eight", corpus, 8)
-    for rule in ("clean", "dedup_signatures", "dedup_apply", "shard"):
+    for rule in ("ingest", "clean", "dedup_signatures", "dedup_apply", "shard"):
         assert (jobs1[rule], jobs8[rule]) == (1, 8)
     assert kept1 == kept8
     assert manifest1["tokenizer_fingerprint"] == manifest8["tokenizer_fingerprint"]

@@ -113,6 +113,14 @@ def test_the_funnel_shows_near_duplicates_with_their_similarity_and_repaired_fil
     assert "<td>s/b.txt</td><td class='n'>0</td><td class='n'>5</td>" in html
 
 
+def test_the_funnel_counts_what_a_sources_where_dropped_at_ingest():
+    data, tokenizers = page_data()
+    data["ingest"][0].update(dropped={"where int_score >= 3": 7}, dropped_characters={"where int_score >= 3": 700})
+    html = render({"config": {}, "commit": "abc", "rule_times": {}}, data, tokenizers, {"good": model(3.0)})
+    assert "<td>read</td><td class='n'>10</td><td class='n'>1,000</td>" in html
+    assert "<td>where int_score &gt;= 3</td><td class='n'>7</td><td class='n'>700</td>" in html
+
+
 def test_evaluation_summaries_never_divide_by_zero_or_overflow():
     from lmcore.evaluate import summarize
 

@@ -7,10 +7,20 @@ import os
 import random
 
 import pytest
+import yaml
 
 from helpers import fake_document, planned_jobs, snakemake, tiny_config, write_config
 
-DATA_JOBS = {"download": 1, "ingest": 1, "clean": 2, "dedup_signatures": 2, "dedup_clusters": 1, "dedup_apply": 2}
+DATA_JOBS = {
+    "download": 1,
+    "ingest": 2,
+    "ingest_stats": 1,
+    "clean": 2,
+    "dedup_signatures": 2,
+    "dedup_pairs": 1,
+    "dedup_clusters": 1,
+    "dedup_apply": 2,
+}
 TARGETS = ["results/dedup/mine/part-0.jsonl", "results/dedup/mine/part-1.jsonl"]
 
 
@@ -44,6 +54,16 @@ def dry_run(local_run):
 
 def test_an_untouched_source_reruns_nothing(local_run):
     assert dry_run(local_run) == {}
+
+
+def test_reading_documents_otherwise_reruns_ingest_and_never_fetches_again(local_run):
+    work, _, configfile = local_run
+    config = yaml.safe_load(configfile.read_text())
+    config["sources"]["mine"]["documents"] = {"split": "\n\n"}
+    other = write_config(work / "split.yaml", config)
+    result = snakemake(work, "-n", *TARGETS, configfile=other)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert planned_jobs(result) == {k: n for k, n in DATA_JOBS.items() if k != "download"}
 
 
 @contextlib.contextmanager
@@ -97,15 +117,15 @@ def test_any_file_name_works_even_those_snakemake_reads_as_patterns(tmp_path):
     config = tiny_config(None, None)
     config["sources"] = {"mine": {"path": str(corpus)}}
     configfile = write_config(tmp_path / "config.yaml", config)
-    result = snakemake(tmp_path, "results/docs/mine", configfile=configfile)
+    result = snakemake(tmp_path, "results/docs/mine/stats.json", configfile=configfile)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     ids = sorted(
         json.loads(line)["id"]
-        for part in (tmp_path / "results" / "docs" / "mine").glob("part-*.jsonl")
+        for part in (tmp_path / "results" / "docs" / "mine").glob("reader-*/part-*.jsonl")
         for line in open(part)
     )
     assert ids == sorted(f"mine/d{{{sub}}}/{name}" for sub, name in enumerate(names))
-    assert planned_jobs(snakemake(tmp_path, "-n", "results/docs/mine", configfile=configfile)) == {}
+    assert planned_jobs(snakemake(tmp_path, "-n", "results/docs/mine/stats.json", configfile=configfile)) == {}
 
 
 def test_a_path_matching_no_file_fails_before_any_job_naming_the_source(tmp_path):
@@ -130,5 +150,5 @@ def test_a_split_too_small_for_a_model_fails_at_the_manifest_before_any_training
     assert result.returncode != 0
     log = (tmp_path / "logs" / "shards_manifest" / "tok.log").read_text(encoding="utf-8")
     assert "tokenizer 'tok': the test split holds 0 tokens in 0 of the 6 documents that cleaning and dedup kept" in log
-    assert "model 'a' needs a part of at least context_length + 1 = 33 tokens" in log and "splits.test" in log
+    assert "model 'a' needs at least context_length + 1 = 33 tokens" in log and "splits.test" in log
     assert not (tmp_path / "logs" / "train").exists() and not (tmp_path / "results" / "models").exists()

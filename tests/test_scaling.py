@@ -171,9 +171,11 @@ def test_a_dry_run_of_the_example_study_lists_exactly_its_jobs(tmp_path):
     }
     assert jobs == {
         "download": 1,
-        "ingest": 1,
+        "ingest": 2,
+        "ingest_stats": 1,
         "clean": 2,
         "dedup_signatures": 2,
+        "dedup_pairs": 1,
         "dedup_clusters": 1,
         "dedup_apply": 2,
         "train_tokenizer": 1,

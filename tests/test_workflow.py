@@ -26,8 +26,10 @@ def umask():
 ALL_RULES = {
     "download",
     "ingest",
+    "ingest_stats",
     "clean",
     "dedup_signatures",
+    "dedup_pairs",
     "dedup_clusters",
     "dedup_apply",
     "train_tokenizer",
@@ -122,6 +124,7 @@ def test_changing_a_cleaning_threshold_reruns_everything_downstream(pipeline):
     assert jobs == {
         "clean": 2,
         "dedup_signatures": 2,
+        "dedup_pairs": 1,
         "dedup_clusters": 1,
         "dedup_apply": 2,
         "train_tokenizer": 1,

@@ -1,7 +1,8 @@
-"""Duplicate clusters over every part; the smallest id of each survives."""
+"""Duplicate clusters from every band group's pairs; the smallest id of each survives."""
 
 from lmcore.data.dedup import find_clusters
 from lmcore.logs import redirect_output
 
 redirect_output(snakemake.log[0])
-print(find_clusters(snakemake.input.json, snakemake.input.npy, snakemake.output[0], snakemake.params.dedup))
+i = snakemake.input
+print(find_clusters(i.pairs, i.json, i.npy, snakemake.output[0], snakemake.params.dedup))

@@ -9,5 +9,6 @@ from lmcore.logs import data_rate, redirect_output
 redirect_output(snakemake.log[0])
 check_document_memory(snakemake.input.docs, "dedup_signatures", snakemake.resources.mem_mb)
 start = time.perf_counter()
-n = signatures(snakemake.input.docs, snakemake.output.json, snakemake.output.npy, snakemake.params.dedup)
+o = snakemake.output
+n = signatures(snakemake.input.docs, o.json, o.npy, o.bands, snakemake.params.dedup)
 print(f"{n:,} documents; read {data_rate(snakemake.input.docs, start)}")

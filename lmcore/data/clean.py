@@ -22,8 +22,9 @@ import re
 
 import numpy as np
 
+from lmcore.data.ingest import read_part
 from lmcore.data.text import WordHasher, ngram_hashes, one_piece, pieces
-from lmcore.io import read_jsonl, write_jsonl
+from lmcore.io import write_jsonl
 
 EXAMPLES_PER_REASON = 5
 EXCERPT_CHARS = 200
@@ -383,9 +384,10 @@ class Cleaner:
         return view.text, None
 
 
-def clean_part(in_path, out_path, cfg, log=print):
-    """Clean one part; return statistics: documents and characters in and out, drops per reason
-    (documents and characters), and up to 5 examples (id and excerpt) per reason."""
+def clean_part(in_paths, out_path, cfg, unique_ids=False, log=print):
+    """Clean one part, read from every ingest reader's file of it (lmcore.data.ingest.read_part); return
+    statistics: documents and characters in and out, drops per reason (documents and characters), and up
+    to 5 examples (id and excerpt) per reason."""
     stats = {
         "documents_in": 0,
         "characters_in": 0,
@@ -398,7 +400,7 @@ def clean_part(in_path, out_path, cfg, log=print):
     cleaner = Cleaner(cfg)
 
     def kept():
-        for doc in read_jsonl(in_path):
+        for doc in read_part(in_paths, unique_ids):
             whole = doc["text"]
             stats["documents_in"] += 1
             stats["characters_in"] += len(whole)

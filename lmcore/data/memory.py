@@ -14,24 +14,25 @@ BYTES_PER_DOCUMENT_BYTE = {"clean": 10, "dedup_signatures": 10, "shard": 4}  # t
 BASE_MB = 200  # the interpreter, numpy and the stage's own state
 
 
-def longest_document(path):
-    """(bytes, id) of the longest line of a JSON Lines part."""
-    longest, at = 0, None
-    with open(path, "rb") as f:
-        for line in f:
-            if len(line) > longest:
-                longest, at = len(line), line
-    return longest, json.loads(at)["id"] if at else None
+def longest_document(paths):
+    """(bytes, id, file) of the longest line of a JSON Lines part, in one file or several."""
+    longest, at, where = 0, None, None
+    for path in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
+        with open(path, "rb") as f:
+            for line in f:
+                if len(line) > longest:
+                    longest, at, where = len(line), line, path
+    return longest, json.loads(at)["id"] if at else None, where
 
 
-def check_document_memory(path, stage, mem_mb):
+def check_document_memory(paths, stage, mem_mb):
     """Raise MemoryError, naming the document and the setting to raise, when the longest document of the
-    part at `path` needs more than `mem_mb` in `stage`; return the estimate in MB."""
-    size, doc_id = longest_document(path)
+    part at `paths` (one file or several) needs more than `mem_mb` in `stage`; return the estimate in MB."""
+    size, doc_id, path = longest_document(paths)
     need = BASE_MB + BYTES_PER_DOCUMENT_BYTE[stage] * size / 1e6
     if need > mem_mb:
         raise MemoryError(
-            f"{os.path.basename(path)}: document {doc_id!r} holds {size / 1e6:,.1f} MB of JSON, and {stage} needs "
+            f"{path}: document {doc_id!r} holds {size / 1e6:,.1f} MB of JSON, and {stage} needs "
             "about "
             f"{need:,.0f} MB for it ({BYTES_PER_DOCUMENT_BYTE[stage]} times the document, and {BASE_MB} MB), more "
             "than its "

@@ -174,7 +174,19 @@ def pairs(*headers):
 def data_tables(data):
     """The data funnel, drop reasons, skipped and repaired files, and duplicate clusters."""
     ingest, clean, dedup = data["ingest"], data["clean"], data["dedup"]["stats"]
-    funnel = [
+    selected = [  # records a source's `where` (or a null text) dropped at ingest
+        (reason, n, s["dropped_characters"][reason], "") for s in ingest for reason, n in s.get("dropped", {}).items()
+    ]
+    read = [
+        (
+            "read",
+            *(
+                sum(s[k] for s in ingest) + sum(r[i] for r in selected)
+                for i, k in ((1, "documents"), (2, "characters"))
+            ),
+        )
+    ]
+    funnel = read * bool(selected) + [
         ("ingested", sum(s["documents"] for s in ingest), sum(s["characters"] for s in ingest)),
         ("after cleaning", sum(s["documents_out"] for s in clean), sum(s["characters_out"] for s in clean)),
         ("after dedup", dedup["documents_out"], dedup["characters_out"]),
@@ -188,7 +200,7 @@ def data_tables(data):
                 chars + s["dropped_characters"][reason],
                 examples + s["examples"].get(reason, []),
             )
-    dropped = [
+    dropped = selected + [
         (reason, n, chars, " | ".join(f"{e['id']}: {e['excerpt'][:80]!r}" for e in examples[:3]))
         for reason, (n, chars, examples) in sorted(reasons.items())
     ]
@@ -386,7 +398,7 @@ def hf_export(entry, exported_config):
 def build(inputs, config, tokenizer_names, model_names, benchmarks_dir="benchmarks"):
     """Read every stage's outputs (paths in `inputs`, as the report rule lists them) and render the HTML."""
     data = {
-        "ingest": [read_json(os.path.join(d, "stats.json")) for d in inputs.ingest],
+        "ingest": [read_json(path) for path in inputs.ingest],
         "clean": [read_json(p) for p in inputs.clean],
         "dedup": read_json(inputs.dedup),
     }

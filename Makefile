@@ -23,12 +23,14 @@ test: install
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q tests
 
-# Figures, not tests: each script prints a table (about 50 minutes on 2 cores, half of it
+# Figures, not tests: each script prints a table (about 80 minutes on 2 cores, a third of it
 # quality_per_minute.py's equal-time training).
 bench: install
 	$(BIN)/python bench/dag.py
 	$(BIN)/python bench/data_stages.py
 	$(BIN)/python bench/document_memory.py
+	$(BIN)/python bench/ingest_memory.py
+	$(BIN)/python bench/dedup_scale.py
 	$(BIN)/python bench/shards.py
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/default_model_speed.py

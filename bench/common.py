@@ -58,15 +58,24 @@ def write_corpus(path, megabytes, seed=0, words_per_doc=600, duplicates=0.0):
     return i
 
 
+def own_peak_mb():
+    """This process's peak resident memory in MB (VmHWM): what a child reports of itself. The rusage a parent
+    reads with wait4 keeps the parent's own peak from before the child's exec, a floor under every child."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+
+
 def run_child(args):
-    """Run `python args...`; return (its JSON output, its peak resident memory in MB)."""
+    """Run `python args...`; return (its JSON output, its peak resident memory in MB: the `peak_mb` it
+    reports, else what wait4 says)."""
     proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True)
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise SystemExit(f"child {args} failed with {proc.returncode}")
-    return json.loads(out.strip().splitlines()[-1]), usage.ru_maxrss / 1024
+    result = json.loads(out.strip().splitlines()[-1])
+    return result, result.get("peak_mb", usage.ru_maxrss / 1024)
 
 
 def cpu_name():

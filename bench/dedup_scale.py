@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import cpu_name, run_child  # noqa: E402
+from common import cpu_name, own_peak_mb, run_child  # noqa: E402
 from lmcore.data import dedup  # noqa: E402
 
 CFG = {"exact": True, "near": True, "ngram": 5, "bands": 10, "rows": 10, "threshold": 0.8, "seed": 0}
@@ -76,7 +76,7 @@ def child(args):
         n = dedup.find_clusters(pairs, [p + ".json" for p in parts], [p + ".npy" for p in parts], args.out, cfg)[
             "documents_removed"
         ]
-    print(json.dumps({"seconds": time.perf_counter() - start, "n": n}))
+    print(json.dumps({"seconds": time.perf_counter() - start, "n": n, "peak_mb": own_peak_mb()}))
 
 
 def main():
@@ -104,44 +104,14 @@ def main():
         for f in os.listdir(args.work):
             if f.startswith("pairs-"):
                 os.remove(os.path.join(args.work, f))
+        command = [__file__, "--work", args.work, "--parts", str(args.parts), "--cfg", json.dumps(cfg), "--child"]
         peaks, times = [], []
         for r in range(ranges):
-            out, peak = run_child(
-                [
-                    __file__,
-                    "--child",
-                    "pairs",
-                    "--work",
-                    args.work,
-                    "--parts",
-                    str(args.parts),
-                    "--cfg",
-                    json.dumps(cfg),
-                    "--out",
-                    f"{args.work}/pairs-{r}.npy",
-                    "--group",
-                    "0",
-                    "--range",
-                    str(r),
-                ]
-            )
+            pairs = ["--out", f"{args.work}/pairs-{r}.npy", "--group", "0", "--range", str(r)]
+            out, peak = run_child(command + ["pairs"] + pairs)
             peaks.append(peak)
             times.append(out["seconds"])
-        out, peak = run_child(
-            [
-                __file__,
-                "--child",
-                "clusters",
-                "--work",
-                args.work,
-                "--parts",
-                str(args.parts),
-                "--cfg",
-                json.dumps(cfg),
-                "--out",
-                f"{args.work}/clusters.json",
-            ]
-        )
+        out, peak = run_child(command + ["clusters", "--out", f"{args.work}/clusters.json"])
         print(
             f"key_ranges {ranges}: {ranges} pair jobs, each {max(times):.0f} s at most (all {sum(times):.0f} s), "
             f"peak {max(peaks):,.0f} MB; "

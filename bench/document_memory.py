@@ -14,7 +14,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import run_child, write_corpus  # noqa: E402
+from common import own_peak_mb, run_child, write_corpus  # noqa: E402
 
 STAGES = ("clean", "dedup_signatures", "shard")
 
@@ -51,9 +51,7 @@ def worker(stage, part, model, out_dir):
             {"validation": 0.0, "test": 0.0},
             {s: os.path.join(out_dir, f"{s}.npy") for s in SPLITS},
         )
-    with open("/proc/self/status") as f:  # the child's own peak: wait4's counts the parent's pages it was forked with
-        peak_kb = int(next(line for line in f if line.startswith("VmHWM")).split()[1])
-    print(json.dumps({"seconds": time.perf_counter() - start, "peak_mb": peak_kb / 1024}))
+    print(json.dumps({"seconds": time.perf_counter() - start, "peak_mb": own_peak_mb()}))
 
 
 def main():

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import cpu_name, run_child, write_corpus  # noqa: E402
+from common import cpu_name, own_peak_mb, run_child, write_corpus  # noqa: E402
 from lmcore.data import formats, ingest  # noqa: E402
 
 
@@ -53,7 +53,9 @@ def child(args):
     written = sum(os.path.getsize(p) for p in parts)
     for p in parts:
         os.remove(p)
-    print(json.dumps({"seconds": seconds, "documents": stats["documents"], "written": written}))
+    print(
+        json.dumps({"seconds": seconds, "documents": stats["documents"], "written": written, "peak_mb": own_peak_mb()})
+    )
 
 
 def measure(work, name, documents, readers):

@@ -95,7 +95,9 @@ def validate(config, schema):
 def hint(error):
     """What to add to a schema error: for a missing required key, the keys beside it that the schema does
     not know (a misspelt key shows as both, and the misspelling is what to fix); for an unknown key,
-    the nearest known one."""
+    the nearest known one; for a value that fits none of a key's forms, what the forms are."""
+    if error.validator == "oneOf" and error.schema.get("description"):
+        return f": {error.schema['description']}"
     known = error.schema.get("properties") if isinstance(error.instance, dict) else None
     if not isinstance(known, dict) or error.schema.get("additionalProperties") is not False:
         return ""

@@ -135,6 +135,27 @@ def test_a_file_that_is_not_what_its_name_says_is_named(tmp_path, name, content,
         run_ingest("s", str(tmp_path / "raw"), {kind: "text"})
 
 
+def test_a_config_that_reads_records_wrongly_fails_before_any_job_naming_the_key():
+    from lmcore.config import ConfigError, prepare_config
+
+    def config(**source):
+        return {
+            "sources": {"s": {"path": "x", **source}},
+            "tokenizers": {"t": {"vocab_size": 400}},
+            "models": {"m": {"tokenizer": "t", "d_model": 16, "n_layers": 1, "n_heads": 1}},
+        }
+
+    cases = [
+        ({"documents": {"parquet": "text", "ids": "id"}}, r"sources\.s\.documents': .* not valid .*: How files become"),
+        ({"documents": {"parquet": "text"}, "where": {"int_score": {"minimum": 3}}}, r"did you mean 'min'"),
+        ({"where": {"a": {"min": 1}}}, r"sources\.s\.where': selects records by their fields; `documents: file`"),
+        ({"path": None, "url": ["http://h/a", "http://h/b"], "sha256": "0" * 64}, r"one checksum for 2 URLs"),
+    ]
+    for source, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            prepare_config(config(**source), os.path.join(REPO, "schemas", "config.schema.yaml"))
+
+
 def test_a_compressed_bomb_stops_at_max_expansion_while_it_is_read(tmp_path):
     path = tmp_path / "raw" / "files" / "zeros.jsonl.zst"
     path.parent.mkdir(parents=True)
@@ -238,7 +259,7 @@ def test_many_urls_are_fetched_resumed_with_range_and_checked(tmp_path):
         with pytest.raises(download.DownloadError, match=r"001_00000\.parquet: sha256 mismatch"):
             download.download_source("web", bad, str(tmp_path / "out2"), cache, log=lambda *a: None)
         # the file that arrived stays for the next run, which fetches only what is missing
-        assert os.listdir(cache) == ["000_00000.parquet"]
+        assert [f for _, _, files in os.walk(cache) for f in files] == ["000_00000.parquet"]
         CuttingHandler.ranges = []
         bad["url"][0]["sha256"] = sha1
         download.download_source("web", bad, str(tmp_path / "out3"), cache, log=lambda *a: None)

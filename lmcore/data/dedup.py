@@ -79,37 +79,46 @@ def signatures(in_path, json_path, npy_path, bands_path, cfg):
     """Write {ids, keys, chars}, a uint64 (documents x bands*rows) MinHash matrix, and a (bands + 1,
     documents, 2) uint64 array: per band, then for the exact key's first 64 bits, (key, row) sorted by key.
 
-    Signatures and keys stream to raw files as they are computed; the sort holds one band's keys."""
+    Signatures stream to a raw file as they are computed, so memory does not grow with the part but
+    for one key per band and document (8 bytes each), which the sorts need."""
     a, b = permutations(cfg["bands"] * cfg["rows"], cfg["seed"])
     hash_words = WordHasher()
     ids, keys, chars = [], [], []
     with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(npy_path))) as tmp:
-        raw_path, keys_path = os.path.join(tmp, "signatures.raw"), os.path.join(tmp, "keys.raw")
-        with open(raw_path, "wb") as raw, open(keys_path, "wb") as band_raw:
+        raw_path = os.path.join(tmp, "signatures.raw")
+        with open(raw_path, "wb") as raw:
             for doc in read_jsonl(in_path):
                 key, word_hashes = fingerprint(doc["text"], hash_words)
                 ids.append(doc["id"])
                 keys.append(key)
                 chars.append(len(doc["text"]))
-                sig = minhash(word_hashes, cfg["ngram"], a, b)
-                raw.write(sig.tobytes())
-                exact = np.frombuffer(bytes.fromhex(key)[:8], dtype=np.uint64)
-                band_raw.write(np.concatenate([band_keys(sig[None], cfg["bands"], cfg["rows"])[0], exact]).tobytes())
+                raw.write(minhash(word_hashes, cfg["ngram"], a, b).tobytes())
         raw_to_npy(raw_path, npy_path, np.uint64, columns=len(a))
-        columns = np.memmap(keys_path, dtype=np.uint64, mode="r").reshape(len(ids), cfg["bands"] + 1) if ids else None
-        with atomic_path(bands_path) as tmp_bands:
-            out = np.lib.format.open_memmap(
-                tmp_bands, mode="w+", dtype=np.uint64, shape=(cfg["bands"] + 1, len(ids), 2)
-            )
-            for band in range(cfg["bands"] + 1):
-                if ids:
-                    k = np.array(columns[:, band])
-                    order = np.argsort(k, kind="stable")
-                    out[band, :, 0], out[band, :, 1] = k[order], order
-            out.flush()
-            del out, columns
+    exact = np.frombuffer(bytes.fromhex("".join(k[:16] for k in keys)), dtype=np.uint64)
+    columns = [band_keys(block, cfg["bands"], cfg["rows"]) for block in npy_rows(npy_path, 8192)]
+    columns = np.concatenate(columns + [np.zeros((0, cfg["bands"]), np.uint64)])
+    with atomic_path(bands_path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint64, shape=(cfg["bands"] + 1, len(ids), 2))
+        for band, k in enumerate([*columns.T, exact]):
+            order = np.argsort(k, kind="stable")
+            out[band, :, 0], out[band, :, 1] = k[order], order
+        out.flush()
+        del out
     write_json(json_path, {"ids": ids, "keys": keys, "chars": chars})
     return len(ids)
+
+
+def npy_rows(path, chunk):
+    """Blocks of up to `chunk` rows of a 2-d .npy file, read with plain reads (a memory map would keep
+    every page it touched resident)."""
+    header = np.load(path, mmap_mode="r")  # shape, dtype and where the data start; no page is read
+    shape, dtype = header.shape, header.dtype
+    row_bytes = shape[1] * dtype.itemsize
+    with open(path, "rb") as f:
+        f.seek(header.offset)
+        for start in range(0, shape[0], chunk):
+            n = min(chunk, shape[0] - start)
+            yield np.frombuffer(f.read(n * row_bytes), dtype=dtype).reshape(n, shape[1])
 
 
 class UnionFind:

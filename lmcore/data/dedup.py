@@ -12,6 +12,7 @@ duplicates, not the corpus) and `apply_clusters` runs per part and drops every m
 smallest id, so the result does not depend on how documents were spread over parts.
 """
 
+import bisect
 import hashlib
 import os
 import re
@@ -188,17 +189,21 @@ def key_range(key_range_index, key_ranges):
 
 
 def band_slice(bands_paths, band, lo, hi):
-    """(keys, global rows) of every part's documents whose `band` key lies in [lo, hi), sorted by key then row."""
+    """(keys, global rows) of every part's documents whose `band` key lies in [lo, hi), sorted by key then row.
+    Two binary searches find a part's slice (a few pages read) and one plain read takes it: a memory map
+    would keep every page it touched resident."""
     keys, rows, offset = [], [], 0
     for path in bands_paths:
-        sorted_keys = np.load(path, mmap_mode="r")[band]  # (documents, 2), sorted by key
-        column = sorted_keys[:, 0]
-        start = int(np.searchsorted(column, lo))
-        stop = len(column) if hi is None else int(np.searchsorted(column, hi))
-        pairs = np.array(sorted_keys[start:stop])
+        header = np.load(path, mmap_mode="r")  # (bands + 1, documents, 2); each band sorted by key
+        n, column = header.shape[1], header[band, :, 0]
+        start = bisect.bisect_left(column, lo)
+        stop = n if hi is None else bisect.bisect_left(column, hi)
+        with open(path, "rb") as f:
+            data = os.pread(f.fileno(), (stop - start) * 16, header.offset + (band * n + start) * 16)
+        pairs = np.frombuffer(data, dtype=np.uint64).reshape(-1, 2)
         keys.append(pairs[:, 0])
         rows.append(pairs[:, 1].astype(np.int64) + offset)
-        offset += len(column)
+        offset += n
     keys, rows = np.concatenate(keys), np.concatenate(rows)
     order = np.lexsort((rows, keys))
     return keys[order], rows[order]

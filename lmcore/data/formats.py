@@ -78,11 +78,13 @@ def zstd_blocks(f):
         raise EOFError("the zstd stream is cut short")
 
 
-def blocks(path, max_expansion=100):
-    """The bytes of a file in blocks, decompressed by its suffix, checked against the decompression budget."""
+def blocks(path, max_expansion=100, start=0):
+    """The bytes of a file in blocks from byte `start` (0 for a compressed file), decompressed by its suffix,
+    checked against the decompression budget."""
     kind = compression(path)
     budget = Budget(path, os.path.basename(path), max_expansion) if kind else None
     with open(path, "rb") as raw:
+        raw.seek(start)
         if kind == ".zst":
             source = zstd_blocks(raw)
         else:
@@ -99,11 +101,7 @@ def lines(path, start=0, stop=None, max_expansion=100):
     """(byte offset, line without its newline) of every line that starts in [start, stop) (the whole file
     when compressed)."""
     offset, carry = start, b""
-    if compression(path):
-        source = blocks(path, max_expansion)
-    else:
-        source = _range_blocks(path, start)
-    for block in source:
+    for block in blocks(path, max_expansion, start):
         block = carry + block
         cut = block.rfind(b"\n") + 1
         carry = block[cut:]
@@ -114,12 +112,6 @@ def lines(path, start=0, stop=None, max_expansion=100):
             offset += len(line) + 1
     if carry and (stop is None or offset < stop):
         yield offset, carry
-
-
-def _range_blocks(path, start):
-    with open(path, "rb") as f:
-        f.seek(start)
-        yield from iter(lambda: f.read(BLOCK), b"")
 
 
 def line_index(path):

@@ -17,6 +17,7 @@ from lmcore.logs import Timestamped
 from lmcore.model_folder import DamagedModel, load_model
 from lmcore.runtime import pick_device
 from lmcore.train import Stopped, train
+from lmcore.train_config import world_size
 
 
 def number(kind, low, high=math.inf, low_open=False, text=""):
@@ -64,7 +65,7 @@ def print_plan(path):
     print(f"{'model':<28} {'N':>11} {'D (tokens)':>12} {'D / N':>8} {'steps':>7}")
     for r in rows:
         m = config["models"][r["model"]]
-        steps = math.ceil(r["D"] / (m["batch_size"] * m["context_length"] * m["grad_accum"] * max(1, m["gpus"])))
+        steps = math.ceil(r["D"] / (m["batch_size"] * m["context_length"] * m["grad_accum"] * world_size(m)))
         print(f"{r['model']:<28} {r['N']:>11,} {r['D']:>12,.0f} {r['D'] / r['N']:>8.1f} {steps:>7,}")
     print(f"{len(rows)} runs, {sum(r['budget'] for r in rows):.3g} training FLOPs in all")
 

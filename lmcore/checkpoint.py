@@ -4,7 +4,10 @@ Checkpoints are read with `torch.load(weights_only=True)`, so loading one can ne
 run code; they hold every RNG state (`rng_state`) beside the loop's own state. Each
 `ckpt-<step>.pt` has its sha256 beside it in `ckpt-<step>.pt.sha256` (the format of
 `sha256sum`, so `sha256sum -c` checks it by hand): a file cut short or changed on disk is
-named and never resumed. The final weights are `model.safetensors`, written and read by
+named and never resumed. A run sharded with FSDP checkpoints into a folder `ckpt-<step>/` instead:
+torch.distributed.checkpoint's files, in which each process wrote its shards of model and optimizer,
+`rng-<rank>.pt` per process, `state.pt` (the loop's state) and `SHA256SUMS` of them all.
+The final weights are `model.safetensors`, written and read by
 the `safetensors` package; lmcore.model_folder puts them in a model's folder.
 """
 
@@ -12,11 +15,15 @@ import glob
 import os
 import random
 import re
+import shutil
 
 import numpy as np
 import safetensors
 import safetensors.torch
 import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 from lmcore.io import atomic_path, sha256_file
 
@@ -45,9 +52,9 @@ def checkpoint_path(folder, step):
 
 
 def list_checkpoints(folder):
-    """Checkpoint paths, oldest first."""
-    paths = glob.glob(os.path.join(folder, "ckpt-*.pt"))
-    return sorted(p for p in paths if re.fullmatch(r"ckpt-\d{8}\.pt", os.path.basename(p)))
+    """Checkpoint paths, files and sharded folders, oldest first."""
+    paths = glob.glob(os.path.join(folder, "ckpt-*"))
+    return sorted(p for p in paths if re.fullmatch(r"ckpt-\d{8}(\.pt)?", os.path.basename(p)))
 
 
 def save_checkpoint(folder, step, state, keep):
@@ -65,7 +72,58 @@ def save_checkpoint(folder, step, state, keep):
     return path
 
 
+def save_sharded(folder, step, model, optimizer, state, keep):
+    """A sharded checkpoint of an FSDP run, written by every process together (a collective): each its
+    shards and RNG states, then rank 0 the loop's `state` and the checksums; the folder is renamed into
+    place only when complete, so a job killed meanwhile leaves no checkpoint that looks whole."""
+    rank = dist.get_rank()
+    path = os.path.join(folder, f"ckpt-{step:08d}")
+    tmp = path + ".tmp"
+    if rank == 0 and os.path.exists(tmp):
+        shutil.rmtree(tmp)  # an attempt killed part way
+    dist.barrier()
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=tmp)
+    torch.save(rng_state(), os.path.join(tmp, f"rng-{rank}.pt"))
+    dist.barrier()
+    if rank == 0:
+        torch.save(state, os.path.join(tmp, "state.pt"))
+        sums = [f"{sha256_file(os.path.join(tmp, name))}  {name}\n" for name in sorted(os.listdir(tmp))]
+        with open(os.path.join(tmp, "SHA256SUMS"), "w", encoding="utf-8") as f:
+            f.writelines(sums)
+        os.replace(tmp, path)
+        for old in list_checkpoints(folder)[:-keep]:
+            remove_checkpoint(old)
+    dist.barrier()
+    return path
+
+
+def load_sharded(path, model, optimizer):
+    """Model and optimizer from a sharded checkpoint, each process reading its own shards."""
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    dcp.load({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=path)
+    set_state_dict(model, optimizer, model_state_dict=model_state, optim_state_dict=optimizer_state)
+
+
+def verify_sharded(path):
+    """Every file of a sharded checkpoint against SHA256SUMS, and no file missing; DamagedCheckpoint names the first."""
+    try:
+        with open(os.path.join(path, "SHA256SUMS"), encoding="utf-8") as f:
+            sums = [line.split() for line in f if line.strip()]
+    except OSError as e:
+        raise DamagedCheckpoint(f"{path}: no readable SHA256SUMS ({e.strerror}): written part way") from None
+    for expected, name in sums:
+        file = os.path.join(path, name)
+        actual = sha256_file(file) if os.path.exists(file) else "missing"
+        if actual != expected:
+            raise DamagedCheckpoint(f"{file}: sha256 {actual[:16]} differs from {expected[:16]}... in SHA256SUMS")
+    return True
+
+
 def remove_checkpoint(path):
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+        return
     for p in (path, path + ".sha256"):
         if os.path.exists(p):
             os.remove(p)
@@ -90,9 +148,14 @@ def verify_checkpoint(path):
     return True
 
 
-def load_checkpoint(path):
+def load_checkpoint(path, rank=0):
     """The checkpoint's contents, checked against its sha256 first; DamagedCheckpoint names a file
-    that does not match or that torch cannot read."""
+    that does not match or that torch cannot read. Of a sharded one, the loop's state, this process's
+    RNG states and its path in "sharded" (model and optimizer: `load_sharded`)."""
+    if os.path.isdir(path):
+        verify_sharded(path)
+        ck = load_checkpoint(os.path.join(path, "state.pt"))
+        return {**ck, "rng": load_checkpoint(os.path.join(path, f"rng-{rank}.pt")), "sharded": path}
     verify_checkpoint(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,8 +1,8 @@
 """A decoder-only transformer (GPT-2 / Llama family), readable top to bottom.
 
 Options: norm (layernorm, rmsnorm), position (learned, rope), mlp (gelu, gelu_tanh, swiglu),
-bias, tie_embeddings, dropout. Attention runs through F.scaled_dot_product_attention;
-generation uses a KV cache that gives the same logits as a full forward pass.
+bias, tie_embeddings, dropout; activation checkpointing for training. Attention runs through
+F.scaled_dot_product_attention; generation uses a KV cache that gives the same logits as a full forward pass.
 """
 
 import math
@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 RMS_NORM_EPS, LAYER_NORM_EPS, ROPE_THETA = 1e-6, 1e-5, 10000.0  # LayerNorm's eps is torch's default
 
@@ -134,8 +135,16 @@ class Block(nn.Module):
         super().__init__()
         self.norm1, self.attn = make_norm(cfg), CausalSelfAttention(cfg)
         self.norm2, self.mlp = make_norm(cfg), MLP(cfg)
+        self.checkpointed = False  # activation checkpointing, set by GPT.checkpoint_activations
 
     def forward(self, x, rope=None, cache=None):
+        if self.checkpointed and torch.is_grad_enabled() and cache is None:
+            # Keep only x; the backward pass runs the block again for its activations (Chen et al. 2016).
+            # Inside the block, so that under FSDP its weights are gathered for the recomputation too.
+            return checkpoint(self.compute, x, rope, use_reentrant=False)
+        return self.compute(x, rope, cache)
+
+    def compute(self, x, rope=None, cache=None):
         x = x + self.attn(self.norm1(x), rope, cache)
         return x + self.mlp(self.norm2(x))
 
@@ -157,6 +166,11 @@ class GPT(nn.Module):
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(self._init)
+
+    def checkpoint_activations(self, on=True):
+        """Recompute each block's activations in the backward pass instead of keeping them."""
+        for block in self.blocks:
+            block.checkpointed = on
 
     def _init(self, module):
         # N(0, 0.02) everywhere; residual projections scaled by 1/sqrt(2 n_layers) (GPT-2).

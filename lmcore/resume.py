@@ -5,6 +5,8 @@ or from the weights its `init_from` names."""
 import json
 import os
 
+import torch.distributed as dist
+
 from lmcore.checkpoint import DamagedCheckpoint, list_checkpoints, load_checkpoint, remove_checkpoint
 from lmcore.closure import digest
 from lmcore.families import BLOCK_KEYS
@@ -35,8 +37,9 @@ def newest_checkpoint(ckpt_dir, key, rank, log):
     a look, out of the way of the next save) and passed over for the one before it."""
     for path in reversed(list_checkpoints(ckpt_dir)):  # each loaded once, newest first
         try:
-            ck = load_checkpoint(path)
+            ck = load_checkpoint(path, rank)
         except DamagedCheckpoint as e:
+            together()  # every process has read it before rank 0 moves it
             if rank == 0:
                 os.replace(path, path + ".damaged")
                 log(f"{e}; moved to {os.path.basename(path)}.damaged, trying the checkpoint before it")
@@ -47,11 +50,19 @@ def newest_checkpoint(ckpt_dir, key, rank, log):
             )
             log(f"Resumed from step {ck['step']}{unchecked}")
             return ck
+    together()
     if list_checkpoints(ckpt_dir) and rank == 0:
         log(f"{ckpt_dir}: checkpoints of another configuration, tokenizer or training code; starting afresh")
         for path in list_checkpoints(ckpt_dir):
             remove_checkpoint(path)
+    together()
     return None
+
+
+def together():
+    """Wait for every process of a distributed run (nothing in a single process)."""
+    if dist.is_initialized():
+        dist.barrier()
 
 
 def starting_weights(init_from, model, models_dir, tokenizer):

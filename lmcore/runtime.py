@@ -116,7 +116,10 @@ def open_lines(path):
 
 def matmul_rate(device, dtype, n=2048, rounds=5, seconds=0.4):
     """FLOP/s of n x n matmuls: the best of `rounds` timings (another job on the same cores only slows a round down)."""
-    a = torch.randn(n, n, device=device, dtype=dtype or torch.float32)
+    # Its own generator: a draw from the global one would change the run's dropout masks whenever a
+    # peak is measured (on a machine's first run), so that a rerun would not repeat the run.
+    generator = torch.Generator(device).manual_seed(0)
+    a = torch.randn(n, n, device=device, dtype=dtype or torch.float32, generator=generator)
     a @ a  # warm-up
     best = 0.0
     for _ in range(rounds):
@@ -158,14 +161,19 @@ def peak_flops(device, dtype):
     return kept, f"best measured on this machine ({key}), kept in {path}"
 
 
-def memory_needed_mb(parameters, micro_batch_tokens, cfg, world=1):
-    """Host memory a CPU run needs, in MB, about: the torch runtime (400 MB), 20 bytes a parameter
-    (weights, gradients, AdamW's two moments, the best weights kept), and per token of a micro-batch
-    the logits with their softmax and gradient (12 bytes x vocab_size) and 50 bytes x n_layers x
-    d_model of the blocks' activations (attention is SDPA's, with no context_length^2 matrix). Measured
-    within 5% on a 2-core Xeon (AVX-512, no BF16) for shapes of 0.9-5 M parameters, 4k-16k tokens (2026-11-29)."""
-    per_process = 400e6 + 20 * parameters + micro_batch_tokens * (12 * cfg.vocab_size + 50 * cfg.n_layers * cfg.d_model)
-    return world * per_process / 1e6
+def memory_needed_mb(parameters, micro_batch_tokens, cfg, processes=1, shards=1, checkpointed=False):
+    """Host memory of a CPU run's `processes` on one node, in MB, about: per process the torch runtime
+    (400 MB), 20 bytes a parameter (weights, gradients, AdamW's two moments: 16, divided over `shards`
+    processes under fsdp; the best
+    weights kept: 4), and per token of a micro-batch the logits with their softmax and gradient
+    (12 bytes x vocab_size) and 50 bytes x n_layers x d_model of the blocks' activations (attention is
+    SDPA's, with no context_length^2 matrix); with activation checkpointing 4 bytes x n_layers x d_model
+    (each block's input) and one block's 50 x d_model. Measured within 5% on a 2-core Xeon (AVX-512, no
+    BF16) for shapes of 0.9-5 M parameters, 4k-16k tokens (2026-11-29)."""
+    state = 16 * parameters / shards + 4 * parameters
+    layers = (4 * cfg.n_layers + 50) if checkpointed else 50 * cfg.n_layers
+    per_process = 400e6 + state + micro_batch_tokens * (12 * cfg.vocab_size + layers * cfg.d_model)
+    return processes * per_process / 1e6
 
 
 def check_fits(need_mb, mem_mb, batch_size, cfg, log):

@@ -16,6 +16,7 @@ import math
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,13 +25,15 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from torch.distributed.tensor import DTensor
 
-from lmcore.checkpoint import list_checkpoints, rng_state, save_checkpoint, set_rng_state
+from lmcore.checkpoint import list_checkpoints, load_sharded, rng_state, save_checkpoint, save_sharded, set_rng_state
 from lmcore.logs import duration, progress_line
 from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
 from lmcore.model_folder import save_model
 from lmcore.optim import lr_at, make_optimizer
+from lmcore.parallel import free_port, in_slurm_job, is_sharded, parallelize, srun_command, torchrun_command
 from lmcore.resume import newest_checkpoint, run_key, starting_weights
 from lmcore.runtime import (
     autocast,
@@ -46,7 +49,7 @@ from lmcore.runtime import (
 )
 from lmcore.shards import TokenDataset
 from lmcore.tokenizer import Tokenizer
-from lmcore.train_config import TrainConfig, read_entry
+from lmcore.train_config import TrainConfig, read_entry, world_size
 
 
 @dataclass
@@ -69,7 +72,7 @@ class Run:
 
     entry: dict  # the model's config entry with max_steps resolved: what checkpoints and config.json record
     train_cfg: TrainConfig
-    model: GPT
+    model: GPT  # sharded in place under fsdp
     forward: torch.nn.Module  # the model as a step calls it: compiled, under DDP, or itself
     optimizer: torch.optim.Optimizer
     train_data: TokenDataset
@@ -146,12 +149,13 @@ def setup(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads, log)
     counts = count_parameters(model)
     token_flops = flops_per_token(cfg, counts["non_embedding_parameters"])
     model = model.to(device)
+    model.checkpoint_activations(train_cfg.activation_checkpointing)
+    forward = parallelize(
+        model, train_cfg.parallelism, world, device, amp_dtype, use_compile(train_cfg.compile, device)
+    )  # before the optimizer: fsdp replaces the parameters by their shards
     optimizer = make_optimizer(
         model, train_cfg.lr, (train_cfg.beta1, train_cfg.beta2), train_cfg.weight_decay, train_cfg.optimizer_impl
     )
-    forward = torch.compile(model) if use_compile(train_cfg.compile, device) else model
-    if world > 1:
-        forward = DDP(forward, device_ids=[device.index] if device.type == "cuda" else None)
 
     tokens_per_step = train_cfg.batch_size * cfg.context_length * train_cfg.grad_accum * world
     max_tokens = train_cfg.max_flops / token_flops if train_cfg.max_flops else train_cfg.max_tokens
@@ -200,8 +204,11 @@ def restore(run, ck):
     """Model, optimizer, RNGs and TrainState from a checkpoint's contents (None: a fresh start)."""
     if ck is None:
         return TrainState()
-    run.model.load_state_dict(ck["model"])
-    run.optimizer.load_state_dict(ck["optimizer"])
+    if ck.get("sharded"):
+        load_sharded(ck["sharded"], run.model, run.optimizer)
+    else:
+        run.model.load_state_dict(ck["model"])
+        run.optimizer.load_state_dict(ck["optimizer"])
     set_rng_state(ck["rng"])
     run.data_rng.bit_generator.state = json.loads(ck["data_rng"])
     return TrainState(**{f.name: ck[f.name] for f in fields(TrainState)})
@@ -215,7 +222,14 @@ def plan(run, state, mem_mb, log):
         f"peak {run.peak / 1e9:,.1f} GFLOP/s, {run.peak_source}"
     )
     if run.device.type == "cpu" and run.rank == 0:  # a GPU's memory is its own; the job's mem_mb is the host's
-        need = memory_needed_mb(run.counts["parameters"], train_cfg.batch_size * cfg.context_length, cfg, run.world)
+        need = memory_needed_mb(
+            run.counts["parameters"],
+            train_cfg.batch_size * cfg.context_length,
+            cfg,
+            run.world // run.entry.get("nodes", 1),
+            shards=run.world if is_sharded(run.model) else 1,
+            checkpointed=train_cfg.activation_checkpointing,
+        )
         check_fits(need, mem_mb, train_cfg.batch_size, cfg, log)
     step_s = run.flops_per_token * run.tokens_per_step / run.world / run.peak  # each process computes its share
     left = run.max_steps - state.step
@@ -304,29 +318,33 @@ def draw_batches(run, state):
 
 
 def validate(run, state):
-    """The validation loss now; the weights are kept when it is the best so far."""
+    """The validation loss now; the weights are kept when it is the best so far (under fsdp gathered
+    by every process, kept by rank 0)."""
     val_loss = estimate_loss(run.model, run.val_batches, run.amp)
     if val_loss < state.best_val:
-        state.best_val, state.best_model = (
-            val_loss,
-            {k: v.detach().clone().cpu() for k, v in run.model.state_dict().items()},
-        )
+        state.best_val, state.best_model = val_loss, full_weights(run.model)
     return val_loss
 
 
+def full_weights(model):
+    """The model's whole weights on the CPU: gathered from the shards under fsdp (a collective; ranks
+    other than 0 get an empty dict), copied otherwise."""
+    if is_sharded(model):
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_model_state_dict(model, options=options)
+    return {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+
+
 def save(run, state, data_position, earlier_jobs_s):
-    """A checkpoint of the run after `state.step` steps; `data_position` is where the data stream
-    stands for the next step."""
+    """A checkpoint of the run after `state.step` steps, called by every process; `data_position` is where
+    the data stream stands for the next step. Sharded under fsdp (every process writes), else rank 0's."""
     state.job_s = earlier_jobs_s + time.perf_counter() - run.job_start
-    saved = {
-        "run_key": run.key,
-        "model": run.model.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "rng": rng_state(),
-        "data_rng": json.dumps(data_position),
-        **vars(state),
-    }
-    save_checkpoint(run.ckpt_dir, state.step, saved, run.train_cfg.keep_checkpoints)
+    loop = {"run_key": run.key, "data_rng": json.dumps(data_position), "world": run.world, **vars(state)}
+    if is_sharded(run.model):
+        save_sharded(run.ckpt_dir, state.step, run.model, run.optimizer, loop, run.train_cfg.keep_checkpoints)
+    elif run.rank == 0:
+        saved = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "rng": rng_state(), **loop}
+        save_checkpoint(run.ckpt_dir, state.step, saved, run.train_cfg.keep_checkpoints)
 
 
 def set_lr(run, step):
@@ -338,20 +356,28 @@ def set_lr(run, step):
     return lr
 
 
-def reduce_and_clip(run, mean_loss):
-    """(loss averaged over the ranks, gradient norm before clipping), the gradients clipped; one wait for the GPU."""
+def reduce_and_clip(run, mean_loss, stop):
+    """(loss averaged over the ranks, gradient norm before clipping, whether any rank was sent SIGTERM),
+    the gradients clipped; one wait for the GPU. The processes stop at the same step, since a sharded
+    checkpoint is written by all of them together."""
     if run.world > 1:
-        dist.all_reduce(mean_loss)
-        mean_loss /= run.world
+        both = torch.stack([mean_loss, torch.tensor(float(stop.requested), device=mean_loss.device)])
+        dist.all_reduce(both)
+        mean_loss, stopping = both[0] / run.world, both[1]
+    else:
+        stopping = torch.tensor(float(stop.requested), device=mean_loss.device)
     grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.train_cfg.grad_clip or math.inf)
-    return torch.stack([mean_loss, grad_norm.float()]).tolist()
+    if isinstance(grad_norm, DTensor):  # fsdp: the norm over every shard
+        grad_norm = grad_norm.full_tensor()
+    loss, grad_norm, stopping = torch.stack([mean_loss, grad_norm.float(), stopping]).tolist()
+    return loss, grad_norm, stopping > 0
 
 
 def fit(run, state, log):
     """The loop: optimizer steps to max_steps, with validation, a progress line and a checkpoint at their
     intervals. Raises Diverged on a loss that is not finite or too high, Stopped after SIGTERM's checkpoint."""
     cfg, stop, earlier_jobs_s = run.train_cfg, StopSignal(), state.job_s
-    no_sync = run.forward.no_sync if run.world > 1 else None
+    no_sync = gradient_sync_off(run) if run.world > 1 else None
     run.model.train()
     window_tokens, window_start = 0, time.perf_counter()  # tokens/s over the steps since the last progress line
     data_position = run.data_rng.bit_generator.state  # where the data stream stands for the next step
@@ -364,7 +390,7 @@ def fit(run, state, log):
         # On a GPU the step is only queued so far: the next step's batches are drawn and copied meanwhile.
         data_position = run.data_rng.bit_generator.state
         micro_batches = draw_batches(run, state) if state.step + 1 < run.max_steps else None
-        loss, grad_norm = reduce_and_clip(run, mean_loss)
+        loss, grad_norm, stopping = reduce_and_clip(run, mean_loss, stop)
         check_divergence(
             loss, state.step, lr, run.loss_limit if state.step >= cfg.warmup_steps else math.inf, run.ckpt_dir
         )
@@ -387,10 +413,26 @@ def fit(run, state, log):
             if run.rank == 0:
                 log(progress_line(row, run.max_steps, state.elapsed_s))
             window_tokens, window_start = 0, time.perf_counter()
-        if (state.step % cfg.checkpoint_interval == 0 or stop.requested) and run.rank == 0:
+        if state.step % cfg.checkpoint_interval == 0 or stopping:
             save(run, state, data_position, earlier_jobs_s)
-        if stop.requested:
+        if stopping:
             raise Stopped(f"SIGTERM: checkpoint written at step {state.step}; rerun to resume")
+
+
+def gradient_sync_off(run):
+    """A context in which backward passes keep gradients local: every micro-batch but a step's last."""
+    if not is_sharded(run.model):
+        return run.forward.no_sync
+
+    @contextlib.contextmanager
+    def unsynced():
+        run.model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            run.model.set_requires_gradient_sync(True)
+
+    return unsynced
 
 
 def summarize(run, state, earlier_jobs_s):
@@ -427,11 +469,13 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
     earlier_jobs_s = state.job_s  # what earlier attempts of this run took, to their last checkpoint
     plan(run, state, mem_mb, log)
     fit(run, state, log)
-    run.model.load_state_dict(state.best_model)
+    if is_sharded(run.model):  # rank 0 writes the best weights from a whole copy, as any other run's
+        run.model = GPT(run.model.cfg) if run.rank == 0 else None
     if run.world > 1:
         dist.destroy_process_group()
         if run.rank != 0:
             return None
+    run.model.load_state_dict(state.best_model)
     summary = summarize(run, state, earlier_jobs_s)
     if state.elapsed_s:
         log(
@@ -442,34 +486,39 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
     return summary
 
 
-def launch(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, nproc=1, log=print, mem_mb=None):
-    """Train in this process, or, for nproc > 1, in nproc processes under torchrun (DDP)."""
-    if nproc <= 1:
+def train_args(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads, mem_mb):
+    """What each process of a torchrun runs: `-m lmcore train` with this model's entry and files."""
+    args = ["-m", "lmcore", "train", "--config-json", json.dumps(entry), "--tokenizer", tokenizer_path]
+    args += ["--manifest", manifest_path, "--out", out_dir, "--checkpoints", ckpt_dir, "--threads", str(threads)]
+    return args + (["--mem-mb", str(mem_mb)] if mem_mb else [])
+
+
+def launch_command(entry, train, threads):
+    """The command that starts every process of a run: torchrun on this node, or across `nodes` nodes of
+    this SLURM job, `srun` one torchrun per node with the rendezvous on this node (the job's first: the
+    batch script runs there) at a port free now. `train`: train_args for `threads // processes per node`."""
+    nodes, world = entry.get("nodes", 1), world_size(entry)
+    per_node = world // nodes
+    if nodes == 1:
+        return [sys.executable, *torchrun_command(1, per_node), *train]
+    if not in_slurm_job():
+        raise ValueError(
+            f"nodes: {nodes} needs a SLURM job that holds the nodes: run the workflow with --profile profiles/slurm"
+        )
+    endpoint = f"{socket.gethostname()}:{free_port()}"
+    torchrun = torchrun_command(nodes, per_node, endpoint, run_id=os.environ["SLURM_JOB_ID"])
+    return srun_command(nodes, threads, entry.get("gpus", 0)) + [sys.executable, *torchrun, *train]
+
+
+def launch(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=print, mem_mb=None):
+    """Train in this process, or in `world_size(entry)` processes under torchrun (DDP or FSDP), on this
+    node or across the nodes of a SLURM job. `threads`: the CPUs of the job on each node."""
+    if world_size(entry) == 1:
         return train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads, log, mem_mb)
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={nproc}",
-        "-m",
-        "lmcore",
-        "train",
-        "--config-json",
-        json.dumps(entry),
-        "--tokenizer",
-        tokenizer_path,
-        "--manifest",
-        manifest_path,
-        "--out",
-        out_dir,
-        "--checkpoints",
-        ckpt_dir,
-        "--threads",
-        str(max(1, threads // nproc)),
-    ]
-    cmd += ["--mem-mb", str(mem_mb)] if mem_mb else []
-    log("running: " + " ".join(cmd[:6]) + " ...")
+    per_node = world_size(entry) // entry.get("nodes", 1)
+    train_ = train_args(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, max(1, threads // per_node), mem_mb)
+    cmd = launch_command(entry, train_, threads)
+    log("running: " + " ".join(cmd[: cmd.index("lmcore")]) + " lmcore train ...")
     done = subprocess.run(cmd, stdout=sys.stdout, stderr=sys.stderr)  # into the job's log
     if done.returncode == 143:
         raise Stopped("SIGTERM: the training processes wrote a checkpoint; rerun to resume")

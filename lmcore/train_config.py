@@ -35,7 +35,11 @@ class TrainConfig:
     precision: str = "auto"
     compile: bool | str = "auto"  # auto: on GPUs only (on a CPU it bought 1.006x for a minute of compiling)
     device: str = "auto"
-    gpus: int = 0
+    gpus: int = 0  # per node
+    nodes: int = 1
+    processes_per_node: int | None = None  # None: gpus, or 1 without GPUs
+    parallelism: str = "ddp"  # or fsdp
+    activation_checkpointing: bool = False
     init_from: dict | None = None  # {hf: folder} or {model: name}: the weights to start from
     data: dict = field(default_factory=dict)  # {sources: {name: weight} or None}: what to train on
 
@@ -54,3 +58,8 @@ def read_entry(entry):
     return {k: v for k, v in entry.items() if k in model_keys}, TrainConfig(
         **{k: v for k, v in entry.items() if k in train_keys}
     )
+
+
+def world_size(entry):
+    """Training processes of a model entry: nodes x processes per node (`gpus`, or 1, unless set)."""
+    return entry.get("nodes", 1) * (entry.get("processes_per_node") or max(1, entry.get("gpus", 0)))

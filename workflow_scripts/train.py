@@ -1,5 +1,5 @@
 """Train one model; resumes from results/checkpoints/<model>/ when a matching checkpoint is there.
-With `gpus` above 1 in the model's config, the training runs under torchrun (DDP)."""
+With more than one process (`gpus`, `processes_per_node`, `nodes`), the training runs under torchrun."""
 
 import os
 
@@ -16,7 +16,6 @@ try:
         os.path.dirname(snakemake.output.weights),
         snakemake.params.checkpoints,
         threads=snakemake.threads,
-        nproc=entry["gpus"],
         mem_mb=snakemake.resources.mem_mb,
     )
 except Stopped as stopped:

@@ -89,6 +89,40 @@ def eval_gpus(wildcards):
     return min(1, model_gpus(wildcards))
 
 
+# A training job's SLURM geometry, read by snakemake-executor-plugin-slurm. On one node: `gpu` GPUs
+# (sbatch --gpus) and one task, which the plugin's jobstep starts with `srun -n1`, and torchrun runs
+# the processes. Across nodes: --nodes, --gres=gpu:<gpus> (per node, where --gpus counts the job's
+# GPUs) and one task per node; `mpi` tells the jobstep that the job starts its own tasks with srun
+# (lmcore.train.launch_command); `tasks_per_gpu: 0` keeps the plugin from reading `tasks` as
+# --ntasks-per-gpu for a GPU job (its issue #316). A resource that is None is not set.
+def multinode(wildcards):
+    return config["models"][wildcards.model]["nodes"] > 1
+
+
+def train_nodes(wildcards):
+    return config["models"][wildcards.model]["nodes"]
+
+
+def train_gpu(wildcards):
+    return None if multinode(wildcards) else model_gpus(wildcards)
+
+
+def train_gres(wildcards):
+    return f"gpu:{model_gpus(wildcards)}" if multinode(wildcards) and model_gpus(wildcards) else None
+
+
+def train_tasks(wildcards):
+    return train_nodes(wildcards) if multinode(wildcards) else None
+
+
+def train_mpi(wildcards):
+    return "srun" if multinode(wildcards) else None
+
+
+def train_tasks_per_gpu(wildcards):
+    return 0 if multinode(wildcards) else None
+
+
 def tokenizer_of(wildcards):
     return config["models"][wildcards.model]["tokenizer"]
 

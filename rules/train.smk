@@ -19,7 +19,12 @@ rule train:
     resources:
         mem_mb=resource("train", "mem_mb"),
         runtime=resource("train", "runtime"),
-        gpu=model_gpus,
+        gpu=train_gpu,
+        nodes=train_nodes,
+        gres=train_gres,
+        tasks=train_tasks,
+        tasks_per_gpu=train_tasks_per_gpu,
+        mpi=train_mpi,
     log:
         "logs/train/{model}.log",
     benchmark:

@@ -134,10 +134,10 @@ def snakemake_command(workdir, *args, configfile=None, checkout=REPO):
     return cmd
 
 
-def snakemake(workdir, *args, configfile=None, timeout=600, checkout=REPO):
+def snakemake(workdir, *args, configfile=None, timeout=600, checkout=REPO, env=None):
     """Run Snakemake and wait; returns the CompletedProcess."""
     command = snakemake_command(workdir, *args, configfile=configfile, checkout=checkout)
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def planned_jobs(result):

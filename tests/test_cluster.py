@@ -25,7 +25,8 @@ def test_tiny_pipeline_runs_through_the_slurm_profile(tmp_path):
     sha = write_corpus_archive(tmp_path / "corpus.tar.gz", n_docs=30)
     config = tiny_config((tmp_path / "corpus.tar.gz").as_uri(), sha)
     config["sources"]["fake"]["parts"] = 1
-    config["models"] = {"a": config["models"]["a"]}
+    # Trained by two processes (gloo) in one job: torchrun inside the task that the plugin's jobstep starts.
+    config["models"] = {"a": {**config["models"]["a"], "nodes": 1, "processes_per_node": 2}}
     config["resources"] = {
         rule: {"mem_mb": 500} for rule in ("train", "train_tokenizer", "evaluate", "shard", "dedup_clusters")
     }
@@ -37,8 +38,8 @@ def test_tiny_pipeline_runs_through_the_slurm_profile(tmp_path):
         "--profile",
         os.path.join(REPO, "profiles", "slurm"),
         "--set-resources",
-        "train:mem_mb=500",
-        "train:cpus_per_task=1",
+        "train:mem_mb=2000",
+        "train:cpus_per_task=2",
         "--slurm-status-command",
         "squeue",
         "--slurm-init-seconds-before-status-checks",
@@ -51,6 +52,33 @@ def test_tiny_pipeline_runs_through_the_slurm_profile(tmp_path):
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "SLURM jobid" in result.stdout + result.stderr
     assert (tmp_path / "results" / "report.html").exists()
+    log = (tmp_path / "logs" / "train" / "a.log").read_text()
+    assert "torch.distributed.run --nproc_per_node=2 --standalone" in log
+
+
+def test_a_model_on_four_nodes_becomes_the_sbatch_line_of_four_tasks_with_eight_gpus_each(tmp_path):
+    """The plugin's own code builds the sbatch line (a stand-in sbatch on PATH records it): --nodes, one
+    task per node, --gres per node, and no --ntasks-per-gpu (plugin issue #316)."""
+    config = tiny_config("file:///not-fetched.tar.gz", None)
+    config["models"] = {"big": {**config["models"]["a"], "nodes": 4, "gpus": 8}}
+    configfile = write_config(tmp_path / "config.yaml", config)
+    for path in ("results/tokenizers/tok/spm.model", "results/shards/tok/manifest.json"):  # train's inputs
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).touch()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text('#!/bin/sh\necho "$@" > "$SBATCH_RECORD"\nexit 1\n')
+    (bin_dir / "sbatch").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SBATCH_RECORD": str(tmp_path / "sbatch.args")}
+    snakemake(
+        tmp_path, "results/models/big/model.safetensors", "--allowed-rules", "train", "--profile",
+        os.path.join(REPO, "profiles", "slurm"), configfile=configfile, env=env, timeout=300,
+    )  # fmt: skip
+    line = (tmp_path / "sbatch.args").read_text()
+    options = line[: line.index("--wrap")].split()
+    assert {"--nodes=4", "--ntasks=4", "--gres=gpu:8", "--cpus-per-task=8"} <= set(options)
+    assert not [o for o in options if o.startswith(("--ntasks-per-gpu", "--gpus"))]
+    assert "--executor slurm-jobstep" in line
 
 
 def run_data_stages(folder, corpus, parts):

@@ -7,6 +7,8 @@ import json
 import math
 import os
 import re
+import socket
+import sys
 
 import pytest
 import torch
@@ -339,3 +341,47 @@ def test_measuring_the_peak_leaves_the_global_random_numbers_alone():
     torch.manual_seed(0)
     matmul_rate(torch.device("cpu"), None, n=64, rounds=1, seconds=0.01)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_two_torchrun_launchers_meeting_at_a_c10d_rendezvous_take_the_steps_of_one_process(tmp_path, data):
+    """What `nodes: 2` runs on each node (srun starts one launcher per node): torchrun --nnodes 2 with the
+    c10d rendezvous at the first node; here both launchers on 127.0.0.1, gloo."""
+    import subprocess
+    import sys
+
+    from lmcore.parallel import free_port, torchrun_command
+    from lmcore.train import train_args
+
+    single = tiny_entry(batch_size=4, max_steps=6, eval_interval=3, log_interval=1, device="cpu", dropout=0.0)
+    launch(single, *data, str(tmp_path / "one"), str(tmp_path / "ck1"), log=lambda *a: None)
+    entry = {**single, "batch_size": 2, "nodes": 2}
+    torchrun = torchrun_command(2, 1, f"127.0.0.1:{free_port()}", run_id="test")
+    cmd = [sys.executable, *torchrun, *train_args(entry, *data, str(tmp_path / "two"), str(tmp_path / "ck2"), 1, None)]
+    launchers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in launchers]
+    assert [p.returncode for p in launchers] == [0, 0], "\n".join(o[-2000:] for o in outputs)
+    one, two = (load_safetensors(tmp_path / d / "model.safetensors") for d in ("one", "two"))
+    assert all(torch.allclose(one[k], two[k], atol=1e-4) for k in one)
+
+
+def test_nodes_above_one_outside_a_slurm_job_is_an_error_before_any_process_starts(tmp_path, data, monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    with pytest.raises(ValueError, match="nodes: 2 needs a SLURM job .* --profile profiles/slurm"):
+        launch(tiny_entry(nodes=2), *data, str(tmp_path / "m"), str(tmp_path / "ck"))
+
+
+def test_across_nodes_srun_starts_one_torchrun_per_node_at_a_rendezvous_on_this_node(monkeypatch):
+    from lmcore.train import launch_command
+
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    cmd = launch_command(tiny_entry(nodes=4, gpus=8), ["-m", "lmcore", "train"], threads=32)
+    srun, torchrun = cmd[: cmd.index(sys.executable)], cmd[cmd.index(sys.executable) + 1 :]
+    assert srun == [
+        "srun", "--nodes=4", "--ntasks=4", "--ntasks-per-node=1", "--cpus-per-task=32", "--gpus-per-node=8",
+        "--kill-on-bad-exit=1",
+    ]  # fmt: skip
+    assert torchrun[:6] == [
+        "-m", "torch.distributed.run", "--nproc_per_node=8", "--nnodes=4", "--rdzv_backend=c10d",
+        f"--rdzv_endpoint={socket.gethostname()}:{torchrun[5].rsplit(':', 1)[1]}",
+    ]  # fmt: skip
+    assert torchrun[6] == "--rdzv_id=4242"

@@ -16,6 +16,7 @@ import os
 import socket
 
 import torch
+import torch.distributed as dist
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -25,7 +26,7 @@ def parallelize(model, parallelism, world, device, amp_dtype, compile_):
     (embeddings, final norm, head) as one unit; with bf16 the gathered weights are cast to bf16 for
     compute while gradients are reduced and kept in fp32, as torchtitan does. torch.compile takes each
     block before sharding under fsdp (torchtitan's order), the whole model otherwise."""
-    if parallelism == "fsdp" and world > 1:
+    if parallelism == "fsdp" and dist.is_initialized():  # a training run starts a process group when world > 1
         mp = MixedPrecisionPolicy(param_dtype=amp_dtype, reduce_dtype=torch.float32) if amp_dtype else None
         options = {"mp_policy": mp} if mp else {}
         for block in model.blocks:

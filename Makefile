@@ -38,6 +38,8 @@ bench: install
 	$(BIN)/python bench/nanogpt_parity.py
 	$(BIN)/python bench/quality_per_minute.py
 	$(BIN)/python bench/gpu_scale.py
+	bash bench/gpu_check.sh results/gpu_check.json
+	$(BIN)/python bench/cluster_plan.py
 
 clean:
 	rm -rf results logs benchmarks .snakemake

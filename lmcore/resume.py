@@ -26,8 +26,10 @@ def run_key(entry, fingerprint, models_dir):
     and the files of the weights it started from."""
     init = entry.get("init_from")
     start = {os.path.basename(path): sha256_file(path) for path in starting_files(init, models_dir)} if init else None
+    # Activation checkpointing changes memory, not the maths: turning it on to get past an out-of-memory resumes.
+    config = {k: v for k, v in entry.items() if k != "activation_checkpointing"}
     return json.dumps(
-        {"config": entry, "tokenizer": fingerprint, "code": code_fingerprint(), "start": start}, sort_keys=True
+        {"config": config, "tokenizer": fingerprint, "code": code_fingerprint(), "start": start}, sort_keys=True
     )
 
 

@@ -385,3 +385,12 @@ def test_across_nodes_srun_starts_one_torchrun_per_node_at_a_rendezvous_on_this_
         f"--rdzv_endpoint={socket.gethostname()}:{torchrun[5].rsplit(':', 1)[1]}",
     ]  # fmt: skip
     assert torchrun[6] == "--rdzv_id=4242"
+
+
+def test_turning_activation_checkpointing_on_resumes_the_run_and_other_changes_do_not(tmp_path):
+    from lmcore.resume import run_key
+
+    entry = tiny_entry()
+    key = run_key(entry, "tok", str(tmp_path))
+    assert run_key({**entry, "activation_checkpointing": True}, "tok", str(tmp_path)) == key
+    assert run_key({**entry, "parallelism": "fsdp"}, "tok", str(tmp_path)) != key

@@ -79,8 +79,9 @@ def save_sharded(folder, step, model, optimizer, state, keep):
     rank = dist.get_rank()
     path = os.path.join(folder, f"ckpt-{step:08d}")
     tmp = path + ".tmp"
-    if rank == 0 and os.path.exists(tmp):
-        shutil.rmtree(tmp)  # an attempt killed part way
+    if rank == 0:
+        for stale in glob.glob(os.path.join(folder, "ckpt-*.tmp")):  # of an attempt killed while saving
+            shutil.rmtree(stale)
     dist.barrier()
     model_state, optimizer_state = get_state_dict(model, optimizer)
     dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=tmp)

@@ -330,6 +330,14 @@ def test_fsdp_killed_and_rerun_ends_with_the_weights_of_an_uninterrupted_run(tmp
     assert f"Resumed from step {step}" in rerun.stdout + rerun.stderr
     whole, cut = (load_safetensors(tmp_path / d / "model.safetensors") for d in ("whole", "cut"))
     assert max((whole[k] - cut[k]).abs().max().item() for k in whole) == 0
+    shard = next(p for p in sorted(os.listdir(saved[0])) if p.endswith(".distcp"))
+    with open(os.path.join(saved[0], shard), "r+b") as f:  # one byte changed on disk
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 1]))
+    with pytest.raises(DamagedCheckpoint, match=rf"{shard}: sha256 .* differs"):
+        load_checkpoint(saved[0], rank=1)
 
 
 def test_measuring_the_peak_leaves_the_global_random_numbers_alone():

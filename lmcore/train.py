@@ -339,7 +339,7 @@ def save(run, state, data_position, earlier_jobs_s):
     """A checkpoint of the run after `state.step` steps, called by every process; `data_position` is where
     the data stream stands for the next step. Sharded under fsdp (every process writes), else rank 0's."""
     state.job_s = earlier_jobs_s + time.perf_counter() - run.job_start
-    loop = {"run_key": run.key, "data_rng": json.dumps(data_position), "world": run.world, **vars(state)}
+    loop = {"run_key": run.key, "data_rng": json.dumps(data_position), **vars(state)}
     if is_sharded(run.model):
         save_sharded(run.ckpt_dir, state.step, run.model, run.optimizer, loop, run.train_cfg.keep_checkpoints)
     elif run.rank == 0:

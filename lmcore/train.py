@@ -217,10 +217,11 @@ def restore(run, ck):
 def plan(run, state, mem_mb, log):
     """Say what the run will need before its first step; stop a CPU run that would not fit `mem_mb`."""
     train_cfg, cfg = run.train_cfg, run.model.cfg
-    log(
-        f"{run.counts['parameters']:,} parameters on {run.device} ({run.amp_dtype or torch.float32}); "
-        f"peak {run.peak / 1e9:,.1f} GFLOP/s, {run.peak_source}"
-    )
+    if run.rank == 0:
+        log(
+            f"{run.counts['parameters']:,} parameters on {run.device} ({run.amp_dtype or torch.float32}) in "
+            f"{run.world} process{'es' if run.world > 1 else ''}; peak {run.peak / 1e9:,.1f} GFLOP/s, {run.peak_source}"
+        )
     if run.device.type == "cpu" and run.rank == 0:  # a GPU's memory is its own; the job's mem_mb is the host's
         need = memory_needed_mb(
             run.counts["parameters"],

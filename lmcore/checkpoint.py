@@ -83,7 +83,7 @@ def save_sharded(folder, step, model, optimizer, state, keep):
         for stale in glob.glob(os.path.join(folder, "ckpt-*.tmp")):  # of an attempt killed while saving
             shutil.rmtree(stale)
     dist.barrier()
-    model_state, optimizer_state = get_state_dict(model, optimizer)
+    model_state, optimizer_state = get_state_dict(model, getattr(optimizer, "optimizers", optimizer))
     dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=tmp)
     torch.save(rng_state(), os.path.join(tmp, f"rng-{rank}.pt"))
     dist.barrier()
@@ -101,9 +101,10 @@ def save_sharded(folder, step, model, optimizer, state, keep):
 
 def load_sharded(path, model, optimizer):
     """Model and optimizer from a sharded checkpoint, each process reading its own shards."""
-    model_state, optimizer_state = get_state_dict(model, optimizer)
+    optimizers = getattr(optimizer, "optimizers", optimizer)  # lmcore.optim.Optimizers: each of them
+    model_state, optimizer_state = get_state_dict(model, optimizers)
     dcp.load({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=path)
-    set_state_dict(model, optimizer, model_state_dict=model_state, optim_state_dict=optimizer_state)
+    set_state_dict(model, optimizers, model_state_dict=model_state, optim_state_dict=optimizer_state)
 
 
 def verify_sharded(path):

@@ -251,6 +251,11 @@ def check_semantics(config):
             raise ConfigError(
                 f"config key 'models.{name}.d_model': {m['d_model']} is not divisible by n_heads = {m['n_heads']}"
             )
+        if m["optimizer"] == "muon" and m["parallelism"] == "fsdp":
+            raise ConfigError(
+                f"config key 'models.{name}.optimizer': muon orthogonalises whole matrices, which parallelism: fsdp "
+                "shards over the processes; use parallelism: ddp with muon, or optimizer: adamw with fsdp"
+            )
         if m["position"] == "rope" and (m["d_model"] // m["n_heads"]) % 2:
             raise ConfigError(
                 f"config key 'models.{name}.position': rope needs an even head size, got d_model / n_heads = "

@@ -3,7 +3,7 @@ config (presets, what a continued model shares), training (what starting weights
 the HF mapping read. No torch import: the workflow reads it while it plans.
 """
 
-BLOCK_KEYS = ("norm", "position", "mlp", "bias", "tie_embeddings")  # choose a block's parts: a family sets them
+BLOCK_KEYS = ("norm", "position", "mlp", "bias", "tie_embeddings", "qk_norm", "logit_softcap")  # choose the parts
 SHAPE_KEYS = ("d_model", "n_layers", "n_heads", "d_ff")  # size the tensors
 
 # `preset:` in a model entry: the family's block keys.
@@ -17,13 +17,26 @@ PRESETS = {
 GPT2_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_new"}
 HF_GELUS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
 
+# Options newer than some saved models' config.json, and what those models computed.
+OPTION_DEFAULTS = {"qk_norm": False, "logit_softcap": None}
+
 # What each Hugging Face architecture computes, as the lmcore options it takes (any tie_embeddings):
-# the first that takes all of a model's options is its export.
+# the first that takes all of a model's options is its export. Qwen3 is Llama's layout with an RMSNorm
+# of each head's queries and keys before RoPE, and no MLP biases.
+LLAMA = {"norm": {"rmsnorm"}, "position": {"rope"}, "mlp": {"swiglu"}}
 HF_ARCHITECTURES = {
-    "llama": {"norm": {"rmsnorm"}, "position": {"rope"}, "mlp": {"swiglu"}, "bias": {False, True}},
-    "gpt2": {"norm": {"layernorm"}, "position": {"learned"}, "mlp": set(GPT2_ACTIVATIONS), "bias": {True}},
+    "llama": {**LLAMA, "bias": {False, True}, "qk_norm": {False}, "logit_softcap": {None}},
+    "qwen3": {**LLAMA, "bias": {False}, "qk_norm": {True}, "logit_softcap": {None}},
+    "gpt2": {
+        "norm": {"layernorm"},
+        "position": {"learned"},
+        "mlp": set(GPT2_ACTIVATIONS),
+        "bias": {True},
+        "qk_norm": {False},
+        "logit_softcap": {None},
+    },  # fmt: skip
 }
-HF_NAMES = {"llama": "Llama", "gpt2": "GPT-2"}
+HF_NAMES = {"llama": "Llama", "qwen3": "Qwen3", "gpt2": "GPT-2"}
 
 # What an export writes (lmcore.hf_export.export), one Hugging Face folder per model.
 HF_FILES = (
@@ -41,7 +54,8 @@ def option(value):
 
 
 def architecture(m):
-    """('llama' | 'gpt2', None), or (None, why not) for a ModelConfig dict `m`."""
+    """('llama' | 'qwen3' | 'gpt2', None), or (None, why not) for a ModelConfig dict `m`."""
+    m = {**OPTION_DEFAULTS, **m}
     takes = {name: sum(m[k] in values for k, values in accepts.items()) for name, accepts in HF_ARCHITECTURES.items()}
     nearest = max(takes, key=takes.get)  # the first of the closest
     accepts = HF_ARCHITECTURES[nearest]

@@ -43,6 +43,10 @@ def llama_weights(w, m):
             out[h + f"self_attn.q_proj.{kind}"], out[h + f"self_attn.k_proj.{kind}"] = q[perm], k[perm]
             out[h + f"self_attn.v_proj.{kind}"] = v
             out[h + f"self_attn.o_proj.{kind}"] = w[b + f"attn.proj.{kind}"]
+            if m.get("qk_norm") and kind == "weight":  # Qwen3: per head, in HF's order of the head's rows
+                head = rope_permutation(1, d // H)
+                out[h + "self_attn.q_norm.weight"] = w[b + "attn.q_norm.weight"][head]
+                out[h + "self_attn.k_norm.weight"] = w[b + "attn.k_norm.weight"][head]
             gate, up = w[b + f"mlp.up.{kind}"].split(m["d_ff"])
             out[h + f"mlp.gate_proj.{kind}"], out[h + f"mlp.up_proj.{kind}"] = gate, up
             out[h + f"mlp.down_proj.{kind}"] = w[b + f"mlp.down.{kind}"]
@@ -109,11 +113,11 @@ def family_parts(name):
 
 
 def load_hf(folder):
-    """(ModelConfig keywords, lmcore state dict) of a Hugging Face Llama- or GPT-2-layout folder."""
+    """(ModelConfig keywords, lmcore state dict) of a Hugging Face Llama-, Qwen3- or GPT-2-layout folder."""
     with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
         c = json.load(f)
     kind = c.get("model_type")
-    if kind == "llama":
+    if kind in ("llama", "qwen3"):
         if c.get("num_key_value_heads", c["num_attention_heads"]) != c["num_attention_heads"]:
             raise ValueError(
                 f"{folder}: grouped-query attention (num_key_value_heads {c['num_key_value_heads']}) has no lmcore "
@@ -128,7 +132,10 @@ def load_hf(folder):
             **family_parts("llama"),
             "bias": bool(c.get("attention_bias", False)),
             "tie_embeddings": bool(c.get("tie_word_embeddings", False)),
+            "qk_norm": kind == "qwen3",
         }
+        if kind == "qwen3" and m["bias"]:
+            raise ValueError(f"{folder}: Qwen3 with attention_bias has biases in attention only: no lmcore layout")
         mapping = llama_weights
     elif kind == "gpt2":
         act = c.get("activation_function", "gelu_new")  # transformers' GPT2Config default
@@ -147,7 +154,7 @@ def load_hf(folder):
         }
         mapping = gpt2_weights
     else:
-        raise ValueError(f"{folder}: model_type {kind!r} is not one lmcore reads (llama, gpt2)")
+        raise ValueError(f"{folder}: model_type {kind!r} is not one lmcore reads (llama, qwen3, gpt2)")
     m["vocab_size"], m["dropout"] = c["vocab_size"], 0.0
     weights = {}
     for path in hf_weight_files(folder):

@@ -46,6 +46,18 @@ def llama_config(m, special):
     }
 
 
+def qwen3_config(m, special):
+    """Llama's config with Qwen3's names: its attention normalises each head's queries and keys."""
+    return {
+        **llama_config(m, special),
+        "architectures": ["Qwen3ForCausalLM"],
+        "model_type": "qwen3",
+        "use_sliding_window": False,
+        "sliding_window": None,
+        "layer_types": ["full_attention"] * m["n_layers"],
+    }
+
+
 def gpt2_config(m, special):
     return {
         "architectures": ["GPT2LMHeadModel"],
@@ -150,9 +162,10 @@ def export(model_dir, out_dir):
     tokenizer = Tokenizer(os.path.join(model_dir, "tokenizer.model"))
     special = special_ids(tokenizer)
     weights = read_weights(model_dir, config)
-    hf = (llama_weights if arch == "llama" else gpt2_weights)(weights, m)
+    hf = (gpt2_weights if arch == "gpt2" else llama_weights)(weights, m)
     save_safetensors(hf, os.path.join(out_dir, "model.safetensors"), {"format": "pt"})
-    write_json(os.path.join(out_dir, "config.json"), (llama_config if arch == "llama" else gpt2_config)(m, special))
+    hf_config = {"llama": llama_config, "qwen3": qwen3_config, "gpt2": gpt2_config}[arch]
+    write_json(os.path.join(out_dir, "config.json"), hf_config(m, special))
     write_json(os.path.join(out_dir, "generation_config.json"), special)
     sp = tokenizer.sp
     with atomic_open(os.path.join(out_dir, "tokenizer.json")) as f:

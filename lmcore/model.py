@@ -1,8 +1,9 @@
 """A decoder-only transformer (GPT-2 / Llama family), readable top to bottom.
 
-Options: norm (layernorm, rmsnorm), position (learned, rope), mlp (gelu, gelu_tanh, swiglu),
-bias, tie_embeddings, dropout; activation checkpointing for training. Attention runs through
-F.scaled_dot_product_attention; generation uses a KV cache that gives the same logits as a full forward pass.
+Options: norm (layernorm, rmsnorm), position (learned, rope), mlp (gelu, gelu_tanh, swiglu, relu2),
+bias, tie_embeddings, qk_norm, logit_softcap, zero_init, dropout; activation checkpointing for
+training. Attention runs through F.scaled_dot_product_attention; generation uses a KV cache that
+gives the same logits as a full forward pass.
 """
 
 import math
@@ -29,6 +30,9 @@ class ModelConfig:
     mlp: str = "gelu"
     bias: bool = True
     tie_embeddings: bool = True
+    qk_norm: bool = False  # RMSNorm of each head's queries and keys before RoPE (Qwen3, OLMo-2)
+    logit_softcap: float | None = None  # logits = c tanh(logits / c) (Gemma 2)
+    zero_init: bool = False  # residual-branch output projections and an untied head start at zero (modded-nanogpt)
     dropout: float = 0.0
 
     def __post_init__(self):
@@ -86,12 +90,16 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
         self.proj.residual = True
+        # Per head, over head_dim: bounds the attention logits q.k whatever the scale the weights grow to.
+        self.q_norm, self.k_norm = (RMSNorm(self.head_dim), RMSNorm(self.head_dim)) if cfg.qk_norm else (None, None)
         self.dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x, rope=None, cache=None):
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:  # generation: append this step's keys and values to the cache
@@ -112,7 +120,7 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        self.swiglu = cfg.mlp == "swiglu"
+        self.swiglu, self.relu2 = cfg.mlp == "swiglu", cfg.mlp == "relu2"
         # GELU exactly, x Phi(x), as torch's and nanoGPT's default; gelu_tanh is GPT-2's tanh approximation
         # (Hendrycks & Gimpel 2016), for GPT-2 checkpoints: 2.1x slower forward+backward on a CPU.
         self.approximate = "tanh" if cfg.mlp == "gelu_tanh" else "none"
@@ -125,6 +133,8 @@ class MLP(nn.Module):
         if self.swiglu:
             gate, up = self.up(x).chunk(2, dim=-1)
             h = F.silu(gate) * up
+        elif self.relu2:  # ReLU(x)^2 (So et al. 2021, Primer): sparse like ReLU, smooth at 0 like GELU
+            h = F.relu(self.up(x)).square()
         else:
             h = F.gelu(self.up(x), approximate=self.approximate)
         return self.dropout(self.down(h))
@@ -173,10 +183,15 @@ class GPT(nn.Module):
             block.checkpointed = on
 
     def _init(self, module):
-        # N(0, 0.02) everywhere; residual projections scaled by 1/sqrt(2 n_layers) (GPT-2).
+        # N(0, 0.02) everywhere; residual projections scaled by 1/sqrt(2 n_layers) (GPT-2), or zero with
+        # zero_init, so that each block starts as the identity, as does an untied head's output.
         if isinstance(module, nn.Linear):
-            std = 0.02 / math.sqrt(2 * self.cfg.n_layers) if getattr(module, "residual", False) else 0.02
+            residual = getattr(module, "residual", False)
+            std = 0.02 / math.sqrt(2 * self.cfg.n_layers) if residual else 0.02
             nn.init.normal_(module.weight, mean=0.0, std=std)
+            zero_head = module is self.lm_head and not self.cfg.tie_embeddings
+            if self.cfg.zero_init and (residual or zero_head):
+                nn.init.zeros_(module.weight)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
@@ -202,6 +217,9 @@ class GPT(nn.Module):
         for i, block in enumerate(self.blocks):
             x = block(x, rope, None if caches is None else caches[i])
         logits = self.lm_head(self.norm_f(x))
+        if self.cfg.logit_softcap:  # smoothly bounded to (-c, c)
+            c = self.cfg.logit_softcap
+            logits = c * torch.tanh(logits / c)
         if targets is None:
             return logits, None
         return logits, F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))

@@ -1,4 +1,6 @@
-"""AdamW with decoupled weight decay (Loshchilov & Hutter 2019) and the warm-up + cosine schedule."""
+"""The optimizers and learning-rate schedules: AdamW with decoupled weight decay (Loshchilov & Hutter
+2019), or Muon (Jordan et al. 2024) for the blocks' matrices with AdamW for the rest; warm-up, then
+cosine or warm-up-stable-decay (WSD: constant, then a linear cool-down; Hu et al. 2024, MiniCPM)."""
 
 import math
 
@@ -17,22 +19,70 @@ def param_groups(model, weight_decay):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def make_optimizer(model, lr, betas, weight_decay, impl="torch"):
-    """AdamW over `param_groups`: torch's (fused on GPUs, foreach elsewhere) or, with impl="lmcore", the one below."""
+def make_optimizer(model, lr, betas, weight_decay, impl="torch", kind="adamw", muon_lr=0.02, muon_momentum=0.95):
+    """AdamW over `param_groups`: torch's (fused on GPUs, foreach elsewhere) or, with impl="lmcore", the one
+    below. kind="muon": torch.optim.Muon on the 2-D weights inside the blocks at `muon_lr`, AdamW at `lr` on
+    embeddings, head, norms and biases (Muon orthogonalises a matrix's update; an embedding's rows are
+    looked up one by one, and the head is better trained by Adam: Jordan et al.). Each group keeps its
+    peak learning rate as "peak_lr", which the schedule scales."""
     groups = param_groups(model, weight_decay)
+    fast = {"fused": True} if next(model.parameters()).is_cuda else {"foreach": True}
+    if kind == "muon":
+        hidden = {id(p) for block in model.blocks for p in block.parameters() if p.dim() == 2}
+        groups = [{**g, "params": [p for p in g["params"] if id(p) not in hidden]} for g in groups]
+        matrices = [p for p in model.parameters() if id(p) in hidden]
+        muon = torch.optim.Muon(
+            [{"params": matrices, "peak_lr": muon_lr}],
+            lr=muon_lr, weight_decay=weight_decay, momentum=muon_momentum, adjust_lr_fn="original",
+        )  # fmt: skip
+        adamw = torch.optim.AdamW([{**g, "peak_lr": lr} for g in groups], lr=lr, betas=betas, **fast)
+        return Optimizers(muon, adamw)
+    groups = [{**g, "peak_lr": lr} for g in groups]
     if impl == "lmcore":
         return AdamW(groups, lr=lr, betas=betas)
-    fast = {"fused": True} if next(model.parameters()).is_cuda else {"foreach": True}
     return torch.optim.AdamW(groups, lr=lr, betas=betas, **fast)
 
 
-def lr_at(step, max_lr, min_lr, warmup, decay_steps):
+class Optimizers:
+    """Several optimizers over disjoint parameters, stepped, saved and restored as one."""
+
+    def __init__(self, *optimizers):
+        self.optimizers = optimizers
+
+    @property
+    def param_groups(self):
+        return [group for opt in self.optimizers for group in opt.param_groups]
+
+    def step(self):
+        for opt in self.optimizers:
+            opt.step()
+
+    def zero_grad(self, set_to_none=True):
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self):
+        return {str(i): opt.state_dict() for i, opt in enumerate(self.optimizers)}
+
+    def load_state_dict(self, state):
+        for i, opt in enumerate(self.optimizers):
+            opt.load_state_dict(state[str(i)])
+
+
+def lr_at(step, max_lr, min_lr, warmup, decay_steps, schedule="cosine", cooldown=0.2):
     """Linear warm-up to max_lr over the first `warmup` steps (step 0 already takes max_lr / warmup:
-    a first step at lr 0 would update nothing), cosine from max_lr to min_lr at decay_steps, then constant."""
+    a first step at lr 0 would update nothing), then to min_lr at decay_steps and constant after it:
+    cosine, or with "wsd" constant at max_lr until the last `cooldown` fraction of decay_steps and a
+    straight line down over it (a long linear cool-down: Hägele et al. 2024)."""
     if step < warmup:
         return max_lr * (step + 1) / warmup
     if step >= decay_steps:
         return min_lr
+    if schedule == "wsd":
+        start = max(warmup, decay_steps - round(cooldown * decay_steps))
+        if step < start:
+            return max_lr
+        return max_lr + (step - start) / max(1, decay_steps - start) * (min_lr - max_lr)
     progress = (step - warmup) / max(1, decay_steps - warmup)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (max_lr - min_lr)
 

@@ -9,7 +9,7 @@ import torch.distributed as dist
 
 from lmcore.checkpoint import DamagedCheckpoint, list_checkpoints, load_checkpoint, remove_checkpoint
 from lmcore.closure import digest
-from lmcore.families import BLOCK_KEYS
+from lmcore.families import BLOCK_KEYS, OPTION_DEFAULTS
 from lmcore.init_from import starting_files
 from lmcore.io import sha256_file
 from lmcore.model_folder import read_config, read_weights
@@ -84,6 +84,7 @@ def starting_weights(init_from, model, models_dir, tokenizer):
                 f"this model with {tokenizer.fingerprint[:12]}; a model continues another of the same tokenizer"
             )
         options, weights = saved["model"], read_weights(where, saved)
+    options = {**OPTION_DEFAULTS, **options}  # a folder saved before an option existed did without it
     for key in BLOCK_KEYS:
         if options[key] != getattr(model.cfg, key):
             raise ValueError(

@@ -63,6 +63,7 @@ class TrainState:
     job_s: float = 0.0  # wall time of this run's attempts so far (set-up, steps, validation, checkpoints)
     best_val: float = math.inf
     best_model: dict | None = None  # weights at best_val, on the CPU
+    planned_steps: int | None = None  # with max_minutes: the steps the budget allows, planned once
     metrics: list = field(default_factory=list)  # the rows of metrics.jsonl
 
 
@@ -154,8 +155,9 @@ def setup(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads, log)
         model, train_cfg.parallelism, world, device, amp_dtype, use_compile(train_cfg.compile, device)
     )  # before the optimizer: fsdp replaces the parameters by their shards
     optimizer = make_optimizer(
-        model, train_cfg.lr, (train_cfg.beta1, train_cfg.beta2), train_cfg.weight_decay, train_cfg.optimizer_impl
-    )
+        model, train_cfg.lr, (train_cfg.beta1, train_cfg.beta2), train_cfg.weight_decay, train_cfg.optimizer_impl,
+        train_cfg.optimizer, train_cfg.muon_lr, train_cfg.muon_momentum,
+    )  # fmt: skip
 
     tokens_per_step = train_cfg.batch_size * cfg.context_length * train_cfg.grad_accum * world
     max_tokens = train_cfg.max_flops / token_flops if train_cfg.max_flops else train_cfg.max_tokens
@@ -211,7 +213,9 @@ def restore(run, ck):
         run.optimizer.load_state_dict(ck["optimizer"])
     set_rng_state(ck["rng"])
     run.data_rng.bit_generator.state = json.loads(ck["data_rng"])
-    return TrainState(**{f.name: ck[f.name] for f in fields(TrainState)})
+    state = TrainState(**{f.name: ck[f.name] for f in fields(TrainState)})
+    run.max_steps = state.planned_steps or run.max_steps
+    return state
 
 
 def plan(run, state, mem_mb, log):
@@ -349,12 +353,35 @@ def save(run, state, data_position, earlier_jobs_s):
 
 
 def set_lr(run, step):
-    """Warm-up, cosine, then min_lr (lmcore.optim.lr_at), set on every parameter group; returns it."""
+    """Warm-up, cosine or WSD, then min_lr (lmcore.optim.lr_at); each parameter group takes its own peak
+    (Muon's and AdamW's) times the schedule's fraction of lr. Returns the schedule's lr."""
     cfg = run.train_cfg
-    lr = lr_at(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.decay_steps or run.max_steps)
+    lr = lr_at(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.decay_steps or run.max_steps, cfg.schedule, cfg.cooldown)
     for group in run.optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = group["peak_lr"] * lr / cfg.lr
     return lr
+
+
+PLAN_AFTER = 10  # steps timed (after an attempt's first) before max_minutes plans the schedule
+
+
+def plan_budget(run, state, timed_steps, timed_s, log):
+    """With max_minutes, once PLAN_AFTER steps are timed: the steps the rest of the budget allows at their
+    rate, at most max_steps; kept in the state, so that a resumed run keeps its schedule."""
+    budget = run.train_cfg.max_minutes * 60
+    if state.planned_steps is not None or timed_steps < PLAN_AFTER:
+        return
+    state.planned_steps = min(
+        run.max_steps, state.step + max(1, int((budget - state.elapsed_s) * timed_steps / timed_s))
+    )
+    run.max_steps = state.planned_steps
+    if run.rank == 0:
+        step_s = timed_s / timed_steps
+        log(f"max_minutes {run.train_cfg.max_minutes:g}: {step_s:.3g} s a step, {run.max_steps:,} steps planned")
+
+
+def over_budget(run, state):
+    return run.train_cfg.max_minutes is not None and state.elapsed_s >= run.train_cfg.max_minutes * 60
 
 
 def reduce_and_clip(run, mean_loss, stop):
@@ -384,7 +411,8 @@ def fit(run, state, log):
     data_position = run.data_rng.bit_generator.state  # where the data stream stands for the next step
     micro_batches = draw_batches(run, state) if state.step < run.max_steps else None
     first_step = state.step + 1
-    while state.step < run.max_steps:
+    timed_steps, timed_s = 0, 0.0  # this attempt's steps after its first, for max_minutes's plan
+    while state.step < run.max_steps and not over_budget(run, state):
         t0 = time.perf_counter()
         lr = set_lr(run, state.step)
         mean_loss = train_step(run.forward, micro_batches, run.amp, no_sync)
@@ -400,11 +428,15 @@ def fit(run, state, log):
         state.step += 1
         state.tokens += run.tokens_per_step
         window_tokens += run.tokens_per_step
-        state.elapsed_s += time.perf_counter() - t0
+        step_s = time.perf_counter() - t0
+        state.elapsed_s += step_s
         if state.step == first_step and run.rank == 0 and cfg.log_interval > 1:  # a person sees the run is under way
-            log(f"step {state.step} took {time.perf_counter() - t0:.3g} s; progress every {cfg.log_interval} steps")
+            log(f"step {state.step} took {step_s:.3g} s; progress every {cfg.log_interval} steps")
+        elif cfg.max_minutes is not None:
+            timed_steps, timed_s = timed_steps + 1, timed_s + step_s
+            plan_budget(run, state, timed_steps, timed_s, log)
 
-        last = state.step == run.max_steps
+        last = state.step == run.max_steps or over_budget(run, state)
         val_loss = validate(run, state) if state.step % cfg.eval_interval == 0 or last else None
         if state.step % cfg.log_interval == 0 or val_loss is not None:
             tokens_per_s = window_tokens / (time.perf_counter() - window_start)

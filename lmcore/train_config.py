@@ -32,6 +32,12 @@ class TrainConfig:
     keep_checkpoints: int = 2
     seed: int = 1337
     optimizer_impl: str = "torch"
+    optimizer: str = "adamw"  # or muon: Muon on the blocks' matrices, AdamW on the rest
+    muon_lr: float = 0.02
+    muon_momentum: float = 0.95
+    schedule: str = "cosine"  # or wsd
+    cooldown: float = 0.2  # wsd: the fraction of decay_steps spent decaying
+    max_minutes: float | None = None  # a budget of training-step time: stop at the first step past it
     precision: str = "auto"
     compile: bool | str = "auto"  # auto: on GPUs only (on a CPU it bought 1.006x for a minute of compiling)
     device: str = "auto"

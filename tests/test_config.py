@@ -81,6 +81,10 @@ def test_keys_come_out_sorted_whatever_the_file_order():
             r"models\.a\.max_flops': set max_flops \(1e\+12\) or max_tokens \(1000\), not both",
         ),
         (
+            lambda c: c["models"]["a"].update(optimizer="muon", parallelism="fsdp"),
+            r"models\.a\.optimizer': muon orthogonalises whole matrices, which parallelism: fsdp shards",
+        ),
+        (
             lambda c: c["tokenizers"]["tok"].update(model_file="/no/such.model"),
             r"tokenizers\.tok\.model_file': no file '/no/such\.model'",
         ),

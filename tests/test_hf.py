@@ -23,7 +23,11 @@ FAMILIES = {
     "gpt2-tied": {"norm": "layernorm", "position": "learned", "mlp": "gelu", "bias": True, "tie_embeddings": True},
     "gpt2-untied": {"norm": "layernorm", "position": "learned", "mlp": "gelu", "bias": True, "tie_embeddings": False},
     "gpt2-tanh": {"norm": "layernorm", "position": "learned", "mlp": "gelu_tanh", "bias": True, "tie_embeddings": True},
-}
+    "qwen3-untied": {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": False, "qk_norm": True,
+                     "tie_embeddings": False},
+    "qwen3-tied": {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": False, "qk_norm": True,
+                   "tie_embeddings": True},
+}  # fmt: skip
 MIXED_TEXT = (
     "ROMEO:\n  Two  spaces,\ttabs\t\tand\n\n\nnewlines; emoji 😀, CJK 漢字, é, 1234 and a lower block \u2581 too.  "
 )
@@ -96,10 +100,20 @@ def test_unigram_and_char_tokenizers_export_with_the_same_ids(tmp_path, kind):
         assert theirs.decode(ours.encode(text), skip_special_tokens=False) == text
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2", "gpt2-exact-gelu"])
+@pytest.mark.parametrize("family", ["llama", "qwen3", "gpt2", "gpt2-exact-gelu"])
 def test_a_model_saved_by_transformers_loads_into_lmcore_with_the_same_logits(tmp_path, family):
     torch.manual_seed(0)
-    if family == "llama":
+    if family == "qwen3":
+        config = transformers.Qwen3Config(
+            vocab_size=300, hidden_size=32, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=4, head_dim=8, max_position_embeddings=24, tie_word_embeddings=False, rms_norm_eps=1e-6,
+        )  # fmt: skip
+        theirs = transformers.Qwen3ForCausalLM(config)
+        with torch.no_grad():  # q_norm and k_norm start at 1: away from it, so that a mix-up of rows shows
+            for name, p in theirs.named_parameters():
+                if "q_norm" in name or "k_norm" in name:
+                    p.add_(0.3 * torch.randn_like(p))
+    elif family == "llama":
         config = transformers.LlamaConfig(
             vocab_size=300,
             hidden_size=32,

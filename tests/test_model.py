@@ -54,7 +54,12 @@ def test_model_is_causal_counts_parameters_and_starts_near_uniform(opts, counts)
     assert abs(loss - math.log(512)) / math.log(512) < 0.05
 
 
-@pytest.mark.parametrize("opts", VARIANTS)
+# The options of the modern recipe together: every one of them, with the KV cache.
+RECIPE = {"norm": "rmsnorm", "position": "rope", "mlp": "relu2", "bias": False, "tie_embeddings": False,
+          "qk_norm": True, "logit_softcap": 15.0}  # fmt: skip
+
+
+@pytest.mark.parametrize("opts", [*VARIANTS, RECIPE])
 def test_kv_cache_matches_full_recompute_also_past_the_context(opts):
     torch.manual_seed(0)
     model = GPT(ModelConfig(vocab_size=97, d_model=32, n_layers=2, n_heads=4, context_length=12, **opts))
@@ -229,3 +234,71 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients_and_keeps_fe
     assert loss_ac == loss
     assert all(torch.allclose(grads[n], grads_ac[n], atol=1e-6) for n in grads)
     assert kept_ac < kept / 2
+
+
+def small(**options):
+    torch.manual_seed(0)
+    return GPT(ModelConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=4, context_length=16, **options)).eval()
+
+
+def test_qk_norm_makes_attention_blind_to_the_scale_of_queries_and_keys():
+    x = torch.randint(0, 64, (2, 16))
+    for qk_norm, same in ((True, True), (False, False)):
+        model = small(qk_norm=qk_norm, norm="rmsnorm", position="rope")
+        before = model(x)[0]
+        with torch.no_grad():
+            for block in model.blocks:
+                block.attn.qkv.weight[: 2 * 32] *= 10.0  # the rows that make q and k
+        assert torch.allclose(model(x)[0], before, atol=1e-4) == same
+
+
+def test_relu2_squares_the_relu_of_the_up_projection():
+    mlp = small(mlp="relu2").blocks[0].mlp
+    x = torch.randn(3, 32)
+    assert torch.allclose(mlp(x), mlp.down(torch.relu(mlp.up(x)) ** 2))
+    assert mlp.up.out_features == 4 * 32  # not gated: GELU's width
+
+
+def test_logit_softcap_bounds_the_logits_and_leaves_small_ones_nearly_alone():
+    model = small(logit_softcap=5.0, tie_embeddings=False)
+    x = torch.randint(0, 64, (2, 16))
+    small_logits = model(x)[0]
+    with torch.no_grad():
+        model.lm_head.weight.mul_(1000.0)
+    assert model(x)[0].abs().max() <= 5.0
+    assert torch.allclose(small_logits, small(tie_embeddings=False)(x)[0], atol=1e-2)
+
+
+def test_zero_init_starts_every_block_as_the_identity_and_an_untied_head_at_uniform():
+    model = small(zero_init=True, tie_embeddings=False)
+    for block in model.blocks:
+        assert not block.attn.proj.weight.any() and not block.mlp.down.weight.any()
+        assert block.attn.qkv.weight.any() and block.mlp.up.weight.any()
+    x = torch.randint(0, 64, (2, 16))
+    assert model(x, x)[1].item() == pytest.approx(math.log(64))
+    tied = small(zero_init=True)
+    assert tied.tok_emb.weight.any()  # a tied head is the embedding: never zeroed
+
+
+def test_wsd_holds_the_peak_then_falls_in_a_straight_line_over_the_cooldown():
+    lrs = [lr_at(s, 1.0, 0.1, 10, 100, "wsd", 0.2) for s in range(0, 101)]
+    assert lrs[9] == 1.0 and lrs[10:80] == [1.0] * 70  # warm-up, then stable until step 80
+    assert lrs[90] == pytest.approx(0.55) and lrs[100] == 0.1  # halfway down the cool-down, then min_lr
+
+
+def test_muon_takes_the_blocks_matrices_and_adamw_the_rest():
+    from lmcore.optim import make_optimizer
+
+    model = small(tie_embeddings=False, norm="rmsnorm", position="rope", mlp="swiglu", bias=False)
+    opt = make_optimizer(model, 1e-3, (0.9, 0.95), 0.1, kind="muon", muon_lr=0.02)
+    muon, adamw = opt.optimizers
+    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    in_muon = {id(p) for g in muon.param_groups for p in g["params"]}
+    in_adamw = {id(p) for g in adamw.param_groups for p in g["params"]}
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(names[i] for i in in_muon) == sorted(
+        n for n, p in model.named_parameters() if n.startswith("blocks.") and p.dim() == 2
+    )
+    assert {names[i] for i in in_adamw} >= {"tok_emb.weight", "lm_head.weight", "norm_f.weight"}
+    assert len(in_muon) + len(in_adamw) == len(list(model.parameters()))
+    assert {g["peak_lr"] for g in opt.param_groups} == {0.02, 1e-3}

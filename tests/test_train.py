@@ -402,3 +402,41 @@ def test_turning_activation_checkpointing_on_resumes_the_run_and_other_changes_d
     key = run_key(entry, "tok", str(tmp_path))
     assert run_key({**entry, "activation_checkpointing": True}, "tok", str(tmp_path)) == key
     assert run_key({**entry, "parallelism": "fsdp"}, "tok", str(tmp_path)) != key
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_a_run_resumed_from_its_checkpoint_ends_with_the_weights_of_the_run_never_stopped(tmp_path, data, optimizer):
+    """Muon's momentum buffers travel in the checkpoint as AdamW's moments do: the newest checkpoint and the
+    outputs removed, the rerun resumes from the one before and ends where the first run ended."""
+    entry = tiny_entry(
+        max_steps=12, checkpoint_interval=6, keep_checkpoints=2, eval_interval=4, optimizer=optimizer, dropout=0.1,
+        schedule="wsd", tie_embeddings=False, zero_init=True, qk_norm=True, mlp="relu2",
+    )  # fmt: skip
+    train(entry, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
+    first = load_safetensors(tmp_path / "out" / "model.safetensors")
+    newest = list_checkpoints(tmp_path / "ckpt")[-1]
+    assert newest.endswith("ckpt-00000012.pt")
+    os.remove(newest)
+    lines = []
+    train(entry, *data, tmp_path / "again", tmp_path / "ckpt", log=lines.append)
+    assert any("Resumed from step 6" in line for line in lines)
+    again = load_safetensors(tmp_path / "again" / "model.safetensors")
+    assert all(torch.equal(first[k], again[k]) for k in first)
+
+
+def test_max_minutes_plans_the_schedule_for_the_budget_and_stops_at_the_first_step_past_it(tmp_path, data):
+    entry = tiny_entry(max_steps=1_000_000, max_minutes=0.05, eval_interval=100_000, log_interval=1, schedule="wsd")
+    lines = []
+    summary = train(entry, *data, tmp_path / "out", tmp_path / "ckpt", log=lines.append)
+    planned = int(
+        re.search(r"max_minutes 0.05: .* s a step, ([\d,]+) steps planned", "\n".join(lines))[1].replace(",", "")
+    )
+    assert summary["step_time_s"] >= 3.0 or summary["steps"] == planned  # the budget, or the plan, ended it
+    assert summary["steps"] <= planned < 1_000_000
+    rows = [json.loads(line) for line in open(tmp_path / "out" / "metrics.jsonl")]
+    assert rows[-1]["step"] == summary["steps"] and rows[-1]["val_loss"] is not None  # validated where it stopped
+    if summary["steps"] == planned:  # the cool-down was planned to end there: its last step was taken
+        from lmcore.optim import lr_at
+
+        last = lr_at(planned - 1, entry["lr"], entry["min_lr"], entry["warmup_steps"], planned, "wsd", 0.2)
+        assert rows[-1]["lr"] == pytest.approx(last) and last < entry["lr"] / 2

@@ -9,9 +9,11 @@ character of the corpus, and an end-of-text symbol (0 bytes) follows each docume
 shards put one after each. The model and step are bench/nanogpt_ref.py's; nothing is fetched.
 lmcore's side is the pipeline as a user runs it (Snakemake, the config's models and settings).
 
-Each side gets the steps that fit --minutes at its own tokens/s, measured first in interleaved
-rounds on random batches; both then train, and the table prints the step time each really took
-beside its test bits per byte (on a shared VM, within about 10% of the budget).
+Both sides get the same seconds of training steps. lmcore's models train with `max_minutes`: each
+times its first steps, plans its schedule for the steps the budget allows, and stops at the first
+step past it. nanoGPT's recipe plans its cosine for the steps that fit at its tokens/s, measured
+first in interleaved rounds on random batches, and stops at the budget too if it runs slow. The
+table prints the step time each really took beside its test bits per byte.
 
     python bench/quality_per_minute.py [--minutes 8] [--threads 2] [--models small] [--work /tmp/bench-quality]
 """
@@ -31,17 +33,13 @@ import torch.nn.functional as F
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nanogpt_ref import Reference, lmcore_step, reference_optimizer, reference_step, tokens_per_s  # noqa: E402
+from nanogpt_ref import Reference, reference_optimizer, reference_step, tokens_per_s  # noqa: E402
 
 from common import REPO, snakemake_command  # noqa: E402
 from lmcore.config import prepare_config  # noqa: E402
 from lmcore.evaluate import bits_per_byte  # noqa: E402
-from lmcore.model import GPT, ModelConfig  # noqa: E402
-from lmcore.optim import make_optimizer  # noqa: E402
 from lmcore.runtime import machine_key  # noqa: E402
 from lmcore.splits import SPLITS, documents_in_split  # noqa: E402
-from lmcore.tokenizer import Tokenizer  # noqa: E402
-from lmcore.train_config import read_entry  # noqa: E402
 
 PROBE_STEPS = 40  # per round, three rounds: about 10 s of the small models
 CHAR_RECIPE = {
@@ -98,15 +96,17 @@ def random_windows(stream, rng, batch, T):
     return rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
 
 
-def train_char_model(model, opt, stream, iters, r):
-    """nanoGPT's loop without its evaluations; returns the seconds its steps took."""
+def train_char_model(model, opt, stream, iters, r, budget):
+    """nanoGPT's loop without its evaluations, to `iters` or `budget` seconds; returns (steps, seconds)."""
     rng = np.random.default_rng(1337)
     start = time.perf_counter()
     for it in range(iters):
+        if time.perf_counter() - start >= budget:
+            return it, time.perf_counter() - start
         for group in opt.param_groups:
             group["lr"] = nanogpt_lr(it, iters, r)
         reference_step(model, opt, *random_windows(stream, rng, r["batch_size"], r["context_length"]))
-    return time.perf_counter() - start
+    return iters, time.perf_counter() - start
 
 
 @torch.no_grad()
@@ -170,7 +170,7 @@ def main():
     snakemake(work, config_path, [f"results/shards/{t}/manifest.json" for t in tokenizers], args.threads)
     streams, nbytes = char_streams(sorted(glob.glob(f"{work}/results/dedup/*/part-*.jsonl")), config["splits"])
 
-    # 2. tokens/s of each side, on random batches of its own shape
+    # 2. nanoGPT's tokens/s on random batches, for the steps its cosine is planned for
     r = CHAR_RECIPE
     shape = {k: r[k] for k in ("n_layers", "d_model", "n_heads", "context_length")}
     torch.manual_seed(1337)
@@ -184,18 +184,6 @@ def main():
         )
     }
     tokens_per_step = {"nanoGPT char": r["batch_size"] * r["context_length"]}
-    for name in names:
-        model_keys, train_cfg = read_entry(config["models"][name])
-        vocab = Tokenizer(f"{work}/results/tokenizers/{config['models'][name]['tokenizer']}/spm.model").vocab_size
-        model = GPT(ModelConfig(vocab_size=vocab, **model_keys))
-        B, T = train_cfg.batch_size, model_keys.get("context_length", ModelConfig.context_length)
-        runs[name] = (
-            lmcore_step,
-            model,
-            make_optimizer(model, train_cfg.lr, (train_cfg.beta1, train_cfg.beta2), train_cfg.weight_decay),
-            random_batches(vocab, B, T, PROBE_STEPS),
-        )
-        tokens_per_step[name] = B * T * train_cfg.grad_accum
     rates = probe(runs)
     steps = {name: max(1, round(budget * rates[name] / tokens_per_step[name])) for name in runs}
     del runs
@@ -204,23 +192,23 @@ def main():
     torch.manual_seed(1337)
     reference = Reference(len(nbytes), **shape, bias=False)
     opt = reference_optimizer(reference, r["lr"], r["betas"], r["weight_decay"])
-    seconds = train_char_model(reference, opt, streams["train"], steps["nanoGPT char"], r)
+    taken, seconds = train_char_model(reference, opt, streams["train"], steps["nanoGPT char"], r, budget)
     bpb, test_bytes = char_bits_per_byte(reference, streams["test"], nbytes, r["context_length"])
     rows = [
         (
             "nanoGPT char",
             sum(p.numel() for p in reference.parameters()),
-            steps["nanoGPT char"],
+            taken,
             seconds,
-            steps["nanoGPT char"] * tokens_per_step["nanoGPT char"] / seconds,
+            taken * tokens_per_step["nanoGPT char"] / seconds,
             bpb,
             test_bytes,
         )
     ]
 
-    # 4. lmcore's models through the pipeline, each with the steps that fit the budget
+    # 4. lmcore's models through the pipeline, each with the same budget of step time
     for name in names:
-        user_config["models"][name] = {**user_config["models"][name], "max_steps": steps[name]}
+        user_config["models"][name] = {**user_config["models"][name], "max_steps": 10**7, "max_minutes": args.minutes}
     write_config(config_path, user_config)
     snakemake(work, config_path, [f"results/eval/{n}.json" for n in names], args.threads)
     for name in names:

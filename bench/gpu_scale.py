@@ -22,35 +22,15 @@ import time
 
 import numpy as np
 import torch
+from train_step import SHAPES as SHAPES_OF_STEP
+from train_step import time_steps
 
 from lmcore.evaluate import evaluate_model
 from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
 from lmcore.optim import make_optimizer
 from lmcore.runtime import autocast, data_sheet_peak, machine_key, use_tf32
-from lmcore.train import train_step
 
-SHAPES = {
-    "gpt2-124M": {
-        "vocab_size": 50304,
-        "d_model": 768,
-        "n_layers": 12,
-        "n_heads": 12,
-        "context_length": 1024,
-        "mlp": "gelu",
-    },
-    "llama-350M": {
-        "vocab_size": 32000,
-        "d_model": 1024,
-        "n_layers": 24,
-        "n_heads": 16,
-        "context_length": 1024,
-        "norm": "rmsnorm",
-        "position": "rope",
-        "mlp": "swiglu",
-        "bias": False,
-        "tie_embeddings": False,
-    },
-}
+SHAPES = {name: SHAPES_OF_STEP[name] for name in ("gpt2-124M", "llama-350M")}  # bench/train_step.py's
 MODES = {"fp32 (TF32)": (None, False), "bf16": (torch.bfloat16, False), "bf16 + compile": (torch.bfloat16, True)}
 
 
@@ -94,18 +74,7 @@ def measure(shape, dtype, compile_, batch, steps, device):
     x, y = (torch.randint(0, cfg.vocab_size, (batch, T), device=device) for _ in range(2))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    warmup = 3 if compile_ else 1
-    for step in range(warmup + steps):
-        if step == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-        loss = train_step(forward, [(x, y)], amp)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    loss.item()  # waits for the GPU
-    seconds = time.perf_counter() - start
+    seconds = time_steps(forward, model, opt, x, y, amp, steps, compile_, device)
     tokens_per_s = steps * batch * T / seconds
     memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     eval_rate = eval_tokens_per_s(model, dtype, batch, steps, device)

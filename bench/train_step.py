@@ -52,6 +52,23 @@ SHAPES = {
 }
 
 
+def time_steps(forward, model, optimizer, x, y, amp, steps, compile_, device):
+    """Seconds of `steps` training steps on one batch (lmcore's train_step, clipping, the optimizer), after
+    untimed ones that compile or warm up."""
+    warmup = 3 if compile_ else 1
+    for step in range(warmup + steps):
+        if step == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+        loss = train_step(forward, [(x, y)], amp)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    loss.item()  # waits for the GPU
+    return time.perf_counter() - start
+
+
 def measure(shape, parallelism, checkpointing, precision, compile_, batch, steps):
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = pick_device("auto")
@@ -78,18 +95,7 @@ def measure(shape, parallelism, checkpointing, precision, compile_, batch, steps
     x, y = (torch.randint(0, cfg.vocab_size, (batch, T), device=device) for _ in range(2))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    warmup = 3 if compile_ else 1
-    for step in range(warmup + steps):
-        if step == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-        loss = train_step(forward, [(x, y)], lambda: autocast(device, dtype))
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    loss.item()  # waits for the GPU
-    seconds = time.perf_counter() - start
+    seconds = time_steps(forward, model, optimizer, x, y, lambda: autocast(device, dtype), steps, compile_, device)
     tokens_per_s = world * steps * batch * T / seconds
     memory = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else own_peak_mb()
     if world > 1:

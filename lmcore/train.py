@@ -489,6 +489,7 @@ def summarize(run, state, earlier_jobs_s):
         "device": str(run.device),
         "precision": str(run.amp_dtype or torch.float32),
         "steps": state.step,
+        "planned_steps": state.planned_steps,  # with max_minutes: what the budget was expected to allow
     }
 
 

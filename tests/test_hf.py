@@ -225,3 +225,15 @@ def test_a_tokenizer_given_as_a_file_is_used_as_is(tmp_path, bpe):
     (tmp_path / "junk.model").write_text("not a model")
     with pytest.raises(ValueError, match=r"tokenizer model_file .*junk.model: not a SentencePiece model"):
         use_model_file(tmp_path / "junk.model", tmp_path / "out.model")
+
+
+@pytest.mark.parametrize(
+    "option, named",
+    [({"mlp": "relu2"}, "mlp: relu2"), ({"logit_softcap": 15.0}, "logit_softcap: 15.0"),
+     ({"qk_norm": True, "bias": True}, "bias: true")],
+)  # fmt: skip
+def test_a_recipe_option_no_hf_architecture_computes_is_named_not_exported(option, named):
+    llama = {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": False, "tie_embeddings": False}
+    arch, reason = architecture({**llama, **option})
+    assert arch is None and named in reason
+    assert architecture({**llama, "zero_init": True})[0] == "llama"  # how weights start changes no layout

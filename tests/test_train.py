@@ -49,9 +49,14 @@ def test_a_loss_far_above_a_uniform_guess_after_warm_up_stops_the_run(tmp_path, 
     assert not (tmp_path / "out" / "model.safetensors").exists()
 
 
-def test_two_ddp_processes_take_the_steps_of_one_process_on_the_same_global_batch(tmp_path, data):
+RECIPE = {"optimizer": "muon", "qk_norm": True, "mlp": "relu2", "tie_embeddings": False, "zero_init": True,
+          "logit_softcap": 15.0, "schedule": "wsd"}  # fmt: skip
+
+
+@pytest.mark.parametrize("options", [{}, RECIPE], ids=["defaults", "recipe"])
+def test_two_ddp_processes_take_the_steps_of_one_process_on_the_same_global_batch(tmp_path, data, options):
     single = tiny_entry(
-        batch_size=4, max_steps=8, eval_interval=4, log_interval=1, dropout=0.0, device="cpu"
+        batch_size=4, max_steps=8, eval_interval=4, log_interval=1, dropout=0.0, device="cpu", **options
     )  # gloo, even beside a GPU
     launch(single, *data, str(tmp_path / "one"), str(tmp_path / "ck1"), threads=1, log=lambda *a: None)
     two = {**single, "batch_size": 2, "processes_per_node": 2}
@@ -432,7 +437,7 @@ def test_max_minutes_plans_the_schedule_for_the_budget_and_stops_at_the_first_st
         re.search(r"max_minutes 0.05: .* s a step, ([\d,]+) steps planned", "\n".join(lines))[1].replace(",", "")
     )
     assert summary["step_time_s"] >= 3.0 or summary["steps"] == planned  # the budget, or the plan, ended it
-    assert summary["steps"] <= planned < 1_000_000
+    assert summary["steps"] <= planned == summary["planned_steps"] < 1_000_000
     rows = [json.loads(line) for line in open(tmp_path / "out" / "metrics.jsonl")]
     assert rows[-1]["step"] == summary["steps"] and rows[-1]["val_loss"] is not None  # validated where it stopped
     if summary["steps"] == planned:  # the cool-down was planned to end there: its last step was taken

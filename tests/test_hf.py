@@ -230,7 +230,7 @@ def test_a_tokenizer_given_as_a_file_is_used_as_is(tmp_path, bpe):
 @pytest.mark.parametrize(
     "option, named",
     [({"mlp": "relu2"}, "mlp: relu2"), ({"logit_softcap": 15.0}, "logit_softcap: 15.0"),
-     ({"qk_norm": True, "bias": True}, "bias: true")],
+     ({"qk_norm": True, "bias": True}, "qk_norm: true")],
 )  # fmt: skip
 def test_a_recipe_option_no_hf_architecture_computes_is_named_not_exported(option, named):
     llama = {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": False, "tie_embeddings": False}

@@ -64,7 +64,10 @@ def test_two_ddp_processes_take_the_steps_of_one_process_on_the_same_global_batc
     losses = [[json.loads(line)["loss"] for line in open(tmp_path / d / "metrics.jsonl")] for d in ("one", "two")]
     assert losses[0] == pytest.approx(losses[1], abs=1e-4)
     one, two = (load_safetensors(tmp_path / d / "model.safetensors") for d in ("one", "two"))
-    assert all(torch.allclose(one[k], two[k], atol=1e-4) for k in one)
+    # torch.optim.Muon orthogonalises each update in bf16 (torch/optim/_muon.py): gradients that differ in
+    # their last fp32 bits can round apart there, by a bf16 step (0.4%) of an update of size lr = 0.02
+    atol = 5e-3 if options.get("optimizer") == "muon" else 1e-4
+    assert max((one[k] - two[k]).abs().max().item() for k in one) < atol
 
 
 def test_a_token_budget_sets_the_number_of_steps(tmp_path, data):
@@ -445,3 +448,14 @@ def test_max_minutes_plans_the_schedule_for_the_budget_and_stops_at_the_first_st
 
         last = lr_at(planned - 1, entry["lr"], entry["min_lr"], entry["warmup_steps"], planned, "wsd", 0.2)
         assert rows[-1]["lr"] == pytest.approx(last) and last < entry["lr"] / 2
+
+
+def test_two_processes_with_a_time_budget_plan_and_stop_at_the_same_step(tmp_path, data):
+    """Each process times its own steps: they agree on the plan and on the step that spends the budget
+    (a process stopping alone would leave the other waiting at its next all-reduce)."""
+    entry = tiny_entry(
+        batch_size=2, max_steps=1_000_000, max_minutes=0.05, eval_interval=100_000, device="cpu",
+        processes_per_node=2, schedule="wsd",
+    )  # fmt: skip
+    summary = launch(entry, *data, str(tmp_path / "m"), str(tmp_path / "ck"), threads=2, log=lambda *a: None)
+    assert summary["steps"] <= summary["planned_steps"] < 1_000_000

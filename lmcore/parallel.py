@@ -5,7 +5,7 @@ after each backward pass. FSDP2 (`fully_shard`, Zhao et al. 2023): each block's 
 gradients and AdamW moments are split into `world` shards, one per process; a block's full
 weights exist only while it computes, gathered just before and freed after. Per process that is
 16 bytes x parameters / world for weights, gradients and moments in fp32, against DDP's 16 x
-parameters (`state_bytes`).
+parameters (lmcore.runtime.memory_needed_mb).
 
 Processes start under torchrun: on one node `--standalone`; across nodes of a SLURM job, `srun`
 starts one torchrun per node and they meet at a c10d rendezvous on the job's first node (the
@@ -43,12 +43,6 @@ def parallelize(model, parallelism, world, device, amp_dtype, compile_):
 
 def is_sharded(model):
     return hasattr(model, "unshard")  # what fully_shard adds to a module's class
-
-
-def state_bytes(parameters, world, parallelism):
-    """Bytes per process of the training state in fp32: weights, gradients and AdamW's two moments
-    (4 x 4 bytes a parameter), divided over the processes by fsdp. Activations come on top."""
-    return 16 * parameters / (world if parallelism == "fsdp" else 1)
 
 
 def free_port():

@@ -93,11 +93,10 @@ def main():
         figures["missing"].append("every GPU figure: no CUDA device here; the sections ran CI-sized on the CPU")
         figures["scale"] = [step(1, "--shape", small, "--precision", p, "--steps", 2) for p in ("fp32", "bf16")]
     common = ["--steps", args.steps if gpus else 2, "--batch", batch]
-    figures["fsdp"] = step(
-        procs, "--shape", big, "--parallelism", "fsdp", "--checkpointing", "--precision", "auto", *common
-    )
-    one = ["--shape", big, "--parallelism", "fsdp", "--precision", "auto", *common]  # one process: the saving alone
-    figures["activation_checkpointing"] = {"off": step(1, *one), "on": step(1, *one, "--checkpointing")}
+    sharded = ["--shape", big, "--parallelism", "fsdp", "--precision", "auto", *common]
+    figures["fsdp"] = step(procs, *sharded, "--checkpointing")
+    # in one process, what activation checkpointing saves, alone
+    figures["activation_checkpointing"] = {"off": step(1, *sharded), "on": step(1, *sharded, "--checkpointing")}
     if procs >= 2:
         figures["ddp_nccl" if gpus else "ddp_gloo"] = step(procs, "--shape", small, "--precision", "auto", *common)
     if gpus < 2:

@@ -47,8 +47,9 @@ def load_safetensors(path):
         raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
 
 
-def checkpoint_path(folder, step):
-    return os.path.join(folder, f"ckpt-{step:08d}.pt")
+def checkpoint_path(folder, step, sharded=False):
+    """A checkpoint's file, or its folder when `sharded` (lmcore.checkpoint.save_sharded)."""
+    return os.path.join(folder, f"ckpt-{step:08d}" + ("" if sharded else ".pt"))
 
 
 def list_checkpoints(folder):
@@ -77,7 +78,7 @@ def save_sharded(folder, step, model, optimizer, state, keep):
     shards and RNG states, then rank 0 the loop's `state` and the checksums; the folder is renamed into
     place only when complete, so a job killed meanwhile leaves no checkpoint that looks whole."""
     rank = dist.get_rank()
-    path = os.path.join(folder, f"ckpt-{step:08d}")
+    path = checkpoint_path(folder, step, sharded=True)
     tmp = path + ".tmp"
     if rank == 0:
         for stale in glob.glob(os.path.join(folder, "ckpt-*.tmp")):  # of an attempt killed while saving

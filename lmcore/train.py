@@ -49,7 +49,7 @@ from lmcore.runtime import (
 )
 from lmcore.shards import TokenDataset
 from lmcore.tokenizer import Tokenizer
-from lmcore.train_config import TrainConfig, read_entry, world_size
+from lmcore.train_config import TrainConfig, processes_per_node, read_entry, world_size
 
 
 @dataclass
@@ -231,7 +231,7 @@ def plan(run, state, mem_mb, log):
             run.counts["parameters"],
             train_cfg.batch_size * cfg.context_length,
             cfg,
-            run.world // run.entry.get("nodes", 1),
+            processes_per_node(run.entry),
             shards=run.world if is_sharded(run.model) else 1,
             checkpointed=train_cfg.activation_checkpointing,
         )
@@ -551,8 +551,7 @@ def launch_command(entry, train, threads):
     """The command that starts every process of a run: torchrun on this node, or across `nodes` nodes of
     this SLURM job, `srun` one torchrun per node with the rendezvous on this node (the job's first: the
     batch script runs there) at a port free now. `train`: train_args for `threads // processes per node`."""
-    nodes, world = entry.get("nodes", 1), world_size(entry)
-    per_node = world // nodes
+    nodes, per_node = entry.get("nodes", 1), processes_per_node(entry)
     if nodes == 1:
         return [sys.executable, *torchrun_command(1, per_node), *train]
     if not in_slurm_job():
@@ -569,8 +568,8 @@ def launch(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, l
     node or across the nodes of a SLURM job. `threads`: the CPUs of the job on each node."""
     if world_size(entry) == 1:
         return train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads, log, mem_mb)
-    per_node = world_size(entry) // entry.get("nodes", 1)
-    train_ = train_args(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, max(1, threads // per_node), mem_mb)
+    threads_each = max(1, threads // processes_per_node(entry))
+    train_ = train_args(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads_each, mem_mb)
     cmd = launch_command(entry, train_, threads)
     log("running: " + " ".join(cmd[: cmd.index("lmcore")]) + " lmcore train ...")
     done = subprocess.run(cmd, stdout=sys.stdout, stderr=sys.stderr)  # into the job's log

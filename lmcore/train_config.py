@@ -66,6 +66,11 @@ def read_entry(entry):
     )
 
 
+def processes_per_node(entry):
+    """Training processes on each node of a model entry: `processes_per_node`, else `gpus`, else 1."""
+    return entry.get("processes_per_node") or max(1, entry.get("gpus", 0))
+
+
 def world_size(entry):
-    """Training processes of a model entry: nodes x processes per node (`gpus`, or 1, unless set)."""
-    return entry.get("nodes", 1) * (entry.get("processes_per_node") or max(1, entry.get("gpus", 0)))
+    """Training processes of a model entry: nodes x processes per node."""
+    return entry.get("nodes", 1) * processes_per_node(entry)

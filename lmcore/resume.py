@@ -13,6 +13,7 @@ from lmcore.families import BLOCK_KEYS, OPTION_DEFAULTS
 from lmcore.init_from import starting_files
 from lmcore.io import sha256_file
 from lmcore.model_folder import read_config, read_weights
+from lmcore.train_config import NOT_THE_MATHS
 
 
 def code_fingerprint():
@@ -26,8 +27,8 @@ def run_key(entry, fingerprint, models_dir):
     and the files of the weights it started from."""
     init = entry.get("init_from")
     start = {os.path.basename(path): sha256_file(path) for path in starting_files(init, models_dir)} if init else None
-    # Activation checkpointing changes memory, not the maths: turning it on to get past an out-of-memory resumes.
-    config = {k: v for k, v in entry.items() if k != "activation_checkpointing"}
+    # Turning activation checkpointing on to get past an out-of-memory, or a logger on, resumes.
+    config = {k: v for k, v in entry.items() if k not in NOT_THE_MATHS}
     return json.dumps(
         {"config": config, "tokenizer": fingerprint, "code": code_fingerprint(), "start": start}, sort_keys=True
     )

@@ -29,6 +29,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 from torch.distributed.tensor import DTensor
 
 from lmcore.checkpoint import list_checkpoints, load_sharded, rng_state, save_checkpoint, save_sharded, set_rng_state
+from lmcore.loggers import Loggers
 from lmcore.logs import duration, progress_line
 from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
 from lmcore.model_folder import save_model
@@ -64,6 +65,7 @@ class TrainState:
     best_val: float = math.inf
     best_model: dict | None = None  # weights at best_val, on the CPU
     planned_steps: int | None = None  # with max_minutes: the steps the budget allows, planned once
+    wandb_id: str | None = None  # the W&B run a resumed job continues
     metrics: list = field(default_factory=list)  # the rows of metrics.jsonl
 
 
@@ -93,6 +95,7 @@ class Run:
     peak_source: str
     initial_val_loss: float | None  # of the starting weights, for a model continued from others
     job_start: float = field(default_factory=time.perf_counter)
+    loggers: Loggers | None = None  # rank 0's TensorBoard and W&B, where the entry asks for them
 
     @property
     def tokens_per_step(self):
@@ -465,6 +468,8 @@ def fit(run, state, log):
             state.metrics.append(row)
             if run.rank == 0:
                 log(progress_line(row, run.max_steps, state.elapsed_s))
+            if run.loggers:
+                run.loggers.log(row)
             window_tokens, window_start = 0, time.perf_counter()
         if state.step % cfg.checkpoint_interval == 0 or stopping:
             save(run, state, data_position, earlier_jobs_s)
@@ -522,7 +527,15 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
     state = restore(run, newest_checkpoint(run.ckpt_dir, run.key, run.rank, log))
     earlier_jobs_s = state.job_s  # what earlier attempts of this run took, to their last checkpoint
     plan(run, state, mem_mb, log)
-    fit(run, state, log)
+    if run.train_cfg.loggers and run.rank == 0:
+        run.loggers = Loggers(run.train_cfg.loggers, out_dir, run.entry, state.step, state.wandb_id)
+        state.wandb_id = run.loggers.wandb_id
+    try:
+        fit(run, state, log)
+    except BaseException:
+        if run.loggers:
+            run.loggers.close()
+        raise
     if is_sharded(run.model):  # rank 0 writes the best weights from a whole copy, as any other run's
         run.model = GPT(run.model.cfg) if run.rank == 0 else None
     if run.world > 1:
@@ -537,6 +550,8 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
             f"{state.data_s / state.elapsed_s:.1%} of it"
         )
     save_model(out_dir, run.model, run.entry, tokenizer_path, state.metrics, summary)
+    if run.loggers:
+        run.loggers.finish(summary)
     return summary
 
 

@@ -46,11 +46,16 @@ class TrainConfig:
     processes_per_node: int | None = None  # None: gpus, or 1 without GPUs
     parallelism: str = "ddp"  # or fsdp
     activation_checkpointing: bool = False
+    loggers: list = field(default_factory=list)  # tensorboard, wandb: lmcore.loggers
+    wandb_project: str = "lmcore"
     init_from: dict | None = None  # {hf: folder} or {model: name}: the weights to start from
     data: dict = field(default_factory=dict)  # {sources: {name: weight} or None}: what to train on
 
 
 ENTRY_ONLY = ("tokenizer", "preset")  # keys of a model entry that the pipeline reads, not the loop
+# Keys that change how a run is watched or fits in memory, not its maths: changing one neither retrains a
+# model (the train rule's params leave them out) nor starts a run afresh (lmcore.resume.run_key).
+NOT_THE_MATHS = ("activation_checkpointing", "loggers", "wandb_project")
 
 
 def read_entry(entry):

@@ -7,6 +7,7 @@ from lmcore.data.download import source_listing
 from lmcore.families import HF_FILES, architecture
 from lmcore.init_from import starting_files
 from lmcore.splits import SPLITS
+from lmcore.train_config import NOT_THE_MATHS
 
 # Fails before any job runs, naming the key and the value.
 config.update(prepare_config(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml")))
@@ -73,7 +74,9 @@ def local_source_listing(wildcards):
 
 
 def model_config(wildcards):
-    return config["models"][wildcards.model]
+    """The model's entry as a param, so that a change reruns its training; but for the keys of how the run is
+    watched or fits in memory (NOT_THE_MATHS), which the train job reads from the config itself."""
+    return {k: v for k, v in config["models"][wildcards.model].items() if k not in NOT_THE_MATHS}
 
 
 def tokenizer_config(wildcards):

@@ -104,6 +104,14 @@ def test_changing_one_models_lr_reruns_only_that_model(pipeline):
     assert "model=a" in out and "model=b" not in out
 
 
+def test_turning_loggers_or_activation_checkpointing_on_retrains_nothing(pipeline):
+    """They change how a run is watched or fits in memory, not the model: a trained model stays trained, and
+    only the report, which prints the config, is written again."""
+    change = {"loggers": ["tensorboard"], "wandb_project": "x", "activation_checkpointing": True}
+    jobs, _ = jobs_and_wildcards(pipeline, lambda c: c["models"]["a"].update(change))
+    assert jobs == {"report": 1}
+
+
 def test_a_continued_model_trains_after_its_parent_and_again_when_its_parent_changes(pipeline):
     child = {"d_model": 32, "n_layers": 1, "n_heads": 2, "init_from": {"model": "a"}, "lr": 0.001, "max_steps": 10}
     jobs, out = jobs_and_wildcards(pipeline, lambda c: c["models"].update(c=child))

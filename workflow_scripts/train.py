@@ -5,9 +5,11 @@ import os
 
 from lmcore.logs import redirect_output
 from lmcore.train import Stopped, launch
+from lmcore.train_config import NOT_THE_MATHS
 
 redirect_output(snakemake.log[0])
-entry = snakemake.params.model
+configured = snakemake.config["models"][snakemake.wildcards.model]
+entry = {**snakemake.params.model, **{k: configured[k] for k in NOT_THE_MATHS}}
 try:
     summary = launch(
         entry,

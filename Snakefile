@@ -41,6 +41,7 @@ include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/sample.smk"
 include: "rules/export.smk"
+include: "rules/evals.smk"
 include: "rules/report.smk"
 
 

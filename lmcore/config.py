@@ -307,12 +307,28 @@ def check_semantics(config):
                 + (" and 256 bytes (byte_fallback)" if tok["byte_fallback"] else "")
                 + f" take {reserved}; use a vocab_size above {reserved}"
             )
+    check_evals(config["evals"]["tasks"])
     held_out = config["splits"]["validation"] + config["splits"]["test"]
     if not held_out < 1:
         raise ConfigError(f"config key 'splits': validation + test = {held_out} must be below 1")
     for split in ("validation", "test"):
         if config["splits"][split] <= 0:
             raise ConfigError(f"config key 'splits.{split}': must be above 0, got {config['splits'][split]}")
+
+
+def check_evals(tasks):
+    """A task YAML file that is not there, or a task name lm-eval does not know, fails before any job."""
+    from lmcore.evals import unknown_builtin_tasks
+
+    for task in tasks:
+        if task.endswith((".yaml", ".yml")) and not os.path.isfile(task):
+            raise ConfigError(f"config key 'evals.tasks': no task file {task!r}")
+    unknown = unknown_builtin_tasks(tasks)
+    if unknown:
+        raise ConfigError(
+            f"config key 'evals.tasks': {unknown} is not next_line, a .yaml file or a task lm-eval knows "
+            "(`lm_eval ls tasks` lists them)"
+        )
 
 
 def prepare_config(config, schema_path):

@@ -7,7 +7,8 @@ import time
 
 
 class Timestamped:
-    """A text stream that starts every line with the local date and time."""
+    """A text stream that starts every line with the local date and time; a progress bar's redraw (after a
+    carriage return) is a line too."""
 
     def __init__(self, stream):
         self.stream, self.line_start = stream, True
@@ -17,7 +18,7 @@ class Timestamped:
             if self.line_start:
                 self.stream.write(time.strftime("%Y-%m-%d %H:%M:%S "))
             self.stream.write(piece)
-            self.line_start = piece.endswith("\n")
+            self.line_start = piece.endswith(("\n", "\r"))
         return len(text)
 
     def __getattr__(self, name):  # flush, fileno, encoding, ... of the stream beneath

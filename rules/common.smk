@@ -16,6 +16,7 @@ SOURCES = sorted(config["sources"])
 TOKENIZERS = sorted(config["tokenizers"])
 MODELS = sorted(config["models"])
 EXPORTABLE = [m for m in MODELS if architecture(config["models"][m])[0]]  # those with a Hugging Face architecture
+SCORED = EXPORTABLE if config["evals"]["tasks"] else []  # lm-eval reads the Hugging Face folders
 PARTS = [(source, part) for source in SOURCES for part in range(config["sources"][source]["parts"])]
 PAIRS = [  # the candidate-pair jobs of dedup: band groups x key ranges
     f"results/dedup/pairs/group-{g}-range-{r}.npy"
@@ -148,6 +149,20 @@ def tokenizer_model_file(wildcards):
 
 def shards_manifest_of(wildcards):
     return f"results/shards/{tokenizer_of(wildcards)}/manifest.json"
+
+
+def hf_folder_files(wildcards):
+    return hf_files(f"results/hf/{wildcards.model}")
+
+
+def eval_task_files(wildcards):
+    """The files of the configured lm-eval tasks that the workflow can see: next_line's, which the
+    next_line_task rule writes, and the user's task YAML files (an edit reruns the scores)."""
+    tasks = config["evals"]["tasks"]
+    files = [t for t in tasks if t.endswith((".yaml", ".yml"))]
+    if "next_line" in tasks:
+        files += ["results/evals/tasks/next_line/next_line.yaml", "results/evals/tasks/next_line/test.jsonl"]
+    return files
 
 
 def trained_model(wildcards):

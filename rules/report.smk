@@ -9,6 +9,7 @@ rule report:
         evals=expand("results/eval/{model}.json", model=MODELS),
         samples=expand("results/samples/{model}.json", model=MODELS),
         exports=expand("results/hf/{model}/config.json", model=EXPORTABLE),
+        scores=expand("results/evals/{model}.json", model=SCORED),
     output:
         report("results/report.html", caption="../report/report.rst", category="Report"),
     params:

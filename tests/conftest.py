@@ -58,11 +58,15 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory, corpus):
-    """The tiny pipeline run once, end to end, on `corpus` served from 127.0.0.1."""
+    """The tiny pipeline run once, end to end, on `corpus` served from 127.0.0.1, with the corpus's own
+    lm-eval task (as config.yaml's)."""
     work = tmp_path_factory.mktemp("run")
     path, sha = corpus
     with serve(path.parent) as base:
-        config = tiny_config(f"{base}/{path.name}", sha)
+        config = {
+            **tiny_config(f"{base}/{path.name}", sha),
+            "evals": {"tasks": ["next_line"], "next_line": {"questions": 60, "max_chars": 25}},
+        }
         configfile = write_config(work / "config.yaml", config)
         result = snakemake(work, "results/report.html", configfile=configfile)
         assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]

@@ -36,6 +36,8 @@ ALL_RULES = {
     "eval_tokenizer",
     "shard",
     "shards_manifest",
+    "next_line_task",
+    "lm_eval",
     "train",
     "evaluate",
     "sample",
@@ -100,7 +102,7 @@ def jobs_and_wildcards(pipeline, change):
 
 def test_changing_one_models_lr_reruns_only_that_model(pipeline):
     jobs, out = jobs_and_wildcards(pipeline, lambda c: c["models"]["a"].update(lr=0.003))
-    assert jobs == {"train": 1, "evaluate": 1, "sample": 1, "export_hf": 1, "report": 1}
+    assert jobs == {"train": 1, "evaluate": 1, "sample": 1, "export_hf": 1, "lm_eval": 1, "report": 1}
     assert "model=a" in out and "model=b" not in out
 
 
@@ -120,6 +122,7 @@ def test_a_continued_model_trains_after_its_parent_and_again_when_its_parent_cha
         "evaluate": 1,
         "sample": 1,
         "export_hf": 1,
+        "lm_eval": 1,
         "report": 1,
     }  # a is done: only the child trains
     assert re.search(r"rule train:\n    input: [^\n]*results/models/a/model\.safetensors", out)
@@ -143,6 +146,8 @@ def test_changing_a_cleaning_threshold_reruns_everything_downstream(pipeline):
         "evaluate": 2,
         "sample": 2,
         "export_hf": 1,
+        "next_line_task": 1,  # the test documents changed
+        "lm_eval": 1,
         "report": 1,
     }
 

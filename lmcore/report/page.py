@@ -244,9 +244,43 @@ def sweep_tables(config, models):
     return sweeps
 
 
+SCORES = pairs("model", "task", "metric", "value", "stderr", "chance", "questions")
+
+
+def score_table(models):
+    """lm-eval's scores of every scored model (results/evals/<model>.json), a row per task and metric."""
+    rows = [
+        (name, r["task"], r["metric"], r["value"], r["stderr"], r["chance"], r["n"])
+        for name, m in models.items()
+        for r in (m.get("scores") or {"scores": []})["scores"]
+    ]
+    return table(rows, SCORES) if rows else None
+
+
+def ranking(models):
+    """(name, test bits per byte) of the model of lowest test bits per byte, and the others', best first."""
+    ranked = sorted((m["eval"]["test"]["bits_per_byte"], name) for name, m in models.items())
+    return [(name, bpb) for bpb, name in ranked]
+
+
+def model_links(models):
+    """Each model's folders (relative to results/, where the report is) and the commands that use it."""
+    return [
+        {
+            "name": name,
+            "folder": f"models/{name}/",
+            "checkpoints": f"checkpoints/{name}/",
+            "hf": f"hf/{name}/" if m.get("hf", "").startswith("ok") else None,
+            "sample": f'python -m lmcore generate results/models/{name} --prompt "..."',
+            "resume": f"snakemake --cores 8 --rerun-incomplete results/models/{name}/summary.json",
+        }
+        for name, m in models.items()
+    ]
+
+
 def render(run, data, tokenizers, models):
     """run: {config, commit, rule_times}; data: {ingest: [...], clean: [...], dedup}; tokenizers: {name: stats};
-    models: {name: {summary, metrics, eval, samples, hf}}. The page is templates/report.html.j2, which only
+    models: {name: {summary, metrics, eval, samples, hf, scores}}. The page is templates/report.html.j2, which only
     loops over what this gathers."""
     items = [{"name": name, **m} for name, m in models.items()]
     series = {name: m["metrics"] for name, m in models.items()}
@@ -272,6 +306,9 @@ def render(run, data, tokenizers, models):
         },
         commit=run["commit"],
         digest=config_digest(run["config"]),
+        ranking=ranking(models),
+        links=model_links(models),
+        scores=score_table(models),
         quality=table(items, QUALITY),
         cost=table(items, COST),
         worse=[m["name"] for m in items if not beats_unigram(m)],
@@ -404,6 +441,7 @@ def build(inputs, config, tokenizer_names, model_names, benchmarks_dir="benchmar
     }
     tokenizers = dict(zip(tokenizer_names, (read_json(p) for p in inputs.tokenizers)))
     exports = {os.path.basename(os.path.dirname(p)): p for p in inputs.exports}  # results/hf/<model>/config.json
+    scores = {os.path.basename(p).removesuffix(".json"): read_json(p) for p in inputs.scores}  # results/evals/<m>.json
     models = {
         name: {
             "summary": read_json(s),
@@ -411,6 +449,7 @@ def build(inputs, config, tokenizer_names, model_names, benchmarks_dir="benchmar
             "eval": read_json(e),
             "samples": read_json(x),
             "hf": hf_export(config["models"][name], exports.get(name)),
+            "scores": scores.get(name),
         }
         for name, s, m, e, x in zip(model_names, inputs.summaries, inputs.metrics, inputs.evals, inputs.samples)
     }

@@ -1,0 +1,44 @@
+# Benchmark scores through lm-evaluation-harness on each exported model (lmcore.evals).
+rule next_line_task:
+    input:
+        part_paths("results/dedup/{source}/part-{part}.jsonl"),
+    output:
+        task="results/evals/tasks/next_line/next_line.yaml",
+        questions="results/evals/tasks/next_line/test.jsonl",
+    params:
+        code=code("next_line_task"),
+        next_line=config["evals"]["next_line"],
+        splits=config["splits"],
+    threads: resource("next_line_task", "threads")
+    resources:
+        mem_mb=resource("next_line_task", "mem_mb"),
+        runtime=resource("next_line_task", "runtime"),
+    log:
+        "logs/next_line_task.log",
+    benchmark:
+        "benchmarks/next_line_task.tsv"
+    script:
+        "../workflow_scripts/next_line_task.py"
+
+
+rule lm_eval:
+    input:
+        hf=hf_folder_files,
+        tasks=eval_task_files,
+    output:
+        report("results/evals/{model}.json", caption="../report/evals.rst", category="Models", subcategory="{model}"),
+    params:
+        code=code("evals"),
+        evals=config["evals"],
+        next_line="results/evals/tasks/next_line",
+    threads: resource("lm_eval", "threads")
+    resources:
+        mem_mb=resource("lm_eval", "mem_mb"),
+        runtime=resource("lm_eval", "runtime"),
+        gpu=eval_gpus,
+    log:
+        "logs/lm_eval/{model}.log",
+    benchmark:
+        "benchmarks/lm_eval/{model}.tsv"
+    script:
+        "../workflow_scripts/evals.py"

@@ -88,6 +88,11 @@ def test_keys_come_out_sorted_whatever_the_file_order():
             lambda c: c["tokenizers"]["tok"].update(model_file="/no/such.model"),
             r"tokenizers\.tok\.model_file': no file '/no/such\.model'",
         ),
+        (lambda c: c.update(evals={"tasks": ["mine.yaml"]}), r"'evals\.tasks': no task file 'mine\.yaml'"),
+        (
+            lambda c: c.update(evals={"tasks": ["next_line", "hellaswagg"]}),
+            r"'evals\.tasks': \['hellaswagg'\] is not next_line, a \.yaml file or a task lm-eval knows",
+        ),
         (
             lambda c: c["tokenizers"]["tok"].update(model_type="char", vocab_size=200),
             r"tokenizers\.tok\.vocab_size': 200 leaves no piece to learn: 3 special pieces, 1 user-defined \(the "

@@ -91,6 +91,24 @@ def test_a_diverged_model_reads_plainly_and_is_flagged():
     assert "146.0%" not in html and "30.0%" in html  # an MFU above 100% means a peak measured too low: not shown
 
 
+def test_the_best_model_comes_first_with_its_folders_commands_and_benchmark_scores():
+    models = {"tiny": model(3.0), "small": model(2.5), "broken": model(math.nan)}
+    models["small"]["eval"]["test"]["bits_per_byte"] = 1.2
+    models["broken"]["eval"]["test"]["bits_per_byte"] = math.nan
+    models["small"]["hf"], models["tiny"]["hf"] = "ok: llama", "no: relu2 has no Hugging Face architecture"
+    row = {"task": "next_line", "metric": "acc_norm", "filter": "none", "value": 0.4, "stderr": 0.02, "chance": 0.25,
+           "n": 500}  # fmt: skip
+    models["small"]["scores"] = {"scores": [row]}
+    html = page(models)
+    assert "Best model: <strong>small</strong>, 1.200 test bits per byte (then tiny 1.500, broken nan)." in html
+    assert html.index("Best model") < html.index("<h2>Models</h2>")
+    assert '<a href="hf/small/">Hugging Face</a>' in html and 'href="hf/tiny/"' not in html
+    assert 'href="checkpoints/tiny/"' in html and "python -m lmcore generate results/models/small" in html
+    assert "--rerun-incomplete results/models/broken/summary.json" in html
+    assert "<h3>Benchmark scores</h3>" in html
+    assert "<td>small</td><td>next_line</td><td>acc_norm</td><td class='n'>0.4</td>" in html
+
+
 def test_columns_spell_out_their_units_and_vocabulary_shows_what_was_asked():
     html = page({"good": model(3.0)})
     for header in (

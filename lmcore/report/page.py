@@ -259,8 +259,8 @@ def score_table(models):
 
 def ranking(models):
     """(name, test bits per byte) of the model of lowest test bits per byte, and the others', best first."""
-    ranked = sorted((m["eval"]["test"]["bits_per_byte"], name) for name, m in models.items())
-    return [(name, bpb) for bpb, name in ranked]
+    bpb = {name: m["eval"]["test"]["bits_per_byte"] for name, m in models.items()}
+    return sorted(bpb.items(), key=lambda item: (math.isnan(item[1]), item[1]))  # a diverged model's nan last
 
 
 def model_links(models):

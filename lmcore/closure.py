@@ -8,7 +8,8 @@ checkout lies: an edit reruns exactly the jobs whose code changed, and a project
 checked out elsewhere reruns nothing. A checkpoint records the digest of lmcore.train's closure,
 so that one written by other training code is not resumed.
 
-lmcore/logs.py is left out of every digest: it formats log lines, which no output holds.
+lmcore/logs.py and lmcore/loggers.py are left out of every digest: they write log lines and live
+curves (TensorBoard, W&B), which no output holds.
 """
 
 import ast
@@ -17,7 +18,7 @@ import hashlib
 import os
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-NOT_IN_OUTPUTS = ("logs.py",)
+NOT_IN_OUTPUTS = ("logs.py", "loggers.py")
 # Files besides modules that a module reads.
 READS = {"report/page.py": ("report/templates/report.html.j2", "report/templates/report.css")}
 

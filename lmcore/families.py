@@ -17,6 +17,10 @@ PRESETS = {
 GPT2_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_new"}
 HF_GELUS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
 
+# Keys that change how a run is watched or fits in memory, not its maths: changing one neither retrains a
+# model (the train rule's params leave them out) nor starts a run afresh (lmcore.resume.run_key).
+NOT_THE_MATHS = ("activation_checkpointing", "loggers", "wandb_project")
+
 # Options newer than some saved models' config.json, and what those models computed.
 OPTION_DEFAULTS = {"qk_norm": False, "logit_softcap": None}
 

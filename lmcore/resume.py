@@ -9,11 +9,10 @@ import torch.distributed as dist
 
 from lmcore.checkpoint import DamagedCheckpoint, list_checkpoints, load_checkpoint, remove_checkpoint
 from lmcore.closure import digest
-from lmcore.families import BLOCK_KEYS, OPTION_DEFAULTS
+from lmcore.families import BLOCK_KEYS, NOT_THE_MATHS, OPTION_DEFAULTS
 from lmcore.init_from import starting_files
 from lmcore.io import sha256_file
 from lmcore.model_folder import read_config, read_weights
-from lmcore.train_config import NOT_THE_MATHS
 
 
 def code_fingerprint():

@@ -53,9 +53,6 @@ class TrainConfig:
 
 
 ENTRY_ONLY = ("tokenizer", "preset")  # keys of a model entry that the pipeline reads, not the loop
-# Keys that change how a run is watched or fits in memory, not its maths: changing one neither retrains a
-# model (the train rule's params leave them out) nor starts a run afresh (lmcore.resume.run_key).
-NOT_THE_MATHS = ("activation_checkpointing", "loggers", "wandb_project")
 
 
 def read_entry(entry):

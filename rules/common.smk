@@ -4,10 +4,9 @@ import os
 from lmcore.closure import digest
 from lmcore.config import prepare_config
 from lmcore.data.download import source_listing
-from lmcore.families import HF_FILES, architecture
+from lmcore.families import HF_FILES, NOT_THE_MATHS, architecture
 from lmcore.init_from import starting_files
 from lmcore.splits import SPLITS
-from lmcore.train_config import NOT_THE_MATHS
 
 # Fails before any job runs, naming the key and the value.
 config.update(prepare_config(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml")))

@@ -79,10 +79,13 @@ def test_a_moved_project_plans_nothing_and_an_edit_reruns_the_jobs_whose_code_ch
     assert planned() == {}
     with open(checkout / "lmcore" / "logs.py", "a") as f:
         f.write("\n# rewording a log line changes no output\n")
+    with open(checkout / "lmcore" / "loggers.py", "a") as f:
+        f.write("\n# nor does how TensorBoard and W&B are fed\n")
     assert planned() == {}
     with open(checkout / "lmcore" / "hf_export.py", "a") as f:
         f.write("\n# how a folder is written\n")
-    assert planned() == {"export_hf": 1, "report": 1}  # model a exports, b has no HF architecture; no training
+    # model a exports (and is scored again on what it wrote), b has no HF architecture; no training
+    assert planned() == {"export_hf": 1, "lm_eval": 1, "report": 1}
     with open(checkout / "lmcore" / "data" / "text.py", "a") as f:
         f.write("\n# where words and control characters are\n")
     jobs = planned()

@@ -55,10 +55,9 @@ def reservoir_add(sample, item, seen, size, rng):
 
 def next_line_questions(docs, questions, choices, context_lines, max_chars, seed):
     """Up to `questions` questions {context, choices, answer} drawn uniformly from every eligible place in
-    `docs` (a line of MIN_LINE_CHARS to `max_chars` characters after `context_lines` non-empty lines: a
-    choice must fit in the model's context), each with choices - 1
-    wrong lines drawn from other documents; the answer's position is drawn too. One pass, memory bounded
-    by the questions, not the documents."""
+    `docs` (a line of MIN_LINE_CHARS to `max_chars` characters, so that a choice fits in a model's context,
+    after `context_lines` non-empty lines), each with choices - 1 wrong lines drawn from other documents;
+    the answer's position is drawn too. One pass, in memory bounded by the questions, not the documents."""
     rng = random.Random(seed)
     picked, pool, places, lines_seen = [], [], 0, 0
     for d, doc in enumerate(docs):

@@ -27,7 +27,7 @@ def test_every_rule_takes_the_digest_of_the_script_it_runs():
                 assert re.search(
                     rf'^    params:\n(?:        .*\n)*?        code=code\("{script.group(1)}"\),', block, re.M
                 ), block
-    assert rules == 17
+    assert rules == 19
 
 
 @pytest.mark.parametrize(

@@ -318,10 +318,10 @@ def check_semantics(config):
 
 def check_evals(tasks):
     """A task YAML file that is not there, or a task name lm-eval does not know, fails before any job."""
-    from lmcore.evals import unknown_builtin_tasks
+    from lmcore.evals import TASK_FILE, unknown_builtin_tasks
 
     for task in tasks:
-        if task.endswith((".yaml", ".yml")) and not os.path.isfile(task):
+        if task.endswith(TASK_FILE) and not os.path.isfile(task):
             raise ConfigError(f"config key 'evals.tasks': no task file {task!r}")
     unknown = unknown_builtin_tasks(tasks)
     if unknown:

@@ -15,6 +15,7 @@ from lmcore.io import atomic_open, write_json
 from lmcore.splits import documents_in_split
 
 NEXT_LINE = "next_line"
+TASK_FILE = (".yaml", ".yml")  # a configured task ending so is a task file of the user's, not a name
 MIN_LINE_CHARS = 20  # shorter lines ("Exeunt.", a speaker's name) are guesses, not questions
 
 TASK_YAML = """\
@@ -110,14 +111,14 @@ def task_specs(tasks, next_line_folder):
     for task in tasks:
         if task == NEXT_LINE:
             task = os.path.join(next_line_folder, "next_line.yaml")
-        specs.append(load_yaml(task, resolve_func=True) if task.endswith((".yaml", ".yml")) else task)
+        specs.append(load_yaml(task, resolve_func=True) if task.endswith(TASK_FILE) else task)
     return specs
 
 
 def unknown_builtin_tasks(tasks):
     """The configured names that are neither next_line, nor a YAML file, nor a task lm-eval knows (indexing its
     tasks takes seconds: done only when a built-in name is configured)."""
-    names = [t for t in tasks if t != NEXT_LINE and not t.endswith((".yaml", ".yml"))]
+    names = [t for t in tasks if t != NEXT_LINE and not t.endswith(TASK_FILE)]
     if not names:
         return []
     from lm_eval.tasks import TaskManager
@@ -133,11 +134,11 @@ def check_fits(hf_folder, next_line_folder):
     context = AutoConfig.from_pretrained(hf_folder).max_position_embeddings
     tokenizer = AutoTokenizer.from_pretrained(hf_folder)
     with open(os.path.join(next_line_folder, "test.jsonl"), encoding="utf-8") as f:
-        longest = max((c for line in f for c in json.loads(line)["choices"]), key=lambda c: len(tokenizer(c).input_ids))
-    if len(tokenizer(longest).input_ids) > context:
+        tokens, longest = max((len(tokenizer(c).input_ids), c) for line in f for c in json.loads(line)["choices"])
+    if tokens > context:
         raise ValueError(
-            f"next_line: the line {longest!r} is {len(tokenizer(longest).input_ids)} tokens, more than the "
-            f"{context} of {hf_folder}'s context; lower evals.next_line.max_chars"
+            f"next_line: the line {longest!r} is {tokens} tokens, more than the {context} of {hf_folder}'s "
+            "context; lower evals.next_line.max_chars"
         )
 
 

@@ -12,8 +12,6 @@ import os
 import shutil
 from urllib.parse import urlparse
 
-LOGGERS = ("tensorboard", "wandb")
-
 
 def config_digest(entry):
     """Twelve hex digits of the model entry: runs of the same configuration share it."""

@@ -4,6 +4,7 @@ import os
 from lmcore.closure import digest
 from lmcore.config import prepare_config
 from lmcore.data.download import source_listing
+from lmcore.evals import TASK_FILE
 from lmcore.families import HF_FILES, NOT_THE_MATHS, architecture
 from lmcore.init_from import starting_files
 from lmcore.splits import SPLITS
@@ -158,7 +159,7 @@ def eval_task_files(wildcards):
     """The files of the configured lm-eval tasks that the workflow can see: next_line's, which the
     next_line_task rule writes, and the user's task YAML files (an edit reruns the scores)."""
     tasks = config["evals"]["tasks"]
-    files = [t for t in tasks if t.endswith((".yaml", ".yml"))]
+    files = [t for t in tasks if t.endswith(TASK_FILE)]
     if "next_line" in tasks:
         files += ["results/evals/tasks/next_line/next_line.yaml", "results/evals/tasks/next_line/test.jsonl"]
     return files

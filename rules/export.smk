@@ -17,3 +17,25 @@ rule export_hf:
         "benchmarks/export_hf/{model}.tsv"
     script:
         "../workflow_scripts/export_hf.py"
+
+
+# A GGUF file per model that llama.cpp's llama, qwen3 or gpt2 graph computes (llama.cpp, Ollama and
+# llama-cpp-python run it); written from lmcore's weights, not through the Hugging Face folder.
+rule export_gguf:
+    input:
+        unpack(trained_model),
+    output:
+        "results/gguf/{model}.gguf",
+    params:
+        code=code("export_gguf"),
+        dtype=config["gguf"]["dtype"],
+    threads: resource("export_gguf", "threads")
+    resources:
+        mem_mb=resource("export_gguf", "mem_mb"),
+        runtime=resource("export_gguf", "runtime"),
+    log:
+        "logs/export_gguf/{model}.log",
+    benchmark:
+        "benchmarks/export_gguf/{model}.tsv"
+    script:
+        "../workflow_scripts/export_gguf.py"

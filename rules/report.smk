@@ -10,6 +10,7 @@ rule report:
         samples=expand("results/samples/{model}.json", model=MODELS),
         exports=expand("results/hf/{model}/config.json", model=EXPORTABLE),
         scores=expand("results/evals/{model}.json", model=SCORED),
+        ggufs=expand("results/gguf/{model}.gguf", model=GGUF),
     output:
         report("results/report.html", caption="../report/report.rst", category="Report"),
     params:

@@ -1,5 +1,6 @@
 """What the tests share: a tiny corpus they write themselves, a local HTTP server, a tiny config,
-a Snakemake runner and a tokenizer trainer. Fixtures built from these live in conftest.py."""
+a Snakemake runner, a tokenizer trainer and model folders of each exported family. Fixtures built
+from these live in conftest.py."""
 
 import contextlib
 import functools
@@ -13,9 +14,12 @@ import sys
 import tarfile
 import threading
 
+import torch
 import yaml
 
 from lmcore.io import write_jsonl
+from lmcore.model import GPT, ModelConfig
+from lmcore.model_folder import save_model
 from lmcore.shards import shard_part, write_manifest
 from lmcore.splits import SPLITS
 
@@ -188,3 +192,35 @@ def train_tokenizer(path, model_type="bpe", vocab_size=400, docs=None, **options
     }
     tokenizer.train(documents() if docs is None else docs, path, cfg)
     return tokenizer.Tokenizer(path)
+
+
+FAMILIES = {
+    "llama-untied": {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": False, "tie_embeddings": False},
+    "llama-tied": {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": False, "tie_embeddings": True},
+    "llama-bias": {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": True, "tie_embeddings": False},
+    "gpt2-tied": {"norm": "layernorm", "position": "learned", "mlp": "gelu", "bias": True, "tie_embeddings": True},
+    "gpt2-untied": {"norm": "layernorm", "position": "learned", "mlp": "gelu", "bias": True, "tie_embeddings": False},
+    "gpt2-tanh": {"norm": "layernorm", "position": "learned", "mlp": "gelu_tanh", "bias": True, "tie_embeddings": True},
+    "qwen3-untied": {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": False, "qk_norm": True,
+                     "tie_embeddings": False},
+    "qwen3-tied": {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": False, "qk_norm": True,
+                   "tie_embeddings": True},
+}  # fmt: skip
+MIXED_TEXT = (
+    "ROMEO:\n  Two  spaces,\ttabs\t\tand\n\n\nnewlines; emoji 😀, CJK 漢字, é, 1234 and a lower block \u2581 too.  "
+)
+
+
+def trained_folder(tmp_path, tokenizer, options, seed=0):
+    """A model folder as training writes it, with random weights (the layouts do not care whether they were trained)."""
+    torch.manual_seed(seed)
+    model = GPT(
+        ModelConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4, context_length=24, **options)
+    )
+    with torch.no_grad():  # norms and biases away from their initial 1 and 0, so that a mix-up shows
+        for p in model.parameters():
+            if p.dim() == 1:
+                p.add_(0.1 * torch.randn_like(p))
+    folder = tmp_path / "model"
+    save_model(folder, model, {"tokenizer": "t"}, tokenizer.path, [], {})
+    return folder

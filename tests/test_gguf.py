@@ -1,0 +1,162 @@
+"""GGUF files for llama.cpp. Everywhere: what the gguf package reads back from an export is what
+llama.cpp's own converter (convert_hf_to_gguf.py) makes of the model's Hugging Face folder, whose
+logits transformers checks (test_hf.py), and its tokenizer is the SentencePiece model's. Where
+llama-cpp-python is installed (`make llama-cpp` builds it), llama.cpp itself computes lmcore's
+logits, greedy ids and token ids from the file."""
+
+import importlib.util
+import random
+
+import numpy as np
+import pytest
+import torch
+from gguf import MODEL_ARCH, GGMLQuantizationType, GGUFReader, TokenType, get_tensor_name_map
+
+from helpers import FAMILIES, MIXED_TEXT, trained_folder
+from lmcore.families import gguf_architecture
+from lmcore.generate import generate
+from lmcore.gguf_export import export
+from lmcore.hf import gpt2_weights, llama_weights
+from lmcore.model_folder import load_model, read_config, read_weights
+
+GGUF_FAMILIES = sorted(f for f, options in FAMILIES.items() if gguf_architecture(options)[0])
+ARCHS = {"llama": MODEL_ARCH.LLAMA, "qwen3": MODEL_ARCH.QWEN3, "gpt2": MODEL_ARCH.GPT2}
+needs_llama_cpp = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed (make llama-cpp)"
+)
+
+
+def permute(weights, n_head):
+    """convert_hf_to_gguf.py's LlamaModel.permute: HF's rotary halves back to llama.cpp's interleaved pairs."""
+    shape = weights.shape
+    return weights.reshape(n_head, 2, shape[0] // n_head // 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
+
+
+def converted(folder):
+    """(architecture, {GGUF name: tensor}) as llama.cpp's converter makes them of the model's Hugging Face
+    tensors: names through gguf's TensorNameMap, Llama's q and k permuted (LlamaModel.modify_tensors),
+    GPT-2's Conv1D matrices transposed (GPT2Model.modify_tensors), Qwen3's as they are."""
+    config = read_config(folder)
+    m = config["model"]
+    arch = gguf_architecture(m)[0]
+    hf = (gpt2_weights if arch == "gpt2" else llama_weights)(read_weights(folder, config), m)
+    names = get_tensor_name_map(ARCHS[arch], m["n_layers"])
+    out = {}
+    for name, t in hf.items():
+        if arch == "llama" and name.endswith(("q_proj.weight", "q_proj.bias", "k_proj.weight", "k_proj.bias")):
+            t = permute(t, m["n_heads"])
+        if arch == "gpt2" and name.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")):
+            t = t.t()
+        out[names.get_name(name, try_suffixes=(".weight", ".bias"))] = t.numpy()
+    return arch, out
+
+
+def field(reader, key):
+    return reader.fields[key].contents()
+
+
+@pytest.fixture(params=GGUF_FAMILIES)
+def exported(request, tmp_path, bpe):
+    folder = trained_folder(tmp_path, bpe, FAMILIES[request.param])
+    assert export(folder, tmp_path / "model.gguf") == request.param.split("-")[0]
+    return folder, tmp_path / "model.gguf"
+
+
+def test_the_gguf_holds_what_llama_cpps_converter_makes_of_the_hugging_face_folder(exported):
+    folder, path = exported
+    arch, expected = converted(folder)
+    reader = GGUFReader(path)
+    assert field(reader, "general.architecture") == arch
+    assert sorted(t.name for t in reader.tensors) == sorted(expected)
+    for t in reader.tensors:
+        assert t.tensor_type == GGMLQuantizationType.F32, t.name
+        assert np.array_equal(t.data, expected[t.name]), t.name
+    m = read_config(folder)["model"]
+    shape = {"context_length": 24, "embedding_length": 32, "block_count": 2, "feed_forward_length": m["d_ff"]}
+    assert {k: field(reader, f"{arch}.{k}") for k in shape} == shape
+    assert field(reader, f"{arch}.attention.head_count") == field(reader, f"{arch}.attention.head_count_kv") == 4
+
+
+def test_the_gguf_tokenizer_is_the_sentencepiece_model_with_no_space_prefix_and_no_bos(exported, bpe):
+    _, path = exported
+    reader = GGUFReader(path)
+    sp = bpe.sp
+    assert field(reader, "tokenizer.ggml.model") == "llama"
+    assert field(reader, "tokenizer.ggml.tokens") == [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    assert np.allclose(field(reader, "tokenizer.ggml.scores"), [sp.get_score(i) for i in range(sp.get_piece_size())])
+    types = field(reader, "tokenizer.ggml.token_type")
+    assert types[sp.piece_to_id("\n")] == TokenType.USER_DEFINED
+    assert types[sp.piece_to_id("<0x41>")] == TokenType.BYTE
+    assert types[sp.eos_id()] == types[sp.bos_id()] == TokenType.CONTROL and types[sp.unk_id()] == TokenType.UNKNOWN
+    assert field(reader, "tokenizer.ggml.eos_token_id") == bpe.eot_id
+    assert field(reader, "tokenizer.ggml.add_space_prefix") is False
+    assert field(reader, "tokenizer.ggml.add_bos_token") is False
+
+
+def test_f16_stores_the_matrices_in_half_precision_and_the_vectors_in_f32(tmp_path, bpe):
+    folder = trained_folder(tmp_path, bpe, FAMILIES["llama-bias"])
+    export(folder, tmp_path / "f32.gguf")
+    export(folder, tmp_path / "f16.gguf", dtype="f16")
+    full = {t.name: t.data for t in GGUFReader(tmp_path / "f32.gguf").tensors}
+    for t in GGUFReader(tmp_path / "f16.gguf").tensors:
+        kind = GGMLQuantizationType.F16 if t.data.ndim == 2 else GGMLQuantizationType.F32
+        assert t.tensor_type == kind, t.name
+        assert np.array_equal(t.data, full[t.name].astype(t.data.dtype)), t.name
+    assert (tmp_path / "f16.gguf").stat().st_size < 0.6 * (tmp_path / "f32.gguf").stat().st_size
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({**FAMILIES["llama-untied"], "logit_softcap": 30.0}, "logit_softcap: 30.0"),
+        ({**FAMILIES["gpt2-tied"], "position": "rope"}, "position: rope"),
+    ],
+)
+def test_a_model_no_llama_cpp_graph_computes_is_named_and_no_file_is_left(tmp_path, bpe, options, named):
+    folder = trained_folder(tmp_path, bpe, options)
+    with pytest.raises(ValueError, match=named):
+        export(folder, tmp_path / "model.gguf")
+    assert list(tmp_path.glob("*.gguf")) == [] and not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_a_bad_dtype_is_named(tmp_path, bpe):
+    folder = trained_folder(tmp_path, bpe, FAMILIES["llama-tied"])
+    with pytest.raises(ValueError, match="'q8'"):
+        export(folder, tmp_path / "model.gguf", dtype="q8")
+
+
+def llama(path, n_ctx=24, **options):
+    from llama_cpp import Llama
+
+    return Llama(model_path=str(path), n_ctx=n_ctx, n_threads=1, n_batch=n_ctx, verbose=False, **options)
+
+
+@needs_llama_cpp
+def test_llama_cpp_computes_lmcores_logits_and_greedy_ids(exported):
+    folder, path = exported
+    ours, _ = load_model(folder)
+    ids = torch.randint(0, ours.cfg.vocab_size, (24,), generator=torch.Generator().manual_seed(1)).tolist()
+    model = llama(path, logits_all=True)
+    model.eval(ids)
+    with torch.no_grad():
+        expected = ours(torch.tensor([ids]))[0][0].numpy()
+    assert np.abs(np.asarray(model.scores[: len(ids)]) - expected).max() < 1e-3 * np.abs(expected).max()
+    prompt = [5, 17, 42]
+    greedy = list(generate(ours, prompt, 16, temperature=0.0))
+    model.reset()
+    theirs = [t for _, t in zip(range(16), model.generate(prompt, top_k=1, temp=0.0, reset=True))]
+    assert theirs == greedy
+
+
+@needs_llama_cpp
+def test_llama_cpp_tokenizes_text_to_lmcores_ids_and_back(tmp_path, bpe):
+    folder = trained_folder(tmp_path, bpe, FAMILIES["llama-tied"])
+    export(folder, tmp_path / "model.gguf")
+    model = llama(tmp_path / "model.gguf", vocab_only=True)
+    rng = random.Random(0)
+    alphabet = "abc XYZ\n\t  .,;'\"é漢😀\u0301-_<|>\u00a0the king"  # no U+2581: lmcore escapes it, llama.cpp not
+    texts = [MIXED_TEXT.replace("\u2581", "_"), " ", "\n", "  lead", "trail  ", "ROMEO:\nWhat light?\n"]
+    for text in texts + ["".join(rng.choice(alphabet) for _ in range(40)) for _ in range(50)]:
+        ids = model.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        assert ids == bpe.encode(text), repr(text)
+        assert model.detokenize(ids).decode("utf-8") == text, repr(text)

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: install run test bench clean
+.PHONY: install run test llama-cpp bench clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,12 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q tests
+
+# llama-cpp-python, built from its source distribution (llama.cpp's C++; about 15 minutes of one core):
+# with it installed, tests/test_gguf.py also runs llama.cpp on the GGUF files. Not needed by `make test`.
+llama-cpp: install
+	CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF \
+	-DGGML_OPENMP=OFF" $(BIN)/python -m pip install --quiet --no-binary llama-cpp-python llama-cpp-python -c constraints.txt
 
 # Figures, not tests: each script prints a table (about 80 minutes on 2 cores, a third of it
 # quality_per_minute.py's equal-time training).

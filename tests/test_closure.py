@@ -27,7 +27,7 @@ def test_every_rule_takes_the_digest_of_the_script_it_runs():
                 assert re.search(
                     rf'^    params:\n(?:        .*\n)*?        code=code\("{script.group(1)}"\),', block, re.M
                 ), block
-    assert rules == 19
+    assert rules == 20
 
 
 @pytest.mark.parametrize(
@@ -38,6 +38,7 @@ def test_every_rule_takes_the_digest_of_the_script_it_runs():
         ("evaluate", ["splits.py", "model.py"], ["hf.py"]),
         ("sample", ["splits.py", "generate.py"], []),
         ("export_hf", ["hf_export.py", "hf.py", "splits.py"], []),
+        ("export_gguf", ["gguf_export.py", "hf.py", "families.py"], ["hf_export.py"]),
         (
             "train",
             ["train.py", "model.py", "hf.py"],

@@ -146,6 +146,10 @@ def test_llama_cpp_computes_lmcores_logits_and_greedy_ids(exported):
     model.reset()
     theirs = [t for _, t in zip(range(16), model.generate(prompt, top_k=1, temp=0.0, reset=True))]
     assert theirs == greedy
+    export(folder, path.with_name("f16.gguf"), dtype="f16")
+    half = llama(path.with_name("f16.gguf"), logits_all=True)
+    half.eval(ids)
+    assert np.abs(np.asarray(half.scores[: len(ids)]) - expected).max() < 1e-2 * np.abs(expected).max()
 
 
 @needs_llama_cpp

@@ -42,6 +42,7 @@ ALL_RULES = {
     "evaluate",
     "sample",
     "export_hf",
+    "export_gguf",
     "report",
     "all",
 }

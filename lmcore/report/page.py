@@ -19,7 +19,7 @@ import jinja2
 import markupsafe
 
 from lmcore.config import scaling_models, sweep_models
-from lmcore.families import architecture
+from lmcore.families import architecture, gguf_architecture
 from lmcore.io import read_json, read_jsonl
 from lmcore.report.plots import isoflop_plot, line_plot, optima_plot, size_plot, sweep_plot
 from lmcore.scaling import fit
@@ -134,6 +134,7 @@ QUALITY = [
     ("unigram test bits per byte", test("bits_per_byte", "baseline")),
     ("beats unigram", lambda m: "yes" if beats_unigram(m) else "NO"),
     ("HF export", lambda m: m.get("hf", "not exported")),
+    ("GGUF (llama.cpp)", lambda m: m.get("gguf", "not written")),
 ]
 COST = [
     ("model", lambda m: m["name"]),
@@ -271,6 +272,7 @@ def model_links(models):
             "folder": f"models/{name}/",
             "checkpoints": f"checkpoints/{name}/",
             "hf": f"hf/{name}/" if m.get("hf", "").startswith("ok") else None,
+            "gguf": f"gguf/{name}.gguf" if m.get("gguf", "").startswith("ok") else None,
             "sample": f'python -m lmcore generate results/models/{name} --prompt "..."',
             "resume": f"snakemake --cores 8 --rerun-incomplete results/models/{name}/summary.json",
         }
@@ -432,6 +434,15 @@ def hf_export(entry, exported_config):
     return "no: " + reason if arch is None else "ok: " + read_json(exported_config)["model_type"]
 
 
+def gguf_export(entry, written, enabled):
+    """'ok: llama' (or qwen3, gpt2) for a model written as a GGUF file, 'off' when gguf.enabled is false,
+    or 'no: <why>' for a model entry that no llama.cpp graph computes."""
+    arch, reason = gguf_architecture(entry)
+    if written:
+        return "ok: " + arch
+    return "off (gguf: {enabled: false})" if not enabled else "no: " + reason
+
+
 def build(inputs, config, tokenizer_names, model_names, benchmarks_dir="benchmarks"):
     """Read every stage's outputs (paths in `inputs`, as the report rule lists them) and render the HTML."""
     data = {
@@ -442,6 +453,7 @@ def build(inputs, config, tokenizer_names, model_names, benchmarks_dir="benchmar
     tokenizers = dict(zip(tokenizer_names, (read_json(p) for p in inputs.tokenizers)))
     exports = {os.path.basename(os.path.dirname(p)): p for p in inputs.exports}  # results/hf/<model>/config.json
     scores = {os.path.basename(p).removesuffix(".json"): read_json(p) for p in inputs.scores}  # results/evals/<m>.json
+    ggufs = {os.path.basename(p).removesuffix(".gguf") for p in inputs.ggufs}  # results/gguf/<model>.gguf
     models = {
         name: {
             "summary": read_json(s),
@@ -449,6 +461,7 @@ def build(inputs, config, tokenizer_names, model_names, benchmarks_dir="benchmar
             "eval": read_json(e),
             "samples": read_json(x),
             "hf": hf_export(config["models"][name], exports.get(name)),
+            "gguf": gguf_export(config["models"][name], name in ggufs, config["gguf"]["enabled"]),
             "scores": scores.get(name),
         }
         for name, s, m, e, x in zip(model_names, inputs.summaries, inputs.metrics, inputs.evals, inputs.samples)

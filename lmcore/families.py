@@ -73,12 +73,3 @@ def architecture(m):
         None,
         f"{off}: no Hugging Face architecture has this mix; the nearest, {HF_NAMES[nearest]} ({what}), differs in it",
     )
-
-
-def gguf_architecture(m):
-    """('llama' | 'qwen3' | 'gpt2', None): llama.cpp's graph that computes a ModelConfig dict `m`, named as
-    its GGUF files name it (each Hugging Face architecture's own); or (None, why not)."""
-    arch, reason = architecture(m)
-    if arch == "gpt2" and m["mlp"] != "gelu_tanh":
-        return None, f"mlp: {m['mlp']}: llama.cpp's GPT-2 computes GELU's tanh approximation (mlp gelu_tanh)"
-    return arch, reason

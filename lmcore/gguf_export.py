@@ -1,7 +1,10 @@
 """Models as GGUF files, the format llama.cpp (and Ollama, LM Studio, llama-cpp-python) runs:
 `export(model_dir, path, dtype)` writes one with the `gguf` package's GGUFWriter, straight from
-lmcore's weights, under llama.cpp's names for its llama, qwen3 and gpt2 graphs
-(lmcore.families.gguf_architecture says which, and why not).
+lmcore's weights, under llama.cpp's names for its llama, qwen3 and gpt2 graphs: one for each
+Hugging Face architecture (lmcore.families.architecture says which, and why not), named alike.
+llama.cpp's gpt2 graph takes GELU's tanh approximation, through a half-precision table, for
+`mlp: gelu` too: on a trained model that moved the logits as little as its float arithmetic does
+elsewhere (the README's figures).
 
 Layouts. llama.cpp's llama graph rotates interleaved pairs (x0, x1), (x2, x3), ..., as lmcore
 does: q and k go as they are (llama.cpp's converter undoes HF's permutation to get there). Its
@@ -21,7 +24,7 @@ import os
 
 import numpy as np
 
-from lmcore.families import gguf_architecture
+from lmcore.families import architecture
 from lmcore.hf import rope_permutation
 from lmcore.io import atomic_path
 from lmcore.model import LAYER_NORM_EPS, RMS_NORM_EPS, ROPE_THETA
@@ -71,12 +74,11 @@ def gpt2_tensors(w, m):
     return out
 
 
-def add_tokenizer(writer, spm_path):
-    """The SentencePiece model as llama.cpp's `llama` tokenizer, set to give lmcore's ids."""
+def add_tokenizer(writer, proto):
+    """A SentencePiece ModelProto as llama.cpp's `llama` tokenizer, set to give lmcore's ids."""
     import gguf
     from sentencepiece import sentencepiece_model_pb2
 
-    proto = read_proto(spm_path)
     T = sentencepiece_model_pb2.ModelProto.SentencePiece
     types = {
         T.NORMAL: gguf.TokenType.NORMAL,
@@ -104,17 +106,17 @@ def add_tokenizer(writer, spm_path):
     writer.add_remove_extra_whitespaces(False)
 
 
-def export(model_dir, path, dtype="f32", name=None):
+def export(model_dir, path, dtype="f32", name=None, log=print):
     """Write `path` (a .gguf file) for the model in `model_dir`; return llama.cpp's architecture name.
     dtype f16 stores the matrices in half precision and the vectors (norms, biases) in f32, as
-    llama.cpp's converter does. ValueError says which option llama.cpp does not compute."""
+    llama.cpp's converter does. ValueError names the option no llama.cpp graph computes."""
     import gguf
 
     if dtype not in DTYPES:
         raise ValueError(f"gguf dtype {dtype!r}: one of {', '.join(DTYPES)}")
     config = read_config(model_dir)
     m = config["model"]
-    arch, reason = gguf_architecture(m)
+    arch, reason = architecture(m)
     if arch is None:
         raise ValueError(f"{model_dir}: no GGUF: {reason}")
     weights = read_weights(model_dir, config)
@@ -139,7 +141,13 @@ def export(model_dir, path, dtype="f32", name=None):
             writer.add_rope_dimension_count(head_dim)
             writer.add_key_length(head_dim)
             writer.add_value_length(head_dim)
-        add_tokenizer(writer, os.path.join(model_dir, "tokenizer.model"))
+        proto = read_proto(os.path.join(model_dir, "tokenizer.model"))
+        add_tokenizer(writer, proto)
+        if proto.trainer_spec.model_type == proto.trainer_spec.UNIGRAM:
+            log(
+                f"{path}: a unigram tokenizer: llama.cpp merges its pieces by score, not as SentencePiece segments"
+                " text, so text it tokenizes itself may get other ids than lmcore's (given lmcore's ids, logits agree)"
+            )
         for key, t in tensors.items():
             array = t.detach().float().contiguous().numpy()
             writer.add_tensor(key, array.astype(np.float16) if dtype == "f16" and array.ndim > 1 else array)

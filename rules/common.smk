@@ -5,7 +5,7 @@ from lmcore.closure import digest
 from lmcore.config import prepare_config
 from lmcore.data.download import source_listing
 from lmcore.evals import TASK_FILE
-from lmcore.families import HF_FILES, NOT_THE_MATHS, architecture, gguf_architecture
+from lmcore.families import HF_FILES, NOT_THE_MATHS, architecture
 from lmcore.init_from import starting_files
 from lmcore.splits import SPLITS
 
@@ -17,7 +17,7 @@ TOKENIZERS = sorted(config["tokenizers"])
 MODELS = sorted(config["models"])
 EXPORTABLE = [m for m in MODELS if architecture(config["models"][m])[0]]  # those with a Hugging Face architecture
 SCORED = EXPORTABLE if config["evals"]["tasks"] else []  # lm-eval reads the Hugging Face folders
-GGUF = [m for m in MODELS if config["gguf"]["enabled"] and gguf_architecture(config["models"][m])[0]]  # llama.cpp runs them
+GGUF = EXPORTABLE if config["gguf"]["enabled"] else []  # llama.cpp has a graph for each HF architecture
 PARTS = [(source, part) for source in SOURCES for part in range(config["sources"][source]["parts"])]
 PAIRS = [  # the candidate-pair jobs of dedup: band groups x key ranges
     f"results/dedup/pairs/group-{g}-range-{r}.npy"

@@ -38,7 +38,7 @@ def test_every_rule_takes_the_digest_of_the_script_it_runs():
         ("evaluate", ["splits.py", "model.py"], ["hf.py"]),
         ("sample", ["splits.py", "generate.py"], []),
         ("export_hf", ["hf_export.py", "hf.py", "splits.py"], []),
-        ("export_gguf", ["gguf_export.py", "hf.py", "families.py"], ["hf_export.py"]),
+        ("export_gguf", ["gguf_export.py", "hf.py", "families.py"], ["hf_export.py"]),  # not through the HF folder
         (
             "train",
             ["train.py", "model.py", "hf.py"],
@@ -87,6 +87,9 @@ def test_a_moved_project_plans_nothing_and_an_edit_reruns_the_jobs_whose_code_ch
         f.write("\n# how a folder is written\n")
     # model a exports (and is scored again on what it wrote), b has no HF architecture; no training
     assert planned() == {"export_hf": 1, "lm_eval": 1, "report": 1}
+    with open(checkout / "lmcore" / "gguf_export.py", "a") as f:
+        f.write("\n# how a GGUF file is written\n")
+    assert planned() == {"export_hf": 1, "lm_eval": 1, "export_gguf": 1, "report": 1}  # the HF edit still pending
     with open(checkout / "lmcore" / "data" / "text.py", "a") as f:
         f.write("\n# where words and control characters are\n")
     jobs = planned()

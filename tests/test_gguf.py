@@ -12,14 +12,13 @@ import pytest
 import torch
 from gguf import MODEL_ARCH, GGMLQuantizationType, GGUFReader, TokenType, get_tensor_name_map
 
-from helpers import FAMILIES, MIXED_TEXT, trained_folder
-from lmcore.families import gguf_architecture
+from helpers import FAMILIES, MIXED_TEXT, train_tokenizer, trained_folder
+from lmcore.families import architecture
 from lmcore.generate import generate
 from lmcore.gguf_export import export
 from lmcore.hf import gpt2_weights, llama_weights
 from lmcore.model_folder import load_model, read_config, read_weights
 
-GGUF_FAMILIES = sorted(f for f, options in FAMILIES.items() if gguf_architecture(options)[0])
 ARCHS = {"llama": MODEL_ARCH.LLAMA, "qwen3": MODEL_ARCH.QWEN3, "gpt2": MODEL_ARCH.GPT2}
 needs_llama_cpp = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed (make llama-cpp)"
@@ -38,7 +37,7 @@ def converted(folder):
     GPT-2's Conv1D matrices transposed (GPT2Model.modify_tensors), Qwen3's as they are."""
     config = read_config(folder)
     m = config["model"]
-    arch = gguf_architecture(m)[0]
+    arch = architecture(m)[0]
     hf = (gpt2_weights if arch == "gpt2" else llama_weights)(read_weights(folder, config), m)
     names = get_tensor_name_map(ARCHS[arch], m["n_layers"])
     out = {}
@@ -55,7 +54,7 @@ def field(reader, key):
     return reader.fields[key].contents()
 
 
-@pytest.fixture(params=GGUF_FAMILIES)
+@pytest.fixture(params=sorted(FAMILIES))
 def exported(request, tmp_path, bpe):
     folder = trained_folder(tmp_path, bpe, FAMILIES[request.param])
     assert export(folder, tmp_path / "model.gguf") == request.param.split("-")[0]
@@ -140,7 +139,7 @@ def test_llama_cpp_computes_lmcores_logits_and_greedy_ids(exported):
     model.eval(ids)
     with torch.no_grad():
         expected = ours(torch.tensor([ids]))[0][0].numpy()
-    assert np.abs(np.asarray(model.scores[: len(ids)]) - expected).max() < 1e-3 * np.abs(expected).max()
+    assert np.abs(np.array(model.scores[: len(ids)]) - expected).max() < 1e-3 * np.abs(expected).max()
     prompt = [5, 17, 42]
     greedy = list(generate(ours, prompt, 16, temperature=0.0))
     model.reset()
@@ -149,7 +148,7 @@ def test_llama_cpp_computes_lmcores_logits_and_greedy_ids(exported):
     export(folder, path.with_name("f16.gguf"), dtype="f16")
     half = llama(path.with_name("f16.gguf"), logits_all=True)
     half.eval(ids)
-    assert np.abs(np.asarray(half.scores[: len(ids)]) - expected).max() < 1e-2 * np.abs(expected).max()
+    assert np.abs(np.array(half.scores[: len(ids)]) - expected).max() < 1e-2 * np.abs(expected).max()
 
 
 @needs_llama_cpp
@@ -164,3 +163,15 @@ def test_llama_cpp_tokenizes_text_to_lmcores_ids_and_back(tmp_path, bpe):
         ids = model.tokenize(text.encode("utf-8"), add_bos=False, special=False)
         assert ids == bpe.encode(text), repr(text)
         assert model.detokenize(ids).decode("utf-8") == text, repr(text)
+
+
+def test_a_unigram_tokenizer_is_written_with_a_warning_that_llama_cpp_may_tokenize_otherwise(tmp_path, bpe):
+    unigram = train_tokenizer(tmp_path / "unigram.model", model_type="unigram", vocab_size=400)
+    said = []
+    export(trained_folder(tmp_path, unigram, FAMILIES["llama-tied"]), tmp_path / "u.gguf", log=said.append)
+    assert len(said) == 1 and "u.gguf: a unigram tokenizer" in said[0]
+    assert field(GGUFReader(tmp_path / "u.gguf"), "tokenizer.ggml.tokens")[3:] == [
+        unigram.sp.id_to_piece(i) for i in range(3, unigram.vocab_size)
+    ]
+    export(trained_folder(tmp_path / "b", bpe, FAMILIES["llama-tied"]), tmp_path / "b.gguf", log=said.append)
+    assert len(said) == 1

@@ -73,6 +73,8 @@ def test_tiny_pipeline_produces_report_and_nothing_is_left_to_do(pipeline):
     # Ready to upload as it is: the export's files and nothing else; b has no folder.
     assert sorted(p.name for p in (work / "results" / "hf" / "a").iterdir()) == sorted(HF_FILES)
     assert not (work / "results" / "hf" / "b").exists()
+    assert sorted(p.name for p in (work / "results" / "gguf").iterdir()) == ["a.gguf"]  # llama.cpp's gpt2 graph
+    assert '<a href="gguf/a.gguf">GGUF</a>' in report
     modes = {
         str(p.relative_to(work)): oct(p.stat().st_mode & 0o777) for p in (work / "results").rglob("*") if p.is_file()
     }
@@ -103,7 +105,7 @@ def jobs_and_wildcards(pipeline, change):
 
 def test_changing_one_models_lr_reruns_only_that_model(pipeline):
     jobs, out = jobs_and_wildcards(pipeline, lambda c: c["models"]["a"].update(lr=0.003))
-    assert jobs == {"train": 1, "evaluate": 1, "sample": 1, "export_hf": 1, "lm_eval": 1, "report": 1}
+    assert jobs == {"train": 1, "evaluate": 1, "sample": 1, "export_hf": 1, "export_gguf": 1, "lm_eval": 1, "report": 1}
     assert "model=a" in out and "model=b" not in out
 
 
@@ -115,6 +117,13 @@ def test_turning_loggers_or_activation_checkpointing_on_retrains_nothing(pipelin
     assert jobs == {"report": 1}
 
 
+def test_gguf_settings_rewrite_only_the_gguf_files(pipeline):
+    jobs, out = jobs_and_wildcards(pipeline, lambda c: c.update(gguf={"dtype": "f16"}))
+    assert jobs == {"export_gguf": 1, "report": 1} and "model=a" in out
+    jobs, _ = jobs_and_wildcards(pipeline, lambda c: c.update(gguf={"enabled": False}))
+    assert jobs == {"report": 1}
+
+
 def test_a_continued_model_trains_after_its_parent_and_again_when_its_parent_changes(pipeline):
     child = {"d_model": 32, "n_layers": 1, "n_heads": 2, "init_from": {"model": "a"}, "lr": 0.001, "max_steps": 10}
     jobs, out = jobs_and_wildcards(pipeline, lambda c: c["models"].update(c=child))
@@ -123,6 +132,7 @@ def test_a_continued_model_trains_after_its_parent_and_again_when_its_parent_cha
         "evaluate": 1,
         "sample": 1,
         "export_hf": 1,
+        "export_gguf": 1,
         "lm_eval": 1,
         "report": 1,
     }  # a is done: only the child trains
@@ -147,6 +157,7 @@ def test_changing_a_cleaning_threshold_reruns_everything_downstream(pipeline):
         "evaluate": 2,
         "sample": 2,
         "export_hf": 1,
+        "export_gguf": 1,
         "next_line_task": 1,  # the test documents changed
         "lm_eval": 1,
         "report": 1,

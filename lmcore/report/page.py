@@ -19,7 +19,7 @@ import jinja2
 import markupsafe
 
 from lmcore.config import scaling_models, sweep_models
-from lmcore.families import architecture, gguf_architecture
+from lmcore.families import architecture
 from lmcore.io import read_json, read_jsonl
 from lmcore.report.plots import isoflop_plot, line_plot, optima_plot, size_plot, sweep_plot
 from lmcore.scaling import fit
@@ -436,8 +436,8 @@ def hf_export(entry, exported_config):
 
 def gguf_export(entry, written, enabled):
     """'ok: llama' (or qwen3, gpt2) for a model written as a GGUF file, 'off' when gguf.enabled is false,
-    or 'no: <why>' for a model entry that no llama.cpp graph computes."""
-    arch, reason = gguf_architecture(entry)
+    or 'no: <why>' for a model entry that no llama.cpp graph computes (one with no HF architecture)."""
+    arch, reason = architecture(entry)
     if written:
         return "ok: " + arch
     return "off (gguf: {enabled: false})" if not enabled else "no: " + reason

@@ -177,6 +177,10 @@ def export(model_dir, out_dir):
             "tokenizer_class": "PreTrainedTokenizerFast",
             "model_max_length": m["context_length"],
             "clean_up_tokenization_spaces": False,
+            # no space before the text and no BOS, as lmcore trains: llama.cpp's convert_hf_to_gguf.py reads these
+            "add_prefix_space": False,
+            "add_bos_token": False,
+            "add_eos_token": False,
             **{k: sp.id_to_piece(i) for k, i in names.items() if i >= 0},
         },
     )

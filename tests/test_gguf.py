@@ -5,18 +5,20 @@ llama-cpp-python is installed (`make llama-cpp` builds it), llama.cpp itself com
 logits, greedy ids and token ids from the file."""
 
 import importlib.util
+import json
 import random
 
 import numpy as np
 import pytest
 import torch
-from gguf import MODEL_ARCH, GGMLQuantizationType, GGUFReader, TokenType, get_tensor_name_map
+from gguf import MODEL_ARCH, GGMLQuantizationType, GGUFReader, SpecialVocab, TokenType, get_tensor_name_map
 
 from helpers import FAMILIES, MIXED_TEXT, train_tokenizer, trained_folder
 from lmcore.families import architecture
 from lmcore.generate import generate
 from lmcore.gguf_export import export
 from lmcore.hf import gpt2_weights, llama_weights
+from lmcore.hf_export import export as export_hf
 from lmcore.model_folder import load_model, read_config, read_weights
 
 ARCHS = {"llama": MODEL_ARCH.LLAMA, "qwen3": MODEL_ARCH.QWEN3, "gpt2": MODEL_ARCH.GPT2}
@@ -175,3 +177,13 @@ def test_a_unigram_tokenizer_is_written_with_a_warning_that_llama_cpp_may_tokeni
     ]
     export(trained_folder(tmp_path / "b", bpe, FAMILIES["llama-tied"]), tmp_path / "b.gguf", log=said.append)
     assert len(said) == 1
+
+
+def test_the_hugging_face_folder_tells_llama_cpps_converter_no_space_prefix_and_no_bos(tmp_path, bpe):
+    """convert_hf_to_gguf.py reads add_prefix_space from tokenizer_config.json itself, and the special
+    tokens through the gguf package's SpecialVocab: without them its GGUF would tokenize text otherwise."""
+    export_hf(trained_folder(tmp_path, bpe, FAMILIES["llama-tied"]), tmp_path / "hf")
+    assert json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text())["add_prefix_space"] is False
+    vocab = SpecialVocab(tmp_path / "hf", n_vocab=bpe.vocab_size)
+    assert vocab.add_special_token == {"bos": False, "eos": False}
+    assert vocab.special_token_ids["eos"] == bpe.eot_id

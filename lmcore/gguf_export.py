@@ -31,7 +31,21 @@ from lmcore.model import LAYER_NORM_EPS, RMS_NORM_EPS, ROPE_THETA
 from lmcore.model_folder import read_config, read_weights
 from lmcore.tokenizer import read_proto
 
-DTYPES = ("f32", "f16")
+DTYPES = ("f32", "f16", "q8_0")
+
+
+def encode(array, dtype):
+    """(data, GGML type) of one tensor, as llama.cpp's converter stores it for a file of `dtype`: vectors
+    (norms, biases) in f32; matrices in f16, or in Q8_0 (blocks of 32 weights with one f16 scale each),
+    or in f16 where a row does not split into such blocks."""
+    import gguf
+
+    F32, F16, Q8_0 = gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.Q8_0
+    if dtype == "f32" or array.ndim == 1:
+        return array, F32
+    if dtype == "q8_0" and array.shape[-1] % gguf.GGML_QUANT_SIZES[Q8_0][0] == 0:
+        return gguf.quants.quantize(array, Q8_0), Q8_0
+    return array.astype(np.float16), F16
 
 
 def llama_tensors(w, m, arch):
@@ -108,8 +122,8 @@ def add_tokenizer(writer, proto):
 
 def export(model_dir, path, dtype="f32", name=None, log=print):
     """Write `path` (a .gguf file) for the model in `model_dir`; return llama.cpp's architecture name.
-    dtype f16 stores the matrices in half precision and the vectors (norms, biases) in f32, as
-    llama.cpp's converter does. ValueError names the option no llama.cpp graph computes."""
+    dtype f16 or q8_0 stores the matrices in half precision or 8 bits (see `encode`), as llama.cpp's
+    converter does. ValueError names the option no llama.cpp graph computes."""
     import gguf
 
     if dtype not in DTYPES:
@@ -124,7 +138,7 @@ def export(model_dir, path, dtype="f32", name=None, log=print):
     with atomic_path(path) as tmp:
         writer = gguf.GGUFWriter(tmp, arch)
         writer.add_name(name or os.path.basename(os.path.normpath(model_dir)))
-        writer.add_file_type(gguf.LlamaFileType.ALL_F32 if dtype == "f32" else gguf.LlamaFileType.MOSTLY_F16)
+        writer.add_file_type(gguf.LlamaFileType[{"f32": "ALL_F32", "f16": "MOSTLY_F16", "q8_0": "MOSTLY_Q8_0"}[dtype]])
         writer.add_vocab_size(m["vocab_size"])
         writer.add_context_length(m["context_length"])
         writer.add_embedding_length(m["d_model"])
@@ -149,8 +163,8 @@ def export(model_dir, path, dtype="f32", name=None, log=print):
                 " text, so text it tokenizes itself may get other ids than lmcore's (given lmcore's ids, logits agree)"
             )
         for key, t in tensors.items():
-            array = t.detach().float().contiguous().numpy()
-            writer.add_tensor(key, array.astype(np.float16) if dtype == "f16" and array.ndim > 1 else array)
+            data, kind = encode(t.detach().float().contiguous().numpy(), dtype)
+            writer.add_tensor(key, data, raw_dtype=kind)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 from gguf import MODEL_ARCH, GGMLQuantizationType, GGUFReader, SpecialVocab, TokenType, get_tensor_name_map
+from gguf.quants import dequantize
 
 from helpers import FAMILIES, MIXED_TEXT, train_tokenizer, trained_folder
 from lmcore.families import architecture
 from lmcore.generate import generate
-from lmcore.gguf_export import export
+from lmcore.gguf_export import encode, export
 from lmcore.hf import gpt2_weights, llama_weights
 from lmcore.hf_export import export as export_hf
 from lmcore.model_folder import load_model, read_config, read_weights
@@ -94,16 +95,26 @@ def test_the_gguf_tokenizer_is_the_sentencepiece_model_with_no_space_prefix_and_
     assert field(reader, "tokenizer.ggml.add_bos_token") is False
 
 
-def test_f16_stores_the_matrices_in_half_precision_and_the_vectors_in_f32(tmp_path, bpe):
+def test_f16_and_q8_0_store_the_matrices_in_fewer_bits_and_the_vectors_in_f32(tmp_path, bpe):
     folder = trained_folder(tmp_path, bpe, FAMILIES["llama-bias"])
     export(folder, tmp_path / "f32.gguf")
-    export(folder, tmp_path / "f16.gguf", dtype="f16")
     full = {t.name: t.data for t in GGUFReader(tmp_path / "f32.gguf").tensors}
-    for t in GGUFReader(tmp_path / "f16.gguf").tensors:
-        kind = GGMLQuantizationType.F16 if t.data.ndim == 2 else GGMLQuantizationType.F32
-        assert t.tensor_type == kind, t.name
-        assert np.array_equal(t.data, full[t.name].astype(t.data.dtype)), t.name
-    assert (tmp_path / "f16.gguf").stat().st_size < 0.6 * (tmp_path / "f32.gguf").stat().st_size
+    for dtype, kind, share in (("f16", GGMLQuantizationType.F16, 0.6), ("q8_0", GGMLQuantizationType.Q8_0, 0.4)):
+        export(folder, tmp_path / f"{dtype}.gguf", dtype=dtype)
+        for t in GGUFReader(tmp_path / f"{dtype}.gguf").tensors:
+            assert t.tensor_type == (kind if full[t.name].ndim == 2 else GGMLQuantizationType.F32), t.name
+            w = full[t.name]
+            back = dequantize(t.data, t.tensor_type).reshape(w.shape)
+            # f16 rounds each weight; Q8_0 each to a step of its block of 32's largest magnitude / 127
+            step = np.abs(w).max() / 127 if kind == GGMLQuantizationType.Q8_0 else np.abs(w).max() / 1024
+            assert np.abs(back - w).max() <= step, t.name
+        assert (tmp_path / f"{dtype}.gguf").stat().st_size < share * (tmp_path / "f32.gguf").stat().st_size
+
+
+def test_a_matrix_whose_rows_do_not_split_into_q8_0_blocks_is_stored_in_f16():
+    assert encode(np.ones((4, 48), np.float32), "q8_0")[1] == GGMLQuantizationType.F16
+    assert encode(np.ones((4, 64), np.float32), "q8_0")[1] == GGMLQuantizationType.Q8_0
+    assert encode(np.ones(64, np.float32), "q8_0")[1] == GGMLQuantizationType.F32
 
 
 @pytest.mark.parametrize(
@@ -122,8 +133,8 @@ def test_a_model_no_llama_cpp_graph_computes_is_named_and_no_file_is_left(tmp_pa
 
 def test_a_bad_dtype_is_named(tmp_path, bpe):
     folder = trained_folder(tmp_path, bpe, FAMILIES["llama-tied"])
-    with pytest.raises(ValueError, match="'q8'"):
-        export(folder, tmp_path / "model.gguf", dtype="q8")
+    with pytest.raises(ValueError, match="'q4'"):
+        export(folder, tmp_path / "model.gguf", dtype="q4")
 
 
 def llama(path, n_ctx=24, **options):
@@ -147,10 +158,11 @@ def test_llama_cpp_computes_lmcores_logits_and_greedy_ids(exported):
     model.reset()
     theirs = [t for _, t in zip(range(16), model.generate(prompt, top_k=1, temp=0.0, reset=True))]
     assert theirs == greedy
-    export(folder, path.with_name("f16.gguf"), dtype="f16")
-    half = llama(path.with_name("f16.gguf"), logits_all=True)
-    half.eval(ids)
-    assert np.abs(np.array(half.scores[: len(ids)]) - expected).max() < 1e-2 * np.abs(expected).max()
+    for dtype, tolerance in (("f16", 1e-2), ("q8_0", 5e-2)):
+        export(folder, path.with_name(f"{dtype}.gguf"), dtype=dtype)
+        fewer_bits = llama(path.with_name(f"{dtype}.gguf"), logits_all=True)
+        fewer_bits.eval(ids)
+        assert np.abs(np.array(fewer_bits.scores[: len(ids)]) - expected).max() < tolerance * np.abs(expected).max()
 
 
 @needs_llama_cpp

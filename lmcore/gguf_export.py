@@ -22,7 +22,9 @@ does (the ids can differ; the weights and logits of given ids do not).
 
 import os
 
+import gguf
 import numpy as np
+from sentencepiece import sentencepiece_model_pb2
 
 from lmcore.families import architecture
 from lmcore.hf import rope_permutation
@@ -38,8 +40,6 @@ def encode(array, dtype):
     """(data, GGML type) of one tensor, as llama.cpp's converter stores it for a file of `dtype`: vectors
     (norms, biases) in f32; matrices in f16, or in Q8_0 (blocks of 32 weights with one f16 scale each),
     or in f16 where a row does not split into such blocks."""
-    import gguf
-
     F32, F16, Q8_0 = gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.Q8_0
     if dtype == "f32" or array.ndim == 1:
         return array, F32
@@ -90,9 +90,6 @@ def gpt2_tensors(w, m):
 
 def add_tokenizer(writer, proto):
     """A SentencePiece ModelProto as llama.cpp's `llama` tokenizer, set to give lmcore's ids."""
-    import gguf
-    from sentencepiece import sentencepiece_model_pb2
-
     T = sentencepiece_model_pb2.ModelProto.SentencePiece
     types = {
         T.NORMAL: gguf.TokenType.NORMAL,
@@ -124,8 +121,6 @@ def export(model_dir, path, dtype="f32", name=None, log=print):
     """Write `path` (a .gguf file) for the model in `model_dir`; return llama.cpp's architecture name.
     dtype f16 or q8_0 stores the matrices in half precision or 8 bits (see `encode`), as llama.cpp's
     converter does. ValueError names the option no llama.cpp graph computes."""
-    import gguf
-
     if dtype not in DTYPES:
         raise ValueError(f"gguf dtype {dtype!r}: one of {', '.join(DTYPES)}")
     config = read_config(model_dir)

@@ -162,9 +162,8 @@ def test_a_dry_run_of_the_example_study_lists_exactly_its_jobs(tmp_path):
     result = snakemake(tmp_path, "-n", "results/report.html", configfile=f"{REPO}/configs/scaling.yaml")
     assert result.returncode == 0, result.stderr
     jobs = planned_jobs(result)
-    assert {rule: jobs.pop(rule) for rule in ("train", "evaluate", "sample", "export_hf")} == dict.fromkeys(
-        ("train", "evaluate", "sample", "export_hf"), runs
-    )
+    per_model = ("train", "evaluate", "sample", "export_hf", "export_gguf")
+    assert {rule: jobs.pop(rule) for rule in per_model} == dict.fromkeys(per_model, runs)
     assert set(re.findall(r"model=(\S+)", result.stdout)) == {
         r["model"]
         for r in plan(prepare_config(yaml.safe_load(open(f"{REPO}/configs/scaling.yaml", encoding="utf-8")), SCHEMA))

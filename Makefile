@@ -23,7 +23,7 @@ test: install
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q tests
 
-# llama-cpp-python, built from its source distribution (llama.cpp's C++; about 7 minutes on 2 cores):
+# llama-cpp-python, built from its source distribution (llama.cpp's C++; about 6 minutes on 2 cores):
 # with it installed, tests/test_gguf.py also runs llama.cpp on the GGUF files. Not needed by `make test`.
 llama-cpp: install
 	CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF \

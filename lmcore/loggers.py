@@ -3,14 +3,21 @@ model entry's `loggers` asks. Neither package is imported unless asked for. Rank
 the model's own, results/models/<name>/tensorboard/ and results/models/<name>/wandb/:
 
     tensorboard --logdir results/models
+
+The evaluate job adds the test split's figures to the same run (`log_evaluation`).
 """
 
+import glob
 import hashlib
 import json
 import netrc
 import os
 import shutil
 from urllib.parse import urlparse
+
+from lmcore.io import atomic_open, read_json
+
+TEST_EVENTS = ".test"  # the suffix of the TensorBoard event file that holds the test split's figures
 
 
 def config_digest(entry):
@@ -32,6 +39,54 @@ def wandb_mode():
         return "offline"
 
 
+def wandb_id_path(folder):
+    return os.path.join(folder, "wandb", "run-id")
+
+
+def wandb_run(folder, entry, wandb_id):
+    import wandb
+
+    return wandb.init(
+        project=entry.get("wandb_project", "lmcore"),
+        name=os.path.basename(os.path.normpath(folder)),
+        id=wandb_id,
+        resume="allow",
+        dir=folder,
+        config={**entry, "config_digest": config_digest(entry)},
+        tags=[config_digest(entry)],
+        mode=wandb_mode(),
+        settings=wandb.Settings(console="off", silent=True),
+    )
+
+
+def log_evaluation(names, folder, entry, result, log=print):
+    """The test split's loss, perplexity and bits per byte (results/eval/<model>.json) as `test/<key>` in the
+    runs that training opened in `folder`: TensorBoard scalars at the last step, in an event file of their own
+    that an evaluation run again replaces; the W&B run's summary. A logger turned on after training has no run
+    to add to, and is named."""
+    numbers = {f"test/{k}": result["test"][k] for k in ("loss", "perplexity", "bits_per_byte")}
+    numbers["test/unigram_bits_per_byte"] = result["baseline"]["bits_per_byte"]
+    logdir = os.path.join(folder, "tensorboard")
+    if "tensorboard" in names and os.path.isdir(logdir):
+        from torch.utils.tensorboard import SummaryWriter
+
+        for old in glob.glob(os.path.join(logdir, "*" + TEST_EVENTS)):
+            os.remove(old)
+        with SummaryWriter(logdir, filename_suffix=TEST_EVENTS) as writer:
+            step = read_json(os.path.join(folder, "summary.json"))["steps"]
+            for key, value in numbers.items():
+                writer.add_scalar(key, value, step)
+    elif "tensorboard" in names:
+        log(f"{logdir}: none (tensorboard turned on after training): the test figures are not added")
+    if "wandb" in names and os.path.exists(wandb_id_path(folder)):
+        with open(wandb_id_path(folder), encoding="utf-8") as f:
+            run = wandb_run(folder, entry, f.read().strip())
+        run.summary.update(numbers)
+        run.finish()
+    elif "wandb" in names:
+        log(f"{wandb_id_path(folder)}: none (wandb turned on after training): the test figures are not added")
+
+
 def flat(values):
     """A dict whose values TensorBoard's hyperparameters take: numbers, text and booleans; others as JSON."""
     return {k: v if isinstance(v, (int, float, str, bool)) else json.dumps(v) for k, v in values.items()}
@@ -43,7 +98,6 @@ class Loggers:
 
     def __init__(self, names, folder, entry, start_step, wandb_id=None):
         self.tensorboard = self.wandb = None
-        name = os.path.basename(os.path.normpath(folder))
         if "tensorboard" in names:
             from torch.utils.tensorboard import SummaryWriter
             from torch.utils.tensorboard.summary import hparams
@@ -53,22 +107,12 @@ class Loggers:
                 shutil.rmtree(logdir, ignore_errors=True)
             self.tensorboard = SummaryWriter(logdir, purge_step=start_step + 1 if start_step else None)
             if start_step == 0:
-                for summary in hparams(flat(entry), {"final/best_val_loss": 0.0}):
+                for summary in hparams(flat(entry), {"final/best_val_loss": 0.0, "test/bits_per_byte": 0.0}):
                     self.tensorboard.file_writer.add_summary(summary)
         if "wandb" in names:
-            import wandb
-
-            self.wandb = wandb.init(
-                project=entry.get("wandb_project", "lmcore"),
-                name=name,
-                id=wandb_id,
-                resume="allow",
-                dir=folder,
-                config={**entry, "config_digest": config_digest(entry)},
-                tags=[config_digest(entry)],
-                mode=wandb_mode(),
-                settings=wandb.Settings(console="off", silent=True),
-            )
+            self.wandb = wandb_run(folder, entry, wandb_id)
+            with atomic_open(wandb_id_path(folder)) as f:  # for the evaluate job, which adds to this run
+                f.write(self.wandb.id)
 
     @property
     def wandb_id(self):

@@ -10,7 +10,7 @@ import pytest
 
 from helpers import tiny_entry
 from lmcore.checkpoint import list_checkpoints, remove_checkpoint
-from lmcore.loggers import wandb_mode
+from lmcore.loggers import log_evaluation, wandb_mode
 from lmcore.train import train
 
 pytest.importorskip("tensorboard")
@@ -63,7 +63,7 @@ def wandb_runs(folder):
         return {u.key or "/".join(u.nested_key): json.loads(u.value_json) for u in updates}
 
     runs = {}
-    for path in sorted(glob.glob(os.path.join(folder, "wandb", "offline-run-*", "run-*.wandb"))):
+    for path in sorted(glob.glob(os.path.join(folder, "wandb", "offline-run-*", "run-*.wandb")), key=os.path.getmtime):
         attempt = {"config": {}, "history": {}, "summary": {}}
         for record in wandb_records(path):
             kind = record.WhichOneof("record_type")
@@ -115,6 +115,32 @@ def test_tensorboard_and_wandb_get_the_curves_and_a_resumed_run_continues_them(t
     assert config["wandb_project"] == "tests" and config["d_model"] == entry["d_model"]
     assert len(config["config_digest"]) == 12
     assert resumed["summary"]["final/best_val_loss"] == pytest.approx(summary["best_val_loss"])
+
+
+def test_the_evaluation_adds_the_test_figures_to_the_training_runs_once(tmp_path, shards, offline):
+    entry = tiny_entry(max_steps=6, log_interval=2, eval_interval=3, loggers=["tensorboard", "wandb"])
+    out = tmp_path / "out"
+    train(entry, *shards, str(out), str(tmp_path / "ckpt"), log=lambda *a: None)
+    for bpb in (2.5, 2.25):  # evaluated again (a code change): the new figures replace the old
+        result = {"test": {"loss": 1.5, "perplexity": 4.48, "bits_per_byte": bpb}, "baseline": {"bits_per_byte": 3.5}}
+        log_evaluation(entry["loggers"], str(out), entry, result)
+    curves = scalars(str(out / "tensorboard"))
+    assert curves["test/bits_per_byte"] == [(6, 2.25)] and curves["test/unigram_bits_per_byte"] == [(6, 3.5)]
+    assert len(curves["train/loss"]) == len(open(out / "metrics.jsonl").readlines())  # the curves stay
+    (attempts,) = wandb_runs(out).values()  # one run: training's, continued
+    summary = attempts[-1]["summary"]
+    assert summary["test/bits_per_byte"] == 2.25 and summary["test/perplexity"] == 4.48
+
+
+def test_a_logger_turned_on_after_training_gets_no_test_figures_and_is_named(tmp_path, shards, offline):
+    entry = tiny_entry(max_steps=2)
+    out = tmp_path / "out"
+    train(entry, *shards, str(out), str(tmp_path / "ckpt"), log=lambda *a: None)
+    said = []
+    result = {"test": {"loss": 1.5, "perplexity": 4.48, "bits_per_byte": 2.0}, "baseline": {"bits_per_byte": 3.5}}
+    log_evaluation(["tensorboard", "wandb"], str(out), entry, result, log=said.append)
+    assert len(said) == 2 and "tensorboard turned on after training" in said[0] and "wandb turned on" in said[1]
+    assert not (out / "tensorboard").exists() and not (out / "wandb").exists()
 
 
 def test_a_run_without_loggers_imports_neither_package(tmp_path, shards):

@@ -7,6 +7,7 @@ import torch
 
 from lmcore.evaluate import evaluate_model, unigram_baseline
 from lmcore.io import write_json
+from lmcore.loggers import log_evaluation
 from lmcore.logs import redirect_output
 from lmcore.model_folder import load_model, read_config
 from lmcore.runtime import autocast_dtype, pick_device, use_tf32
@@ -27,3 +28,6 @@ result["baseline"] = unigram_baseline(data["train"], data["test"], token_bytes, 
 result["tokenizer_fingerprint"] = tok.fingerprint
 write_json(snakemake.output[0], result)
 print(f"{device.type}, {dtype or torch.float32}: {result}")
+configured = snakemake.config["models"][snakemake.wildcards.model]
+if configured["loggers"]:  # the test figures beside the training curves
+    log_evaluation(configured["loggers"], folder, configured, result)

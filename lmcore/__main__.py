@@ -111,7 +111,7 @@ def main(argv=None):
     if args.command == "train":  # under torchrun, into the job's log: timestamped like the rest of it
         sys.stdout = sys.stderr = Timestamped(sys.stdout)
         try:
-            return train(
+            train(
                 json.loads(args.config_json),
                 args.tokenizer,
                 args.manifest,
@@ -123,6 +123,11 @@ def main(argv=None):
         except Stopped as stopped:
             print(stopped)
             raise SystemExit(143) from None
+        # Everything is written and the process group destroyed: leave without running destructors. Freeing
+        # DDP's reducer destroys the gloo process group, which joins its worker thread while this thread holds
+        # the GIL that the worker waits for to free its last tensors: a torchrun worker hung so in tests.
+        sys.stdout.flush()
+        os._exit(0)
 
     torch.set_grad_enabled(False)
     try:

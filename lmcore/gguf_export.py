@@ -33,7 +33,12 @@ from lmcore.model import LAYER_NORM_EPS, RMS_NORM_EPS, ROPE_THETA
 from lmcore.model_folder import read_config, read_weights
 from lmcore.tokenizer import read_proto
 
-DTYPES = ("f32", "f16", "q8_0")
+# `gguf: {dtype}` and the file type the GGUF header states for it
+FILE_TYPES = {
+    "f32": gguf.LlamaFileType.ALL_F32,
+    "f16": gguf.LlamaFileType.MOSTLY_F16,
+    "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+}
 
 
 def encode(array, dtype):
@@ -121,8 +126,8 @@ def export(model_dir, path, dtype="f32", name=None, log=print):
     """Write `path` (a .gguf file) for the model in `model_dir`; return llama.cpp's architecture name.
     dtype f16 or q8_0 stores the matrices in half precision or 8 bits (see `encode`), as llama.cpp's
     converter does. ValueError names the option no llama.cpp graph computes."""
-    if dtype not in DTYPES:
-        raise ValueError(f"gguf dtype {dtype!r}: one of {', '.join(DTYPES)}")
+    if dtype not in FILE_TYPES:
+        raise ValueError(f"gguf dtype {dtype!r}: one of {', '.join(FILE_TYPES)}")
     config = read_config(model_dir)
     m = config["model"]
     arch, reason = architecture(m)
@@ -133,7 +138,7 @@ def export(model_dir, path, dtype="f32", name=None, log=print):
     with atomic_path(path) as tmp:
         writer = gguf.GGUFWriter(tmp, arch)
         writer.add_name(name or os.path.basename(os.path.normpath(model_dir)))
-        writer.add_file_type(gguf.LlamaFileType[{"f32": "ALL_F32", "f16": "MOSTLY_F16", "q8_0": "MOSTLY_Q8_0"}[dtype]])
+        writer.add_file_type(FILE_TYPES[dtype])
         writer.add_vocab_size(m["vocab_size"])
         writer.add_context_length(m["context_length"])
         writer.add_embedding_length(m["d_model"])

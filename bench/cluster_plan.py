@@ -2,10 +2,10 @@
 tokens (20 per parameter), which parallelism, how many GPUs, memory per GPU and days of training.
 
 Parameters are counted on a model built on the meta device (no memory); memory per process is
-lmcore.runtime.memory_needed_mb (weights, gradients and AdamW moments: 16 bytes a parameter, divided
+lmcore.train.runtime.memory_needed_mb (weights, gradients and AdamW moments: 16 bytes a parameter, divided
 over the processes by fsdp; activations per token of a micro-batch, fewer with activation
 checkpointing), in fp32 as the formula is: bf16 activations take less. FLOPs per token are
-lmcore.model.flops_per_token, times 4/3 with activation checkpointing (the forward pass runs twice).
+lmcore.model.gpt.flops_per_token, times 4/3 with activation checkpointing (the forward pass runs twice).
 MFU is an assumption until bench/gpu_check.sh has measured it on the GPU: --mfu.
 
     python bench/cluster_plan.py [--mfu 0.4] [--gpu-tflops 989] [--gpu-gb 80]
@@ -15,8 +15,9 @@ import argparse
 
 import torch
 
-from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
-from lmcore.runtime import memory_needed_mb
+from lmcore.model.config import ModelConfig
+from lmcore.model.gpt import GPT, count_parameters, flops_per_token
+from lmcore.train.runtime import memory_needed_mb
 
 LLAMA = {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": False, "tie_embeddings": False}
 PLANS = [

@@ -27,7 +27,7 @@ import zstandard
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import cpu_name, snakemake_command, write_corpus  # noqa: E402
 from ingest_memory import write_parquet  # noqa: E402
-from lmcore.logs import disk_bytes  # noqa: E402
+from lmcore.workflow.joblog import disk_bytes  # noqa: E402
 
 FILES = 8  # corpus files
 # stage -> (what one job reads, given its benchmark file's wildcards), in pipeline order

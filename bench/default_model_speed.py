@@ -13,8 +13,9 @@ import time
 
 import torch
 
-from lmcore import model as lm
-from lmcore.model import GPT, ModelConfig
+from lmcore.model import gpt as lm
+from lmcore.model.config import ModelConfig
+from lmcore.model.gpt import GPT
 
 
 def reference_rms_norm(self, x):

@@ -41,9 +41,9 @@ def worker(stage, part, model, out_dir):
 
         signatures(part, os.path.join(out_dir, "sig.json"), os.path.join(out_dir, "sig.npy"), config["dedup"])
     else:
-        from lmcore.shards import shard_part
-        from lmcore.splits import SPLITS
-        from lmcore.tokenizer import Tokenizer
+        from lmcore.data.splits import SPLITS
+        from lmcore.tokens.shards import shard_part
+        from lmcore.tokens.tokenizer import Tokenizer
 
         shard_part(
             part,
@@ -63,7 +63,7 @@ def main():
     if args.worker:
         return worker(*args.worker)
 
-    from lmcore import tokenizer
+    from lmcore.tokens import tokenizer
     from lmcore.io import read_jsonl
 
     os.makedirs(args.work, exist_ok=True)

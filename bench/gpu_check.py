@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import cpu_name  # noqa: E402
-from lmcore.runtime import data_sheet_peak  # noqa: E402
+from lmcore.train.runtime import data_sheet_peak  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

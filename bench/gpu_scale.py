@@ -1,12 +1,12 @@
 """Training at scale on one GPU: a 124M GPT-2 shape and a ~350M Llama shape at context 1024, in
 fp32 (TF32 matrix products), bf16 autocast, and bf16 + torch.compile: tokens/s, MFU against the
 data sheet's dense bf16 peak, and the most GPU memory allocated. lmcore's model and training
-step (lmcore.train.train_step, clipping, AdamW as lmcore makes it), random tokens.
+step (lmcore.train.loop.train_step, clipping, AdamW as lmcore makes it), random tokens.
 
 MFU is printed twice: with lmcore's FLOPs per token (6 N + 12 L d T, N without embeddings: what
 summary.json reports) and with the output layer counted too (6 N' + 12 L d T, N' with the
 token embedding, which the tied or untied head costs: nanoGPT's and PaLM's convention).
-Beside each mode, evaluation's tokens/s (lmcore.evaluate.evaluate_model, the evaluate job's own
+Beside each mode, evaluation's tokens/s (lmcore.evaluation.perplexity.evaluate_model, the evaluate job's own
 code, in the mode's precision, uncompiled as the job runs it) and its ratio to training's: the
 issue asks for 3x or more.
 
@@ -25,10 +25,11 @@ import torch
 from train_step import SHAPES as SHAPES_OF_STEP
 from train_step import time_steps
 
-from lmcore.evaluate import evaluate_model
-from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
-from lmcore.optim import make_optimizer
-from lmcore.runtime import autocast, data_sheet_peak, machine_key, use_tf32
+from lmcore.evaluation.perplexity import evaluate_model
+from lmcore.model.config import ModelConfig
+from lmcore.model.gpt import GPT, count_parameters, flops_per_token
+from lmcore.train.optim import make_optimizer
+from lmcore.train.runtime import autocast, data_sheet_peak, machine_key, use_tf32
 
 SHAPES = {name: SHAPES_OF_STEP[name] for name in ("gpt2-124M", "llama-350M")}  # bench/train_step.py's
 MODES = {"fp32 (TF32)": (None, False), "bf16": (torch.bfloat16, False), "bf16 + compile": (torch.bfloat16, True)}

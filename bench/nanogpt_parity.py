@@ -21,9 +21,10 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nanogpt_ref import Reference, lmcore_step, reference_optimizer, reference_step, tokens_per_s  # noqa: E402
 
-from lmcore.model import GPT, ModelConfig  # noqa: E402
-from lmcore.optim import make_optimizer  # noqa: E402
-from lmcore.runtime import machine_key  # noqa: E402
+from lmcore.model.config import ModelConfig
+from lmcore.model.gpt import GPT  # noqa: E402
+from lmcore.train.optim import make_optimizer  # noqa: E402
+from lmcore.train.runtime import machine_key  # noqa: E402
 
 SHAPE = {
     "n_layers": 6,

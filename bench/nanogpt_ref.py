@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lmcore.train import train_step
+from lmcore.train.loop import train_step
 
 
 class Block(nn.Module):

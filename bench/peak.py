@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from lmcore.runtime import matmul_rate
+from lmcore.train.runtime import matmul_rate
 
 
 def single_timing(n=1024, seconds=0.3):

@@ -37,9 +37,9 @@ from nanogpt_ref import Reference, reference_optimizer, reference_step, tokens_p
 
 from common import REPO, snakemake_command  # noqa: E402
 from lmcore.config import prepare_config  # noqa: E402
-from lmcore.evaluate import bits_per_byte  # noqa: E402
-from lmcore.runtime import machine_key  # noqa: E402
-from lmcore.splits import SPLITS, documents_in_split  # noqa: E402
+from lmcore.data.splits import SPLITS, documents_in_split  # noqa: E402
+from lmcore.evaluation.perplexity import bits_per_byte  # noqa: E402
+from lmcore.train.runtime import machine_key  # noqa: E402
 
 PROBE_STEPS = 40  # per round, three rounds: about 10 s of the small models
 CHAR_RECIPE = {

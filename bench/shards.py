@@ -17,9 +17,9 @@ from common import run_child, write_corpus  # noqa: E402
 
 
 def worker(part, model, threads, out_dir):
-    from lmcore.shards import shard_part
-    from lmcore.splits import SPLITS
-    from lmcore.tokenizer import Tokenizer
+    from lmcore.data.splits import SPLITS
+    from lmcore.tokens.shards import shard_part
+    from lmcore.tokens.tokenizer import Tokenizer
 
     start = time.perf_counter()
     out = {s: os.path.join(out_dir, f"{s}.npy") for s in SPLITS}
@@ -38,7 +38,7 @@ def main():
         part, model, threads, out = args.worker
         return worker(part, model, int(threads), out)
 
-    from lmcore import tokenizer
+    from lmcore.tokens import tokenizer
     from lmcore.io import read_jsonl
 
     os.makedirs(args.work, exist_ok=True)

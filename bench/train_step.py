@@ -1,5 +1,5 @@
 """One training configuration, timed in a fresh process: tokens/s, MFU and the peak memory of lmcore's
-own step (lmcore.parallel.parallelize, lmcore.train.train_step, clipping, AdamW) on random tokens.
+own step (lmcore.train.parallel.parallelize, lmcore.train.loop.train_step, clipping, AdamW) on random tokens.
 Under torchrun it runs on every process (gloo on CPUs, nccl on GPUs) and rank 0 prints one JSON line;
 memory is the most any process used (GPU: max allocated; CPU: VmHWM).
 
@@ -21,11 +21,13 @@ import torch.distributed as dist
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import own_peak_mb  # noqa: E402
-from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token  # noqa: E402
-from lmcore.optim import make_optimizer  # noqa: E402
-from lmcore.parallel import free_port, parallelize  # noqa: E402
-from lmcore.runtime import autocast, autocast_dtype, data_sheet_peak, pick_device, use_tf32  # noqa: E402
-from lmcore.train import train_step  # noqa: E402
+from lmcore.model.config import ModelConfig
+from lmcore.model.gpt import GPT, count_parameters, flops_per_token  # noqa: E402
+from lmcore.train.launch import free_port
+from lmcore.train.loop import train_step  # noqa: E402
+from lmcore.train.optim import make_optimizer  # noqa: E402
+from lmcore.train.parallel import parallelize  # noqa: E402
+from lmcore.train.runtime import autocast, autocast_dtype, data_sheet_peak, pick_device, use_tf32  # noqa: E402
 
 LLAMA = {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": False, "tie_embeddings": False}
 SHAPES = {

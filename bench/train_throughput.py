@@ -28,7 +28,7 @@ def batches(vocab, batch, context, seed):
     import numpy as np
     import torch
 
-    from lmcore.shards import TokenDataset
+    from lmcore.tokens.shards import TokenDataset
 
     rng = np.random.default_rng(seed)
     if os.path.exists(MANIFEST):
@@ -43,9 +43,10 @@ def batches(vocab, batch, context, seed):
 def worker(size, precision, compile_, steps, threads, device, batch):
     import torch
 
-    from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
-    from lmcore.runtime import autocast, peak_flops, use_tf32
-    from lmcore.train import train_step
+    from lmcore.model.config import ModelConfig
+    from lmcore.model.gpt import GPT, count_parameters, flops_per_token
+    from lmcore.train.loop import train_step
+    from lmcore.train.runtime import autocast, peak_flops, use_tf32
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -12,12 +12,12 @@ import sys
 
 import torch
 
-from lmcore.generate import generate
-from lmcore.logs import Timestamped
-from lmcore.model_folder import DamagedModel, load_model
-from lmcore.runtime import pick_device
-from lmcore.train import Stopped, train
-from lmcore.train_config import world_size
+from lmcore.model.folder import DamagedModel, load_model
+from lmcore.model.generate import generate
+from lmcore.train.config import world_size
+from lmcore.train.loop import Stopped, train
+from lmcore.train.runtime import pick_device
+from lmcore.workflow.joblog import Timestamped
 
 
 def number(kind, low, high=math.inf, low_open=False, text=""):
@@ -54,7 +54,7 @@ def print_plan(path):
     import yaml
 
     from lmcore.config import prepare_config
-    from lmcore.scaling import plan
+    from lmcore.evaluation.scaling import plan
 
     with open(path, encoding="utf-8") as f:
         config = prepare_config(yaml.safe_load(f), SCHEMA)

@@ -14,7 +14,7 @@ import re
 import jsonschema
 import yaml
 
-from lmcore.families import BLOCK_KEYS, PRESETS, SHAPE_KEYS
+from lmcore.model.families import BLOCK_KEYS, PRESETS, SHAPE_KEYS
 
 
 class ConfigError(ValueError):
@@ -318,7 +318,7 @@ def check_semantics(config):
 
 def check_evals(tasks):
     """A task YAML file that is not there, or a task name lm-eval does not know, fails before any job."""
-    from lmcore.evals import TASK_FILE, unknown_builtin_tasks
+    from lmcore.evaluation.harness import TASK_FILE, unknown_builtin_tasks
 
     for task in tasks:
         if task.endswith(TASK_FILE) and not os.path.isfile(task):

@@ -1,13 +1,14 @@
 # Validation, name lists, wildcard constraints and input functions shared by every rule.
 import os
 
-from lmcore.closure import digest
+from lmcore.workflow.closure import digest
 from lmcore.config import prepare_config
 from lmcore.data.download import source_listing
-from lmcore.evals import TASK_FILE
-from lmcore.families import HF_FILES, NOT_THE_MATHS, architecture
-from lmcore.init_from import starting_files
-from lmcore.splits import SPLITS
+from lmcore.evaluation.harness import TASK_FILE
+from lmcore.train.config import NOT_THE_MATHS
+from lmcore.export.architectures import HF_FILES, architecture
+from lmcore.train.init import starting_files
+from lmcore.data.splits import SPLITS
 
 # Fails before any job runs, naming the key and the value.
 config.update(prepare_config(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml")))
@@ -32,7 +33,7 @@ def resource(rule, key):
 
 
 def code(script):
-    """A digest of the lmcore code that workflow_scripts/<script>.py runs, its imports followed (lmcore.closure):
+    """A digest of the lmcore code that workflow_scripts/<script>.py runs, its imports followed (lmcore.workflow.closure):
     a param, so that an edit reruns exactly the jobs whose code changed and a moved checkout reruns nothing."""
     return digest(os.path.join(workflow.basedir, "workflow_scripts", f"{script}.py"), os.path.join(workflow.basedir, "lmcore"))
 
@@ -98,7 +99,7 @@ def eval_gpus(wildcards):
 # (sbatch --gpus) and one task, which the plugin's jobstep starts with `srun -n1`, and torchrun runs
 # the processes. Across nodes: --nodes, --gres=gpu:<gpus> (per node, where --gpus counts the job's
 # GPUs) and one task per node; `mpi` tells the jobstep that the job starts its own tasks with srun
-# (lmcore.train.launch_command); `tasks_per_gpu: 0` keeps the plugin from reading `tasks` as
+# (lmcore.train.launch.launch_command); `tasks_per_gpu: 0` keeps the plugin from reading `tasks` as
 # --ntasks-per-gpu for a GPU job (its issue #316). A resource that is None is not set.
 def multinode(wildcards):
     return config["models"][wildcards.model]["nodes"] > 1

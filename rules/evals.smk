@@ -1,4 +1,4 @@
-# Benchmark scores through lm-evaluation-harness on each exported model (lmcore.evals).
+# Benchmark scores through lm-evaluation-harness on each exported model (lmcore.evaluation.harness).
 rule next_line_task:
     input:
         part_paths("results/dedup/{source}/part-{part}.jsonl"),

@@ -17,11 +17,12 @@ import threading
 import torch
 import yaml
 
+from lmcore.data.splits import SPLITS
 from lmcore.io import write_jsonl
-from lmcore.model import GPT, ModelConfig
-from lmcore.model_folder import save_model
-from lmcore.shards import shard_part, write_manifest
-from lmcore.splits import SPLITS
+from lmcore.model.config import ModelConfig
+from lmcore.model.folder import save_model
+from lmcore.model.gpt import GPT
+from lmcore.tokens.shards import shard_part, write_manifest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA = os.path.join(REPO, "schemas", "config.schema.yaml")
@@ -180,7 +181,7 @@ def make_shards(tmp_path, tok, docs):
 
 def train_tokenizer(path, model_type="bpe", vocab_size=400, docs=None, **options):
     """A SentencePiece model trained on `docs` (default: documents()) at `path`, loaded."""
-    from lmcore import tokenizer
+    from lmcore.tokens import tokenizer
 
     cfg = {
         "model_type": model_type,

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from helpers import REPO, planned_jobs, snakemake
-from lmcore.closure import closure
+from lmcore.workflow.closure import closure
 
 
 def scripts_closure(script):
@@ -33,16 +33,17 @@ def test_every_rule_takes_the_digest_of_the_script_it_runs():
 @pytest.mark.parametrize(
     "script, holds, lacks",
     [
-        ("ingest", ["data/ingest.py", "data/text.py"], ["logs.py"]),  # CONTROL comes from data/text.py
-        ("shards_manifest", ["shards.py", "tokenizer.py"], []),
-        ("evaluate", ["splits.py", "model.py"], ["hf.py"]),
-        ("sample", ["splits.py", "generate.py"], []),
-        ("export_hf", ["hf_export.py", "hf.py", "splits.py"], []),
-        ("export_gguf", ["gguf_export.py", "hf.py", "families.py"], ["hf_export.py"]),  # not through the HF folder
+        ("ingest", ["data/ingest.py", "data/text.py"], ["workflow/joblog.py"]),  # CONTROL comes from data/text.py
+        ("shards_manifest", ["tokens/shards.py", "tokens/tokenizer.py"], []),
+        ("evaluate", ["data/splits.py", "model/gpt.py"], ["export/layouts.py"]),
+        ("sample", ["data/splits.py", "model/generate.py"], []),
+        ("export_hf", ["export/hf.py", "export/layouts.py", "data/splits.py"], []),
+        # not through the HF folder
+        ("export_gguf", ["export/gguf.py", "export/layouts.py", "export/architectures.py"], ["export/hf.py"]),
         (
             "train",
-            ["train.py", "model.py", "hf.py"],
-            ["hf_export.py", "logs.py", "config.py"],
+            ["train/loop.py", "train/launch.py", "model/gpt.py", "export/layouts.py"],
+            ["export/hf.py", "workflow/joblog.py", "train/loggers.py", "config.py"],
         ),  # init_from reads HF folders, never writes them
         ("report", ["report/page.py", "report/templates/report.html.j2"], []),
     ],
@@ -78,16 +79,16 @@ def test_a_moved_project_plans_nothing_and_an_edit_reruns_the_jobs_whose_code_ch
         return planned_jobs(result)
 
     assert planned() == {}
-    with open(checkout / "lmcore" / "logs.py", "a") as f:
+    with open(checkout / "lmcore" / "workflow" / "joblog.py", "a") as f:
         f.write("\n# rewording a log line changes no output\n")
-    with open(checkout / "lmcore" / "loggers.py", "a") as f:
+    with open(checkout / "lmcore" / "train" / "loggers.py", "a") as f:
         f.write("\n# nor does how TensorBoard and W&B are fed\n")
     assert planned() == {}
-    with open(checkout / "lmcore" / "hf_export.py", "a") as f:
+    with open(checkout / "lmcore" / "export" / "hf.py", "a") as f:
         f.write("\n# how a folder is written\n")
     # model a exports (and is scored again on what it wrote), b has no HF architecture; no training
     assert planned() == {"export_hf": 1, "lm_eval": 1, "report": 1}
-    with open(checkout / "lmcore" / "gguf_export.py", "a") as f:
+    with open(checkout / "lmcore" / "export" / "gguf.py", "a") as f:
         f.write("\n# how a GGUF file is written\n")
     assert planned() == {"export_hf": 1, "lm_eval": 1, "export_gguf": 1, "report": 1}  # the HF edit still pending
     with open(checkout / "lmcore" / "data" / "text.py", "a") as f:

@@ -15,12 +15,13 @@ import zipfile
 
 import numpy as np
 import pytest
+import yaml
 
 import lmcore.data.text as text_module
 from helpers import SCHEMA, WORDS, QuietHandler, serve, write_corpus_archive
 from lmcore.data import clean, dedup, download, formats, ingest
+from lmcore.data.splits import split_of
 from lmcore.io import atomic_open, read_jsonl, stable_hash, write_jsonl
-from lmcore.splits import split_of
 
 
 def test_atomic_write_leaves_nothing_when_interrupted(tmp_path):
@@ -138,9 +139,9 @@ def test_clean_drops_short_documents_with_reason_and_examples(tmp_path):
     assert [d["id"] for d in out] == ["long"]
     assert out[0]["text"] == ("word " * 50).rstrip() + "\n"
     assert (
-        stats["dropped"] == {"too_short_chars": 1}
-        and stats["dropped_characters"] == {"too_short_chars": 4}
-        and stats["examples"] == {"too_short_chars": [{"id": "short", "excerpt": "tiny"}]}
+        stats["dropped"] == {"min_chars": 1}
+        and stats["dropped_characters"] == {"min_chars": 4}
+        and stats["examples"] == {"min_chars": [{"id": "short", "excerpt": "tiny"}]}
     )
 
 
@@ -369,47 +370,43 @@ def prose_lines(n_lines=12, seed=0):
 PROSE = "\n".join(prose_lines()) + "\n"
 
 
-@pytest.mark.parametrize(
-    "text, reason",
-    [
-        (PROSE, None),
-        ("word " * 30, "gopher_word_count"),
-        ("# " * 40 + PROSE, "gopher_symbol_ratio"),
-        ("\n".join("- " + line for line in prose_lines()), "gopher_bullet_lines"),
-        ("\n".join(line + "..." for line in prose_lines()), "gopher_ellipsis_lines"),
-        ("12 34 56 78 " * 10 + PROSE, "gopher_alpha_words"),
-        (" ".join(f"w{i}ord" for i in range(80)), "gopher_stop_words"),
-        (PROSE + "the same line and of that is here\n" * 10, "gopher_duplicate_lines"),
-        ("lorem ipsum dolor sit amet " + PROSE, "c4_lorem_ipsum"),
-        ("function f() { return 1 }\n" + PROSE, "c4_curly_braces"),
-    ],
-)
-def test_each_filter_drops_with_its_named_reason(text, reason):
+# A text each rule drops, by the reason it drops it for: the config key that fired.
+DROPS = [
+    ("word " * 30, "gopher_quality.min_words"),
+    ("# " * 40 + PROSE, "gopher_quality.max_symbol_word_ratio"),
+    ("\n".join("- " + line for line in prose_lines()), "gopher_quality.max_bullet_lines"),
+    ("\n".join(line + "..." for line in prose_lines()), "gopher_quality.max_ellipsis_lines"),
+    ("12 34 56 78 " * 10 + PROSE, "gopher_quality.min_alpha_words"),
+    (" ".join(f"w{i}ord" for i in range(80)), "gopher_quality.min_stop_words"),
+    (PROSE + "the same line and of that is here\n" * 10, "gopher_repetition.max_dup_line_char_frac"),
+    ("lorem ipsum dolor sit amet " + PROSE, "c4.lorem_ipsum"),
+    ("function f() { return 1 }\n" + PROSE, "c4.curly_braces"),
+]
+
+
+@pytest.mark.parametrize("text, reason", [(PROSE, None), *DROPS], ids=lambda v: v if v is None or " " not in v else "")
+def test_each_rule_drops_for_the_config_key_that_fired(text, reason):
     assert clean.Cleaner(clean_config())(text)[1] == reason
 
 
-@pytest.mark.parametrize(
-    "text, section, key, reason",
-    [
-        ("# " * 40 + PROSE, "gopher_quality", "max_symbol_word_ratio", "gopher_symbol_ratio"),
-        ("\n".join("- " + line for line in prose_lines()), "gopher_quality", "max_bullet_lines", "gopher_bullet_lines"),
-        ("12 34 56 78 " * 10 + PROSE, "gopher_quality", "min_alpha_words", "gopher_alpha_words"),
-        (" ".join(f"w{i}ord" for i in range(80)), "gopher_quality", "min_stop_words", "gopher_stop_words"),
-        (
-            PROSE + "the same line and of that is here\n" * 10,
-            "gopher_repetition",
-            "max_dup_line_char_frac",
-            "gopher_duplicate_lines",
-        ),
-        ("lorem ipsum dolor sit amet " + PROSE, "c4", "lorem_ipsum", "c4_lorem_ipsum"),
-    ],
-    ids=lambda v: v if isinstance(v, str) and " " not in v else None,
-)
-def test_a_null_threshold_switches_off_that_rule_only(text, section, key, reason):
-    assert clean.Cleaner(clean_config())(text)[1] == reason
+@pytest.mark.parametrize("text, reason", DROPS, ids=lambda v: v if " " not in v else "")
+def test_a_null_threshold_switches_off_that_rule_only(text, reason):
+    section, key = reason.split(".")
     one_off = clean_config(**{section: {key: None}})
     assert clean.Cleaner(one_off)(text)[1] != reason
     assert len(clean.filters(one_off)) == len(clean.filters(clean_config())) - 1
+
+
+def test_the_rules_table_is_the_schemas_clean_section():
+    """Every threshold key of the schema belongs to one rule of clean.RULES (or C4's line removal), and
+    every rule's keys are in the schema: a rule cannot be added to one and not the other."""
+    schema = yaml.safe_load(open(SCHEMA, encoding="utf-8"))["properties"]["clean"]["properties"]
+    groups = {name for name, spec in schema.items() if spec.get("type") == "object"}
+    in_schema = {(None, k) for k in schema if k not in groups}
+    in_schema |= {(g, k) for g in groups for k in schema[g]["properties"] if k != "enabled"}
+    in_table = {(rule.group, key) for rule in clean.RULES for key in rule.keys}
+    assert in_schema == in_table | {("c4", key) for key in clean.LINE_RULES}
+    assert len(in_table) == sum(len(rule.keys) for rule in clean.RULES)  # no key read by two rules
 
 
 def test_hashes_and_ellipses_are_tested_each_against_the_symbol_limit_as_gopher_does():
@@ -421,7 +418,8 @@ def test_hashes_and_ellipses_are_tested_each_against_the_symbol_limit_as_gopher_
     assert (text.count("#"), text.count("...")) == (8, 8)
     view = clean.TextView(text)
     assert (
-        clean.gopher_symbol_ratio(0.1)(view) is None and clean.gopher_symbol_ratio(0.07)(view) == "gopher_symbol_ratio"
+        clean.gopher_symbol_ratio(0.1)(view) is None
+        and clean.gopher_symbol_ratio(0.07)(view) == "max_symbol_word_ratio"
     )
 
 
@@ -431,40 +429,27 @@ def test_bullet_and_ellipsis_lines_and_letterless_words_count_as_gopher_defines_
     text = "\n".join(["  - one", "\t• two", "three...  ", "four … five…", "six ...seven", "x", "", "   "])
     view = clean.TextView(text)
     assert (
-        clean.gopher_bullet_lines(0.34)(view) is None and clean.gopher_bullet_lines(0.33)(view) == "gopher_bullet_lines"
+        clean.gopher_bullet_lines(0.34)(view) is None and clean.gopher_bullet_lines(0.33)(view) == "max_bullet_lines"
     )  # 2 of 6
     assert (
         clean.gopher_ellipsis_lines(0.34)(view) is None
-        and clean.gopher_ellipsis_lines(0.33)(view) == "gopher_ellipsis_lines"
+        and clean.gopher_ellipsis_lines(0.33)(view) == "max_ellipsis_lines"
     )
     words = "1999 -- 3.14 __ é! e2e word, (a) x_1 ok"  # 4 of 10 words have no letter: digits, punctuation, underscores
     view = clean.TextView(words)
-    assert clean.gopher_alpha_words(0.6)(view) is None and clean.gopher_alpha_words(0.61)(view) == "gopher_alpha_words"
+    assert clean.gopher_alpha_words(0.6)(view) is None and clean.gopher_alpha_words(0.61)(view) == "min_alpha_words"
 
 
-def test_filters_run_in_the_documented_order_and_an_n_gram_rule_can_be_left_out():
-    names = [f.__qualname__.split(".")[0] for f in clean.filters(clean_config(min_chars=1, min_words=1))]
-    assert names == [
-        "c4_lorem_ipsum",
-        "c4_curly_braces",
-        "too_short_chars",
-        "too_short_words",
-        "gopher_word_count",
-        "gopher_mean_word_length",
-        "gopher_symbol_ratio",
-        "gopher_bullet_lines",
-        "gopher_ellipsis_lines",
-        "gopher_alpha_words",
-        "gopher_stop_words",
-        "gopher_duplicate_lines",
-        "gopher_duplicate_paragraphs",
-        "gopher_top_ngram",
-        "gopher_top_ngram",
-        "gopher_top_ngram",
-        "gopher_duplicate_ngrams",
-    ]
-    without_2grams = clean_config(gopher_repetition={"top_ngram_char_frac": {"2": None, "3": 0.18, "4": 0.16}})
-    assert [f.__qualname__.split(".")[0] for f in clean.filters(without_2grams)].count("gopher_top_ngram") == 2
+def test_rules_run_in_the_tables_order_and_an_n_gram_of_a_rule_can_be_left_out():
+    on = clean.filters(clean_config(min_chars=1, min_words=1))
+    assert [rule for rule, _ in on] == list(clean.RULES)
+    text = "cat dog " * 40  # the top 2-gram covers all of it
+    quality_off = {"gopher_quality": {"enabled": False}}
+    assert clean.Cleaner(clean_config(**quality_off))(text)[1] == "gopher_repetition.top_ngram_char_frac.2"
+    without_2grams = clean_config(
+        **quality_off, gopher_repetition={"top_ngram_char_frac": {"2": None, "3": 0.18, "4": 0.16}}
+    )
+    assert clean.Cleaner(without_2grams)(text)[1] == "gopher_repetition.top_ngram_char_frac.3"
 
 
 def play(n_speeches=120, seed=0):
@@ -501,9 +486,9 @@ def test_plays_pass_the_duplicate_line_rule_and_boilerplate_does_not():
     lines = [line for line in text.split("\n") if line.strip()]
     assert clean._duplicate_share(lines)[0] > 0.3  # Gopher's share by line count would drop it
     assert clean.Cleaner(clean_config())(text)[1] is None
-    assert clean.Cleaner(clean_config())(web_page())[1] == "gopher_duplicate_lines"
+    assert clean.Cleaner(clean_config())(web_page())[1] == "gopher_repetition.max_dup_line_char_frac"
     by_count = clean_config(gopher_repetition={"max_dup_line_frac": 0.3})  # Gopher's rule, switched back on
-    assert clean.Cleaner(by_count)(text)[1] == "gopher_duplicate_lines"
+    assert clean.Cleaner(by_count)(text)[1] == "gopher_repetition.max_dup_line_frac"
 
 
 def test_duplicated_ngrams_are_caught():
@@ -511,7 +496,7 @@ def test_duplicated_ngrams_are_caught():
     fresh = " ".join(rng.choice(WORDS) + str(rng.randint(0, 99)) for _ in range(200))
     repeated = " ".join(["the king and of that queen said to me"] * 8)
     assert clean.Cleaner(clean_config())(fresh + " the of and")[1] is None
-    assert clean.Cleaner(clean_config())(fresh + " " + repeated)[1] == "gopher_duplicate_5grams"
+    assert clean.Cleaner(clean_config())(fresh + " " + repeated)[1] == "gopher_repetition.dup_ngram_char_frac.5"
 
 
 @pytest.mark.parametrize("n, limit", [(2, 0.2), (3, 0.18), (4, 0.16)])
@@ -540,7 +525,8 @@ def test_top_ngram_rule_decides_as_counting_the_ngrams_does(n, limit):
             words[at:at] = phrase
         grams = collections.Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
         top = max(grams.values(), default=0)
-        expected = "gopher_top_%dgram" % n if top >= 2 and top * 3 * n / (3 * len(words)) > limit else None
+        fires = top >= 2 and top * 3 * n / (3 * len(words)) > limit
+        expected = f"gopher_repetition.top_ngram_char_frac.{n}" if fires else None
         assert cleaner(" ".join(words))[1] == expected
         fired += expected is not None
     assert 40 < fired < 360  # both outcomes were tried
@@ -568,7 +554,8 @@ def test_a_long_document_is_read_in_pieces_with_the_same_words_and_decisions(mon
     whole = [cleaner(text) for text in texts]
     monkeypatch.setattr(text_module, "PIECE_CHARS", 16)
     assert [cleaner(text) for text in texts] == whole
-    assert {reason for _, reason in whole} > {None, "gopher_duplicate_lines", "gopher_alpha_words"}
+    reasons = {None, "gopher_repetition.max_dup_line_char_frac", "gopher_quality.min_alpha_words"}
+    assert {reason for _, reason in whole} > reasons
 
 
 def test_dedup_reads_a_long_document_in_pieces_with_the_key_and_hashes_of_the_whole(monkeypatch):
@@ -663,8 +650,8 @@ def test_cleaning_that_drops_most_of_a_part_says_which_rule_did(tmp_path):
     write_jsonl(tmp_path / "in.jsonl", docs)
     lines = []
     stats = clean.clean_part(tmp_path / "in.jsonl", tmp_path / "out.jsonl", clean_config(), log=lines.append)
-    assert stats["dropped"] == {"c4_curly_braces": 3}
-    assert len(lines) == 1 and lines[0].startswith("WARNING: dropped 3 of 4 documents, 3 of them for c4_curly_braces")
+    assert stats["dropped"] == {"c4.curly_braces": 3}
+    assert len(lines) == 1 and lines[0].startswith("WARNING: dropped 3 of 4 documents, 3 of them for c4.curly_braces")
     lines.clear()
     clean.clean_part(tmp_path / "out.jsonl", tmp_path / "again.jsonl", clean_config(), log=lines.append)
     assert lines == []
@@ -818,9 +805,9 @@ def test_a_document_emptied_by_c4_line_removal_is_counted_for_it_with_what_it_he
         stats = clean.clean_part(
             os.path.join(tmp, "in.jsonl"), os.path.join(tmp, "out.jsonl"), clean_config(min_chars=20, min_words=5)
         )
-    assert stats["dropped"] == {"c4_lines": 1, "too_short_chars": 1}
-    assert stats["dropped_characters"] == {"c4_lines": len(page.strip()), "too_short_chars": 4}
-    assert stats["examples"]["c4_lines"] == [{"id": "page", "excerpt": page[:200]}]
+    assert stats["dropped"] == {"c4.policy": 1, "min_chars": 1}
+    assert stats["dropped_characters"] == {"c4.policy": len(page.strip()), "min_chars": 4}
+    assert stats["examples"]["c4.policy"] == [{"id": "page", "excerpt": page[:200]}]
 
 
 def test_a_document_too_long_for_a_jobs_memory_is_named_before_the_job_reads_it(tmp_path):

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from helpers import documents
-from lmcore.evals import TASK_YAML, next_line_questions, run_lm_eval
+from lmcore.evaluation.harness import TASK_YAML, next_line_questions, run_lm_eval
 
 pytest.importorskip("lm_eval")
 

@@ -15,12 +15,12 @@ from gguf import MODEL_ARCH, GGMLQuantizationType, GGUFReader, SpecialVocab, Tok
 from gguf.quants import dequantize
 
 from helpers import FAMILIES, MIXED_TEXT, train_tokenizer, trained_folder
-from lmcore.families import architecture
-from lmcore.generate import generate
-from lmcore.gguf_export import encode, export
-from lmcore.hf import gpt2_weights, llama_weights
-from lmcore.hf_export import export as export_hf
-from lmcore.model_folder import load_model, read_config, read_weights
+from lmcore.export.architectures import architecture
+from lmcore.export.gguf import encode, export
+from lmcore.export.hf import export as export_hf
+from lmcore.export.layouts import gpt2_weights, llama_weights
+from lmcore.model.folder import load_model, read_config, read_weights
+from lmcore.model.generate import generate
 
 ARCHS = {"llama": MODEL_ARCH.LLAMA, "qwen3": MODEL_ARCH.QWEN3, "gpt2": MODEL_ARCH.GPT2}
 needs_llama_cpp = pytest.mark.skipif(

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from helpers import FAMILIES, MIXED_TEXT, trained_folder
-from lmcore.families import architecture
-from lmcore.hf import load_hf
-from lmcore.hf_export import export
-from lmcore.model import GPT, ModelConfig
-from lmcore.model_folder import load_model
+from lmcore.export.architectures import architecture
+from lmcore.export.hf import export
+from lmcore.export.layouts import load_hf
+from lmcore.model.config import ModelConfig
+from lmcore.model.folder import load_model
+from lmcore.model.gpt import GPT
 
 transformers = pytest.importorskip("transformers")
 
@@ -32,7 +33,7 @@ def test_transformers_loads_the_export_and_computes_the_same_logits_and_greedy_i
     ids = torch.randint(0, ours.cfg.vocab_size, (3, 24), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.allclose(theirs(ids).logits, ours(ids)[0], atol=1e-4)
-    from lmcore.generate import generate
+    from lmcore.model.generate import generate
 
     prompt = [5, 17, 42]
     expected = list(generate(ours, prompt, 20, temperature=0.0))
@@ -59,7 +60,7 @@ def test_the_exported_tokenizer_gives_lmcores_ids_and_text_back(exported, bpe):
 @pytest.mark.parametrize("kind", ["unigram", "char"])
 def test_unigram_and_char_tokenizers_export_with_the_same_ids(tmp_path, kind):
     from helpers import train_tokenizer
-    from lmcore.hf_export import tokenizer_json
+    from lmcore.export.hf import tokenizer_json
 
     ours = train_tokenizer(tmp_path / "spm.model", kind)
     import tokenizers
@@ -144,7 +145,7 @@ def tiny_entry(**changes):
 
 
 def test_round_trip_an_exported_model_imported_with_init_from_starts_at_its_validation_loss(tmp_path, shards):
-    from lmcore.train import train
+    from lmcore.train.loop import train
 
     first = train(tiny_entry(), *shards, tmp_path / "first", tmp_path / "ck1", log=lambda *a: None)
     assert export(tmp_path / "first", tmp_path / "hf") == "gpt2"
@@ -161,7 +162,7 @@ def test_round_trip_an_exported_model_imported_with_init_from_starts_at_its_vali
 
 
 def test_init_from_weights_of_another_shape_fails_before_any_step_naming_the_tensor(tmp_path, shards):
-    from lmcore.train import train
+    from lmcore.train.loop import train
 
     train(tiny_entry(max_steps=2), *shards, tmp_path / "first", tmp_path / "ck1", log=lambda *a: None)
     export(tmp_path / "first", tmp_path / "hf")
@@ -188,7 +189,7 @@ def test_init_from_weights_of_another_shape_fails_before_any_step_naming_the_ten
 
 
 def test_a_tokenizer_given_as_a_file_is_used_as_is(tmp_path, bpe):
-    from lmcore.tokenizer import use_model_file
+    from lmcore.tokens.tokenizer import use_model_file
 
     assert use_model_file(bpe.path, tmp_path / "spm.model") == bpe.vocab_size
     assert (tmp_path / "spm.model").read_bytes() == open(bpe.path, "rb").read()

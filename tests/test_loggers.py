@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from helpers import tiny_entry
-from lmcore.checkpoint import list_checkpoints, remove_checkpoint
-from lmcore.loggers import log_evaluation, wandb_mode
-from lmcore.train import train
+from lmcore.train.checkpoint import list_checkpoints, remove_checkpoint
+from lmcore.train.loggers import log_evaluation, wandb_mode
+from lmcore.train.loop import train
 
 pytest.importorskip("tensorboard")
 pytest.importorskip("wandb")
@@ -147,7 +147,7 @@ def test_a_run_without_loggers_imports_neither_package(tmp_path, shards):
     import subprocess
 
     code = (
-        "import sys, json; from lmcore.train import train; "
+        "import sys, json; from lmcore.train.loop import train; "
         "train(json.loads(sys.argv[1]), *sys.argv[2:4], sys.argv[4], sys.argv[5], log=lambda *a: None); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('wandb', 'tensorboard')))"
     )

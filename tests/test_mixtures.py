@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from helpers import documents, tiny_entry
-from lmcore.evaluate import evaluate_model
+from lmcore.data.splits import SPLITS
+from lmcore.evaluation.perplexity import evaluate_model
 from lmcore.io import read_json, write_jsonl
-from lmcore.model_folder import load_model
-from lmcore.shards import SplitTooSmall, TokenDataset, shard_part, write_manifest
-from lmcore.splits import SPLITS
-from lmcore.train import train
+from lmcore.model.folder import load_model
+from lmcore.tokens.shards import SplitTooSmall, TokenDataset, shard_part, write_manifest
+from lmcore.train.loop import train
 
 
 def two_sources(tmp_path, tok, sizes=(60, 20)):
@@ -160,7 +160,8 @@ def test_a_parent_of_another_shape_or_tokenizer_fails_before_any_step(tmp_path, 
 
 
 def test_a_flop_budget_sets_the_tokens_by_the_models_flops_per_token(tmp_path, bpe, shards):
-    from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
+    from lmcore.model.config import ModelConfig
+    from lmcore.model.gpt import GPT, count_parameters, flops_per_token
 
     cfg = ModelConfig(vocab_size=bpe.vocab_size, d_model=32, n_layers=1, n_heads=2, context_length=32)
     fpt = flops_per_token(cfg, count_parameters(GPT(cfg))["non_embedding_parameters"])
@@ -176,7 +177,8 @@ def test_a_flop_budget_sets_the_tokens_by_the_models_flops_per_token(tmp_path, b
 
 
 def test_a_mixture_run_resumed_from_a_checkpoint_ends_with_the_weights_of_one_never_interrupted(tmp_path, bpe):
-    from lmcore.checkpoint import list_checkpoints, load_safetensors
+    from lmcore.model.folder import load_safetensors
+    from lmcore.train.checkpoint import list_checkpoints
 
     manifest = two_sources(tmp_path, bpe)
     cfg = entry(data={"sources": {"big": 1, "small": 2}}, checkpoint_interval=3, keep_checkpoints=5)

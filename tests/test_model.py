@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from lmcore.checkpoint import load_safetensors, save_safetensors
-from lmcore.evaluate import bits_per_byte, evaluate_model
-from lmcore.generate import generate, next_token_probs, top_p_filter
-from lmcore.model import GPT, ModelConfig, count_parameters
-from lmcore.optim import lr_at, param_groups
+from lmcore.evaluation.perplexity import bits_per_byte, evaluate_model
+from lmcore.model.config import ModelConfig
+from lmcore.model.folder import load_safetensors, save_safetensors
+from lmcore.model.generate import generate, next_token_probs, top_p_filter
+from lmcore.model.gpt import GPT, count_parameters
+from lmcore.train.optim import lr_at, param_groups
 
 VARIANTS = [{}, {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": False, "tie_embeddings": False}]
 # Parameters of VARIANTS at vocab 512, d_model 64, 2 layers, context 16, counted by hand: (all, non-embedding).
@@ -94,7 +95,7 @@ class ArrayDataset:
         self.tokens = np.asarray(tokens)
 
     def windows(self, context_length):
-        from lmcore.shards import Stream, stream_windows
+        from lmcore.tokens.shards import Stream, stream_windows
 
         for x, y in stream_windows(Stream([0], [len(self.tokens)]), lambda k: self.tokens, context_length):
             yield "corpus", x, y
@@ -163,7 +164,7 @@ def test_one_batch_overfits():
 
 
 def test_lmcore_adamw_agrees_with_torch_adamw():
-    from lmcore.optim import make_optimizer
+    from lmcore.train.optim import make_optimizer
 
     models = []
     for impl in ("lmcore", "torch"):
@@ -184,7 +185,7 @@ def test_lmcore_adamw_agrees_with_torch_adamw():
 def test_four_micro_batches_of_two_give_the_gradient_of_one_batch_of_eight():
     import contextlib
 
-    from lmcore.train import train_step
+    from lmcore.train.loop import train_step
 
     torch.manual_seed(0)
     model = GPT(ModelConfig(vocab_size=50, d_model=32, n_layers=1, n_heads=4, context_length=8))
@@ -199,7 +200,7 @@ def test_four_micro_batches_of_two_give_the_gradient_of_one_batch_of_eight():
 
 
 def test_rope_as_complex_numbers_equals_the_real_arithmetic_that_compile_sees(monkeypatch):
-    from lmcore.model import apply_rope, rope_tables
+    from lmcore.model.gpt import apply_rope, rope_tables
 
     x = torch.randn(2, 3, 5, 8)
     cos, sin = rope_tables(8, 5)
@@ -287,7 +288,7 @@ def test_wsd_holds_the_peak_then_falls_in_a_straight_line_over_the_cooldown():
 
 
 def test_muon_takes_the_blocks_matrices_and_adamw_the_rest():
-    from lmcore.optim import make_optimizer
+    from lmcore.train.optim import make_optimizer
 
     model = small(tie_embeddings=False, norm="rmsnorm", position="rope", mlp="swiglu", bias=False)
     opt = make_optimizer(model, 1e-3, (0.9, 0.95), 0.1, kind="muon", muon_lr=0.02)

@@ -142,13 +142,13 @@ def test_the_funnel_counts_what_a_sources_where_dropped_at_ingest():
 
 
 def test_evaluation_summaries_never_divide_by_zero_or_overflow():
-    from lmcore.evaluate import summarize
+    from lmcore.evaluation.perplexity import split_figures
 
-    empty = summarize(0.0, 0, 0)  # a split with no token
+    empty = split_figures(0.0, 0, 0)  # a split with no token
     assert math.isnan(empty["loss"]) and math.isnan(empty["perplexity"]) and math.isnan(empty["bits_per_byte"])
-    diverged = summarize(250.0 * 1000, 1000, 4000)  # a loss of 250 nats per token
+    diverged = split_figures(250.0 * 1000, 1000, 4000)  # a loss of 250 nats per token
     assert diverged["perplexity"] == math.exp(250.0)
-    assert summarize(800.0 * 10, 10, 40)["perplexity"] == math.inf  # exp(800) overflows a float
+    assert split_figures(800.0 * 10, 10, 40)["perplexity"] == math.inf  # exp(800) overflows a float
 
 
 def test_a_sweep_gets_a_table_of_its_grid_with_the_best_cell_marked_and_a_plot():

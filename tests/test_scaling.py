@@ -7,7 +7,7 @@ import yaml
 
 from helpers import REPO, SCHEMA, planned_jobs, snakemake, tiny_config
 from lmcore.config import ConfigError, prepare_config
-from lmcore.scaling import fit, plan
+from lmcore.evaluation.scaling import fit, plan
 
 # Chinchilla's exponents and irreducible loss; A and B put the optimum among shapes a CPU can hold.
 E, A, B, ALPHA, BETA = 1.69, 400.0, 400.0, 0.34, 0.28
@@ -41,7 +41,8 @@ def test_each_shape_at_each_budget_is_a_model_with_that_flop_budget():
 def test_the_planner_gives_the_tokens_training_will_see():
     import torch
 
-    from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
+    from lmcore.model.config import ModelConfig
+    from lmcore.model.gpt import GPT, count_parameters, flops_per_token
 
     (row,) = [r for r in plan(study([1e11])) if r["shape"] == "d64l2"]
     cfg = ModelConfig(vocab_size=320, d_model=64, n_layers=2, n_heads=2, context_length=64)

@@ -10,12 +10,12 @@ from sentencepiece import sentencepiece_model_pb2
 
 import lmcore.data.text as text_module
 from helpers import documents, fake_document, make_shards, train_tokenizer
-from lmcore import shards as shards_lib
-from lmcore import tokenizer as tokenizer_lib
+from lmcore.data.splits import SPLITS
 from lmcore.io import write_jsonl
-from lmcore.shards import TokenDataset, shard_part, write_manifest
-from lmcore.splits import SPLITS
-from lmcore.tokenizer import dtype_for
+from lmcore.tokens import shards as shards_lib
+from lmcore.tokens import tokenizer as tokenizer_lib
+from lmcore.tokens.shards import TokenDataset, shard_part, write_manifest
+from lmcore.tokens.tokenizer import dtype_for
 
 HARD_STRINGS = [
     "  two leading spaces",

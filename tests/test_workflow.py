@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from helpers import REPO, SCHEMA, planned_jobs, snakemake, snakemake_command, tiny_config, write_config
-from lmcore.families import HF_FILES
+from lmcore.export.architectures import HF_FILES
 from lmcore.report.page import fmt
 
 
@@ -237,9 +237,9 @@ def test_training_killed_and_rerun_resumes_to_the_same_weights(tmp_path, corpus)
     Xeon with AVX-512: 1 run in 8 of 300 steps), and the difference grows over the steps."""
     import signal
 
-    from lmcore.checkpoint import load_safetensors
     from lmcore.config import prepare_config
-    from lmcore.train import train
+    from lmcore.model.folder import load_safetensors
+    from lmcore.train.loop import train
 
     config = tiny_config(corpus[0].as_uri(), corpus[1])
     config["models"] = {
@@ -336,21 +336,17 @@ def test_generate_cli_names_a_missing_model_folder(tmp_path):
     assert "argument model_dir:" in result.stderr and "nope" in result.stderr and "no config.json" in result.stderr
 
 
-def damaged_model_folder(tmp_path, tokenizer, damage, checksum=True):
-    """A model folder as training writes it, its weights then damaged; without config.json's checksum
-    when `checksum` is False (as folders written before it was recorded)."""
-    from lmcore.model import GPT, ModelConfig
-    from lmcore.model_folder import save_model
+def damaged_model_folder(tmp_path, tokenizer, damage):
+    """A model folder as training writes it, its weights then damaged."""
+    from lmcore.model.config import ModelConfig
+    from lmcore.model.folder import save_model
+    from lmcore.model.gpt import GPT
 
     folder = tmp_path / "model"
     model = GPT(ModelConfig(vocab_size=tokenizer.vocab_size, d_model=16, n_layers=1, n_heads=2, context_length=16))
     save_model(folder, model, {}, tokenizer.path, [], {})
     weights = folder / "model.safetensors"
     weights.write_bytes(damage(weights.read_bytes()))
-    if not checksum:
-        config = json.loads((folder / "config.json").read_text())
-        del config["weights_sha256"]
-        (folder / "config.json").write_text(json.dumps(config))
     return folder, weights
 
 
@@ -375,11 +371,25 @@ def test_generate_cli_names_a_damaged_weights_file_as_a_usage_error(tmp_path, bp
     assert f"{weights}: sha256 differs from the one config.json recorded when the model was trained" in result.stderr
 
 
-def test_a_weights_file_cut_short_without_a_recorded_checksum_is_still_named(tmp_path, bpe):
-    folder, weights = damaged_model_folder(tmp_path, bpe, lambda b: b[: len(b) // 2], checksum=False)
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda folder: (folder / "model.safetensors").unlink(), "model.safetensors: missing (the folder's weights)"),
+        (lambda folder: (folder / "tokenizer.model").write_bytes(b"cut"), "tokenizer.model: sha256 differs"),
+        (lambda folder: (folder / "tokenizer.model").unlink(), "tokenizer.model: missing (the folder's tokenizer)"),
+        (
+            lambda folder: (folder / "config.json").write_text('{"model": {}}'),
+            "config.json: no weights_sha256, tokenizer_fingerprint in it",
+        ),
+    ],
+    ids=["no-weights", "tokenizer-cut-short", "no-tokenizer", "not-lmcore-config"],
+)
+def test_generate_cli_names_a_missing_or_damaged_file_of_the_folder_as_a_usage_error(tmp_path, bpe, damage, message):
+    folder, _ = damaged_model_folder(tmp_path, bpe, lambda b: b)
+    damage(folder)
     result = run_generate(folder)
     assert (result.returncode, result.stdout) == (2, "") and "Traceback" not in result.stderr
-    assert f"{weights}: not a readable safetensors file" in result.stderr
+    assert message in result.stderr
 
 
 def test_every_job_log_is_timestamped_and_training_logs_a_line_a_person_can_read(pipeline):

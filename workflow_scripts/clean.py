@@ -6,7 +6,7 @@ import time
 from lmcore.data.clean import clean_part
 from lmcore.data.memory import check_document_memory
 from lmcore.io import write_json
-from lmcore.logs import data_rate, redirect_output
+from lmcore.workflow.joblog import data_rate, redirect_output
 
 redirect_output(snakemake.log[0])
 start = time.perf_counter()

@@ -3,7 +3,7 @@
 import time
 
 from lmcore.data.dedup import apply_clusters
-from lmcore.logs import data_rate, redirect_output
+from lmcore.workflow.joblog import data_rate, redirect_output
 
 redirect_output(snakemake.log[0])
 start = time.perf_counter()

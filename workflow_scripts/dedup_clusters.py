@@ -1,7 +1,7 @@
 """Duplicate clusters from every band group's pairs; the smallest id of each survives."""
 
 from lmcore.data.dedup import find_clusters
-from lmcore.logs import redirect_output
+from lmcore.workflow.joblog import redirect_output
 
 redirect_output(snakemake.log[0])
 i = snakemake.input

@@ -1,7 +1,7 @@
 """The duplicate pairs one band group finds in one range of keys, over every part."""
 
 from lmcore.data.dedup import candidate_pairs
-from lmcore.logs import redirect_output
+from lmcore.workflow.joblog import redirect_output
 
 redirect_output(snakemake.log[0])
 w = snakemake.wildcards

@@ -4,7 +4,7 @@ import time
 
 from lmcore.data.dedup import signatures
 from lmcore.data.memory import check_document_memory
-from lmcore.logs import data_rate, redirect_output
+from lmcore.workflow.joblog import data_rate, redirect_output
 
 redirect_output(snakemake.log[0])
 check_document_memory(snakemake.input.docs, "dedup_signatures", snakemake.resources.mem_mb)

@@ -5,7 +5,7 @@ import time
 
 from lmcore.data.download import download_source
 from lmcore.io import atomic_dir, write_json
-from lmcore.logs import data_rate, redirect_output
+from lmcore.workflow.joblog import data_rate, redirect_output
 
 redirect_output(snakemake.log[0])
 start = time.perf_counter()

@@ -1,9 +1,9 @@
 """Measure a tokenizer on validation documents: compression, byte fallback, vocabulary use, round trips."""
 
-from lmcore import tokenizer
+from lmcore.tokens import tokenizer
+from lmcore.data.splits import documents_in_split
 from lmcore.io import write_json
-from lmcore.logs import redirect_output
-from lmcore.splits import documents_in_split
+from lmcore.workflow.joblog import redirect_output
 
 redirect_output(snakemake.log[0])
 cfg = snakemake.params.tokenizer

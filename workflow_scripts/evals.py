@@ -2,8 +2,8 @@
 
 import os
 
-from lmcore.evals import run_lm_eval
-from lmcore.logs import redirect_output
+from lmcore.evaluation.harness import run_lm_eval
+from lmcore.workflow.joblog import redirect_output
 
 redirect_output(snakemake.log[0])
 cfg = snakemake.params.evals

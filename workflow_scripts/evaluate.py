@@ -5,13 +5,13 @@ import os
 
 import torch
 
-from lmcore.evaluate import evaluate_model, unigram_baseline
+from lmcore.evaluation.perplexity import evaluate_model, unigram_baseline
 from lmcore.io import write_json
-from lmcore.loggers import log_evaluation
-from lmcore.logs import redirect_output
-from lmcore.model_folder import load_model, read_config
-from lmcore.runtime import autocast_dtype, pick_device, use_tf32
-from lmcore.shards import TokenDataset
+from lmcore.model.folder import load_model, read_config
+from lmcore.tokens.shards import TokenDataset
+from lmcore.train.loggers import log_evaluation
+from lmcore.train.runtime import autocast_dtype, pick_device, use_tf32
+from lmcore.workflow.joblog import redirect_output
 
 redirect_output(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

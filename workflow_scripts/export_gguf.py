@@ -2,8 +2,8 @@
 
 import os
 
-from lmcore.gguf_export import export
-from lmcore.logs import redirect_output
+from lmcore.export.gguf import export
+from lmcore.workflow.joblog import redirect_output
 
 redirect_output(snakemake.log[0])
 model_dir = os.path.dirname(snakemake.input.config)

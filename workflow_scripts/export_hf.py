@@ -2,8 +2,8 @@
 
 import os
 
-from lmcore.hf_export import export
-from lmcore.logs import redirect_output
+from lmcore.export.hf import export
+from lmcore.workflow.joblog import redirect_output
 
 redirect_output(snakemake.log[0])
 folder = os.path.dirname(snakemake.output[0])

@@ -5,7 +5,7 @@ import time
 
 from lmcore.data.ingest import ingest
 from lmcore.io import atomic_dir, read_json, write_json
-from lmcore.logs import redirect_output
+from lmcore.workflow.joblog import redirect_output
 
 redirect_output(snakemake.log[0])
 start = time.perf_counter()

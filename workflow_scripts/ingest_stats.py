@@ -4,7 +4,7 @@ import os
 
 from lmcore.data.ingest import merge_stats
 from lmcore.io import read_json, write_json
-from lmcore.logs import redirect_output
+from lmcore.workflow.joblog import redirect_output
 
 redirect_output(snakemake.log[0])
 readers = [read_json(os.path.join(d, "stats.json")) for d in snakemake.input.readers]

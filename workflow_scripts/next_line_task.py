@@ -2,8 +2,8 @@
 
 import os
 
-from lmcore.evals import write_next_line_task
-from lmcore.logs import redirect_output
+from lmcore.evaluation.harness import write_next_line_task
+from lmcore.workflow.joblog import redirect_output
 
 redirect_output(snakemake.log[0])
 cfg = snakemake.params.next_line

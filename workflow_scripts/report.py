@@ -1,8 +1,8 @@
 """The self-contained HTML report of the run."""
 
 from lmcore.io import atomic_open
-from lmcore.logs import redirect_output
 from lmcore.report import build
+from lmcore.workflow.joblog import redirect_output
 
 redirect_output(snakemake.log[0])
 html = build(

@@ -2,10 +2,10 @@
 
 import os
 
-from lmcore.generate import sample_grid
 from lmcore.io import write_json
-from lmcore.logs import redirect_output
-from lmcore.model_folder import load_model
+from lmcore.model.folder import load_model
+from lmcore.model.generate import sample_grid
+from lmcore.workflow.joblog import redirect_output
 
 redirect_output(snakemake.log[0])
 cfg = snakemake.params.sampling

@@ -3,11 +3,11 @@
 import time
 
 from lmcore.data.memory import check_document_memory
+from lmcore.data.splits import SPLITS
 from lmcore.io import write_json
-from lmcore.logs import data_rate, redirect_output
-from lmcore.shards import shard_part
-from lmcore.splits import SPLITS
-from lmcore.tokenizer import Tokenizer
+from lmcore.tokens.shards import shard_part
+from lmcore.tokens.tokenizer import Tokenizer
+from lmcore.workflow.joblog import data_rate, redirect_output
 
 redirect_output(snakemake.log[0])
 check_document_memory(snakemake.input.docs, "shard", snakemake.resources.mem_mb)

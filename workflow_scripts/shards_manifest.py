@@ -1,9 +1,9 @@
 """One manifest per tokenizer: tokens per split and part, dtype, fingerprint, checksums."""
 
 from lmcore.io import read_json
-from lmcore.logs import redirect_output
-from lmcore.shards import write_manifest
-from lmcore.tokenizer import Tokenizer
+from lmcore.tokens.shards import write_manifest
+from lmcore.tokens.tokenizer import Tokenizer
+from lmcore.workflow.joblog import redirect_output
 
 redirect_output(snakemake.log[0])
 parts = [

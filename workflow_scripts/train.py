@@ -3,9 +3,10 @@ With more than one process (`gpus`, `processes_per_node`, `nodes`), the training
 
 import os
 
-from lmcore.families import NOT_THE_MATHS
-from lmcore.logs import redirect_output
-from lmcore.train import Stopped, launch
+from lmcore.train.config import NOT_THE_MATHS
+from lmcore.train.launch import launch
+from lmcore.train.loop import Stopped
+from lmcore.workflow.joblog import redirect_output
 
 redirect_output(snakemake.log[0])
 configured = snakemake.config["models"][snakemake.wildcards.model]

@@ -1,7 +1,7 @@
 """Train a SentencePiece tokenizer on the train split of every deduplicated part, or take the one the config gives."""
 
-from lmcore import tokenizer
-from lmcore.logs import redirect_output
+from lmcore.tokens import tokenizer
+from lmcore.workflow.joblog import redirect_output
 
 redirect_output(snakemake.log[0])
 cfg = snakemake.params.tokenizer

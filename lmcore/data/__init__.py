@@ -1,1 +1,1 @@
-"""Data stages: download, ingest, clean, dedup."""
+"""Data stages: download, the readers of each format, ingest, text views, cleaning rules, dedup, splits."""

@@ -1,24 +1,22 @@
-"""Drop the documents a filter rejects, each with a named reason (ingest normalised their text).
+"""Drop the documents a cleaning rule rejects, each with a named reason (ingest normalised their text).
 
-Each rule is a unit, `(TextView) -> reason | None`, built from its thresholds in the config's
-`clean:` section; a threshold of null switches that one rule off, `enabled: false` its group.
-`filters(cfg)` lists them in the order they run (the first that fires names the reason):
-- length: characters, then words (`min_chars`, `min_words`);
-- Gopher quality (Rae et al. 2021, appendix A): word count, mean word length, '#' and
-  ellipsis each per word, bullet and ellipsis lines, alphabetic words, stop words;
-- Gopher repetition: duplicate lines and paragraphs (share and characters), the most
-  frequent 2-4-gram's character share, characters inside duplicated 5-10-grams;
-- C4 (Raffel et al. 2020): lorem ipsum and curly braces drop the document; lines
-  mentioning javascript or a policy are removed first (a document
-  that a later rule drops only because of that removal is dropped for `c4_lines`).
-Defaults follow the papers, except where they would drop verse, plays and whole books
-(short repeated speaker lines, no final punctuation, one file one document); the schema
-(schemas/config.schema.yaml) says where and why.
+`RULES` is the one table of the rules: for each, the config keys of its thresholds (under a group of
+the `clean:` section, or the section itself) and the function that builds it, in the order they run.
+A rule is `(TextView) -> the key whose threshold fired | None`, and the drop reason is that key's
+path in the config (`gopher_quality.max_symbol_word_ratio`, `min_chars`,
+`gopher_repetition.top_ngram_char_frac.3`): the key to loosen if the rule does not suit a corpus.
+A threshold of null switches its rule off (a rule with two bounds keeps the other), `enabled: false`
+its group. C4's line removal (`c4.javascript`, `c4.policy`) runs before every rule; a document a
+later rule drops only because of that removal is dropped for the removal's key.
+Sources: Gopher (Rae et al. 2021, appendix A), C4 (Raffel et al. 2020). Defaults follow the papers,
+except where they would drop verse, plays and whole books (short repeated speaker lines, no final
+punctuation, one file one document); the schema (schemas/config.schema.yaml) says where and why.
 """
 
 import functools
 import itertools
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,6 +31,7 @@ BULLETS = ("●", "•", "*", "-", "‣", "⁃", "◦", "▪")  # what a bullet 
 ELLIPSES = ("...", "…")
 LETTER = re.compile(r"[^\W\d_]")  # a word character but a digit or the underscore
 POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+LINE_RULES = {"javascript": ("javascript",), "policy": POLICY}  # c4's keys: the lines mentioning these go
 
 
 class TextView:
@@ -103,27 +102,23 @@ def _concat(arrays, dtype):
     return np.concatenate(arrays) if len(arrays) != 1 else arrays[0] if arrays else np.zeros(0, dtype=dtype)
 
 
-def remove_c4_lines(view, javascript=True, policy=True):
-    """C4: the view of the text without its lines that mention javascript or a terms-of-use, privacy or
-    cookie policy (`view` itself when there is none)."""
-    unwanted = (("javascript",) if javascript else ()) + (POLICY if policy else ())
-    if not any(u in view.lower for u in unwanted):  # most documents have none: skip the line loop
-        return view
-    text = view.text
-    return TextView(
-        "\n".join(
-            line for line, low in zip(text.split("\n"), view.lower.split("\n")) if not any(u in low for u in unwanted)
-        )
-    )
+def remove_c4_lines(view, keys):
+    """C4: (the view of the text without its lines that mention what LINE_RULES names for `keys`, the key of
+    the first line removed); (`view` itself, None) when there is none."""
+    unwanted = [(key, LINE_RULES[key]) for key in keys]
+    if not any(u in view.lower for _, words in unwanted for u in words):  # most documents have none
+        return view, None
+    kept, fired = [], None
+    for line, low in zip(view.text.split("\n"), view.lower.split("\n")):
+        hit = next((key for key, words in unwanted if any(u in low for u in words)), None)
+        if hit is None:
+            kept.append(line)
+        fired = fired or hit
+    return TextView("\n".join(kept)), fired
 
 
 # Word hashes are remembered across documents (bounded: WordHasher empties its cache when full).
 _hash_words = WordHasher()
-
-
-def outside(x, low, high):
-    """Whether x lies below `low` or above `high`; a bound of None is no bound."""
-    return (low is not None and x < low) or (high is not None and x > high)
 
 
 def above(x, limit):
@@ -134,24 +129,29 @@ def above(x, limit):
 
 
 def too_short_chars(min_chars):
-    return lambda v: "too_short_chars" if len(v.text) < min_chars else None
+    return lambda v: "min_chars" if len(v.text) < min_chars else None
 
 
 def too_short_words(min_words):
-    return lambda v: "too_short_words" if v.word_count < min_words else None
+    return lambda v: "min_words" if v.word_count < min_words else None
 
 
 # Gopher quality rules.
 
 
+def bound(x, low, high, low_key, high_key):
+    """The key of the bound x lies beyond (below `low` or above `high`); a bound of None is no bound."""
+    return low_key if low is not None and x < low else high_key if high is not None and x > high else None
+
+
 def gopher_word_count(min_words, max_words):
-    return lambda v: "gopher_word_count" if outside(v.word_count, min_words, max_words) else None
+    return lambda v: bound(v.word_count, min_words, max_words, "min_words", "max_words")
 
 
 def gopher_mean_word_length(low, high):
     def test(v):
         n = v.word_count
-        return "gopher_mean_word_length" if n and outside(v.word_lengths.sum() / n, low, high) else None
+        return n and bound(v.word_lengths.sum() / n, low, high, "min_mean_word_length", "max_mean_word_length") or None
 
     return test
 
@@ -162,7 +162,7 @@ def gopher_symbol_ratio(limit):
     def test(v):
         n = max(1, v.word_count)
         hashes, ellipses = v.text.count("#"), v.text.count("...") + v.text.count("…")
-        return "gopher_symbol_ratio" if above(hashes / n, limit) or above(ellipses / n, limit) else None
+        return "max_symbol_word_ratio" if above(hashes / n, limit) or above(ellipses / n, limit) else None
 
     return test
 
@@ -171,7 +171,7 @@ def gopher_bullet_lines(limit):
     def test(v):
         lines = v.lines
         bullets = sum(1 for line in lines if line.lstrip(" \t").startswith(BULLETS))
-        return "gopher_bullet_lines" if lines and above(bullets / len(lines), limit) else None
+        return "max_bullet_lines" if lines and above(bullets / len(lines), limit) else None
 
     return test
 
@@ -182,20 +182,20 @@ def gopher_ellipsis_lines(limit):
         if not lines or not any(e in v.text for e in ELLIPSES):
             return None
         ending = sum(1 for line in lines if line.rstrip().endswith(ELLIPSES))
-        return "gopher_ellipsis_lines" if above(ending / len(lines), limit) else None
+        return "max_ellipsis_lines" if above(ending / len(lines), limit) else None
 
     return test
 
 
 def gopher_alpha_words(min_share):
     def test(v):
-        return "gopher_alpha_words" if v.word_count and 1 - v.letterless_words / v.word_count < min_share else None
+        return "min_alpha_words" if v.word_count and 1 - v.letterless_words / v.word_count < min_share else None
 
     return test
 
 
 def gopher_stop_words(min_count):
-    return lambda v: "gopher_stop_words" if len(v.stop_words) < min_count else None
+    return lambda v: "min_stop_words" if len(v.stop_words) < min_count else None
 
 
 # Gopher repetition rules.
@@ -233,27 +233,36 @@ def _repeated(h):
     return repeated
 
 
+def duplicates_above(shares, limits, keys):
+    """The key of the first (share, limit) pair whose share is above its limit."""
+    return next((key for share, limit, key in zip(shares, limits, keys) if above(share, limit)), None)
+
+
 def gopher_duplicate_lines(max_share, max_char_share):
     """Lines that repeat an earlier line: too large a share of the lines, or of the characters."""
-
-    def test(v):
-        share, char_share = _duplicate_share(v.lines)
-        return "gopher_duplicate_lines" if above(share, max_share) or above(char_share, max_char_share) else None
-
-    return test
+    keys = ("max_dup_line_frac", "max_dup_line_char_frac")
+    return lambda v: duplicates_above(_duplicate_share(v.lines), (max_share, max_char_share), keys)
 
 
 def gopher_duplicate_paragraphs(max_share, max_char_share):
+    keys = ("max_dup_para_frac", "max_dup_para_char_frac")
+
     def test(v):
-        share, char_share = _duplicate_share([p for p in re.split(r"\n{2,}", v.text) if p.strip()])
-        return "gopher_duplicate_paragraphs" if above(share, max_share) or above(char_share, max_char_share) else None
+        paragraphs = [p for p in re.split(r"\n{2,}", v.text) if p.strip()]
+        return duplicates_above(_duplicate_share(paragraphs), (max_share, max_char_share), keys)
 
     return test
 
 
-def gopher_top_ngram(n, limit):
-    """The most frequent word n-gram covers more than `limit` of the characters (its count x its length)."""
-    reason = f"gopher_top_{n}gram"
+def gopher_top_ngrams(limits):
+    """For each n of `limits` ({"n": limit or None}), smallest first: the most frequent word n-gram covers
+    more than `limit` of the characters (its count x its length)."""
+    tests = [top_ngram(int(n), limit) for n, limit in sorted(limits.items(), key=lambda i: int(i[0])) if limit]
+    return lambda v: next((fired for fired in map(lambda test: test(v), tests) if fired), None)
+
+
+def top_ngram(n, limit):
+    reason = f"top_ngram_char_frac.{n}"
 
     def test(v):
         lengths = v.word_lengths
@@ -275,12 +284,12 @@ def gopher_top_ngram(n, limit):
 
 
 def gopher_duplicate_ngrams(limits):
-    """For each n in `limits` ({n: limit}), words inside n-grams that occur more than once cover more
-    than limit of the characters.
+    """For each n of `limits` ({"n": limit or None}), words inside n-grams that occur more than once cover
+    more than limit of the characters.
 
     One unit for every n: words inside a repeated longer n-gram lie inside repeated shorter
     ones, so once the share is under every remaining limit, no longer n can fail."""
-    limits = sorted(limits.items())
+    limits = sorted((int(n), limit) for n, limit in limits.items() if limit is not None)
 
     def test(v):
         lengths = v.word_lengths
@@ -295,7 +304,7 @@ def gopher_duplicate_ngrams(limits):
             )
             share = lengths[np.cumsum(marks[:-1]) > 0].sum() / lengths.sum()
             if share > limit:
-                return f"gopher_duplicate_{n}grams"
+                return f"dup_ngram_char_frac.{n}"
             if share <= min(lim for _, lim in limits[k:]):
                 break
         return None
@@ -306,59 +315,66 @@ def gopher_duplicate_ngrams(limits):
 # C4 rules.
 
 
-def c4_lorem_ipsum(v):
-    return "c4_lorem_ipsum" if "lorem ipsum" in v.lower else None
+def c4_lorem_ipsum(on):
+    return lambda v: "lorem_ipsum" if "lorem ipsum" in v.lower else None
 
 
-def c4_curly_braces(v):
-    return "c4_curly_braces" if "{" in v.text else None
+def c4_curly_braces(on):
+    return lambda v: "curly_braces" if "{" in v.text else None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A cleaning rule: its thresholds are `keys` of the `clean:` section's `group` (None: of the section
+    itself); `make(*thresholds)` builds it."""
+
+    group: str | None
+    keys: tuple
+    make: object
+
+    @property
+    def name(self):
+        return self.make.__name__
+
+    def reason(self, key):
+        """The drop reason for the key that fired: its path in the config."""
+        return f"{self.group}.{key}" if self.group else key
+
+
+def switched_off(value):
+    return value is None or value is False or (isinstance(value, dict) and all(v is None for v in value.values()))
+
+
+# Every rule, in the order they run: the first that fires names the reason.
+RULES = (
+    Rule("c4", ("lorem_ipsum",), c4_lorem_ipsum),
+    Rule("c4", ("curly_braces",), c4_curly_braces),
+    Rule(None, ("min_chars",), too_short_chars),
+    Rule(None, ("min_words",), too_short_words),
+    Rule("gopher_quality", ("min_words", "max_words"), gopher_word_count),
+    Rule("gopher_quality", ("min_mean_word_length", "max_mean_word_length"), gopher_mean_word_length),
+    Rule("gopher_quality", ("max_symbol_word_ratio",), gopher_symbol_ratio),
+    Rule("gopher_quality", ("max_bullet_lines",), gopher_bullet_lines),
+    Rule("gopher_quality", ("max_ellipsis_lines",), gopher_ellipsis_lines),
+    Rule("gopher_quality", ("min_alpha_words",), gopher_alpha_words),
+    Rule("gopher_quality", ("min_stop_words",), gopher_stop_words),
+    Rule("gopher_repetition", ("max_dup_line_frac", "max_dup_line_char_frac"), gopher_duplicate_lines),
+    Rule("gopher_repetition", ("max_dup_para_frac", "max_dup_para_char_frac"), gopher_duplicate_paragraphs),
+    Rule("gopher_repetition", ("top_ngram_char_frac",), gopher_top_ngrams),
+    Rule("gopher_repetition", ("dup_ngram_char_frac",), gopher_duplicate_ngrams),
+)
 
 
 def filters(cfg):
-    """The filters of a `clean:` config, in the order they run: C4's, length, Gopher quality, Gopher repetition.
-    A rule whose threshold is null (or false), or whose group has `enabled: false`, is left out."""
-    units = []
-    c4, quality, repetition = cfg["c4"], cfg["gopher_quality"], cfg["gopher_repetition"]
-    if c4["enabled"]:
-        units += [
-            rule for rule, on in ((c4_lorem_ipsum, c4["lorem_ipsum"]), (c4_curly_braces, c4["curly_braces"])) if on
-        ]
-    units += [
-        make(cfg[key]) for key, make in (("min_chars", too_short_chars), ("min_words", too_short_words)) if cfg[key]
-    ]
-    if quality["enabled"]:
-        q = quality
-        units += [
-            make(*args)
-            for make, args in (
-                (gopher_word_count, (q["min_words"], q["max_words"])),
-                (gopher_mean_word_length, (q["min_mean_word_length"], q["max_mean_word_length"])),
-                (gopher_symbol_ratio, (q["max_symbol_word_ratio"],)),
-                (gopher_bullet_lines, (q["max_bullet_lines"],)),
-                (gopher_ellipsis_lines, (q["max_ellipsis_lines"],)),
-                (gopher_alpha_words, (q["min_alpha_words"],)),
-                (gopher_stop_words, (q["min_stop_words"],)),
-            )
-            if any(a is not None for a in args)
-        ]
-    if repetition["enabled"]:
-        r = repetition
-        units += [
-            make(*args)
-            for make, args in (
-                (gopher_duplicate_lines, (r["max_dup_line_frac"], r["max_dup_line_char_frac"])),
-                (gopher_duplicate_paragraphs, (r["max_dup_para_frac"], r["max_dup_para_char_frac"])),
-            )
-            if any(a is not None for a in args)
-        ]
-        units += [
-            gopher_top_ngram(int(n), limit)
-            for n, limit in sorted(r["top_ngram_char_frac"].items(), key=lambda i: int(i[0]))
-            if limit is not None
-        ]
-        dup = {int(n): limit for n, limit in r["dup_ngram_char_frac"].items() if limit is not None}
-        units += [gopher_duplicate_ngrams(dup)] if dup else []
-    return units
+    """(rule, test) of every rule of RULES that a `clean:` config switches on, in the order they run. A rule
+    whose thresholds are all null (or false), or whose group has `enabled: false`, is left out."""
+    on = []
+    for rule in RULES:
+        section = cfg[rule.group] if rule.group else cfg
+        thresholds = [section[key] for key in rule.keys]
+        if section.get("enabled", True) and not all(map(switched_off, thresholds)):
+            on.append((rule, rule.make(*thresholds)))
+    return on
 
 
 class Cleaner:
@@ -366,21 +382,20 @@ class Cleaner:
     `(cleaned text, drop reason or None)`."""
 
     def __init__(self, cfg):
-        self.c4 = cfg["c4"]
+        self.line_keys = [key for key in LINE_RULES if cfg["c4"]["enabled"] and cfg["c4"][key]]
         self.filters = filters(cfg)
 
     def __call__(self, text):
-        view = whole = TextView(text)  # ingest normalised it
-        if self.c4["enabled"]:
-            view = remove_c4_lines(view, self.c4["javascript"], self.c4["policy"])
-        for rule in self.filters:
-            reason = rule(view)
-            if reason:
+        whole = TextView(text)  # ingest normalised it
+        view, removed = remove_c4_lines(whole, self.line_keys)
+        for rule, test in self.filters:
+            fired = test(view)
+            if fired:
                 # A document that passes the rule whole fails it for the lines C4 removed (a one-line page
                 # that mentions a "terms of use" is emptied): the line removal is the reason.
-                if view is not whole and not rule(whole):
-                    reason = "c4_lines"
-                return view.text, reason
+                if removed and not test(whole):
+                    return view.text, f"c4.{removed}"
+                return view.text, rule.reason(fired)
         return view.text, None
 
 

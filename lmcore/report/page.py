@@ -19,10 +19,10 @@ import jinja2
 import markupsafe
 
 from lmcore.config import scaling_models, sweep_models
-from lmcore.families import architecture
+from lmcore.evaluation.scaling import fit
+from lmcore.export.architectures import architecture
 from lmcore.io import read_json, read_jsonl
 from lmcore.report.plots import isoflop_plot, line_plot, optima_plot, size_plot, sweep_plot
-from lmcore.scaling import fit
 
 
 def fmt(value, digits=3):

@@ -1,14 +1,14 @@
 """Models as GGUF files, the format llama.cpp (and Ollama, LM Studio, llama-cpp-python) runs:
 `export(model_dir, path, dtype)` writes one with the `gguf` package's GGUFWriter, straight from
 lmcore's weights, under llama.cpp's names for its llama, qwen3 and gpt2 graphs: one for each
-Hugging Face architecture (lmcore.families.architecture says which, and why not), named alike.
+Hugging Face architecture (lmcore.model.families.architecture says which, and why not), named alike.
 llama.cpp's gpt2 graph takes GELU's tanh approximation, through a half-precision table, for
 `mlp: gelu` too: on a trained model that moved the logits as little as its float arithmetic does
 elsewhere (the README's figures).
 
 Layouts. llama.cpp's llama graph rotates interleaved pairs (x0, x1), (x2, x3), ..., as lmcore
 does: q and k go as they are (llama.cpp's converter undoes HF's permutation to get there). Its
-qwen3 graph rotates halves, as HF does: q, k and their per-head norms take lmcore.hf's row order.
+qwen3 graph rotates halves, as HF does: q, k and their per-head norms take lmcore.export.layouts's row order.
 GPT-2's fused qkv matrix is llama.cpp's attn_qkv. Shapes are torch's (out, in); the GGUF header
 lists them innermost first.
 
@@ -26,12 +26,12 @@ import gguf
 import numpy as np
 from sentencepiece import sentencepiece_model_pb2
 
-from lmcore.families import architecture
-from lmcore.hf import rope_permutation
+from lmcore.export.architectures import architecture
+from lmcore.export.layouts import rope_permutation
 from lmcore.io import atomic_path
-from lmcore.model import LAYER_NORM_EPS, RMS_NORM_EPS, ROPE_THETA
-from lmcore.model_folder import read_config, read_weights
-from lmcore.tokenizer import read_proto
+from lmcore.model.config import LAYER_NORM_EPS, RMS_NORM_EPS, ROPE_THETA
+from lmcore.model.folder import read_config, read_weights
+from lmcore.tokens.tokenizer import read_proto
 
 # `gguf: {dtype}` and the file type the GGUF header states for it
 FILE_TYPES = {

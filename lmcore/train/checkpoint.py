@@ -1,4 +1,4 @@
-"""Checkpoints (exact resume) and final weights in the safetensors format.
+"""Checkpoints, for exact resume.
 
 Checkpoints are read with `torch.load(weights_only=True)`, so loading one can never
 run code; they hold every RNG state (`rng_state`) beside the loop's own state. Each
@@ -7,8 +7,7 @@ run code; they hold every RNG state (`rng_state`) beside the loop's own state. E
 named and never resumed. A run sharded with FSDP checkpoints into a folder `ckpt-<step>/` instead:
 torch.distributed.checkpoint's files, in which each process wrote its shards of model and optimizer,
 `rng-<rank>.pt` per process, `state.pt` (the loop's state) and `SHA256SUMS` of them all.
-The final weights are `model.safetensors`, written and read by
-the `safetensors` package; lmcore.model_folder puts them in a model's folder.
+The final weights are a model folder's (lmcore.model.folder).
 """
 
 import glob
@@ -18,8 +17,6 @@ import re
 import shutil
 
 import numpy as np
-import safetensors
-import safetensors.torch
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
@@ -32,23 +29,8 @@ class DamagedCheckpoint(ValueError):
     """A checkpoint whose bytes differ from its recorded sha256, or that torch cannot read."""
 
 
-def save_safetensors(tensors, path, metadata=None):
-    """Write tensors (contiguous copies on the CPU; a tensor shared by two names must be given once) atomically."""
-    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    with atomic_path(path) as tmp:
-        safetensors.torch.save_file(tensors, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
-
-
-def load_safetensors(path):
-    """The tensors of a safetensors file; ValueError names a file cut short or not in the format."""
-    try:
-        return safetensors.torch.load_file(path)
-    except safetensors.SafetensorError as e:
-        raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
-
-
 def checkpoint_path(folder, step, sharded=False):
-    """A checkpoint's file, or its folder when `sharded` (lmcore.checkpoint.save_sharded)."""
+    """A checkpoint's file, or its folder when `sharded` (lmcore.train.checkpoint.save_sharded)."""
     return os.path.join(folder, f"ckpt-{step:08d}" + ("" if sharded else ".pt"))
 
 
@@ -102,7 +84,7 @@ def save_sharded(folder, step, model, optimizer, state, keep):
 
 def load_sharded(path, model, optimizer):
     """Model and optimizer from a sharded checkpoint, each process reading its own shards."""
-    optimizers = getattr(optimizer, "optimizers", optimizer)  # lmcore.optim.Optimizers: each of them
+    optimizers = getattr(optimizer, "optimizers", optimizer)  # lmcore.train.optim.Optimizers: each of them
     model_state, optimizer_state = get_state_dict(model, optimizers)
     dcp.load({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=path)
     set_state_dict(model, optimizers, model_state_dict=model_state, optim_state_dict=optimizer_state)
@@ -133,13 +115,12 @@ def remove_checkpoint(path):
 
 
 def verify_checkpoint(path):
-    """True when the checkpoint matches its recorded sha256, False when it has none (an older
-    lmcore's); DamagedCheckpoint, naming the file and why, when it does not match."""
+    """DamagedCheckpoint, naming the file and why, unless the checkpoint matches its recorded sha256."""
     try:
         with open(path + ".sha256", encoding="utf-8") as f:
             expected = f.read().split()[0]
     except FileNotFoundError:
-        return False
+        raise DamagedCheckpoint(f"{path}: no checksum beside it ({os.path.basename(path)}.sha256)") from None
     except (OSError, IndexError, UnicodeDecodeError) as e:
         raise DamagedCheckpoint(f"{path}: its checksum file {path}.sha256 is unreadable ({e})") from None
     actual = sha256_file(path)
@@ -148,18 +129,22 @@ def verify_checkpoint(path):
             f"{path}: sha256 {actual[:16]}... differs from {expected[:16]}... recorded in "
             f"{os.path.basename(path)}.sha256 when it was written (the file was cut short or changed on disk)"
         )
-    return True
 
 
 def load_checkpoint(path, rank=0):
     """The checkpoint's contents, checked against its sha256 first; DamagedCheckpoint names a file
-    that does not match or that torch cannot read. Of a sharded one, the loop's state, this process's
-    RNG states and its path in "sharded" (model and optimizer: `load_sharded`)."""
+    that does not match or that torch cannot read. Of a sharded one (its files checked against its
+    SHA256SUMS), the loop's state, this process's RNG states and its path in "sharded" (model and
+    optimizer: `load_sharded`)."""
     if os.path.isdir(path):
         verify_sharded(path)
-        ck = load_checkpoint(os.path.join(path, "state.pt"))
-        return {**ck, "rng": load_checkpoint(os.path.join(path, f"rng-{rank}.pt")), "sharded": path}
+        ck = torch_load(os.path.join(path, "state.pt"))
+        return {**ck, "rng": torch_load(os.path.join(path, f"rng-{rank}.pt")), "sharded": path}
     verify_checkpoint(path)
+    return torch_load(path)
+
+
+def torch_load(path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a zip cut short, a pickle of something else: torch names neither file nor cause

@@ -5,11 +5,11 @@ the digest of its script's import closure: every lmcore module the script import
 modules those import, imports inside functions included (read with `ast`, nothing is run). The
 digest is of the modules' paths inside the package and their content, never of where the
 checkout lies: an edit reruns exactly the jobs whose code changed, and a project moved or
-checked out elsewhere reruns nothing. A checkpoint records the digest of lmcore.train's closure,
+checked out elsewhere reruns nothing. A checkpoint records the digest of lmcore.train.loop's closure,
 so that one written by other training code is not resumed.
 
-lmcore/logs.py and lmcore/loggers.py are left out of every digest: they write log lines and live
-curves (TensorBoard, W&B), which no output holds.
+lmcore/workflow/joblog.py and lmcore/train/loggers.py are left out of every digest: they write log
+lines and live curves (TensorBoard, W&B), which no output holds.
 """
 
 import ast
@@ -17,8 +17,8 @@ import functools
 import hashlib
 import os
 
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-NOT_IN_OUTPUTS = ("logs.py", "loggers.py")
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NOT_IN_OUTPUTS = ("workflow/joblog.py", "train/loggers.py")
 # Files besides modules that a module reads.
 READS = {"report/page.py": ("report/templates/report.html.j2", "report/templates/report.css")}
 

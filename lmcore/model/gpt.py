@@ -7,41 +7,13 @@ gives the same logits as a full forward pass.
 """
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-RMS_NORM_EPS, LAYER_NORM_EPS, ROPE_THETA = 1e-6, 1e-5, 10000.0  # LayerNorm's eps is torch's default
-
-
-@dataclass
-class ModelConfig:
-    vocab_size: int
-    d_model: int = 256
-    n_layers: int = 4
-    n_heads: int = 4
-    d_ff: int | None = None
-    context_length: int = 128
-    norm: str = "layernorm"
-    position: str = "learned"
-    mlp: str = "gelu"
-    bias: bool = True
-    tie_embeddings: bool = True
-    qk_norm: bool = False  # RMSNorm of each head's queries and keys before RoPE (Qwen3, OLMo-2)
-    logit_softcap: float | None = None  # logits = c tanh(logits / c) (Gemma 2)
-    zero_init: bool = False  # residual-branch output projections and an untied head start at zero (modded-nanogpt)
-    dropout: float = 0.0
-
-    def __post_init__(self):
-        if self.d_ff is None:
-            # SwiGLU keeps the parameter count of a 4x GELU MLP with 2/3 of its width (Shazeer 2020).
-            self.d_ff = 64 * math.ceil(8 * self.d_model / 3 / 64) if self.mlp == "swiglu" else 4 * self.d_model
-
-    def to_dict(self):
-        return asdict(self)
+from lmcore.model.config import LAYER_NORM_EPS, RMS_NORM_EPS, ROPE_THETA
 
 
 class RMSNorm(nn.Module):

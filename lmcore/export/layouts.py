@@ -1,4 +1,4 @@
-"""lmcore's weights in the Hugging Face Llama and GPT-2 layouts, both ways: lmcore.hf_export
+"""lmcore's weights in the Hugging Face Llama and GPT-2 layouts, both ways: lmcore.export.hf
 writes a model's folder with them, and `load_hf(folder)` reads one back (lmcore's ModelConfig
 keywords and weights, for `init_from: {hf: folder}`). Training imports this module, not the export:
 editing how a folder is written retrains nothing.
@@ -15,10 +15,12 @@ import os
 
 import torch
 
-from lmcore.checkpoint import load_safetensors
-from lmcore.families import HF_GELUS, PRESETS
-from lmcore.init_from import hf_weight_files
-from lmcore.model import GPT, ModelConfig
+from lmcore.export.architectures import HF_GELUS
+from lmcore.model.config import ModelConfig
+from lmcore.model.families import PRESETS
+from lmcore.model.folder import load_safetensors
+from lmcore.model.gpt import GPT
+from lmcore.train.init import hf_weight_files
 
 
 def rope_permutation(n_heads, head_dim):
@@ -155,7 +157,7 @@ def load_hf(folder):
         mapping = gpt2_weights
     else:
         raise ValueError(f"{folder}: model_type {kind!r} is not one lmcore reads (llama, qwen3, gpt2)")
-    m["vocab_size"], m["dropout"] = c["vocab_size"], 0.0
+    m = ModelConfig(**m, vocab_size=c["vocab_size"]).to_dict()  # every option, the rest at its default
     weights = {}
     for path in hf_weight_files(folder):
         if path.endswith(".safetensors"):

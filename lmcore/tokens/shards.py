@@ -7,8 +7,8 @@ import tempfile
 
 import numpy as np
 
+from lmcore.data.splits import SPLITS, split_of
 from lmcore.io import raw_to_npy, read_json, read_jsonl, sha256_file, write_json
-from lmcore.splits import SPLITS, split_of
 
 
 def _batches(iterable, n):

@@ -176,7 +176,7 @@ def memory_needed_mb(parameters, micro_batch_tokens, cfg, processes=1, shards=1,
     return processes * per_process / 1e6
 
 
-def check_fits(need_mb, mem_mb, batch_size, cfg, log):
+def check_memory(need_mb, mem_mb, batch_size, cfg, log):
     """Stop before the first step when the estimate exceeds the job's memory (`resources.train.mem_mb`)."""
     if mem_mb and need_mb > mem_mb:
         raise MemoryError(

@@ -1,8 +1,8 @@
 """Models as Hugging Face folders: `export(model_dir, out_dir)` writes one that `transformers`
 loads offline with `AutoModelForCausalLM.from_pretrained` and `AutoTokenizer.from_pretrained`
-(and that llama.cpp's convert_hf_to_gguf.py and vLLM read): lmcore.families.HF_FILES, for the
-option mixes an HF architecture has (lmcore.families.architecture says which, and why not). The
-weights are laid out by lmcore.hf, which also reads such folders back.
+(and that llama.cpp's convert_hf_to_gguf.py and vLLM read): lmcore.export.architectures.HF_FILES, for the
+option mixes an HF architecture has (lmcore.model.families.architecture says which, and why not). The
+weights are laid out by lmcore.export.layouts, which also reads such folders back.
 
 The tokenizer is a `tokenizers` serialisation of the SentencePiece model that gives the same
 ids: the same pieces and merges (or unigram scores), byte fallback, lmcore's escape of U+2581,
@@ -13,13 +13,12 @@ decodes as U+2581 (lmcore's escape character; SentencePiece never sees it otherw
 
 import os
 
-from lmcore.checkpoint import save_safetensors
-from lmcore.families import GPT2_ACTIVATIONS, architecture
-from lmcore.hf import gpt2_weights, llama_weights
+from lmcore.export.architectures import GPT2_ACTIVATIONS, architecture
+from lmcore.export.layouts import gpt2_weights, llama_weights
 from lmcore.io import atomic_open, copy_file, write_json
-from lmcore.model import LAYER_NORM_EPS, RMS_NORM_EPS, ROPE_THETA
-from lmcore.model_folder import read_config, read_weights
-from lmcore.tokenizer import ESCAPE, SPACE_SYMBOL, Tokenizer, read_proto
+from lmcore.model.config import LAYER_NORM_EPS, RMS_NORM_EPS, ROPE_THETA
+from lmcore.model.folder import read_config, read_weights, save_safetensors
+from lmcore.tokens.tokenizer import ESCAPE, SPACE_SYMBOL, Tokenizer, read_proto
 
 
 def llama_config(m, special):
@@ -151,7 +150,8 @@ def special_ids(tokenizer):
 
 
 def export(model_dir, out_dir):
-    """Write lmcore.families.HF_FILES into `out_dir` for the model in `model_dir`; return the architecture name.
+    """Write lmcore.export.architectures.HF_FILES into `out_dir` for the model in `model_dir`; return the
+    architecture name.
     ValueError says which option has no HF architecture (the pipeline exports only models that have one)."""
     config = read_config(model_dir)
     m = config["model"]

@@ -1,9 +1,9 @@
 """How one model is trained: the training keys of a `models.<name>` entry, and the entry read into
-the model's and the loop's settings (torch-free but for ModelConfig's field names)."""
+the model's and the loop's settings. No torch import: the workflow reads it while it plans."""
 
 from dataclasses import dataclass, field, fields
 
-from lmcore.model import ModelConfig
+from lmcore.model.config import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,15 @@ class TrainConfig:
     processes_per_node: int | None = None  # None: gpus, or 1 without GPUs
     parallelism: str = "ddp"  # or fsdp
     activation_checkpointing: bool = False
-    loggers: list = field(default_factory=list)  # tensorboard, wandb: lmcore.loggers
+    loggers: list = field(default_factory=list)  # tensorboard, wandb: lmcore.train.loggers
     wandb_project: str = "lmcore"
     init_from: dict | None = None  # {hf: folder} or {model: name}: the weights to start from
     data: dict = field(default_factory=dict)  # {sources: {name: weight} or None}: what to train on
 
+
+# Keys that change how a run is watched or fits in memory, not its maths: changing one neither retrains a
+# model (the train rule's params leave them out) nor starts a run afresh (lmcore.train.resume.run_key).
+NOT_THE_MATHS = ("activation_checkpointing", "loggers", "wandb_project")
 
 ENTRY_ONLY = ("tokenizer", "preset")  # keys of a model entry that the pipeline reads, not the loop
 

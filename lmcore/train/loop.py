@@ -4,10 +4,10 @@ validation on fixed batches, best-validation weights, and checkpoints that resum
 In the shape of litgpt's pretrain: `setup` builds a `Run` once (data, model, optimizer, where it
 runs and for how long), `fit` is the loop and nothing else, `validate`, `save` and `summarize`
 are apart. A run killed and rerun resumes from its newest checkpoint whose configuration,
-tokenizer and training code match (lmcore.resume), and on a CPU thread ends with the weights of a run
+tokenizer and training code match (lmcore.train.resume), and on a CPU thread ends with the weights of a run
 never interrupted: the checkpoint holds model, optimizer, every RNG state, the data position
-and the `TrainState`. Where it runs (device, precision, DDP, peak FLOP/s) is lmcore.runtime;
-the folder it writes, lmcore.model_folder.
+and the `TrainState`. Where it runs (device, precision, DDP, peak FLOP/s) is lmcore.train.runtime;
+the folder it writes, lmcore.model.folder.
 """
 
 import contextlib
@@ -16,9 +16,6 @@ import math
 import os
 import random
 import signal
-import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field, fields
 
@@ -28,18 +25,29 @@ import torch.distributed as dist
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from torch.distributed.tensor import DTensor
 
-from lmcore.checkpoint import list_checkpoints, load_sharded, rng_state, save_checkpoint, save_sharded, set_rng_state
-from lmcore.loggers import Loggers
-from lmcore.logs import duration, progress_line
-from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
-from lmcore.model_folder import save_model
-from lmcore.optim import lr_at, make_optimizer
-from lmcore.parallel import free_port, in_slurm_job, is_sharded, parallelize, srun_command, torchrun_command
-from lmcore.resume import newest_checkpoint, run_key, starting_weights
-from lmcore.runtime import (
+from lmcore.model.config import ModelConfig
+from lmcore.model.folder import save_model
+from lmcore.model.gpt import GPT, count_parameters, flops_per_token
+from lmcore.tokens.shards import TokenDataset
+from lmcore.tokens.tokenizer import Tokenizer
+from lmcore.train.checkpoint import (
+    list_checkpoints,
+    load_sharded,
+    rng_state,
+    save_checkpoint,
+    save_sharded,
+    set_rng_state,
+)
+from lmcore.train.config import TrainConfig, processes_per_node, read_entry
+from lmcore.train.init import starting_weights
+from lmcore.train.loggers import Loggers
+from lmcore.train.optim import lr_at, make_optimizer
+from lmcore.train.parallel import is_sharded, parallelize
+from lmcore.train.resume import newest_checkpoint, run_key
+from lmcore.train.runtime import (
     autocast,
     autocast_dtype,
-    check_fits,
+    check_memory,
     distributed,
     memory_needed_mb,
     peak_flops,
@@ -48,9 +56,7 @@ from lmcore.runtime import (
     use_compile,
     use_tf32,
 )
-from lmcore.shards import TokenDataset
-from lmcore.tokenizer import Tokenizer
-from lmcore.train_config import TrainConfig, processes_per_node, read_entry, world_size
+from lmcore.workflow.joblog import duration, progress_line
 
 
 @dataclass
@@ -88,7 +94,7 @@ class Run:
     counts: dict  # parameters, with and without embeddings
     flops_per_token: float
     max_steps: int
-    key: str  # what a checkpoint must match to be resumed (lmcore.resume.run_key)
+    key: str  # what a checkpoint must match to be resumed (lmcore.train.resume.run_key)
     ckpt_dir: str
     loss_limit: float  # a loss above it after warm-up is a divergence
     peak: float  # FLOP/s that MFU is measured against
@@ -106,7 +112,7 @@ class Run:
 
     def mfu(self, tokens_per_s):
         """Model FLOPs utilisation. A rate above the peak becomes the peak, here and in the machine's cache
-        (lmcore.runtime.record_peak), so that no MFU is above 1."""
+        (lmcore.train.runtime.record_peak), so that no MFU is above 1."""
         if self.flops_per_token * tokens_per_s > self.peak:
             self.peak, self.peak_source = (
                 self.flops_per_token * tokens_per_s,
@@ -221,7 +227,7 @@ def restore(run, ck):
     return state
 
 
-def plan(run, state, mem_mb, log):
+def preflight(run, state, mem_mb, log):
     """Say what the run will need before its first step; stop a CPU run that would not fit `mem_mb`."""
     train_cfg, cfg = run.train_cfg, run.model.cfg
     if run.rank == 0:
@@ -238,7 +244,7 @@ def plan(run, state, mem_mb, log):
             shards=run.world if is_sharded(run.model) else 1,
             checkpointed=train_cfg.activation_checkpointing,
         )
-        check_fits(need, mem_mb, train_cfg.batch_size, cfg, log)
+        check_memory(need, mem_mb, train_cfg.batch_size, cfg, log)
     step_s = run.flops_per_token * run.tokens_per_step / run.world / run.peak  # each process computes its share
     left = run.max_steps - state.step
     if run.rank == 0:
@@ -356,7 +362,7 @@ def save(run, state, data_position, earlier_jobs_s):
 
 
 def set_lr(run, step):
-    """Warm-up, cosine or WSD, then min_lr (lmcore.optim.lr_at); each parameter group takes its own peak
+    """Warm-up, cosine or WSD, then min_lr (lmcore.train.optim.lr_at); each parameter group takes its own peak
     (Muon's and AdamW's) times the schedule's fraction of lr. Returns the schedule's lr."""
     cfg = run.train_cfg
     lr = lr_at(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.decay_steps or run.max_steps, cfg.schedule, cfg.cooldown)
@@ -519,14 +525,14 @@ def summarize(run, state, earlier_jobs_s):
 
 
 def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=print, mem_mb=None):
-    """Train one model from its resolved config entry; write its folder (lmcore.model_folder) and return its
+    """Train one model from its resolved config entry; write its folder (lmcore.model.folder) and return its
     summary. `mem_mb`: the job's memory; a CPU run that would need more stops before its first step."""
     run = setup(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads, log)
     if run.rank == 0:
         os.makedirs(run.ckpt_dir, exist_ok=True)
     state = restore(run, newest_checkpoint(run.ckpt_dir, run.key, run.rank, log))
     earlier_jobs_s = state.job_s  # what earlier attempts of this run took, to their last checkpoint
-    plan(run, state, mem_mb, log)
+    preflight(run, state, mem_mb, log)
     if run.train_cfg.loggers and run.rank == 0:
         run.loggers = Loggers(run.train_cfg.loggers, out_dir, run.entry, state.step, state.wandb_id)
         state.wandb_id = run.loggers.wandb_id
@@ -553,43 +559,3 @@ def train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, lo
     if run.loggers:
         run.loggers.finish(summary)
     return summary
-
-
-def train_args(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads, mem_mb):
-    """What each process of a torchrun runs: `-m lmcore train` with this model's entry and files."""
-    args = ["-m", "lmcore", "train", "--config-json", json.dumps(entry), "--tokenizer", tokenizer_path]
-    args += ["--manifest", manifest_path, "--out", out_dir, "--checkpoints", ckpt_dir, "--threads", str(threads)]
-    return args + (["--mem-mb", str(mem_mb)] if mem_mb else [])
-
-
-def launch_command(entry, train, threads):
-    """The command that starts every process of a run: torchrun on this node, or across `nodes` nodes of
-    this SLURM job, `srun` one torchrun per node with the rendezvous on this node (the job's first: the
-    batch script runs there) at a port free now. `train`: train_args for `threads // processes per node`."""
-    nodes, per_node = entry.get("nodes", 1), processes_per_node(entry)
-    if nodes == 1:
-        return [sys.executable, *torchrun_command(1, per_node), *train]
-    if not in_slurm_job():
-        raise ValueError(
-            f"nodes: {nodes} needs a SLURM job that holds the nodes: run the workflow with --profile profiles/slurm"
-        )
-    endpoint = f"{socket.gethostname()}:{free_port()}"
-    torchrun = torchrun_command(nodes, per_node, endpoint, run_id=os.environ["SLURM_JOB_ID"])
-    return srun_command(nodes, threads, entry.get("gpus", 0)) + [sys.executable, *torchrun, *train]
-
-
-def launch(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=print, mem_mb=None):
-    """Train in this process, or in `world_size(entry)` processes under torchrun (DDP or FSDP), on this
-    node or across the nodes of a SLURM job. `threads`: the CPUs of the job on each node."""
-    if world_size(entry) == 1:
-        return train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads, log, mem_mb)
-    threads_each = max(1, threads // processes_per_node(entry))
-    train_ = train_args(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads_each, mem_mb)
-    cmd = launch_command(entry, train_, threads)
-    log("running: " + " ".join(cmd[: cmd.index("lmcore")]) + " lmcore train ...")
-    done = subprocess.run(cmd, stdout=sys.stdout, stderr=sys.stderr)  # into the job's log
-    if done.returncode == 143:
-        raise Stopped("SIGTERM: the training processes wrote a checkpoint; rerun to resume")
-    done.check_returncode()
-    with open(os.path.join(out_dir, "summary.json"), encoding="utf-8") as f:
-        return json.load(f)

@@ -1,5 +1,5 @@
 """A job's log: every line timestamped, and how fast it read its input. Left out of every rule's
-code digest (lmcore.closure): rewording a log line changes no output, so it reruns nothing."""
+code digest (lmcore.workflow.closure): rewording a log line changes no output, so it reruns nothing."""
 
 import os
 import sys

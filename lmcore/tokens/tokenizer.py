@@ -15,9 +15,9 @@ import re
 import numpy as np
 import sentencepiece as spm
 
+from lmcore.data.splits import documents_in_split
 from lmcore.data.text import LINE_END, one_piece, pieces
 from lmcore.io import atomic_open, copy_file, sha256_file, stable_hash
-from lmcore.splits import documents_in_split
 
 MAX_SENTENCE_BYTES = 8192
 # SentencePiece writes spaces as U+2581, so a U+2581 in the text would decode as a space.

@@ -12,10 +12,28 @@ sampling and `python -m lmcore generate` load.
 import json
 import os
 
-from lmcore.checkpoint import load_safetensors, save_safetensors
-from lmcore.io import atomic_open, copy_file, sha256_file, write_json
-from lmcore.model import GPT, ModelConfig
-from lmcore.tokenizer import Tokenizer
+import safetensors
+import safetensors.torch
+
+from lmcore.io import atomic_open, atomic_path, copy_file, sha256_file, write_json
+from lmcore.model.config import ModelConfig
+from lmcore.model.gpt import GPT
+from lmcore.tokens.tokenizer import Tokenizer
+
+
+def save_safetensors(tensors, path, metadata=None):
+    """Write tensors (contiguous copies on the CPU; a tensor shared by two names must be given once) atomically."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        safetensors.torch.save_file(tensors, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
+
+
+def load_safetensors(path):
+    """The tensors of a safetensors file; ValueError names a file cut short or not in the format."""
+    try:
+        return safetensors.torch.load_file(path)
+    except safetensors.SafetensorError as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
 
 
 def save_model(out_dir, model, entry, tokenizer_path, metrics, summary):
@@ -46,17 +64,22 @@ def read_config(model_dir):
     path = os.path.join(model_dir, "config.json")
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            config = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DamagedModel(f"{path}: not valid JSON ({e})") from None
+    missing = [key for key in ("model", "weights_sha256", "tokenizer_fingerprint") if key not in config]
+    if missing:
+        raise DamagedModel(f"{path}: no {', '.join(missing)} in it: not a model folder that lmcore training wrote")
+    return config
 
 
 def read_weights(model_dir, config=None):
     """The tensors of a model folder's model.safetensors, checked first against the sha256 that
-    training recorded in config.json (folders written before it was recorded are read unchecked)."""
+    training recorded in config.json."""
     path = os.path.join(model_dir, "model.safetensors")
-    expected = (config or read_config(model_dir)).get("weights_sha256")
-    if expected and sha256_file(path) != expected:
+    if not os.path.isfile(path):
+        raise DamagedModel(f"{path}: missing (the folder's weights); train the model again or restore the file")
+    if sha256_file(path) != (config or read_config(model_dir))["weights_sha256"]:
         raise DamagedModel(
             f"{path}: sha256 differs from the one config.json recorded when the model was trained "
             f"(the file was cut short or changed since); train it again or restore the file"
@@ -82,4 +105,17 @@ def load_model(model_dir, device="cpu"):
         raise DamagedModel(
             f"{model_dir}: weights do not match config.json (missing {missing}, unexpected {unexpected})"
         )
-    return model.to(device).eval(), Tokenizer(os.path.join(model_dir, "tokenizer.model"))
+    return model.to(device).eval(), read_tokenizer(model_dir, config)
+
+
+def read_tokenizer(model_dir, config):
+    """The folder's tokenizer.model, checked against the fingerprint training recorded."""
+    path = os.path.join(model_dir, "tokenizer.model")
+    if not os.path.isfile(path):
+        raise DamagedModel(f"{path}: missing (the folder's tokenizer); train the model again or restore the file")
+    if sha256_file(path) != config["tokenizer_fingerprint"]:
+        raise DamagedModel(
+            f"{path}: sha256 differs from the tokenizer_fingerprint config.json recorded when the model was "
+            f"trained (the file was cut short or changed since); restore it from results/tokenizers/"
+        )
+    return Tokenizer(path)

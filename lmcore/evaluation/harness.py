@@ -11,8 +11,8 @@ import json
 import os
 import random
 
+from lmcore.data.splits import documents_in_split
 from lmcore.io import atomic_open, write_json
-from lmcore.splits import documents_in_split
 
 NEXT_LINE = "next_line"
 TASK_FILE = (".yaml", ".yml")  # a configured task ending so is a task file of the user's, not a name
@@ -127,7 +127,7 @@ def unknown_builtin_tasks(tasks):
     return [t for t in names if t not in known]
 
 
-def check_fits(hf_folder, next_line_folder):
+def check_questions_fit(hf_folder, next_line_folder):
     """A next_line choice longer than the model's context stops lm-eval with a bare AssertionError: named here."""
     from transformers import AutoConfig, AutoTokenizer
 
@@ -178,7 +178,7 @@ def run_lm_eval(hf_folder, tasks, next_line_folder, out, num_fewshot=None, limit
     import torch
 
     if NEXT_LINE in tasks:
-        check_fits(hf_folder, next_line_folder)
+        check_questions_fit(hf_folder, next_line_folder)
     results = lm_eval.simple_evaluate(
         model="hf",
         model_args={"pretrained": hf_folder, "dtype": "float32"},

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lmcore.runtime import autocast
+from lmcore.train.runtime import autocast
 
 MAX_EXP_ARG = math.log(sys.float_info.max)  # about 709.8
 
@@ -28,7 +28,7 @@ def perplexity(loss):
     return math.inf if loss > MAX_EXP_ARG else math.exp(loss)
 
 
-def summarize(total_nats, n_tokens, n_bytes):
+def split_figures(total_nats, n_tokens, n_bytes):
     """Loss, perplexity and bits per byte; NaN where there is no token to score."""
     loss = total_nats / n_tokens if n_tokens else math.nan
     return {
@@ -74,8 +74,8 @@ def evaluate_model(model, dataset, token_bytes, batch_size=16, device="cpu", dty
         if len(batch) == batch_size:
             flush()
     flush()
-    overall = summarize(*(sum(t[i] for t in totals.values()) for i in range(3)))
-    return {**overall, "sources": {source: summarize(*t) for source, t in sorted(totals.items())}}
+    overall = split_figures(*(sum(t[i] for t in totals.values()) for i in range(3)))
+    return {**overall, "sources": {source: split_figures(*t) for source, t in sorted(totals.items())}}
 
 
 def unigram_baseline(train, test, token_bytes, vocab_size):
@@ -90,4 +90,4 @@ def unigram_baseline(train, test, token_bytes, vocab_size):
         total_nats += float(nll[targets].sum())
         n_tokens += len(targets)
         n_bytes += int(token_bytes[targets].sum())
-    return summarize(total_nats, n_tokens, n_bytes)
+    return split_figures(total_nats, n_tokens, n_bytes)

@@ -30,8 +30,9 @@ def plan(config):
     N from the model built on the meta device (no memory), D = budget / flops_per_token, as in training."""
     import torch
 
-    from lmcore.model import GPT, ModelConfig, count_parameters, flops_per_token
-    from lmcore.train_config import read_entry
+    from lmcore.model.config import ModelConfig
+    from lmcore.model.gpt import GPT, count_parameters, flops_per_token
+    from lmcore.train.config import read_entry
 
     rows = []
     for study, runs in scaling_models(config.get("scaling")).items():

@@ -1,0 +1,1 @@
+"""Evaluation: perplexity and bits per byte on the test split, lm-eval benchmark scores, scaling fits."""

@@ -1,0 +1,1 @@
+"""Tokens: the SentencePiece tokenizer, and the corpus as .npy shards of token ids."""

@@ -2,6 +2,7 @@
 the same logits, generates the same ids and tokenizes to the same ids as lmcore; an HF model
 loads back into lmcore with the same logits."""
 
+import dataclasses
 import json
 import random
 
@@ -208,3 +209,23 @@ def test_a_recipe_option_no_hf_architecture_computes_is_named_not_exported(optio
     arch, reason = architecture({**llama, **option})
     assert arch is None and named in reason
     assert architecture({**llama, "zero_init": True})[0] == "llama"  # how weights start changes no layout
+
+
+def test_every_model_option_is_free_taken_by_an_architecture_or_stops_the_export(monkeypatch):
+    """An option added to ModelConfig and to no table of lmcore.export.architectures is not exported as
+    plain Llama: it must be at its default, or the export names it."""
+    from lmcore.export import architectures
+    from lmcore.model.config import ModelConfig
+
+    llama = {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": False, "tie_embeddings": False}
+    for f in dataclasses.fields(ModelConfig):
+        if f.name in architectures.FREE:
+            continue
+        other = {bool: not f.default, str: "other"}.get(type(f.default), 12.5)  # a value unlike the default
+        arch, reason = architecture({**llama, f.name: other})
+        assert (arch and other in architectures.HF_ARCHITECTURES[arch][f.name]) or f"{f.name}: " in reason, f.name
+    assert architecture({**llama, "d_model": 48, "dropout": 0.1, "zero_init": True})[0] == "llama"
+    monkeypatch.setitem(architectures.DEFAULTS, "sliding_window", None)  # an option no architecture lists
+    assert architecture({**llama, "sliding_window": None})[0] == "llama"
+    arch, reason = architecture({**llama, "sliding_window": 64})
+    assert arch is None and reason.startswith("sliding_window: 64: no Hugging Face architecture has this mix")

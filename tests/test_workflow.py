@@ -407,3 +407,14 @@ def test_every_job_log_is_timestamped_and_training_logs_a_line_a_person_can_read
     )
     clean_log = (pipeline["work"] / "logs" / "clean" / "fake" / "part-0.log").read_text(encoding="utf-8")
     assert re.search(r"kept \d+ of \d+ documents, .*; read \d+\.\d MB in \d+\.\d s \([\d.]+ MB/s\)", clean_log)
+
+
+def test_an_error_lmcore_names_reaches_the_console_as_its_message_and_the_log_keeps_the_traceback(tmp_path, corpus):
+    """A wrong sha256, only knowable inside the download job, printed 30 lines of traceback before its cause."""
+    path, _ = corpus
+    configfile = write_config(tmp_path / "config.yaml", tiny_config(path.as_uri(), "0" * 64))
+    result = snakemake(tmp_path, "results/raw/fake", configfile=configfile, timeout=300)
+    assert result.returncode != 0
+    log = tmp_path / "logs" / "download" / "fake.log"
+    assert f"Error in {log.relative_to(tmp_path)}: " in result.stderr and "sha256" in result.stderr
+    assert "Traceback" not in result.stderr and "Traceback" in log.read_text(encoding="utf-8")

@@ -1,9 +1,15 @@
-"""A job's log: every line timestamped, and how fast it read its input. Left out of every rule's
-code digest (lmcore.workflow.closure): rewording a log line changes no output, so it reruns nothing."""
+"""A job's log: every line timestamped, how fast it read its input, and how a failed job's error
+reaches the console. Left out of every rule's code digest (lmcore.workflow.closure): rewording a log
+line changes no output, so it reruns nothing."""
 
 import os
 import sys
 import time
+import traceback
+
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# What lmcore raises for bad input (a config value, a damaged file, a diverged run), with a message that names it.
+MESSAGE_ONLY = (ValueError, RuntimeError, FloatingPointError, OSError)
 
 
 class Timestamped:
@@ -25,11 +31,33 @@ class Timestamped:
         return getattr(self.stream, name)
 
 
+def raised_by_lmcore(error):
+    """Whether lmcore's own code raised `error` as an error of the input (not a bug, nor a library's)."""
+    tb = error.__traceback__
+    while tb and tb.tb_next:
+        tb = tb.tb_next
+    where = os.path.abspath(tb.tb_frame.f_code.co_filename) if tb else ""
+    return isinstance(error, MESSAGE_ONLY) and where.startswith(PACKAGE_DIR + os.sep)
+
+
 def redirect_output(log_path):
-    """Send this process's stdout and stderr, line-buffered and timestamped, to a job's log file."""
+    """Send this process's stdout and stderr, line-buffered and timestamped, to a job's log file. An error
+    the job does not catch goes to the log with its traceback, and to the console (the job's own stderr,
+    which Snakemake shows) as its message alone when lmcore raised it for bad input (the cause is named),
+    with its traceback otherwise."""
     os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
     stream = Timestamped(open(log_path, "a", buffering=1, encoding="utf-8"))
+    console = sys.stderr
     sys.stdout = sys.stderr = stream
+
+    def report(kind, error, tb):
+        traceback.print_exception(kind, error, tb, file=stream)
+        if raised_by_lmcore(error):
+            console.write(f"Error in {log_path}: {error}\n")
+        else:
+            traceback.print_exception(kind, error, tb, file=console)
+
+    sys.excepthook = report
     return stream
 
 

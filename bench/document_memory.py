@@ -63,8 +63,8 @@ def main():
     if args.worker:
         return worker(*args.worker)
 
-    from lmcore.tokens import tokenizer
     from lmcore.io import read_jsonl
+    from lmcore.tokens import tokenizer
 
     os.makedirs(args.work, exist_ok=True)
     model = os.path.join(args.work, "spm.model")

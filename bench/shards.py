@@ -38,8 +38,8 @@ def main():
         part, model, threads, out = args.worker
         return worker(part, model, int(threads), out)
 
-    from lmcore.tokens import tokenizer
     from lmcore.io import read_jsonl
+    from lmcore.tokens import tokenizer
 
     os.makedirs(args.work, exist_ok=True)
     model = os.path.join(args.work, "spm.model")

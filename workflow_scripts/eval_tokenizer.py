@@ -1,8 +1,8 @@
 """Measure a tokenizer on validation documents: compression, byte fallback, vocabulary use, round trips."""
 
-from lmcore.tokens import tokenizer
 from lmcore.data.splits import documents_in_split
 from lmcore.io import write_json
+from lmcore.tokens import tokenizer
 from lmcore.workflow.joblog import redirect_output
 
 redirect_output(snakemake.log[0])

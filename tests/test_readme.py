@@ -28,11 +28,15 @@ def readme_blocks(path="README.md"):
         return FENCE.findall(f.read())
 
 
+def pages():
+    """The README and docs/*.md."""
+    return ["README.md", *sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "docs", "*.md")))]
+
+
 def readme_commands():
     """Every command line of the shell blocks of the README and docs/ whose program is snakemake, python or make."""
     commands = []
-    docs = sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "docs", "*.md")))
-    for lang, body in [block for path in ["README.md", *docs] for block in readme_blocks(path)]:
+    for lang, body in [block for path in pages() for block in readme_blocks(path)]:
         if lang not in ("", "sh", "bash", "shell"):
             continue
         for line in body.splitlines():
@@ -101,7 +105,9 @@ def test_each_readme_command_runs_as_written(checkout, command):
 
 
 @pytest.mark.parametrize(
-    "block", [body for lang, body in readme_blocks() if lang == "python"], ids=lambda b: b.splitlines()[0][:40]
+    "block",
+    [body for path in pages() for lang, body in readme_blocks(path) if lang == "python"],
+    ids=lambda b: b.splitlines()[0][:40],
 )
 def test_each_readme_python_example_runs_as_written(checkout, block):
     if "llama_cpp" in block and importlib.util.find_spec("llama_cpp") is None:

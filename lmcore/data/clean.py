@@ -258,7 +258,7 @@ def gopher_top_ngrams(limits):
     """For each n of `limits` ({"n": limit or None}), smallest first: the most frequent word n-gram covers
     more than `limit` of the characters (its count x its length)."""
     tests = [top_ngram(int(n), limit) for n, limit in sorted(limits.items(), key=lambda i: int(i[0])) if limit]
-    return lambda v: next((fired for fired in map(lambda test: test(v), tests) if fired), None)
+    return lambda v: next((fired for fired in (test(v) for test in tests) if fired), None)
 
 
 def top_ngram(n, limit):

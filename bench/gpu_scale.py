@@ -28,6 +28,7 @@ from train_step import time_steps
 from lmcore.evaluation.perplexity import evaluate_model
 from lmcore.model.config import ModelConfig
 from lmcore.model.gpt import GPT, count_parameters, flops_per_token
+from lmcore.train.config import TrainConfig
 from lmcore.train.optim import make_optimizer
 from lmcore.train.runtime import autocast, data_sheet_peak, machine_key, use_tf32
 
@@ -66,7 +67,7 @@ def measure(shape, dtype, compile_, batch, steps, device):
     fpt = flops_per_token(cfg, counts["non_embedding_parameters"])
     fpt_head = fpt + 6 * cfg.vocab_size * cfg.d_model  # the output layer's matrix product, forward and backward
     forward = torch.compile(model) if compile_ else model
-    opt = make_optimizer(model, 3e-4, (0.9, 0.95), 0.1)
+    opt = make_optimizer(model, TrainConfig(lr=3e-4))
 
     def amp():
         return autocast(device, dtype)

@@ -23,6 +23,7 @@ from nanogpt_ref import Reference, lmcore_step, reference_optimizer, reference_s
 
 from lmcore.model.config import ModelConfig
 from lmcore.model.gpt import GPT  # noqa: E402
+from lmcore.train.config import TrainConfig  # noqa: E402
 from lmcore.train.optim import make_optimizer  # noqa: E402
 from lmcore.train.runtime import machine_key  # noqa: E402
 
@@ -75,7 +76,7 @@ def main():
         )  # norm, position, bias, tying: GPT-2's, the defaults
         runs[f"lmcore mlp={mlp}"] = (model, lmcore_step)
     opts = {
-        name: reference_optimizer(m) if step is reference_step else make_optimizer(m, 6e-4, (0.9, 0.95), 0.1)
+        name: reference_optimizer(m) if step is reference_step else make_optimizer(m, TrainConfig(lr=6e-4))
         for name, (m, step) in runs.items()
     }
     rates = {name: [] for name in runs}

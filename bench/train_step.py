@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import own_peak_mb  # noqa: E402
 from lmcore.model.config import ModelConfig
 from lmcore.model.gpt import GPT, count_parameters, flops_per_token  # noqa: E402
+from lmcore.train.config import TrainConfig  # noqa: E402
 from lmcore.train.launch import free_port
 from lmcore.train.loop import train_step  # noqa: E402
 from lmcore.train.optim import make_optimizer  # noqa: E402
@@ -92,7 +93,7 @@ def measure(shape, parallelism, checkpointing, precision, compile_, batch, steps
     fpt = flops_per_token(cfg, counts["non_embedding_parameters"])
     model.checkpoint_activations(checkpointing)
     forward = parallelize(model, parallelism, world, device, dtype, compile_)
-    optimizer = make_optimizer(model, 3e-4, (0.9, 0.95), 0.1)
+    optimizer = make_optimizer(model, TrainConfig(lr=3e-4))
     T = cfg.context_length
     x, y = (torch.randint(0, cfg.vocab_size, (batch, T), device=device) for _ in range(2))
     if device.type == "cuda":

@@ -14,7 +14,7 @@ import torch
 
 from lmcore.model.folder import DamagedModel, load_model
 from lmcore.model.generate import generate
-from lmcore.train.config import world_size
+from lmcore.train.config import TrainJob, world_size
 from lmcore.train.loop import Stopped, train
 from lmcore.train.runtime import pick_device
 from lmcore.workflow.joblog import Timestamped
@@ -111,15 +111,8 @@ def main(argv=None):
     if args.command == "train":  # under torchrun, into the job's log: timestamped like the rest of it
         sys.stdout = sys.stderr = Timestamped(sys.stdout)
         try:
-            train(
-                json.loads(args.config_json),
-                args.tokenizer,
-                args.manifest,
-                args.out,
-                args.checkpoints,
-                args.threads,
-                mem_mb=args.mem_mb,
-            )
+            entry = json.loads(args.config_json)
+            train(TrainJob(entry, args.tokenizer, args.manifest, args.out, args.checkpoints, args.threads, args.mem_mb))
         except Stopped as stopped:
             print(stopped)
             raise SystemExit(143) from None

@@ -42,7 +42,14 @@ def test_every_rule_takes_the_digest_of_the_script_it_runs():
         ("export_gguf", ["export/gguf.py", "export/layouts.py", "export/architectures.py"], ["export/hf.py"]),
         (
             "train",
-            ["train/loop.py", "train/launch.py", "model/gpt.py", "export/layouts.py"],
+            [
+                "train/loop.py",
+                "train/launch.py",
+                "train/budget.py",
+                "train/batches.py",
+                "train/meter.py",
+                "model/gpt.py",
+            ],
             ["export/hf.py", "workflow/joblog.py", "train/loggers.py", "config.py"],
         ),  # init_from reads HF folders, never writes them
         ("report", ["report/page.py", "report/templates/report.html.j2"], []),

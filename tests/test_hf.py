@@ -146,16 +146,19 @@ def tiny_entry(**changes):
 
 
 def test_round_trip_an_exported_model_imported_with_init_from_starts_at_its_validation_loss(tmp_path, shards):
+    from lmcore.train.config import TrainJob
     from lmcore.train.loop import train
 
-    first = train(tiny_entry(), *shards, tmp_path / "first", tmp_path / "ck1", log=lambda *a: None)
+    first = train(TrainJob(tiny_entry(), *shards, tmp_path / "first", tmp_path / "ck1"), log=lambda *a: None)
     assert export(tmp_path / "first", tmp_path / "hf") == "gpt2"
     lines = []
     again = train(
-        tiny_entry(init_from={"hf": str(tmp_path / "hf")}, max_steps=2),
-        *shards,
-        tmp_path / "again",
-        tmp_path / "ck2",
+        TrainJob(
+            tiny_entry(init_from={"hf": str(tmp_path / "hf")}, max_steps=2),
+            *shards,
+            tmp_path / "again",
+            tmp_path / "ck2",
+        ),
         log=lines.append,
     )
     assert again["initial_val_loss"] == pytest.approx(first["best_val_loss"], abs=1e-6)
@@ -163,27 +166,32 @@ def test_round_trip_an_exported_model_imported_with_init_from_starts_at_its_vali
 
 
 def test_init_from_weights_of_another_shape_fails_before_any_step_naming_the_tensor(tmp_path, shards):
+    from lmcore.train.config import TrainJob
     from lmcore.train.loop import train
 
-    train(tiny_entry(max_steps=2), *shards, tmp_path / "first", tmp_path / "ck1", log=lambda *a: None)
+    train(TrainJob(tiny_entry(max_steps=2), *shards, tmp_path / "first", tmp_path / "ck1"), log=lambda *a: None)
     export(tmp_path / "first", tmp_path / "hf")
     with pytest.raises(
         ValueError,
         match=r"init_from .*hf: tensor tok_emb.weight has shape \(400, 32\) there, \(400, 48\) in this model entry",
     ):
         train(
-            tiny_entry(d_model=48, init_from={"hf": str(tmp_path / "hf")}),
-            *shards,
-            tmp_path / "b",
-            tmp_path / "ck2",
+            TrainJob(
+                tiny_entry(d_model=48, init_from={"hf": str(tmp_path / "hf")}),
+                *shards,
+                tmp_path / "b",
+                tmp_path / "ck2",
+            ),
             log=lambda *a: None,
         )
     with pytest.raises(ValueError, match=r"init_from .*hf: position is learned there, rope in this model entry"):
         train(
-            tiny_entry(position="rope", init_from={"hf": str(tmp_path / "hf")}),
-            *shards,
-            tmp_path / "c",
-            tmp_path / "ck3",
+            TrainJob(
+                tiny_entry(position="rope", init_from={"hf": str(tmp_path / "hf")}),
+                *shards,
+                tmp_path / "c",
+                tmp_path / "ck3",
+            ),
             log=lambda *a: None,
         )
     assert not (tmp_path / "ck2").exists() or not list((tmp_path / "ck2").iterdir())

@@ -10,6 +10,7 @@ import pytest
 
 from helpers import tiny_entry
 from lmcore.train.checkpoint import list_checkpoints, remove_checkpoint
+from lmcore.train.config import TrainJob
 from lmcore.train.loggers import log_evaluation, wandb_mode
 from lmcore.train.loop import train
 
@@ -93,9 +94,9 @@ def test_tensorboard_and_wandb_get_the_curves_and_a_resumed_run_continues_them(t
     entry = tiny_entry(max_steps=12, log_interval=2, eval_interval=4, checkpoint_interval=4, keep_checkpoints=3,
                        loggers=["tensorboard", "wandb"], wandb_project="tests")  # fmt: skip
     out, ckpt = tmp_path / "out", tmp_path / "ckpt"
-    train(entry, *shards, str(out), str(ckpt), log=lambda *a: None)
+    train(TrainJob(entry, *shards, str(out), str(ckpt)), log=lambda *a: None)
     remove_checkpoint(list_checkpoints(ckpt)[-1])  # as if killed after step 8's checkpoint
-    summary = train(entry, *shards, str(out), str(ckpt), log=lambda *a: None)
+    summary = train(TrainJob(entry, *shards, str(out), str(ckpt)), log=lambda *a: None)
     rows = [json.loads(line) for line in open(out / "metrics.jsonl")]
 
     curves = scalars(str(out / "tensorboard"))
@@ -120,7 +121,7 @@ def test_tensorboard_and_wandb_get_the_curves_and_a_resumed_run_continues_them(t
 def test_the_evaluation_adds_the_test_figures_to_the_training_runs_once(tmp_path, shards, offline):
     entry = tiny_entry(max_steps=6, log_interval=2, eval_interval=3, loggers=["tensorboard", "wandb"])
     out = tmp_path / "out"
-    train(entry, *shards, str(out), str(tmp_path / "ckpt"), log=lambda *a: None)
+    train(TrainJob(entry, *shards, str(out), str(tmp_path / "ckpt")), log=lambda *a: None)
     for bpb in (2.5, 2.25):  # evaluated again (a code change): the new figures replace the old
         result = {"test": {"loss": 1.5, "perplexity": 4.48, "bits_per_byte": bpb}, "baseline": {"bits_per_byte": 3.5}}
         log_evaluation(entry["loggers"], str(out), entry, result)
@@ -135,7 +136,7 @@ def test_the_evaluation_adds_the_test_figures_to_the_training_runs_once(tmp_path
 def test_a_logger_turned_on_after_training_gets_no_test_figures_and_is_named(tmp_path, shards, offline):
     entry = tiny_entry(max_steps=2)
     out = tmp_path / "out"
-    train(entry, *shards, str(out), str(tmp_path / "ckpt"), log=lambda *a: None)
+    train(TrainJob(entry, *shards, str(out), str(tmp_path / "ckpt")), log=lambda *a: None)
     said = []
     result = {"test": {"loss": 1.5, "perplexity": 4.48, "bits_per_byte": 2.0}, "baseline": {"bits_per_byte": 3.5}}
     log_evaluation(["tensorboard", "wandb"], str(out), entry, result, log=said.append)
@@ -147,8 +148,8 @@ def test_a_run_without_loggers_imports_neither_package(tmp_path, shards):
     import subprocess
 
     code = (
-        "import sys, json; from lmcore.train.loop import train; "
-        "train(json.loads(sys.argv[1]), *sys.argv[2:4], sys.argv[4], sys.argv[5], log=lambda *a: None); "
+        "import sys, json; from lmcore.train.config import TrainJob; from lmcore.train.loop import train; "
+        "train(TrainJob(json.loads(sys.argv[1]), *sys.argv[2:6]), log=lambda *a: None); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('wandb', 'tensorboard')))"
     )
     entry = json.dumps(tiny_entry(max_steps=2))

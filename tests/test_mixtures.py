@@ -13,6 +13,7 @@ from lmcore.evaluation.perplexity import evaluate_model
 from lmcore.io import read_json, write_jsonl
 from lmcore.model.folder import load_model
 from lmcore.tokens.shards import SplitTooSmall, TokenDataset, shard_part, write_manifest
+from lmcore.train.config import TrainJob
 from lmcore.train.loop import train
 
 
@@ -75,7 +76,7 @@ def test_the_manifest_check_names_the_source_a_model_cannot_sample(tmp_path, bpe
 
 def test_evaluation_scores_each_source_and_the_sources_add_up_to_the_whole(tmp_path, bpe, shards):
     manifest = two_sources(tmp_path, bpe)
-    train(tiny_entry(max_steps=4), shards[0], manifest, tmp_path / "m", tmp_path / "ck", log=lambda *a: None)
+    train(TrainJob(tiny_entry(max_steps=4), shards[0], manifest, tmp_path / "m", tmp_path / "ck"), log=lambda *a: None)
     model, tok = load_model(tmp_path / "m")
     result = evaluate_model(model, TokenDataset(manifest, "test", tok.fingerprint), tok.token_bytes())
     per = result["sources"]
@@ -96,14 +97,16 @@ def entry(**changes):
 def test_a_continued_model_starts_at_its_parents_weights_with_its_own_data_and_schedule(tmp_path, bpe):
     manifest, tok = two_sources(tmp_path, bpe), bpe.path
     models = tmp_path / "models"
-    parent = train(entry(), tok, manifest, models / "parent", tmp_path / "ck1", log=lambda *a: None)
+    parent = train(TrainJob(entry(), tok, manifest, models / "parent", tmp_path / "ck1"), log=lambda *a: None)
     lines = []
     child = train(
-        entry(init_from={"model": "parent"}, lr=1e-3, max_steps=3),
-        tok,
-        manifest,
-        models / "child",
-        tmp_path / "ck2",
+        TrainJob(
+            entry(init_from={"model": "parent"}, lr=1e-3, max_steps=3),
+            tok,
+            manifest,
+            models / "child",
+            tmp_path / "ck2",
+        ),
         log=lines.append,
     )
     assert any(line.startswith("starting from the weights of") and line.endswith("parent") for line in lines)
@@ -112,11 +115,13 @@ def test_a_continued_model_starts_at_its_parents_weights_with_its_own_data_and_s
     )  # same data, same fixed batches
     assert child["steps"] == 3
     milton = train(
-        entry(init_from={"model": "parent"}, data={"sources": {"small": 1}}, max_steps=3),
-        tok,
-        manifest,
-        models / "small",
-        tmp_path / "ck3",
+        TrainJob(
+            entry(init_from={"model": "parent"}, data={"sources": {"small": 1}}, max_steps=3),
+            tok,
+            manifest,
+            models / "small",
+            tmp_path / "ck3",
+        ),
         log=lambda *a: None,
     )
     assert milton["initial_val_loss"] != pytest.approx(
@@ -129,18 +134,16 @@ def test_a_parent_of_another_shape_or_tokenizer_fails_before_any_step(tmp_path, 
 
     manifest = two_sources(tmp_path, bpe)
     models = tmp_path / "models"
-    train(entry(), bpe.path, manifest, models / "parent", tmp_path / "ck1", log=lambda *a: None)
+    train(TrainJob(entry(), bpe.path, manifest, models / "parent", tmp_path / "ck1"), log=lambda *a: None)
     with pytest.raises(
         ValueError,
         match=r"init_from .*parent: tensor blocks.0.attn.proj.bias has shape \(32,\) there, "
         r"\(48,\) in this model entry",
     ):
         train(
-            entry(d_model=48, init_from={"model": "parent"}),
-            bpe.path,
-            manifest,
-            models / "wide",
-            tmp_path / "ck2",
+            TrainJob(
+                entry(d_model=48, init_from={"model": "parent"}), bpe.path, manifest, models / "wide", tmp_path / "ck2"
+            ),
             log=lambda *a: None,
         )
     other = train_tokenizer(tmp_path / "other.model", model_type="unigram")
@@ -150,11 +153,13 @@ def test_a_parent_of_another_shape_or_tokenizer_fails_before_any_step(tmp_path, 
         match=r"init_from .*parent: trained with tokenizer \w{12}, this model with \w{12}; a model continues another",
     ):
         train(
-            entry(init_from={"model": "parent"}),
-            other.path,
-            two_sources(tmp_path / "o", other),
-            models / "other",
-            tmp_path / "ck3",
+            TrainJob(
+                entry(init_from={"model": "parent"}),
+                other.path,
+                two_sources(tmp_path / "o", other),
+                models / "other",
+                tmp_path / "ck3",
+            ),
             log=lambda *a: None,
         )
 
@@ -167,10 +172,7 @@ def test_a_flop_budget_sets_the_tokens_by_the_models_flops_per_token(tmp_path, b
     fpt = flops_per_token(cfg, count_parameters(GPT(cfg))["non_embedding_parameters"])
     budget = 7.5 * 8 * 32 * fpt  # seven and a half steps of 8 x 32 tokens
     summary = train(
-        entry(max_flops=budget, max_steps=1000, batch_size=8),
-        *shards,
-        tmp_path / "m",
-        tmp_path / "ck",
+        TrainJob(entry(max_flops=budget, max_steps=1000, batch_size=8), *shards, tmp_path / "m", tmp_path / "ck"),
         log=lambda *a: None,
     )
     assert summary["steps"] == 8 and summary["flops_per_token"] == fpt
@@ -182,10 +184,10 @@ def test_a_mixture_run_resumed_from_a_checkpoint_ends_with_the_weights_of_one_ne
 
     manifest = two_sources(tmp_path, bpe)
     cfg = entry(data={"sources": {"big": 1, "small": 2}}, checkpoint_interval=3, keep_checkpoints=5)
-    train(cfg, bpe.path, manifest, tmp_path / "once", tmp_path / "ck", log=lambda *a: None)
+    train(TrainJob(cfg, bpe.path, manifest, tmp_path / "once", tmp_path / "ck"), log=lambda *a: None)
     os.remove(list_checkpoints(tmp_path / "ck")[-1])  # as if killed between step 3 and step 6
     lines = []
-    train(cfg, bpe.path, manifest, tmp_path / "resumed", tmp_path / "ck", log=lines.append)
+    train(TrainJob(cfg, bpe.path, manifest, tmp_path / "resumed", tmp_path / "ck"), log=lines.append)
     assert "Resumed from step 3" in lines
     once, resumed = (load_safetensors(tmp_path / d / "model.safetensors") for d in ("once", "resumed"))
     assert all(torch.equal(once[k], resumed[k]) for k in once)

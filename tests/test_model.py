@@ -11,6 +11,7 @@ from lmcore.model.config import ModelConfig
 from lmcore.model.folder import load_safetensors, save_safetensors
 from lmcore.model.generate import generate, next_token_probs, top_p_filter
 from lmcore.model.gpt import GPT, count_parameters
+from lmcore.train.config import TrainConfig
 from lmcore.train.optim import lr_at, param_groups
 
 VARIANTS = [{}, {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": False, "tie_embeddings": False}]
@@ -27,9 +28,9 @@ HAND_COUNTS = [
 
 
 def test_warm_up_moves_the_weights_from_the_first_step_then_the_cosine_reaches_min_lr():
-    assert [lr_at(s, 1.0, 0.1, 100, 1000) for s in (0, 49, 99, 100, 1000, 1500)] == pytest.approx(
-        [0.01, 0.5, 1.0, 1.0, 0.1, 0.1]
-    )
+    assert [
+        lr_at(s, TrainConfig(lr=1.0, min_lr=0.1, warmup_steps=100), 1000) for s in (0, 49, 99, 100, 1000, 1500)
+    ] == pytest.approx([0.01, 0.5, 1.0, 1.0, 0.1, 0.1])
 
 
 def test_no_weight_decay_on_norms_biases_and_embeddings():
@@ -170,7 +171,7 @@ def test_lmcore_adamw_agrees_with_torch_adamw():
     for impl in ("lmcore", "torch"):
         torch.manual_seed(0)
         model = GPT(ModelConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=4, context_length=8))
-        opt = make_optimizer(model, lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, impl=impl)
+        opt = make_optimizer(model, TrainConfig(lr=1e-3, optimizer_impl=impl))
         data = torch.Generator().manual_seed(1)
         for _ in range(10):
             x = torch.randint(0, 50, (4, 8), generator=data)
@@ -282,7 +283,10 @@ def test_zero_init_starts_every_block_as_the_identity_and_an_untied_head_at_unif
 
 
 def test_wsd_holds_the_peak_then_falls_in_a_straight_line_over_the_cooldown():
-    lrs = [lr_at(s, 1.0, 0.1, 10, 100, "wsd", 0.2) for s in range(0, 101)]
+    lrs = [
+        lr_at(s, TrainConfig(lr=1.0, min_lr=0.1, warmup_steps=10, schedule="wsd", cooldown=0.2), 100)
+        for s in range(0, 101)
+    ]
     assert lrs[9] == 1.0 and lrs[10:80] == [1.0] * 70  # warm-up, then stable until step 80
     assert lrs[90] == pytest.approx(0.55) and lrs[100] == 0.1  # halfway down the cool-down, then min_lr
 
@@ -291,7 +295,7 @@ def test_muon_takes_the_blocks_matrices_and_adamw_the_rest():
     from lmcore.train.optim import make_optimizer
 
     model = small(tie_embeddings=False, norm="rmsnorm", position="rope", mlp="swiglu", bias=False)
-    opt = make_optimizer(model, 1e-3, (0.9, 0.95), 0.1, kind="muon", muon_lr=0.02)
+    opt = make_optimizer(model, TrainConfig(lr=1e-3, optimizer="muon", muon_lr=0.02))
     muon, adamw = opt.optimizers
     assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
     in_muon = {id(p) for g in muon.param_groups for p in g["params"]}

@@ -16,6 +16,7 @@ import torch
 from helpers import SCHEMA, tiny_entry
 from lmcore.model.folder import load_safetensors
 from lmcore.train.checkpoint import DamagedCheckpoint, list_checkpoints, load_checkpoint, torch_load
+from lmcore.train.config import TrainJob
 from lmcore.train.launch import launch
 from lmcore.train.loop import Diverged, train
 
@@ -32,7 +33,7 @@ def test_a_loss_that_becomes_nan_stops_the_run_naming_the_step(tmp_path, data):
     with pytest.raises(
         FloatingPointError, match=r"at step \d+: loss nan .*newest checkpoint before that step: .*ckpt-\d+\.pt"
     ) as error:
-        train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
+        train(TrainJob(cfg, *data, tmp_path / "out", tmp_path / "ckpt"), log=lambda *a: None)
     assert list_checkpoints(tmp_path / "ckpt")
     assert not (tmp_path / "out" / "model.safetensors").exists()
     step, named = re.search(r"at step (\d+):.*ckpt-(\d+)\.pt", str(error.value)).groups()
@@ -45,7 +46,7 @@ def test_a_loss_far_above_a_uniform_guess_after_warm_up_stops_the_run(tmp_path, 
     with pytest.raises(
         Diverged, match=r"diverged at step (\d+): loss (\S+) \(limit 8\.98.*with lr 10;.*ckpt-\d+\.pt"
     ) as error:
-        train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
+        train(TrainJob(cfg, *data, tmp_path / "out", tmp_path / "ckpt"), log=lambda *a: None)
     step, loss = re.search(r"step (\d+): loss (\S+)", str(error.value)).groups()
     assert int(step) >= 5 and float(loss) > 1.5 * math.log(400)
     assert not (tmp_path / "out" / "model.safetensors").exists()
@@ -60,9 +61,9 @@ def test_two_ddp_processes_take_the_steps_of_one_process_on_the_same_global_batc
     single = tiny_entry(
         batch_size=4, max_steps=8, eval_interval=4, log_interval=1, dropout=0.0, device="cpu", **options
     )  # gloo, even beside a GPU
-    launch(single, *data, str(tmp_path / "one"), str(tmp_path / "ck1"), threads=1, log=lambda *a: None)
+    launch(TrainJob(single, *data, str(tmp_path / "one"), str(tmp_path / "ck1"), threads=1), log=lambda *a: None)
     two = {**single, "batch_size": 2, "processes_per_node": 2}
-    launch(two, *data, str(tmp_path / "two"), str(tmp_path / "ck2"), threads=2)
+    launch(TrainJob(two, *data, str(tmp_path / "two"), str(tmp_path / "ck2"), threads=2))
     losses = [[json.loads(line)["loss"] for line in open(tmp_path / d / "metrics.jsonl")] for d in ("one", "two")]
     assert losses[0] == pytest.approx(losses[1], abs=1e-4)
     one, two = (load_safetensors(tmp_path / d / "model.safetensors") for d in ("one", "two"))
@@ -76,7 +77,7 @@ def test_a_token_budget_sets_the_number_of_steps(tmp_path, data):
     cfg = tiny_entry(
         max_steps=1000, max_tokens=5 * 8 * 32 + 1, batch_size=8, eval_interval=100
     )  # 5 steps' tokens, and one more
-    summary = train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
+    summary = train(TrainJob(cfg, *data, tmp_path / "out", tmp_path / "ckpt"), log=lambda *a: None)
     assert summary["steps"] == 6 and summary["tokens_seen"] == 6 * 8 * 32
     assert 0 < summary["step_time_s"] < summary["job_time_s"]  # the job's time adds set-up and validation to the steps'
     assert 0 < summary["data_time_s"] < summary["step_time_s"]  # drawing batches: a part of the steps' time
@@ -141,19 +142,19 @@ def test_a_checkpoint_of_other_training_code_is_not_resumed(tmp_path, data, monk
     import lmcore.train.resume
 
     cfg = tiny_entry(max_steps=4, checkpoint_interval=2, eval_interval=2)
-    train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
+    train(TrainJob(cfg, *data, tmp_path / "out", tmp_path / "ckpt"), log=lambda *a: None)
     same, edited = [], []
-    train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=same.append)
+    train(TrainJob(cfg, *data, tmp_path / "out", tmp_path / "ckpt"), log=same.append)
     assert "Resumed from step 4" in same
     monkeypatch.setattr(lmcore.train.resume, "code_fingerprint", lambda: "edited model.py")
-    train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=edited.append)
+    train(TrainJob(cfg, *data, tmp_path / "out", tmp_path / "ckpt"), log=edited.append)
     assert not any(line.startswith("Resumed") for line in edited) and any("starting afresh" in line for line in edited)
 
 
 def test_a_damaged_newest_checkpoint_is_named_and_the_run_resumes_exactly_from_the_one_before(tmp_path, data):
     """Cut short (kill -9 mid-copy, a full disk) or with flipped bytes: named, moved aside, never resumed."""
     cfg = tiny_entry(max_steps=6, checkpoint_interval=2, keep_checkpoints=3, eval_interval=2, dropout=0.0)
-    run = functools.partial(train, cfg, *data, tmp_path / "out", tmp_path / "ckpt")
+    run = functools.partial(train, TrainJob(cfg, *data, tmp_path / "out", tmp_path / "ckpt"))
     run(log=lambda *a: None)
     uninterrupted = load_safetensors(tmp_path / "out" / "model.safetensors")
     newest = tmp_path / "ckpt" / "ckpt-00000006.pt"
@@ -181,11 +182,11 @@ def test_a_damaged_newest_checkpoint_is_named_and_the_run_resumes_exactly_from_t
 
 def test_a_checkpoint_without_its_checksum_is_passed_over_and_one_torch_cannot_read_is_named(tmp_path, data):
     cfg = tiny_entry(max_steps=4, checkpoint_interval=2, keep_checkpoints=2, eval_interval=2)
-    train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
+    train(TrainJob(cfg, *data, tmp_path / "out", tmp_path / "ckpt"), log=lambda *a: None)
     newest = list_checkpoints(tmp_path / "ckpt")[-1]
     os.remove(newest + ".sha256")
     lines = []
-    train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", log=lines.append)
+    train(TrainJob(cfg, *data, tmp_path / "out", tmp_path / "ckpt"), log=lines.append)
     assert any(x.startswith(f"{newest}: no checksum beside it") for x in lines) and "Resumed from step 2" in lines
     newest = list_checkpoints(tmp_path / "ckpt")[-1]
     with open(newest, "r+b") as f:
@@ -196,7 +197,7 @@ def test_a_checkpoint_without_its_checksum_is_passed_over_and_one_torch_cannot_r
 
 def test_a_misspelt_setting_is_an_error_naming_it(tmp_path, data):
     with pytest.raises(ValueError, match=r"unknown model or training settings \['lrr'\]"):
-        train({**tiny_entry(), "lrr": 0.1}, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
+        train(TrainJob({**tiny_entry(), "lrr": 0.1}, *data, tmp_path / "out", tmp_path / "ckpt"), log=lambda *a: None)
 
 
 def test_the_training_settings_default_to_the_schemas_defaults():
@@ -247,7 +248,8 @@ def test_a_cpu_peak_is_measured_once_per_machine_and_a_faster_run_raises_it(tmp_
     cpu = torch.device("cpu")
     assert runtime.peak_flops(cpu, None)[0] == runtime.peak_flops(cpu, None)[0] == 1e3 and len(timings) == 1
     summary = train(
-        tiny_entry(max_steps=6, log_interval=2), *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None
+        TrainJob(tiny_entry(max_steps=6, log_interval=2), *data, tmp_path / "out", tmp_path / "ckpt"),
+        log=lambda *a: None,
     )
     rows = [json.loads(line) for line in open(tmp_path / "out" / "metrics.jsonl")]
     assert all(0 < row["mfu"] <= 1 for row in rows) and 0 < summary["mfu"] <= 1
@@ -271,10 +273,10 @@ def test_a_run_that_would_not_fit_the_jobs_memory_stops_before_its_first_step(tm
         match=r"training needs about ([\d,]+) MB \(batch_size 8 x context_length 32 tokens a micro-batch, "
         r"vocab_size 400\), more than the job's mem_mb of 300: lower batch_size",
     ):
-        train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", mem_mb=300, log=lambda *a: None)
+        train(TrainJob(cfg, *data, tmp_path / "out", tmp_path / "ckpt", mem_mb=300), log=lambda *a: None)
     assert not list_checkpoints(tmp_path / "ckpt")
     lines = []
-    train(cfg, *data, tmp_path / "out", tmp_path / "ckpt", mem_mb=2000, log=lines.append)
+    train(TrainJob(cfg, *data, tmp_path / "out", tmp_path / "ckpt", mem_mb=2000), log=lines.append)
     assert any(re.fullmatch(r"memory: about \d+ MB of the job's 2,000", x) for x in lines), lines
     assert any(
         re.fullmatch(
@@ -291,10 +293,10 @@ def test_fsdp_takes_the_steps_of_ddp_and_of_one_process(tmp_path, data):
     """Two FSDP2 processes (gloo) against one process on the same global batch: the same losses and weights.
     gloo's reduce-scatter once summed where FSDP asked for a mean (pytorch issue 162338): a sum would show here."""
     single = tiny_entry(batch_size=4, max_steps=8, eval_interval=4, log_interval=1, device="cpu", grad_accum=2)
-    launch(single, *data, str(tmp_path / "one"), str(tmp_path / "ck1"), log=lambda *a: None)
+    launch(TrainJob(single, *data, str(tmp_path / "one"), str(tmp_path / "ck1")), log=lambda *a: None)
     two = {**single, "batch_size": 2, "processes_per_node": 2}
-    launch({**two, "parallelism": "fsdp"}, *data, str(tmp_path / "fsdp"), str(tmp_path / "ck2"), threads=2)
-    launch(two, *data, str(tmp_path / "ddp"), str(tmp_path / "ck3"), threads=2)
+    launch(TrainJob({**two, "parallelism": "fsdp"}, *data, str(tmp_path / "fsdp"), str(tmp_path / "ck2"), threads=2))
+    launch(TrainJob(two, *data, str(tmp_path / "ddp"), str(tmp_path / "ck3"), threads=2))
     runs = ("one", "fsdp", "ddp")
     losses = {d: [json.loads(line)["loss"] for line in open(tmp_path / d / "metrics.jsonl")] for d in runs}
     norms = {d: [json.loads(line)["grad_norm"] for line in open(tmp_path / d / "metrics.jsonl")] for d in runs}
@@ -318,8 +320,8 @@ def test_fsdp_killed_and_rerun_ends_with_the_weights_of_an_uninterrupted_run(tmp
         batch_size=2, max_steps=40, eval_interval=10, log_interval=1, checkpoint_interval=1000, device="cpu",
         processes_per_node=2, parallelism="fsdp", dropout=0.1,
     )  # fmt: skip
-    launch(entry, *data, str(tmp_path / "whole"), str(tmp_path / "ck1"), threads=2, log=lambda *a: None)
-    cmd = launch_command(entry, train_args(entry, *data, str(tmp_path / "cut"), str(tmp_path / "ck2"), 1, None), 2)
+    launch(TrainJob(entry, *data, str(tmp_path / "whole"), str(tmp_path / "ck1"), threads=2), log=lambda *a: None)
+    cmd = launch_command(entry, train_args(TrainJob(entry, *data, tmp_path / "cut", tmp_path / "ck2"), 1), 2)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in proc.stdout:
         if re.search(r" step 5/40 ", line):
@@ -367,10 +369,10 @@ def test_two_torchrun_launchers_meeting_at_a_c10d_rendezvous_take_the_steps_of_o
     from lmcore.train.launch import free_port, torchrun_command, train_args
 
     single = tiny_entry(batch_size=4, max_steps=6, eval_interval=3, log_interval=1, device="cpu", dropout=0.0)
-    launch(single, *data, str(tmp_path / "one"), str(tmp_path / "ck1"), log=lambda *a: None)
+    launch(TrainJob(single, *data, str(tmp_path / "one"), str(tmp_path / "ck1")), log=lambda *a: None)
     entry = {**single, "batch_size": 2, "nodes": 2}
     torchrun = torchrun_command(2, 1, f"127.0.0.1:{free_port()}", run_id="test")
-    cmd = [sys.executable, *torchrun, *train_args(entry, *data, str(tmp_path / "two"), str(tmp_path / "ck2"), 1, None)]
+    cmd = [sys.executable, *torchrun, *train_args(TrainJob(entry, *data, tmp_path / "two", tmp_path / "ck2"), 1)]
     launchers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=300)[0] for p in launchers]
     assert [p.returncode for p in launchers] == [0, 0], "\n".join(o[-2000:] for o in outputs)
@@ -381,7 +383,7 @@ def test_two_torchrun_launchers_meeting_at_a_c10d_rendezvous_take_the_steps_of_o
 def test_nodes_above_one_outside_a_slurm_job_is_an_error_before_any_process_starts(tmp_path, data, monkeypatch):
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     with pytest.raises(ValueError, match="nodes: 2 needs a SLURM job .* --profile profiles/slurm"):
-        launch(tiny_entry(nodes=2), *data, str(tmp_path / "m"), str(tmp_path / "ck"))
+        launch(TrainJob(tiny_entry(nodes=2), *data, str(tmp_path / "m"), str(tmp_path / "ck")))
 
 
 def test_across_nodes_srun_starts_one_torchrun_per_node_at_a_rendezvous_on_this_node(monkeypatch):
@@ -418,13 +420,13 @@ def test_a_run_resumed_from_its_checkpoint_ends_with_the_weights_of_the_run_neve
         max_steps=12, checkpoint_interval=6, keep_checkpoints=2, eval_interval=4, optimizer=optimizer, dropout=0.1,
         schedule="wsd", tie_embeddings=False, zero_init=True, qk_norm=True, mlp="relu2",
     )  # fmt: skip
-    train(entry, *data, tmp_path / "out", tmp_path / "ckpt", log=lambda *a: None)
+    train(TrainJob(entry, *data, tmp_path / "out", tmp_path / "ckpt"), log=lambda *a: None)
     first = load_safetensors(tmp_path / "out" / "model.safetensors")
     newest = list_checkpoints(tmp_path / "ckpt")[-1]
     assert newest.endswith("ckpt-00000012.pt")
     os.remove(newest)
     lines = []
-    train(entry, *data, tmp_path / "again", tmp_path / "ckpt", log=lines.append)
+    train(TrainJob(entry, *data, tmp_path / "again", tmp_path / "ckpt"), log=lines.append)
     assert any("Resumed from step 6" in line for line in lines)
     again = load_safetensors(tmp_path / "again" / "model.safetensors")
     assert all(torch.equal(first[k], again[k]) for k in first)
@@ -433,7 +435,7 @@ def test_a_run_resumed_from_its_checkpoint_ends_with_the_weights_of_the_run_neve
 def test_max_minutes_plans_the_schedule_for_the_budget_and_stops_at_the_first_step_past_it(tmp_path, data):
     entry = tiny_entry(max_steps=1_000_000, max_minutes=0.05, eval_interval=100_000, log_interval=1, schedule="wsd")
     lines = []
-    summary = train(entry, *data, tmp_path / "out", tmp_path / "ckpt", log=lines.append)
+    summary = train(TrainJob(entry, *data, tmp_path / "out", tmp_path / "ckpt"), log=lines.append)
     planned = int(
         re.search(r"max_minutes 0.05: .* s a step, ([\d,]+) steps planned", "\n".join(lines))[1].replace(",", "")
     )
@@ -442,9 +444,10 @@ def test_max_minutes_plans_the_schedule_for_the_budget_and_stops_at_the_first_st
     rows = [json.loads(line) for line in open(tmp_path / "out" / "metrics.jsonl")]
     assert rows[-1]["step"] == summary["steps"] and rows[-1]["val_loss"] is not None  # validated where it stopped
     if summary["steps"] == planned:  # the cool-down was planned to end there: its last step was taken
+        from lmcore.train.config import read_entry
         from lmcore.train.optim import lr_at
 
-        last = lr_at(planned - 1, entry["lr"], entry["min_lr"], entry["warmup_steps"], planned, "wsd", 0.2)
+        last = lr_at(planned - 1, read_entry(entry)[1], planned)
         assert rows[-1]["lr"] == pytest.approx(last) and last < entry["lr"] / 2
 
 
@@ -455,5 +458,5 @@ def test_two_processes_with_a_time_budget_plan_and_stop_at_the_same_step(tmp_pat
         batch_size=2, max_steps=1_000_000, max_minutes=0.05, eval_interval=100_000, device="cpu",
         processes_per_node=2, schedule="wsd",
     )  # fmt: skip
-    summary = launch(entry, *data, str(tmp_path / "m"), str(tmp_path / "ck"), threads=2, log=lambda *a: None)
+    summary = launch(TrainJob(entry, *data, str(tmp_path / "m"), str(tmp_path / "ck"), threads=2), log=lambda *a: None)
     assert summary["steps"] <= summary["planned_steps"] < 1_000_000

@@ -239,6 +239,7 @@ def test_training_killed_and_rerun_resumes_to_the_same_weights(tmp_path, corpus)
 
     from lmcore.config import prepare_config
     from lmcore.model.folder import load_safetensors
+    from lmcore.train.config import TrainJob
     from lmcore.train.loop import train
 
     config = tiny_config(corpus[0].as_uri(), corpus[1])
@@ -274,12 +275,14 @@ def test_training_killed_and_rerun_resumes_to_the_same_weights(tmp_path, corpus)
     resolved = prepare_config(config, SCHEMA)
     reference = tmp_path / "reference"
     train(
-        resolved["models"]["a"],
-        str(tmp_path / "results/tokenizers/tok/spm.model"),
-        str(tmp_path / "results/shards/tok/manifest.json"),
-        str(reference),
-        str(tmp_path / "reference-checkpoints"),
-        threads=1,
+        TrainJob(
+            resolved["models"]["a"],
+            str(tmp_path / "results/tokenizers/tok/spm.model"),
+            str(tmp_path / "results/shards/tok/manifest.json"),
+            str(reference),
+            str(tmp_path / "reference-checkpoints"),
+            threads=1,
+        ),
         log=lambda *a: None,
     )
     resumed, uninterrupted = load_safetensors(tmp_path / target), load_safetensors(reference / "model.safetensors")

@@ -82,6 +82,38 @@ def save_sharded(folder, step, model, optimizer, state, keep):
     return path
 
 
+class Checkpointer:
+    """When and how a run checkpoints: after every `interval` steps and when it stops early (SIGTERM),
+    keeping the newest `keep`; under fsdp (`sharded`) every process writes its shards, else rank 0 one file.
+    A checkpoint holds model, optimizer, every RNG, the loop's state, the data position and the run's key."""
+
+    def __init__(self, folder, key, interval, keep, model, optimizer, rank, sharded):
+        self.folder, self.key, self.interval, self.keep = folder, key, interval, keep
+        self.model, self.optimizer, self.rank, self.sharded = model, optimizer, rank, sharded
+
+    def maybe_save(self, state, batches, job_s, stopping):
+        """After `state.step` steps, called by every process. `batches` (lmcore.train.batches) stands where the
+        next step's data starts; `job_s` is the wall time of the run's attempts so far."""
+        if state.step % self.interval and not stopping:
+            return None
+        loop = {"run_key": self.key, "data": batches.state_dict(), "job_s": job_s, **vars(state)}
+        if self.sharded:
+            return save_sharded(self.folder, state.step, self.model, self.optimizer, loop, self.keep)
+        if self.rank == 0:
+            saved = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "rng": rng_state()}
+            return save_checkpoint(self.folder, state.step, {**saved, **loop}, self.keep)
+        return None
+
+    def load(self, ck):
+        """Model, optimizer and RNGs from a checkpoint's contents (lmcore.train.resume.newest_checkpoint)."""
+        if ck.get("sharded"):
+            load_sharded(ck["sharded"], self.model, self.optimizer)
+        else:
+            self.model.load_state_dict(ck["model"])
+            self.optimizer.load_state_dict(ck["optimizer"])
+        set_rng_state(ck["rng"])
+
+
 def load_sharded(path, model, optimizer):
     """Model and optimizer from a sharded checkpoint, each process reading its own shards."""
     optimizers = getattr(optimizer, "optimizers", optimizer)  # lmcore.train.optim.Optimizers: each of them

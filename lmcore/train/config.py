@@ -59,6 +59,19 @@ NOT_THE_MATHS = ("activation_checkpointing", "loggers", "wandb_project")
 ENTRY_ONLY = ("tokenizer", "preset")  # keys of a model entry that the pipeline reads, not the loop
 
 
+@dataclass(frozen=True)
+class TrainJob:
+    """One model's training job: its resolved `models.<name>` entry and the files it reads and writes."""
+
+    entry: dict
+    tokenizer: str  # results/tokenizer/<name>/tokenizer.model
+    manifest: str  # results/shards/<name>/manifest.json
+    out_dir: str  # results/models/<model>/: the model folder (lmcore.model.folder)
+    checkpoints: str  # results/checkpoints/<model>/
+    threads: int = 1  # the job's CPUs on each node
+    mem_mb: int | None = None  # the job's memory: a CPU run that would need more stops before its first step
+
+
 def read_entry(entry):
     """(ModelConfig keywords but vocab_size, TrainConfig) of a resolved `models.<name>` entry.
     A key that neither knows is an error, not a setting silently ignored."""

@@ -47,11 +47,12 @@ def in_slurm_job():
     return "SLURM_JOB_ID" in os.environ
 
 
-def train_args(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads, mem_mb):
-    """What each process of a torchrun runs: `-m lmcore train` with this model's entry and files."""
-    args = ["-m", "lmcore", "train", "--config-json", json.dumps(entry), "--tokenizer", tokenizer_path]
-    args += ["--manifest", manifest_path, "--out", out_dir, "--checkpoints", ckpt_dir, "--threads", str(threads)]
-    return args + (["--mem-mb", str(mem_mb)] if mem_mb else [])
+def train_args(job, threads_each):
+    """What each process of a torchrun runs: `-m lmcore train` with this job's entry and files."""
+    args = ["-m", "lmcore", "train", "--config-json", json.dumps(job.entry), "--tokenizer", os.fspath(job.tokenizer)]
+    args += ["--manifest", os.fspath(job.manifest), "--out", os.fspath(job.out_dir)]
+    args += ["--checkpoints", os.fspath(job.checkpoints), "--threads", str(threads_each)]
+    return args + (["--mem-mb", str(job.mem_mb)] if job.mem_mb else [])
 
 
 def launch_command(entry, train, threads):
@@ -70,18 +71,17 @@ def launch_command(entry, train, threads):
     return srun_command(nodes, threads, entry.get("gpus", 0)) + [sys.executable, *torchrun, *train]
 
 
-def launch(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads=1, log=print, mem_mb=None):
-    """Train in this process, or in `world_size(entry)` processes under torchrun (DDP or FSDP), on this
-    node or across the nodes of a SLURM job. `threads`: the CPUs of the job on each node."""
-    if world_size(entry) == 1:
-        return train(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads, log, mem_mb)
-    threads_each = max(1, threads // processes_per_node(entry))
-    train_ = train_args(entry, tokenizer_path, manifest_path, out_dir, ckpt_dir, threads_each, mem_mb)
-    cmd = launch_command(entry, train_, threads)
+def launch(job, log=print):
+    """Train a TrainJob in this process, or in `world_size(entry)` processes under torchrun (DDP or FSDP), on
+    this node or across the nodes of a SLURM job (`job.threads`: the CPUs of the job on each node)."""
+    if world_size(job.entry) == 1:
+        return train(job, log)
+    threads_each = max(1, job.threads // processes_per_node(job.entry))
+    cmd = launch_command(job.entry, train_args(job, threads_each), job.threads)
     log("running: " + " ".join(cmd[: cmd.index("lmcore")]) + " lmcore train ...")
     done = subprocess.run(cmd, stdout=sys.stdout, stderr=sys.stderr)  # into the job's log
     if done.returncode == 143:
         raise Stopped("SIGTERM: the training processes wrote a checkpoint; rerun to resume")
     done.check_returncode()
-    with open(os.path.join(out_dir, "summary.json"), encoding="utf-8") as f:
+    with open(os.path.join(job.out_dir, "summary.json"), encoding="utf-8") as f:
         return json.load(f)

@@ -19,26 +19,28 @@ def param_groups(model, weight_decay):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def make_optimizer(model, lr, betas, weight_decay, impl="torch", kind="adamw", muon_lr=0.02, muon_momentum=0.95):
-    """AdamW over `param_groups`: torch's (fused on GPUs, foreach elsewhere) or, with impl="lmcore", the one
-    below. kind="muon": torch.optim.Muon on the 2-D weights inside the blocks at `muon_lr`, AdamW at `lr` on
+def make_optimizer(model, cfg):
+    """The optimizer a TrainConfig names. AdamW over `param_groups`: torch's (fused on GPUs, foreach elsewhere)
+    or, with optimizer_impl "lmcore", the one below. optimizer "muon": torch.optim.Muon on the 2-D weights
+    inside the blocks at `muon_lr`, AdamW at `lr` on
     embeddings, head, norms and biases (Muon orthogonalises a matrix's update; an embedding's rows are
     looked up one by one, and the head is better trained by Adam: Jordan et al.). Each group keeps its
     peak learning rate as "peak_lr", which the schedule scales."""
+    lr, betas, weight_decay = cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay
     groups = param_groups(model, weight_decay)
     fast = {"fused": True} if next(model.parameters()).is_cuda else {"foreach": True}
-    if kind == "muon":
+    if cfg.optimizer == "muon":
         hidden = {id(p) for block in model.blocks for p in block.parameters() if p.dim() == 2}
         groups = [{**g, "params": [p for p in g["params"] if id(p) not in hidden]} for g in groups]
         matrices = [p for p in model.parameters() if id(p) in hidden]
         muon = torch.optim.Muon(
-            [{"params": matrices, "peak_lr": muon_lr}],
-            lr=muon_lr, weight_decay=weight_decay, momentum=muon_momentum, adjust_lr_fn="original",
+            [{"params": matrices, "peak_lr": cfg.muon_lr}],
+            lr=cfg.muon_lr, weight_decay=weight_decay, momentum=cfg.muon_momentum, adjust_lr_fn="original",
         )  # fmt: skip
         adamw = torch.optim.AdamW([{**g, "peak_lr": lr} for g in groups], lr=lr, betas=betas, **fast)
         return Optimizers(muon, adamw)
     groups = [{**g, "peak_lr": lr} for g in groups]
-    if impl == "lmcore":
+    if cfg.optimizer_impl == "lmcore":
         return AdamW(groups, lr=lr, betas=betas)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, **fast)
 
@@ -69,17 +71,20 @@ class Optimizers:
             opt.load_state_dict(state[str(i)])
 
 
-def lr_at(step, max_lr, min_lr, warmup, decay_steps, schedule="cosine", cooldown=0.2):
-    """Linear warm-up to max_lr over the first `warmup` steps (step 0 already takes max_lr / warmup:
-    a first step at lr 0 would update nothing), then to min_lr at decay_steps and constant after it:
-    cosine, or with "wsd" constant at max_lr until the last `cooldown` fraction of decay_steps and a
-    straight line down over it (a long linear cool-down: Hägele et al. 2024)."""
+def lr_at(step, cfg, max_steps):
+    """The schedule of a TrainConfig at `step`. Linear warm-up to lr over the first warmup_steps (step 0
+    already takes lr / warmup_steps: a first step at lr 0 would update nothing), then to min_lr at
+    decay_steps (max_steps when unset) and constant after it: cosine, or with "wsd" constant at lr until
+    the last `cooldown` fraction of decay_steps and a straight line down over it (a long linear cool-down:
+    Hägele et al. 2024)."""
+    max_lr, min_lr, warmup, schedule = cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.schedule
+    decay_steps = cfg.decay_steps or max_steps
     if step < warmup:
         return max_lr * (step + 1) / warmup
     if step >= decay_steps:
         return min_lr
     if schedule == "wsd":
-        start = max(warmup, decay_steps - round(cooldown * decay_steps))
+        start = max(warmup, decay_steps - round(cfg.cooldown * decay_steps))
         if step < start:
             return max_lr
         return max_lr + (step - start) / max(1, decay_steps - start) * (min_lr - max_lr)

@@ -6,6 +6,7 @@ the key and the value, e.g. `models.small.d_model: 100 is not divisible by n_hea
 
 import copy
 import difflib
+import glob
 import itertools
 import json
 import os
@@ -331,6 +332,29 @@ def check_evals(tasks):
         )
 
 
+def rule_names(folder):
+    """The rules of the workflow's rules/*.smk, by name."""
+    names = []
+    for path in sorted(glob.glob(os.path.join(folder, "*.smk"))):
+        with open(path, encoding="utf-8") as f:
+            names += re.findall(r"^rule (\w+):", f.read(), flags=re.M)
+    return names
+
+
+def fill_resources(config, schema, rules):
+    """Every rule's threads, mem_mb and runtime: its own in `resources`, the schema's for the rule, else
+    `$defs.resources`'s; a name that is no rule of the workflow is an error that names the rules."""
+    resources = config["resources"]
+    for name in resources:
+        if name not in rules:
+            raise ConfigError(
+                f"resources.{name}: no rule of that name{_guess(name, rules)}; the rules: {', '.join(rules)}"
+            )
+    defaults = {k: v["default"] for k, v in schema["$defs"]["resources"]["properties"].items()}
+    for name in rules:
+        resources[name] = {**defaults, **resources.get(name, {})}
+
+
 def prepare_config(config, schema_path):
     """Return a validated copy of `config` with defaults filled and model_defaults merged.
 
@@ -342,5 +366,10 @@ def prepare_config(config, schema_path):
     config = expand_studies(config, schema["$defs"]["model"]["properties"])
     config = numbers_from_yaml_strings(merge_model_defaults(config), schema)
     validate(config, schema)
+    fill_resources(
+        config,
+        schema,
+        rule_names(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(schema_path))), "rules")),
+    )
     check_semantics(config)
     return json.loads(json.dumps(config, sort_keys=True))

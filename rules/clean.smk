@@ -1,14 +1,14 @@
 rule clean:
     input:
         readers=readers_of,
-        stats="results/docs/{source}/stats.json",
+        stats=rules.ingest_stats.output[0],
     output:
         docs="results/clean/{source}/part-{part}.jsonl",
         stats="results/clean/{source}/part-{part}.stats.json",
     params:
         code=code("clean"),
         clean=config["clean"],
-        corpus_ids=corpus_ids,
+        corpus_ids=per_source(has_corpus_ids),
     threads: resource("clean", "threads")
     resources:
         mem_mb=resource("clean", "mem_mb"),

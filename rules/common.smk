@@ -5,10 +5,10 @@ from lmcore.workflow.closure import digest
 from lmcore.config import prepare_config
 from lmcore.data.download import source_listing
 from lmcore.evaluation.harness import TASK_FILE
-from lmcore.train.config import NOT_THE_MATHS
 from lmcore.export.architectures import HF_FILES, architecture
 from lmcore.train.init import starting_files
 from lmcore.data.splits import SPLITS
+from lmcore.workflow.jobs import eval_gpus, fetch_params, has_corpus_ids, slurm_geometry, train_params
 
 # Fails before any job runs, naming the key and the value.
 config.update(prepare_config(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml")))
@@ -20,11 +20,7 @@ EXPORTABLE = [m for m in MODELS if architecture(config["models"][m])[0]]  # thos
 SCORED = EXPORTABLE if config["evals"]["tasks"] else []  # lm-eval reads the Hugging Face folders
 GGUF = EXPORTABLE if config["gguf"]["enabled"] else []  # llama.cpp has a graph for each HF architecture
 PARTS = [(source, part) for source in SOURCES for part in range(config["sources"][source]["parts"])]
-PAIRS = [  # the candidate-pair jobs of dedup: band groups x key ranges
-    f"results/dedup/pairs/group-{g}-range-{r}.npy"
-    for g in range(config["dedup"]["band_groups"])
-    for r in range(config["dedup"]["key_ranges"])
-]
+PAIR_JOBS = {"group": range(config["dedup"]["band_groups"]), "range": range(config["dedup"]["key_ranges"])}  # dedup's candidate-pair jobs
 
 
 def resource(rule, key):
@@ -49,84 +45,30 @@ def part_paths(pattern, **wildcards):
     return [pattern.format(source=s, part=k, **wildcards) for s, k in PARTS]
 
 
-def source_config(wildcards):
-    return config["sources"][wildcards.source]
+def per_source(function):
+    """An input, param or resource function: `function` of the source's config entry."""
+    return lambda wildcards: function(config["sources"][wildcards.source])
 
 
-def fetch_config(wildcards):
-    """The keys of a source that say which bytes arrive: changing how documents are read (documents, where,
-    parts) reruns ingest and what follows, and never fetches a corpus again."""
-    return {k: v for k, v in config["sources"][wildcards.source].items() if k not in ("documents", "where", "parts")}
+def per_model(function):
+    """An input, param or resource function: `function` of the model's config entry."""
+    return lambda wildcards: function(config["models"][wildcards.model])
+
+
+def slurm(key):
+    """One resource of a training job's SLURM geometry (lmcore.workflow.jobs.slurm_geometry)."""
+    return per_model(lambda entry: slurm_geometry(entry)[key])
 
 
 def readers_of(wildcards):
     """A source's ingest jobs' folders: one per part, each reading its share of the files."""
-    return [f"results/docs/{wildcards.source}/reader-{k}" for k in range(config["sources"][wildcards.source]["parts"])]
-
-
-def corpus_ids(wildcards):
-    """Whether a source's ids are the corpus's own (which may repeat), not made from paths and positions."""
-    documents = config["sources"][wildcards.source]["documents"]
-    return isinstance(documents, dict) and "id" in documents
+    return [rules.ingest.output[0].format(source=wildcards.source, reader=k) for k in range(config["sources"][wildcards.source]["parts"])]
 
 
 def local_source_listing(wildcards):
     """A path: source's files, as a digest of names, sizes and times: adding, editing or removing one reruns its download and what follows."""
     source = config["sources"][wildcards.source]
     return source_listing(wildcards.source, source) if source.get("path") else None
-
-
-def model_config(wildcards):
-    """The model's entry as a param, so that a change reruns its training; but for the keys of how the run is
-    watched or fits in memory (NOT_THE_MATHS), which the train job reads from the config itself."""
-    return {k: v for k, v in config["models"][wildcards.model].items() if k not in NOT_THE_MATHS}
-
-
-def tokenizer_config(wildcards):
-    return config["tokenizers"][wildcards.tok]
-
-
-def model_gpus(wildcards):
-    return config["models"][wildcards.model]["gpus"]
-
-
-def eval_gpus(wildcards):
-    """A model trained on GPUs is evaluated on one."""
-    return min(1, model_gpus(wildcards))
-
-
-# A training job's SLURM geometry, read by snakemake-executor-plugin-slurm. On one node: `gpu` GPUs
-# (sbatch --gpus) and one task, which the plugin's jobstep starts with `srun -n1`, and torchrun runs
-# the processes. Across nodes: --nodes, --gres=gpu:<gpus> (per node, where --gpus counts the job's
-# GPUs) and one task per node; `mpi` tells the jobstep that the job starts its own tasks with srun
-# (lmcore.train.launch.launch_command); `tasks_per_gpu: 0` keeps the plugin from reading `tasks` as
-# --ntasks-per-gpu for a GPU job (its issue #316). A resource that is None is not set.
-def multinode(wildcards):
-    return config["models"][wildcards.model]["nodes"] > 1
-
-
-def train_nodes(wildcards):
-    return config["models"][wildcards.model]["nodes"]
-
-
-def train_gpu(wildcards):
-    return None if multinode(wildcards) else model_gpus(wildcards)
-
-
-def train_gres(wildcards):
-    return f"gpu:{model_gpus(wildcards)}" if multinode(wildcards) and model_gpus(wildcards) else None
-
-
-def train_tasks(wildcards):
-    return train_nodes(wildcards) if multinode(wildcards) else None
-
-
-def train_mpi(wildcards):
-    return "srun" if multinode(wildcards) else None
-
-
-def train_tasks_per_gpu(wildcards):
-    return 0 if multinode(wildcards) else None
 
 
 def tokenizer_of(wildcards):
@@ -136,7 +78,7 @@ def tokenizer_of(wildcards):
 def model_inputs(wildcards):
     """The shards and tokenizer a model trains on, and the files of the weights it starts from:
     a Hugging Face folder's, or another model's, which makes that model train first."""
-    inputs = {"tokenizer": f"results/tokenizers/{tokenizer_of(wildcards)}/spm.model", "manifest": shards_manifest_of(wildcards)}
+    inputs = {"tokenizer": rules.train_tokenizer.output[0].format(tok=tokenizer_of(wildcards)), "manifest": shards_manifest_of(wildcards)}
     init_from = config["models"][wildcards.model]["init_from"]
     if init_from:
         inputs["init_from"] = starting_files(init_from, "results/models")
@@ -150,11 +92,11 @@ def tokenizer_model_file(wildcards):
 
 
 def shards_manifest_of(wildcards):
-    return f"results/shards/{tokenizer_of(wildcards)}/manifest.json"
+    return rules.shards_manifest.output[0].format(tok=tokenizer_of(wildcards))
 
 
 def hf_folder_files(wildcards):
-    return hf_files(f"results/hf/{wildcards.model}")
+    return [path.format(model=wildcards.model) for path in rules.export_hf.output]
 
 
 def eval_task_files(wildcards):
@@ -163,11 +105,10 @@ def eval_task_files(wildcards):
     tasks = config["evals"]["tasks"]
     files = [t for t in tasks if t.endswith(TASK_FILE)]
     if "next_line" in tasks:
-        files += ["results/evals/tasks/next_line/next_line.yaml", "results/evals/tasks/next_line/test.jsonl"]
+        files += [rules.next_line_task.output.task, rules.next_line_task.output.questions]
     return files
 
 
 def trained_model(wildcards):
     """A trained model's folder, as the files a rule reads from it."""
-    files = {"weights": "model.safetensors", "config": "config.json", "tokenizer": "tokenizer.model"}
-    return {key: f"results/models/{wildcards.model}/{name}" for key, name in files.items()}
+    return {key: rules.train.output[key].format(model=wildcards.model) for key in ("weights", "config", "tokenizer")}

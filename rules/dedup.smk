@@ -1,6 +1,6 @@
 rule dedup_signatures:
     input:
-        docs="results/clean/{source}/part-{part}.jsonl",
+        docs=rules.clean.output.docs,
     output:
         json="results/dedup/signatures/{source}/part-{part}.json",
         npy="results/dedup/signatures/{source}/part-{part}.npy",
@@ -22,8 +22,8 @@ rule dedup_signatures:
 
 rule dedup_pairs:
     input:
-        bands=part_paths("results/dedup/signatures/{source}/part-{part}.bands.npy"),
-        npy=part_paths("results/dedup/signatures/{source}/part-{part}.npy"),
+        bands=part_paths(rules.dedup_signatures.output.bands),
+        npy=part_paths(rules.dedup_signatures.output.npy),
     output:
         "results/dedup/pairs/group-{group}-range-{range}.npy",
     params:
@@ -43,9 +43,9 @@ rule dedup_pairs:
 
 rule dedup_clusters:
     input:
-        pairs=PAIRS,
-        json=part_paths("results/dedup/signatures/{source}/part-{part}.json"),
-        npy=part_paths("results/dedup/signatures/{source}/part-{part}.npy"),
+        pairs=expand(rules.dedup_pairs.output[0], **PAIR_JOBS),
+        json=part_paths(rules.dedup_signatures.output.json),
+        npy=part_paths(rules.dedup_signatures.output.npy),
     output:
         "results/dedup/clusters.json",
     params:
@@ -65,8 +65,8 @@ rule dedup_clusters:
 
 rule dedup_apply:
     input:
-        docs="results/clean/{source}/part-{part}.jsonl",
-        clusters="results/dedup/clusters.json",
+        docs=rules.clean.output.docs,
+        clusters=rules.dedup_clusters.output[0],
     output:
         "results/dedup/{source}/part-{part}.jsonl",
     params:

@@ -3,7 +3,7 @@ rule download:
         directory("results/raw/{source}"),
     params:
         code=code("download"),
-        source=fetch_config,
+        source=per_source(fetch_params),
         files=local_source_listing,
     threads: resource("download", "threads")
     resources:

@@ -1,7 +1,7 @@
 # Benchmark scores through lm-evaluation-harness on each exported model (lmcore.evaluation.harness).
 rule next_line_task:
     input:
-        part_paths("results/dedup/{source}/part-{part}.jsonl"),
+        part_paths(rules.dedup_apply.output[0]),
     output:
         task="results/evals/tasks/next_line/next_line.yaml",
         questions="results/evals/tasks/next_line/test.jsonl",
@@ -35,7 +35,7 @@ rule lm_eval:
     resources:
         mem_mb=resource("lm_eval", "mem_mb"),
         runtime=resource("lm_eval", "runtime"),
-        gpu=eval_gpus,
+        gpu=per_model(eval_gpus),
     log:
         "logs/lm_eval/{model}.log",
     benchmark:

@@ -10,7 +10,7 @@ rule evaluate:
     resources:
         mem_mb=resource("evaluate", "mem_mb"),
         runtime=resource("evaluate", "runtime"),
-        gpu=eval_gpus,
+        gpu=per_model(eval_gpus),
     log:
         "logs/evaluate/{model}.log",
     benchmark:

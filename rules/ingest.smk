@@ -1,11 +1,11 @@
 rule ingest:
     input:
-        raw="results/raw/{source}",
+        raw=rules.download.output[0],
     output:
         directory("results/docs/{source}/reader-{reader}"),
     params:
         code=code("ingest"),
-        source=source_config,
+        source=lookup(dpath="sources/{source}", within=config),
     threads: resource("ingest", "threads")
     resources:
         mem_mb=resource("ingest", "mem_mb"),
@@ -21,7 +21,7 @@ rule ingest:
 rule ingest_stats:
     input:
         readers=readers_of,
-        raw="results/raw/{source}",
+        raw=rules.download.output[0],
     output:
         "results/docs/{source}/stats.json",
     params:

@@ -1,16 +1,16 @@
 rule report:
     input:
-        ingest=expand("results/docs/{source}/stats.json", source=SOURCES),
-        clean=part_paths("results/clean/{source}/part-{part}.stats.json"),
-        dedup="results/dedup/clusters.json",
-        tokenizers=expand("results/tokenizers/{tok}/stats.json", tok=TOKENIZERS),
-        summaries=expand("results/models/{model}/summary.json", model=MODELS),
-        metrics=expand("results/models/{model}/metrics.jsonl", model=MODELS),
-        evals=expand("results/eval/{model}.json", model=MODELS),
-        samples=expand("results/samples/{model}.json", model=MODELS),
+        ingest=expand(rules.ingest_stats.output[0], source=SOURCES),
+        clean=part_paths(rules.clean.output.stats),
+        dedup=rules.dedup_clusters.output[0],
+        tokenizers=expand(rules.eval_tokenizer.output[0], tok=TOKENIZERS),
+        summaries=expand(rules.train.output.summary, model=MODELS),
+        metrics=expand(rules.train.output.metrics, model=MODELS),
+        evals=expand(rules.evaluate.output[0], model=MODELS),
+        samples=expand(rules.sample.output[0], model=MODELS),
         exports=expand("results/hf/{model}/config.json", model=EXPORTABLE),
-        scores=expand("results/evals/{model}.json", model=SCORED),
-        ggufs=expand("results/gguf/{model}.gguf", model=GGUF),
+        scores=expand(rules.lm_eval.output[0], model=SCORED),
+        ggufs=expand(rules.export_gguf.output[0], model=GGUF),
     output:
         report("results/report.html", caption="../report/report.rst", category="Report"),
     params:

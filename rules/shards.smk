@@ -1,7 +1,7 @@
 rule shard:
     input:
-        docs="results/dedup/{source}/part-{part}.jsonl",
-        tokenizer="results/tokenizers/{tok}/spm.model",
+        docs=rules.dedup_apply.output[0],
+        tokenizer=rules.train_tokenizer.output[0],
     output:
         shards=expand("results/shards/{{tok}}/{split}/{{source}}/part-{{part}}.npy", split=SPLITS),
         stats="results/shards/{tok}/stats/{source}/part-{part}.json",
@@ -22,8 +22,8 @@ rule shard:
 
 rule shards_manifest:
     input:
-        stats=part_paths("results/shards/{tok}/stats/{source}/part-{part}.json", tok="{tok}"),
-        tokenizer="results/tokenizers/{tok}/spm.model",
+        stats=part_paths(rules.shard.output.stats, tok="{tok}"),
+        tokenizer=rules.train_tokenizer.output[0],
     output:
         "results/shards/{tok}/manifest.json",
     params:

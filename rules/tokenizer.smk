@@ -1,12 +1,12 @@
 rule train_tokenizer:
     input:
-        docs=part_paths("results/dedup/{source}/part-{part}.jsonl"),
+        docs=part_paths(rules.dedup_apply.output[0]),
         model_file=tokenizer_model_file,
     output:
         "results/tokenizers/{tok}/spm.model",
     params:
         code=code("train_tokenizer"),
-        tokenizer=tokenizer_config,
+        tokenizer=lookup(dpath="tokenizers/{tok}", within=config),
         splits=config["splits"],
     threads: resource("train_tokenizer", "threads")
     resources:
@@ -22,13 +22,13 @@ rule train_tokenizer:
 
 rule eval_tokenizer:
     input:
-        docs=part_paths("results/dedup/{source}/part-{part}.jsonl"),
-        tokenizer="results/tokenizers/{tok}/spm.model",
+        docs=part_paths(rules.dedup_apply.output[0]),
+        tokenizer=rules.train_tokenizer.output[0],
     output:
         "results/tokenizers/{tok}/stats.json",
     params:
         code=code("eval_tokenizer"),
-        tokenizer=tokenizer_config,
+        tokenizer=lookup(dpath="tokenizers/{tok}", within=config),
         splits=config["splits"],
     threads: resource("eval_tokenizer", "threads")
     resources:

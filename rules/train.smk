@@ -13,18 +13,18 @@ rule train:
         ),
     params:
         code=code("train"),
-        model=model_config,
+        model=per_model(train_params),
         checkpoints="results/checkpoints/{model}",
     threads: resource("train", "threads")
     resources:
         mem_mb=resource("train", "mem_mb"),
         runtime=resource("train", "runtime"),
-        gpu=train_gpu,
-        nodes=train_nodes,
-        gres=train_gres,
-        tasks=train_tasks,
-        tasks_per_gpu=train_tasks_per_gpu,
-        mpi=train_mpi,
+        gpu=slurm("gpu"),
+        nodes=slurm("nodes"),
+        gres=slurm("gres"),
+        tasks=slurm("tasks"),
+        tasks_per_gpu=slurm("tasks_per_gpu"),
+        mpi=slurm("mpi"),
     log:
         "logs/train/{model}.log",
     benchmark:

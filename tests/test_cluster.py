@@ -81,6 +81,16 @@ def test_a_model_on_four_nodes_becomes_the_sbatch_line_of_four_tasks_with_eight_
     assert "--executor slurm-jobstep" in line
 
 
+def test_one_node_asks_for_its_gpus_and_many_nodes_a_task_and_gres_on_each():
+    from lmcore.workflow.jobs import slurm_geometry
+
+    one = slurm_geometry({"nodes": 1, "gpus": 4})
+    assert one == {"nodes": 1, "gpu": 4, "gres": None, "tasks": None, "mpi": None, "tasks_per_gpu": None}
+    four = slurm_geometry({"nodes": 4, "gpus": 8})
+    assert four == {"nodes": 4, "gpu": None, "gres": "gpu:8", "tasks": 4, "mpi": "srun", "tasks_per_gpu": 0}
+    assert slurm_geometry({"nodes": 2, "gpus": 0})["gres"] is None  # CPU nodes: no gres line at all
+
+
 def run_data_stages(folder, corpus, parts):
     config = tiny_config(corpus[0].as_uri(), corpus[1])
     config["sources"]["fake"]["parts"] = parts

@@ -99,6 +99,10 @@ def test_keys_come_out_sorted_whatever_the_file_order():
             r"newline included\) and 256 bytes "
             r"\(byte_fallback\) take 260; use a vocab_size above 260",
         ),
+        (
+            lambda c: c.update(resources={"trian": {"threads": 2}}),
+            r"resources\.trian: no rule of that name \(did you mean 'train'\?\); the rules: clean, ",
+        ),
     ],
 )
 def test_errors_name_the_key_and_value(change, message):
@@ -106,6 +110,16 @@ def test_errors_name_the_key_and_value(change, message):
     change(config)
     with pytest.raises(ConfigError, match=message):
         prepare_config(config, SCHEMA)
+
+
+def test_every_rule_has_resources_its_own_the_schemas_or_the_common_defaults():
+    config = tiny_config("file:///x", None)
+    config["resources"] = {"shard": {"threads": 3}, "train": {"mem_mb": 900}}
+    resources = prepare_config(config, SCHEMA)["resources"]
+    assert resources["shard"] == {"threads": 3, "mem_mb": 2000, "runtime": 60}  # a key not given: the common one
+    assert resources["train"] == {"threads": 1, "mem_mb": 900, "runtime": 60}
+    assert resources["train_tokenizer"] == {"threads": 8, "mem_mb": 16000, "runtime": 240}  # the schema's for it
+    assert resources["report"] == {"threads": 1, "mem_mb": 2000, "runtime": 60}
 
 
 def sweep_config(grid, base=None):

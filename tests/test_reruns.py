@@ -80,6 +80,15 @@ def restored(path):
             os.utime(path, ns=(before[1].st_atime_ns, before[1].st_mtime_ns))
 
 
+def test_the_download_param_leaves_out_how_documents_are_read_and_training_leaves_out_how_it_is_watched():
+    from lmcore.workflow.jobs import fetch_params, train_params
+
+    source = {"url": "https://example.org/a.tar.gz", "sha256": "ab", "documents": "file", "where": None, "parts": 4}
+    assert fetch_params(source) == {"url": "https://example.org/a.tar.gz", "sha256": "ab"}
+    entry = {"lr": 1e-3, "loggers": ["tensorboard"], "wandb_project": "x", "activation_checkpointing": True}
+    assert train_params(entry) == {"lr": 1e-3}
+
+
 def test_an_added_file_reruns_the_data_stages(local_run):
     with restored(local_run[1] / "doc99.txt") as new:
         new.write_text(fake_document(random.Random(2), 40), encoding="utf-8")

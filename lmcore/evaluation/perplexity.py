@@ -14,7 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lmcore.train.runtime import autocast
+from lmcore.model.folder import load_model, read_config
+from lmcore.tokens.shards import TokenDataset
+from lmcore.train.runtime import autocast, autocast_dtype, pick_device, use_tf32
 
 MAX_EXP_ARG = math.log(sys.float_info.max)  # about 709.8
 
@@ -91,3 +93,22 @@ def unigram_baseline(train, test, token_bytes, vocab_size):
         n_tokens += len(targets)
         n_bytes += int(token_bytes[targets].sum())
     return split_figures(total_nats, n_tokens, n_bytes)
+
+
+def evaluate_folder(folder, manifest_path, log=print):
+    """A model folder's figures on the test and validation splits and the unigram baseline (results/eval/<model>.json),
+    on the device and in the precision the model trained in (a GPU where the job has one)."""
+    train = read_config(folder)["train"]
+    device = pick_device(train.get("device", "auto"))
+    dtype = autocast_dtype(train.get("precision", "auto"), device)
+    use_tf32(device)
+    model, tok = load_model(folder, device)
+    data = {s: TokenDataset(manifest_path, s, tok.fingerprint) for s in ("train", "validation", "test")}
+    token_bytes = tok.token_bytes()
+    result = {
+        s: evaluate_model(model, data[s], token_bytes, device=device, dtype=dtype) for s in ("test", "validation")
+    }
+    result["baseline"] = unigram_baseline(data["train"], data["test"], token_bytes, tok.vocab_size)
+    result["tokenizer_fingerprint"] = tok.fingerprint
+    log(f"{device.type}, {dtype or torch.float32}: {result}")
+    return result

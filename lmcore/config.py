@@ -13,18 +13,13 @@ import os
 import re
 
 import jsonschema
-import yaml
 
 from lmcore.model.families import BLOCK_KEYS, PRESETS, SHAPE_KEYS
+from lmcore.schema import load_schema
 
 
 class ConfigError(ValueError):
     pass
-
-
-def load_schema(path):
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f)
 
 
 def _with_defaults(validator_class):

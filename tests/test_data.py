@@ -119,6 +119,7 @@ def test_ingest_decodes_bom_crlf_nfc_and_skips_binary(tmp_path):
     assert docs[0]["text"] == "line one\nCaf\u00e9 \ufffd\tend\n"
     assert stats["skipped"] == {"b.png": "binary"} and stats["replaced_bytes"] == {"a.txt": 1}
     assert stats["control_characters"] == {"a.txt": 2}  # the NUL and the bell; tab and newlines stay
+    assert ingest.skipped_files(stats) == "source 'src': 1 file skipped, not read as text: b.png (binary)"
 
 
 def test_ingest_of_a_source_without_documents_names_the_source(tmp_path):

@@ -124,6 +124,8 @@ def test_columns_spell_out_their_units_and_vocabulary_shows_what_was_asked():
     ):
         assert f"<th>{header}</th>" in html
     assert "<td>20,943 of 100,000 requested</td>" in html
+    top = html[: html.index("<h2>")]  # where a person looks first
+    assert "Vocabulary smaller than asked: t: 20,943 pieces, fewer than the vocab_size of 100,000 asked." in top
 
 
 def test_the_funnel_shows_near_duplicates_with_their_similarity_and_repaired_files():

@@ -1,5 +1,6 @@
 """Tokenizers (lossless for every model type) and token shards (splits, dtype, checks, exact sampling)."""
 
+import io
 import random
 import re
 
@@ -249,8 +250,12 @@ def test_shards_can_be_moved_with_their_manifest(tmp_path, bpe):
     assert data.num_tokens > 0 and all(p.startswith(str(tmp_path / "b")) for p in data.paths)
 
 
-def test_a_vocabulary_larger_than_the_corpus_gives_is_said_in_the_log(tmp_path):
-    lines = []
+def test_a_vocabulary_larger_than_the_corpus_gives_is_said_on_the_console(tmp_path, monkeypatch, capsys):
+    from lmcore.workflow import joblog
+
+    console = io.StringIO()  # the job's stderr, which Snakemake shows
+    monkeypatch.setitem(joblog.CONSOLE, "stream", console)
+    monkeypatch.setitem(joblog.CONSOLE, "log", "logs/train_tokenizer/tok.log")
     cfg = {
         "model_type": "bpe",
         "vocab_size": 5000,
@@ -258,9 +263,11 @@ def test_a_vocabulary_larger_than_the_corpus_gives_is_said_in_the_log(tmp_path):
         "byte_fallback": True,
         "input_sentence_size": 0,
     }
-    pieces = tokenizer_lib.train(documents(10), tmp_path / "spm.model", cfg, log=lines.append)
+    pieces = tokenizer_lib.train(documents(10), tmp_path / "spm.model", cfg, log=lambda line: None)
     assert pieces == tokenizer_lib.Tokenizer(tmp_path / "spm.model").vocab_size < 5000
-    assert lines == [
-        f"vocabulary: {pieces:,} pieces, fewer than the 5,000 requested: the training text yields no more "
-        f"(hard_vocab_limit off); models use {pieces:,}"
-    ]
+    said = (
+        f"vocabulary of {pieces:,} pieces, fewer than the vocab_size of 5,000 asked: the training text yields no "
+        f"more (SentencePiece's hard_vocab_limit off); its models use {pieces:,}"
+    )
+    assert console.getvalue() == f"Warning in logs/train_tokenizer/tok.log: {said}\n"
+    assert f"Warning: {said}" in capsys.readouterr().out  # and in the job's log

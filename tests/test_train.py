@@ -200,7 +200,9 @@ def test_a_misspelt_setting_is_an_error_naming_it(tmp_path, data):
         train(TrainJob({**tiny_entry(), "lrr": 0.1}, *data, tmp_path / "out", tmp_path / "ckpt"), log=lambda *a: None)
 
 
-def test_the_training_settings_default_to_the_schemas_defaults():
+def test_every_setting_of_a_model_entry_takes_its_default_from_the_schema():
+    """A field of ModelConfig or TrainConfig is a key of the schema's model entry, with its default there
+    (lmcore.schema.schema_defaults): a default is stated once. The shape has none (an entry gives it)."""
     import yaml
 
     from lmcore.model.config import ModelConfig
@@ -208,11 +210,13 @@ def test_the_training_settings_default_to_the_schemas_defaults():
 
     with open(SCHEMA, encoding="utf-8") as f:
         keys = yaml.safe_load(f)["$defs"]["model"]["properties"]
+    shape = {"vocab_size", "d_model", "n_layers", "n_heads"}
     for cls in (TrainConfig, ModelConfig):
         for f in dataclasses.fields(cls):
-            if f.name in keys and "default" in keys[f.name]:
+            if f.name not in shape:
                 default = f.default_factory() if f.default is dataclasses.MISSING else f.default
                 assert default == keys[f.name]["default"], f"{cls.__name__}.{f.name}"
+    assert TrainConfig().loggers is not TrainConfig().loggers  # a list default is never shared
 
 
 @pytest.mark.parametrize(

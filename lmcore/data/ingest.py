@@ -220,6 +220,15 @@ def merge_stats(source_name, readers, source_files):
     return total
 
 
+def skipped_files(stats, shown=5):
+    """What a person should hear of the files a source's ingest skipped (all are in stats.json and the report)."""
+    skipped = stats["skipped"]
+    names = ", ".join(f"{path} ({why})" for path, why in sorted(skipped.items())[:shown])
+    more = f" and {len(skipped) - shown:,} more" if len(skipped) > shown else ""
+    files = f"{len(skipped):,} file{'s' if len(skipped) != 1 else ''}"
+    return f"source {stats['source']!r}: {files} skipped, not read as text: {names}{more}"
+
+
 def read_part(paths, unique_ids=False):
     """The documents of one part, from every reader's file in turn. With `unique_ids` (a source that names
     its id field), an id seen before in the part gets `~2`, `~3`...: a repeated id always lands in the same part."""

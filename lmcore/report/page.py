@@ -67,6 +67,15 @@ def vocabulary(stats):
     )
 
 
+def short_vocabularies(tokenizers):
+    """The tokenizers whose corpus gave fewer pieces than their vocab_size asked, said at the page's top."""
+    return [
+        f"{name}: {t['vocab_size']:,} pieces, fewer than the vocab_size of {t['requested_vocab_size']:,} asked"
+        for name, t in tokenizers.items()
+        if t["vocab_size"] < t.get("requested_vocab_size", t["vocab_size"])
+    ]
+
+
 def config_digest(config):
     """The first 12 hex digits of the sha256 of the resolved config: equal digests, equal runs."""
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
@@ -309,6 +318,7 @@ def render(run, data, tokenizers, models):
         commit=run["commit"],
         digest=config_digest(run["config"]),
         ranking=ranking(models),
+        short_vocab=short_vocabularies(tokenizers),
         links=model_links(models),
         scores=score_table(models),
         quality=table(items, QUALITY),

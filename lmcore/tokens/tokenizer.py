@@ -18,6 +18,7 @@ import sentencepiece as spm
 from lmcore.data.splits import documents_in_split
 from lmcore.data.text import LINE_END, one_piece, pieces
 from lmcore.io import atomic_open, copy_file, sha256_file, stable_hash
+from lmcore.workflow.joblog import warn
 
 MAX_SENTENCE_BYTES = 8192
 # SentencePiece writes spaces as U+2581, so a U+2581 in the text would decode as a space.
@@ -114,10 +115,9 @@ def train(documents, model_path, cfg, num_threads=1, log=print):
         ) from None
     pieces = spm.SentencePieceProcessor(model_proto=model.getvalue()).get_piece_size()
     if pieces < cfg["vocab_size"]:
-        log(
-            f"vocabulary: {pieces:,} pieces, fewer than the {cfg['vocab_size']:,} requested: the training text yields "
-            "no more "
-            f"(hard_vocab_limit off); models use {pieces:,}"
+        warn(
+            f"vocabulary of {pieces:,} pieces, fewer than the vocab_size of {cfg['vocab_size']:,} asked: the "
+            f"training text yields no more (SentencePiece's hard_vocab_limit off); its models use {pieces:,}"
         )
     else:
         log(f"vocabulary: {pieces:,} pieces")

@@ -1,55 +1,57 @@
 """How one model is trained: the training keys of a `models.<name>` entry, and the entry read into
 the model's and the loop's settings. No torch import: the workflow reads it while it plans."""
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 from lmcore.model.config import ModelConfig
+from lmcore.schema import schema_defaults
 
 
 @dataclass(frozen=True)
+@schema_defaults
 class TrainConfig:
-    """How one model is trained: the training keys of a `models.<name>` entry. Each default is
-    the schema's (schemas/config.schema.yaml describes every key; a test keeps the two equal)."""
+    """How one model is trained: the training keys of a `models.<name>` entry. Each field takes the
+    schema's default for its key (schemas/config.schema.yaml describes every key; lmcore.schema)."""
 
-    batch_size: int = 16  # sequences per micro-batch
-    grad_accum: int = 1  # micro-batches per optimizer step
-    max_steps: int = 200
-    max_tokens: int | None = None  # when set, max_steps = ceil(max_tokens / tokens per step)
-    max_flops: float | None = None  # when set, max_tokens = max_flops / flops_per_token (a scaling study's budget)
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_steps: int = 20
-    decay_steps: int | None = None  # the cosine reaches min_lr here; None: at max_steps
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0  # 0: no clipping
-    divergence_threshold: float | None = 1.5  # x ln(vocab_size), after warm-up
-    eval_interval: int = 50
-    eval_batches: int = 8
-    log_interval: int = 10
-    checkpoint_interval: int = 100
-    keep_checkpoints: int = 2
-    seed: int = 1337
-    optimizer_impl: str = "torch"
-    optimizer: str = "adamw"  # or muon: Muon on the blocks' matrices, AdamW on the rest
-    muon_lr: float = 0.02
-    muon_momentum: float = 0.95
-    schedule: str = "cosine"  # or wsd
-    cooldown: float = 0.2  # wsd: the fraction of decay_steps spent decaying
-    max_minutes: float | None = None  # a budget of training-step time: stop at the first step past it
-    precision: str = "auto"
-    compile: bool | str = "auto"  # auto: on GPUs only (on a CPU it bought 1.006x for a minute of compiling)
-    device: str = "auto"
-    gpus: int = 0  # per node
-    nodes: int = 1
-    processes_per_node: int | None = None  # None: gpus, or 1 without GPUs
-    parallelism: str = "ddp"  # or fsdp
-    activation_checkpointing: bool = False
-    loggers: list = field(default_factory=list)  # tensorboard, wandb: lmcore.train.loggers
-    wandb_project: str = "lmcore"
-    init_from: dict | None = None  # {hf: folder} or {model: name}: the weights to start from
-    data: dict = field(default_factory=dict)  # {sources: {name: weight} or None}: what to train on
+    batch_size: int  # sequences per micro-batch
+    grad_accum: int  # micro-batches per optimizer step
+    max_steps: int
+    max_tokens: int | None  # when set, max_steps = ceil(max_tokens / tokens per step)
+    max_flops: float | None  # when set, max_tokens = max_flops / flops_per_token (a scaling study's budget)
+    lr: float
+    min_lr: float
+    warmup_steps: int
+    decay_steps: int | None  # the cosine reaches min_lr here; None: at max_steps
+    weight_decay: float
+    beta1: float
+    beta2: float
+    grad_clip: float  # 0: no clipping
+    divergence_threshold: float | None  # x ln(vocab_size), after warm-up
+    eval_interval: int
+    eval_batches: int
+    log_interval: int
+    checkpoint_interval: int
+    keep_checkpoints: int
+    seed: int
+    optimizer_impl: str
+    optimizer: str  # or muon: Muon on the blocks' matrices, AdamW on the rest
+    muon_lr: float
+    muon_momentum: float
+    schedule: str  # or wsd
+    cooldown: float  # wsd: the fraction of decay_steps spent decaying
+    max_minutes: float | None  # a budget of training-step time: stop at the first step past it
+    precision: str
+    compile: bool | str  # auto: on GPUs only (on a CPU it bought 1.006x for a minute of compiling)
+    device: str
+    gpus: int  # per node
+    nodes: int
+    processes_per_node: int | None  # None: gpus, or 1 without GPUs
+    parallelism: str  # or fsdp
+    activation_checkpointing: bool
+    loggers: list  # tensorboard, wandb: lmcore.train.loggers
+    wandb_project: str
+    init_from: dict | None  # {hf: folder} or {model: name}: the weights to start from
+    data: dict  # {sources: {name: weight} or None}: what to train on
 
 
 # Keys that change how a run is watched or fits in memory, not its maths: changing one neither retrains a

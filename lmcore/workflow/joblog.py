@@ -40,6 +40,18 @@ def raised_by_lmcore(error):
     return isinstance(error, MESSAGE_ONLY) and where.startswith(PACKAGE_DIR + os.sep)
 
 
+CONSOLE = {}  # the job's own stderr and log path, which Snakemake shows, once redirect_output has run
+
+
+def warn(message):
+    """A line a person should see without opening the job's log: to the log, and to the console (the job's
+    stderr) where redirect_output sent the output to a log."""
+    print(f"Warning: {message}")
+    if CONSOLE:
+        CONSOLE["stream"].write(f"Warning in {CONSOLE['log']}: {message}\n")
+        CONSOLE["stream"].flush()
+
+
 def redirect_output(log_path):
     """Send this process's stdout and stderr, line-buffered and timestamped, to a job's log file. An error
     the job does not catch goes to the log with its traceback, and to the console (the job's own stderr,
@@ -48,6 +60,7 @@ def redirect_output(log_path):
     os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
     stream = Timestamped(open(log_path, "a", buffering=1, encoding="utf-8"))
     console = sys.stderr
+    CONSOLE.update(stream=console, log=log_path)
     sys.stdout = sys.stderr = stream
 
     def report(kind, error, tb):

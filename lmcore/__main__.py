@@ -14,6 +14,7 @@ import torch
 
 from lmcore.model.folder import DamagedModel, load_model
 from lmcore.model.generate import generate
+from lmcore.schema import SCHEMA_PATH
 from lmcore.train.config import TrainJob, world_size
 from lmcore.train.loop import Stopped, train
 from lmcore.train.runtime import pick_device
@@ -46,9 +47,6 @@ def model_folder(path):
     return path
 
 
-SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schemas", "config.schema.yaml")
-
-
 def print_plan(path):
     """One line per run of every scaling study: what `snakemake` would train, with its size and length."""
     import yaml
@@ -57,7 +55,7 @@ def print_plan(path):
     from lmcore.evaluation.scaling import plan
 
     with open(path, encoding="utf-8") as f:
-        config = prepare_config(yaml.safe_load(f), SCHEMA)
+        config = prepare_config(yaml.safe_load(f), SCHEMA_PATH)
     rows = sorted(plan(config), key=lambda r: (r["study"], r["budget"], r["N"]))
     if not rows:
         print(f"{path}: no scaling study (see `scaling:` in the schema)")
@@ -122,7 +120,12 @@ def main(argv=None):
         sys.stdout.flush()
         os._exit(0)
 
-    torch.set_grad_enabled(False)
+    with torch.no_grad():
+        sample(parser, args)
+
+
+def sample(parser, args):
+    """Stream `num_samples` continuations of the prompt to stdout."""
     try:
         model, tokenizer = load_model(args.model_dir, pick_device(args.device))
     except DamagedModel as e:

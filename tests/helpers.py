@@ -107,6 +107,26 @@ def tiny_config(url, sha256):
     }
 
 
+# The jobs of the tiny config's data stages (two parts) and of its tokenizer and shards, in DAG order.
+DATA_JOBS = {
+    "download": 1,
+    "ingest": 2,
+    "ingest_stats": 1,
+    "clean": 2,
+    "dedup_signatures": 2,
+    "dedup_pairs": 1,
+    "dedup_clusters": 1,
+    "dedup_apply": 2,
+}
+TOKEN_JOBS = {"train_tokenizer": 1, "eval_tokenizer": 1, "shard": 2, "shards_manifest": 1}
+
+
+def jobs_from(first, jobs):
+    """The jobs of `jobs` from the rule `first` on: what a change at that stage reruns of them."""
+    names = list(jobs)
+    return {name: jobs[name] for name in names[names.index(first) :]}
+
+
 def tiny_entry(**changes):
     """tiny_config's model `a` as the train job gets it (defaults filled), in fp32, with `changes`."""
     from lmcore.config import prepare_config
@@ -225,3 +245,11 @@ def trained_folder(tmp_path, tokenizer, options, seed=0):
     folder = tmp_path / "model"
     save_model(folder, model, {"tokenizer": "t"}, tokenizer.path, [], {})
     return folder
+
+
+def exported_family(family, tmp_path, tokenizer, export, name):
+    """(model folder, what `export` wrote to tmp_path / name) for one of FAMILIES, whose architecture the
+    export must name."""
+    folder = trained_folder(tmp_path, tokenizer, FAMILIES[family])
+    assert export(folder, tmp_path / name) == family.split("-")[0]
+    return folder, tmp_path / name

@@ -21,7 +21,7 @@ def slurm_answers():
     not slurm_answers() and os.environ.get("CI") != "true",
     reason="no SLURM here: tests/slurm/start.sh starts one (CI runs it)",
 )
-def test_tiny_pipeline_runs_through_the_slurm_profile(tmp_path):
+def test_a_model_trains_and_is_evaluated_through_the_slurm_profile(tmp_path):
     sha = write_corpus_archive(tmp_path / "corpus.tar.gz", n_docs=30)
     config = tiny_config((tmp_path / "corpus.tar.gz").as_uri(), sha)
     config["sources"]["fake"]["parts"] = 1
@@ -31,10 +31,14 @@ def test_tiny_pipeline_runs_through_the_slurm_profile(tmp_path):
         rule: {"mem_mb": 500} for rule in ("train", "train_tokenizer", "evaluate", "shard", "dedup_clusters")
     }
     configfile = write_config(tmp_path / "config.yaml", config)
+    # The data stages and shards here; through SLURM what it must show: a training job of two processes and
+    # a job that reads its outputs.
+    local = snakemake(tmp_path, "results/shards/tok/manifest.json", configfile=configfile)
+    assert local.returncode == 0, local.stdout[-4000:] + local.stderr[-4000:]
     # This one-node cluster has 2 CPUs and little memory: override the profile's train resources.
     result = snakemake(
         tmp_path,
-        "results/report.html",
+        "results/eval/a.json",
         "--profile",
         os.path.join(REPO, "profiles", "slurm"),
         "--set-resources",
@@ -51,7 +55,8 @@ def test_tiny_pipeline_runs_through_the_slurm_profile(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "SLURM jobid" in result.stdout + result.stderr
-    assert (tmp_path / "results" / "report.html").exists()
+    assert planned_jobs(result) == {"train": 1, "evaluate": 1}
+    assert (tmp_path / "results" / "eval" / "a.json").exists()
     log = (tmp_path / "logs" / "train" / "a.log").read_text()
     assert "torch.distributed.run --nproc_per_node=2 --standalone" in log
 

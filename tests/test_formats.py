@@ -15,7 +15,7 @@ import zstandard
 
 from helpers import REPO, QuietHandler, fake_document, serve, snakemake, write_config
 from lmcore.data import download, formats
-from test_data import run_ingest
+from test_ingest import run_ingest
 
 ROWS = [
     {"text": f"document {i}" + " word" * (i % 7), "id": f"<urn:{i % 40}>", "url": f"https://x/{i}", "int_score": i % 5}

@@ -14,7 +14,7 @@ import torch
 from gguf import MODEL_ARCH, GGMLQuantizationType, GGUFReader, SpecialVocab, TokenType, get_tensor_name_map
 from gguf.quants import dequantize
 
-from helpers import FAMILIES, MIXED_TEXT, train_tokenizer, trained_folder
+from helpers import FAMILIES, MIXED_TEXT, exported_family, train_tokenizer, trained_folder
 from lmcore.export.architectures import architecture
 from lmcore.export.gguf import encode, export
 from lmcore.export.hf import export as export_hf
@@ -59,9 +59,7 @@ def field(reader, key):
 
 @pytest.fixture(params=sorted(FAMILIES))
 def exported(request, tmp_path, bpe):
-    folder = trained_folder(tmp_path, bpe, FAMILIES[request.param])
-    assert export(folder, tmp_path / "model.gguf") == request.param.split("-")[0]
-    return folder, tmp_path / "model.gguf"
+    return exported_family(request.param, tmp_path, bpe, export, "model.gguf")
 
 
 def test_the_gguf_holds_what_llama_cpps_converter_makes_of_the_hugging_face_folder(exported):

@@ -9,7 +9,7 @@ import random
 import pytest
 import torch
 
-from helpers import FAMILIES, MIXED_TEXT, trained_folder
+from helpers import FAMILIES, MIXED_TEXT, exported_family, tiny_entry, trained_folder
 from lmcore.export.architectures import architecture
 from lmcore.export.hf import export
 from lmcore.export.layouts import load_hf
@@ -22,9 +22,7 @@ transformers = pytest.importorskip("transformers")
 
 @pytest.fixture(params=sorted(FAMILIES))
 def exported(request, tmp_path, bpe):
-    folder = trained_folder(tmp_path, bpe, FAMILIES[request.param])
-    assert export(folder, tmp_path / "hf") == request.param.split("-")[0]
-    return folder, tmp_path / "hf"
+    return exported_family(request.param, tmp_path, bpe, export, "hf")
 
 
 def test_transformers_loads_the_export_and_computes_the_same_logits_and_greedy_ids(exported):
@@ -139,9 +137,7 @@ def test_an_option_mix_without_an_hf_architecture_is_named_not_exported(tmp_path
     ].startswith("bias: false")
 
 
-def tiny_entry(**changes):
-    from helpers import tiny_entry
-
+def entry_of_20_steps(**changes):
     return tiny_entry(**{"max_steps": 20, **changes})
 
 
@@ -149,12 +145,12 @@ def test_round_trip_an_exported_model_imported_with_init_from_starts_at_its_vali
     from lmcore.train.config import TrainJob
     from lmcore.train.loop import train
 
-    first = train(TrainJob(tiny_entry(), *shards, tmp_path / "first", tmp_path / "ck1"), log=lambda *a: None)
+    first = train(TrainJob(entry_of_20_steps(), *shards, tmp_path / "first", tmp_path / "ck1"), log=lambda *a: None)
     assert export(tmp_path / "first", tmp_path / "hf") == "gpt2"
     lines = []
     again = train(
         TrainJob(
-            tiny_entry(init_from={"hf": str(tmp_path / "hf")}, max_steps=2),
+            entry_of_20_steps(init_from={"hf": str(tmp_path / "hf")}, max_steps=2),
             *shards,
             tmp_path / "again",
             tmp_path / "ck2",
@@ -169,7 +165,7 @@ def test_init_from_weights_of_another_shape_fails_before_any_step_naming_the_ten
     from lmcore.train.config import TrainJob
     from lmcore.train.loop import train
 
-    train(TrainJob(tiny_entry(max_steps=2), *shards, tmp_path / "first", tmp_path / "ck1"), log=lambda *a: None)
+    train(TrainJob(entry_of_20_steps(max_steps=2), *shards, tmp_path / "first", tmp_path / "ck1"), log=lambda *a: None)
     export(tmp_path / "first", tmp_path / "hf")
     with pytest.raises(
         ValueError,
@@ -177,7 +173,7 @@ def test_init_from_weights_of_another_shape_fails_before_any_step_naming_the_ten
     ):
         train(
             TrainJob(
-                tiny_entry(d_model=48, init_from={"hf": str(tmp_path / "hf")}),
+                entry_of_20_steps(d_model=48, init_from={"hf": str(tmp_path / "hf")}),
                 *shards,
                 tmp_path / "b",
                 tmp_path / "ck2",
@@ -187,7 +183,7 @@ def test_init_from_weights_of_another_shape_fails_before_any_step_naming_the_ten
     with pytest.raises(ValueError, match=r"init_from .*hf: position is learned there, rope in this model entry"):
         train(
             TrainJob(
-                tiny_entry(position="rope", init_from={"hf": str(tmp_path / "hf")}),
+                entry_of_20_steps(position="rope", init_from={"hf": str(tmp_path / "hf")}),
                 *shards,
                 tmp_path / "c",
                 tmp_path / "ck3",

@@ -1,18 +1,14 @@
-"""Model, optimiser schedule, generation, evaluation and checkpoint formats."""
+"""The network (lmcore.model.gpt), its options, generation and the safetensors format."""
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from lmcore.evaluation.perplexity import bits_per_byte, evaluate_model
 from lmcore.model.config import ModelConfig
 from lmcore.model.folder import load_safetensors, save_safetensors
 from lmcore.model.generate import generate, next_token_probs, top_p_filter
 from lmcore.model.gpt import GPT, count_parameters
-from lmcore.train.config import TrainConfig
-from lmcore.train.optim import lr_at, param_groups
 
 VARIANTS = [{}, {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": False, "tie_embeddings": False}]
 # Parameters of VARIANTS at vocab 512, d_model 64, 2 layers, context 16, counted by hand: (all, non-embedding).
@@ -25,21 +21,6 @@ HAND_COUNTS = [
     (2 * 49_984 + 128 + 32_768 + 1_024, 2 * 49_984 + 128),
     (2 * 53_376 + 64 + 2 * 32_768, 2 * 53_376 + 64 + 32_768),
 ]
-
-
-def test_warm_up_moves_the_weights_from_the_first_step_then_the_cosine_reaches_min_lr():
-    assert [
-        lr_at(s, TrainConfig(lr=1.0, min_lr=0.1, warmup_steps=100), 1000) for s in (0, 49, 99, 100, 1000, 1500)
-    ] == pytest.approx([0.01, 0.5, 1.0, 1.0, 0.1, 0.1])
-
-
-def test_no_weight_decay_on_norms_biases_and_embeddings():
-    model = GPT(ModelConfig(vocab_size=50, d_model=16, n_layers=1, n_heads=2, context_length=8))
-    decay, no_decay = param_groups(model, 0.1)
-    assert all(p.dim() == 2 for p in decay["params"])
-    no_decay_ids = {id(p) for p in no_decay["params"]}
-    assert id(model.tok_emb.weight) in no_decay_ids and id(model.pos_emb.weight) in no_decay_ids
-    assert len(decay["params"]) + len(no_decay_ids) == len(list(model.parameters()))
 
 
 @pytest.mark.parametrize("opts, counts", zip(VARIANTS, HAND_COUNTS))
@@ -81,51 +62,6 @@ def test_top_p_and_temperature():
         next_token_probs(torch.zeros(5), temperature=0.0)
 
 
-class UniformModel(torch.nn.Module):
-    def __init__(self, vocab):
-        super().__init__()
-        self.vocab = vocab
-        self.cfg = ModelConfig(vocab_size=vocab, context_length=8)
-
-    def forward(self, x):
-        return torch.zeros(*x.shape, self.vocab), None
-
-
-class ArrayDataset:
-    def __init__(self, tokens):
-        self.tokens = np.asarray(tokens)
-
-    def windows(self, context_length):
-        from lmcore.tokens.shards import Stream, stream_windows
-
-        for x, y in stream_windows(Stream([0], [len(self.tokens)]), lambda k: self.tokens, context_length):
-            yield "corpus", x, y
-
-
-def test_uniform_logits_give_perplexity_equal_to_vocabulary_and_hand_computed_bits_per_byte():
-    tokens = np.arange(21) % 10
-    token_bytes = np.full(10, 2)
-    result = evaluate_model(UniformModel(10), ArrayDataset(tokens), token_bytes)
-    assert result["tokens"] == 20  # every token but the first is predicted once, the partial window included
-    assert result["perplexity"] == pytest.approx(10.0)
-    assert result["bits_per_byte"] == pytest.approx(20 * math.log(10) / (math.log(2) * 40))
-    assert bits_per_byte(math.log(2) * 8, 8) == pytest.approx(1.0)
-
-
-def test_evaluation_in_bf16_runs_under_autocast_and_stays_close_to_fp32():
-    """A model trained in bf16 is evaluated in bf16 (twice the speed on tensor cores); the loss is summed in fp32."""
-    torch.manual_seed(0)
-    model = GPT(ModelConfig(vocab_size=64, d_model=32, n_layers=1, n_heads=2, context_length=16))
-    tokens = np.random.default_rng(0).integers(0, 64, 200)
-    seen = []
-    model.lm_head.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
-    fp32 = evaluate_model(model, ArrayDataset(tokens), np.ones(64, dtype=np.int64))
-    assert set(seen) == {torch.float32}
-    bf16 = evaluate_model(model, ArrayDataset(tokens), np.ones(64, dtype=np.int64), dtype=torch.bfloat16)
-    assert seen[-1] == torch.bfloat16 and bf16["tokens"] == fp32["tokens"] == 199
-    assert bf16["loss"] == pytest.approx(fp32["loss"], rel=1e-2) and bf16["loss"] != fp32["loss"]
-
-
 def test_safetensors_round_trip_readable_by_the_safetensors_library(tmp_path):
     from safetensors import safe_open
 
@@ -149,55 +85,6 @@ def test_sdpa_equals_explicit_masked_softmax_attention():
     scores = scores.masked_fill(torch.ones(8, 8, dtype=torch.bool).triu(1), float("-inf"))
     expected = attn.proj((scores.softmax(-1) @ v).transpose(1, 2).reshape(2, 8, 32))
     assert torch.allclose(attn(x), expected, atol=1e-5)
-
-
-def test_one_batch_overfits():
-    torch.manual_seed(0)
-    model = GPT(ModelConfig(vocab_size=64, d_model=64, n_layers=2, n_heads=4, context_length=16))
-    x, y = torch.randint(0, 64, (4, 16)), torch.randint(0, 64, (4, 16))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(150):
-        loss = model(x, y)[1]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss.item() < 0.1
-
-
-def test_lmcore_adamw_agrees_with_torch_adamw():
-    from lmcore.train.optim import make_optimizer
-
-    models = []
-    for impl in ("lmcore", "torch"):
-        torch.manual_seed(0)
-        model = GPT(ModelConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=4, context_length=8))
-        opt = make_optimizer(model, TrainConfig(lr=1e-3, optimizer_impl=impl))
-        data = torch.Generator().manual_seed(1)
-        for _ in range(10):
-            x = torch.randint(0, 50, (4, 8), generator=data)
-            opt.zero_grad()
-            model(x, x.roll(-1, 1))[1].backward()
-            opt.step()
-        models.append(model)
-    for a, b in zip(*(m.parameters() for m in models)):
-        assert torch.allclose(a, b, atol=1e-4)
-
-
-def test_four_micro_batches_of_two_give_the_gradient_of_one_batch_of_eight():
-    import contextlib
-
-    from lmcore.train.loop import train_step
-
-    torch.manual_seed(0)
-    model = GPT(ModelConfig(vocab_size=50, d_model=32, n_layers=1, n_heads=4, context_length=8))
-    x, y = torch.randint(0, 50, (8, 8)), torch.randint(0, 50, (8, 8))
-    grads = []
-    for batches in ([(x, y)], [(x[i : i + 2], y[i : i + 2]) for i in range(0, 8, 2)]):
-        model.zero_grad()
-        loss = train_step(model, batches, contextlib.nullcontext)
-        grads.append((loss.item(), [p.grad.clone() for p in model.parameters()]))
-    assert grads[0][0] == pytest.approx(grads[1][0], abs=1e-6)
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[0][1], grads[1][1]))
 
 
 def test_rope_as_complex_numbers_equals_the_real_arithmetic_that_compile_sees(monkeypatch):
@@ -280,30 +167,3 @@ def test_zero_init_starts_every_block_as_the_identity_and_an_untied_head_at_unif
     assert model(x, x)[1].item() == pytest.approx(math.log(64))
     tied = small(zero_init=True)
     assert tied.tok_emb.weight.any()  # a tied head is the embedding: never zeroed
-
-
-def test_wsd_holds_the_peak_then_falls_in_a_straight_line_over_the_cooldown():
-    lrs = [
-        lr_at(s, TrainConfig(lr=1.0, min_lr=0.1, warmup_steps=10, schedule="wsd", cooldown=0.2), 100)
-        for s in range(0, 101)
-    ]
-    assert lrs[9] == 1.0 and lrs[10:80] == [1.0] * 70  # warm-up, then stable until step 80
-    assert lrs[90] == pytest.approx(0.55) and lrs[100] == 0.1  # halfway down the cool-down, then min_lr
-
-
-def test_muon_takes_the_blocks_matrices_and_adamw_the_rest():
-    from lmcore.train.optim import make_optimizer
-
-    model = small(tie_embeddings=False, norm="rmsnorm", position="rope", mlp="swiglu", bias=False)
-    opt = make_optimizer(model, TrainConfig(lr=1e-3, optimizer="muon", muon_lr=0.02))
-    muon, adamw = opt.optimizers
-    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
-    in_muon = {id(p) for g in muon.param_groups for p in g["params"]}
-    in_adamw = {id(p) for g in adamw.param_groups for p in g["params"]}
-    names = {id(p): n for n, p in model.named_parameters()}
-    assert sorted(names[i] for i in in_muon) == sorted(
-        n for n, p in model.named_parameters() if n.startswith("blocks.") and p.dim() == 2
-    )
-    assert {names[i] for i in in_adamw} >= {"tok_emb.weight", "lm_head.weight", "norm_f.weight"}
-    assert len(in_muon) + len(in_adamw) == len(list(model.parameters()))
-    assert {g["peak_lr"] for g in opt.param_groups} == {0.02, 1e-3}

@@ -9,18 +9,8 @@ import random
 import pytest
 import yaml
 
-from helpers import fake_document, planned_jobs, snakemake, tiny_config, write_config
+from helpers import DATA_JOBS, fake_document, jobs_from, planned_jobs, snakemake, tiny_config, write_config
 
-DATA_JOBS = {
-    "download": 1,
-    "ingest": 2,
-    "ingest_stats": 1,
-    "clean": 2,
-    "dedup_signatures": 2,
-    "dedup_pairs": 1,
-    "dedup_clusters": 1,
-    "dedup_apply": 2,
-}
 TARGETS = ["results/dedup/mine/part-0.jsonl", "results/dedup/mine/part-1.jsonl"]
 
 
@@ -63,7 +53,7 @@ def test_reading_documents_otherwise_reruns_ingest_and_never_fetches_again(local
     other = write_config(work / "split.yaml", config)
     result = snakemake(work, "-n", *TARGETS, configfile=other)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert planned_jobs(result) == {k: n for k, n in DATA_JOBS.items() if k != "download"}
+    assert planned_jobs(result) == jobs_from("ingest", DATA_JOBS)
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ import re
 import pytest
 import yaml
 
-from helpers import REPO, SCHEMA, planned_jobs, snakemake, tiny_config
+from helpers import DATA_JOBS, REPO, SCHEMA, TOKEN_JOBS, planned_jobs, snakemake, tiny_config
 from lmcore.config import ConfigError, prepare_config
 from lmcore.evaluation.scaling import fit, plan
 
@@ -169,27 +169,12 @@ def test_a_dry_run_of_the_example_study_lists_exactly_its_jobs(tmp_path):
         r["model"]
         for r in plan(prepare_config(yaml.safe_load(open(f"{REPO}/configs/scaling.yaml", encoding="utf-8")), SCHEMA))
     }
-    assert jobs == {
-        "download": 1,
-        "ingest": 2,
-        "ingest_stats": 1,
-        "clean": 2,
-        "dedup_signatures": 2,
-        "dedup_pairs": 1,
-        "dedup_clusters": 1,
-        "dedup_apply": 2,
-        "train_tokenizer": 1,
-        "eval_tokenizer": 1,
-        "shard": 2,
-        "shards_manifest": 1,
-        "report": 1,
-    }  # the data stages and the report once
+    assert jobs == {**DATA_JOBS, **TOKEN_JOBS, "report": 1}  # the data stages and the report once
 
 
 def test_the_report_gives_each_study_its_runs_optima_exponents_prediction_and_plots():
-    from test_report import model, page_data
-
     from lmcore.report import render
+    from test_report import model, page_data
 
     config = study([1e11, 1e12, 1e13])
     runs = synthetic_runs(config)

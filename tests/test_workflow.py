@@ -12,7 +12,18 @@ import time
 import pytest
 import torch
 
-from helpers import REPO, SCHEMA, planned_jobs, snakemake, snakemake_command, tiny_config, write_config
+from helpers import (
+    DATA_JOBS,
+    REPO,
+    SCHEMA,
+    TOKEN_JOBS,
+    jobs_from,
+    planned_jobs,
+    snakemake,
+    snakemake_command,
+    tiny_config,
+    write_config,
+)
 from lmcore.export.architectures import HF_FILES
 from lmcore.report.page import fmt
 
@@ -144,15 +155,8 @@ def test_a_continued_model_trains_after_its_parent_and_again_when_its_parent_cha
 def test_changing_a_cleaning_threshold_reruns_everything_downstream(pipeline):
     jobs, _ = jobs_and_wildcards(pipeline, lambda c: c["clean"].update(min_words=25))
     assert jobs == {
-        "clean": 2,
-        "dedup_signatures": 2,
-        "dedup_pairs": 1,
-        "dedup_clusters": 1,
-        "dedup_apply": 2,
-        "train_tokenizer": 1,
-        "eval_tokenizer": 1,
-        "shard": 2,
-        "shards_manifest": 1,
+        **jobs_from("clean", DATA_JOBS),
+        **TOKEN_JOBS,
         "train": 2,
         "evaluate": 2,
         "sample": 2,
@@ -319,16 +323,15 @@ def test_a_successful_run_leaves_only_declared_outputs(pipeline):
         (["--max-new-tokens", "ten"], "argument --max-new-tokens: 'ten' is not an integer"),
     ],
 )
-def test_generate_cli_rejects_bad_settings_as_usage_errors(pipeline, args, message):
-    model_dir = pipeline["work"] / "results" / "models" / "a"
-    result = subprocess.run(
-        [sys.executable, "-m", "lmcore", "generate", str(model_dir), *args], capture_output=True, text=True, timeout=60
-    )
-    assert (result.returncode, result.stdout) == (2, "")
-    assert message in result.stderr and "Traceback" not in result.stderr
+def test_generate_cli_rejects_bad_settings_as_usage_errors(tmp_path, bpe, capsys, args, message):
+    folder, _ = damaged_model_folder(tmp_path, bpe, lambda b: b)
+    status, out, err = run_generate(capsys, folder, *args)
+    assert (status, out) == (2, "")
+    assert message in err and "Traceback" not in err
 
 
 def test_generate_cli_names_a_missing_model_folder(tmp_path):
+    """The one test of the command itself: `python -m lmcore` exits 2 with the usage error, no traceback."""
     result = subprocess.run(
         [sys.executable, "-m", "lmcore", "generate", str(tmp_path / "results" / "models" / "nope")],
         capture_output=True,
@@ -353,13 +356,14 @@ def damaged_model_folder(tmp_path, tokenizer, damage):
     return folder, weights
 
 
-def run_generate(folder):
-    return subprocess.run(
-        [sys.executable, "-m", "lmcore", "generate", str(folder), "--max-new-tokens", "4"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def run_generate(capsys, folder, *args):
+    """`python -m lmcore generate folder args` in this process: (exit status, stdout, stderr)."""
+    from lmcore.__main__ import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["generate", str(folder), "--max-new-tokens", "4", *args])
+    out = capsys.readouterr()
+    return stopped.value.code, out.out, out.err
 
 
 @pytest.mark.parametrize(
@@ -367,11 +371,11 @@ def run_generate(folder):
     [lambda b: b[: len(b) // 2], lambda b: b[:200] + bytes(x ^ 0xFF for x in b[200:264]) + b[264:]],
     ids=["cut-short", "flipped-bytes"],
 )
-def test_generate_cli_names_a_damaged_weights_file_as_a_usage_error(tmp_path, bpe, damage):
+def test_generate_cli_names_a_damaged_weights_file_as_a_usage_error(tmp_path, bpe, capsys, damage):
     folder, weights = damaged_model_folder(tmp_path, bpe, damage)
-    result = run_generate(folder)
-    assert (result.returncode, result.stdout) == (2, "") and "Traceback" not in result.stderr
-    assert f"{weights}: sha256 differs from the one config.json recorded when the model was trained" in result.stderr
+    status, out, err = run_generate(capsys, folder)
+    assert (status, out) == (2, "") and "Traceback" not in err
+    assert f"{weights}: sha256 differs from the one config.json recorded when the model was trained" in err
 
 
 @pytest.mark.parametrize(
@@ -387,12 +391,14 @@ def test_generate_cli_names_a_damaged_weights_file_as_a_usage_error(tmp_path, bp
     ],
     ids=["no-weights", "tokenizer-cut-short", "no-tokenizer", "not-lmcore-config"],
 )
-def test_generate_cli_names_a_missing_or_damaged_file_of_the_folder_as_a_usage_error(tmp_path, bpe, damage, message):
+def test_generate_cli_names_a_missing_or_damaged_file_of_the_folder_as_a_usage_error(
+    tmp_path, bpe, capsys, damage, message
+):
     folder, _ = damaged_model_folder(tmp_path, bpe, lambda b: b)
     damage(folder)
-    result = run_generate(folder)
-    assert (result.returncode, result.stdout) == (2, "") and "Traceback" not in result.stderr
-    assert message in result.stderr
+    status, out, err = run_generate(capsys, folder)
+    assert (status, out) == (2, "") and "Traceback" not in err
+    assert message in err
 
 
 def test_every_job_log_is_timestamped_and_training_logs_a_line_a_person_can_read(pipeline):

@@ -114,9 +114,8 @@ def main(argv=None):
         except Stopped as stopped:
             print(stopped)
             raise SystemExit(143) from None
-        # Everything is written and the process group destroyed: leave without running destructors. Freeing
-        # DDP's reducer destroys the gloo process group, which joins its worker thread while this thread holds
-        # the GIL that the worker waits for to free its last tensors: a torchrun worker hung so in tests.
+        # Everything is written and the process group destroyed: leave without running destructors (the run
+        # is still referenced, lmcore.train.loop.KEPT: freeing DDP's reducer now can hang).
         sys.stdout.flush()
         os._exit(0)
 

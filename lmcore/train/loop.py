@@ -102,6 +102,12 @@ class Run:
         return self.earlier_jobs_s + time.perf_counter() - self.job_start
 
 
+# The runs of more than one process, referenced until the process exits (lmcore.__main__ leaves with os._exit):
+# freeing DDP's reducer after the process group is destroyed destroys the gloo group, which joins its worker thread
+# while this thread holds the GIL that the worker waits for to free its last tensors. A torchrun worker hung so.
+KEPT = []
+
+
 class Stopped(Exception):
     """SIGTERM (a cluster's time limit, a user's kill) came: a checkpoint was written. Scripts exit 143."""
 
@@ -159,43 +165,20 @@ def setup(job, log):
         train_cfg.divergence_threshold * math.log(cfg.vocab_size) if train_cfg.divergence_threshold else math.inf
     )
     peak, peak_source = peak_flops(device, amp_dtype)
-    run = Run(
-        entry=entry,
-        train_cfg=train_cfg,
-        model=model,
-        forward=forward,
-        optimizer=optimizer,
-        val_batches=val_batches,
-        device=device,
-        amp_dtype=amp_dtype,
-        rank=rank,
-        world=world,
-        counts=counts,
-        tokens_per_step=tokens_per_step,
-        loss_limit=loss_limit,
-        budget=Budget(max_steps, train_cfg.max_minutes, world, device, say),
-        batches=Batches(
-            train_data,
-            train_cfg.seed,
-            train_cfg.batch_size,
-            cfg.context_length,
-            train_cfg.grad_accum,
-            rank,
-            world,
-            device,
-        ),  # fmt: skip
-        meter=Meter(token_flops, peak, peak_source, train_cfg.log_interval, say),
-        checkpointer=Checkpointer(
-            os.fspath(job.checkpoints),
-            run_key(entry, tokenizer.fingerprint, models_dir),
-            train_cfg.checkpoint_interval,
-            train_cfg.keep_checkpoints,
-            model,
-            optimizer,
-            rank,
-            is_sharded(model),
-        ),  # fmt: skip
+    batches = Batches(
+        train_data, train_cfg.seed, train_cfg.batch_size, cfg.context_length, train_cfg.grad_accum, rank, world, device
     )
+    key = run_key(entry, tokenizer.fingerprint, models_dir)
+    checkpointer = Checkpointer(
+        os.fspath(job.checkpoints), key, train_cfg.checkpoint_interval, train_cfg.keep_checkpoints, model, optimizer,
+        rank, is_sharded(model),
+    )  # fmt: skip
+    run = Run(
+        entry=entry, train_cfg=train_cfg, model=model, forward=forward, optimizer=optimizer, val_batches=val_batches,
+        device=device, amp_dtype=amp_dtype, rank=rank, world=world, counts=counts, tokens_per_step=tokens_per_step,
+        loss_limit=loss_limit, budget=Budget(max_steps, train_cfg.max_minutes, world, device, say), batches=batches,
+        meter=Meter(token_flops, peak, peak_source, train_cfg.log_interval, say), checkpointer=checkpointer,
+    )  # fmt: skip
     if train_cfg.init_from:  # what the starting weights bring
         run.initial_val_loss = estimate_loss(model, val_batches, run.amp)
         log(f"validation loss of the starting weights: {run.initial_val_loss:.4f}")
@@ -439,6 +422,7 @@ def train(job, log=print):
     if is_sharded(run.model):  # rank 0 writes the best weights from a whole copy, as any other run's
         run.model = GPT(run.model.cfg) if run.rank == 0 else None
     if run.world > 1:
+        KEPT.append(run)  # see KEPT
         dist.destroy_process_group()
         if run.rank != 0:
             return None

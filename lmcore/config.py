@@ -16,6 +16,7 @@ import jsonschema
 
 from lmcore.model.families import BLOCK_KEYS, PRESETS, SHAPE_KEYS
 from lmcore.schema import load_schema
+from lmcore.tokens.chat import CHAT_PIECES
 
 
 class ConfigError(ValueError):
@@ -294,12 +295,11 @@ def check_semantics(config):
             )
         # SentencePiece reserves these pieces before it learns any; it fails on a vocabulary they fill
         symbols = len({"\n", *tok["user_defined_symbols"]})
-        reserved = len(ids) + symbols + (256 if tok["byte_fallback"] else 0)
+        reserved = len(ids) + len(CHAT_PIECES) + symbols + (256 if tok["byte_fallback"] else 0)
         if not tok["model_file"] and tok["vocab_size"] <= reserved:
             raise ConfigError(
                 f"config key 'tokenizers.{name}.vocab_size': {tok['vocab_size']} leaves no piece to learn: {len(ids)} "
-                "special pieces, "
-                f"{symbols} user-defined (the newline included)"
+                f"special pieces, {len(CHAT_PIECES)} chat markers, {symbols} user-defined (the newline included)"
                 + (" and 256 bytes (byte_fallback)" if tok["byte_fallback"] else "")
                 + f" take {reserved}; use a vocab_size above {reserved}"
             )

@@ -123,3 +123,9 @@ def raw_to_npy(raw_path, npy_path, dtype, columns=None):
         np.lib.format.write_array_header_1_0(out, header)
         shutil.copyfileobj(raw, out, 1 << 24)
     return n
+
+
+def cache_path(name):
+    """A file of lmcore's in the user's cache ($XDG_CACHE_HOME/lmcore, else ~/.cache/lmcore): what is slow to
+    find out and holds for the machine, such as the measured peak FLOP/s."""
+    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lmcore", name)

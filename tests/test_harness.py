@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from helpers import documents
+from helpers import SCHEMA, documents, tiny_config
 from lmcore.evaluation.harness import TASK_YAML, next_line_questions, run_lm_eval
 
 pytest.importorskip("lm_eval")
@@ -36,6 +36,22 @@ def test_each_question_asks_for_the_line_that_follows_its_passage_among_lines_of
         assert all(20 <= len(c) <= 200 for c in row["choices"])
     assert len({row["answer"] for row in rows}) == 4  # the answer's place is drawn
     assert rows == next_line_questions(docs, questions=50, choices=4, context_lines=2, max_chars=200, seed=1)
+
+
+def test_a_task_lm_eval_does_not_know_fails_the_config_and_its_tasks_are_indexed_once(monkeypatch):
+    """Indexing lm-eval's tasks takes about 20 s: once per lm-eval version, then the user's cache answers."""
+    import lm_eval.tasks
+
+    from lmcore.config import ConfigError, prepare_config
+
+    config = tiny_config("file:///x", None)
+    config["evals"] = {"tasks": ["next_line", "hellaswagg"]}
+    message = r"'evals\.tasks': \['hellaswagg'\] is not next_line, a \.yaml file or a task lm-eval knows"
+    with pytest.raises(ConfigError, match=message):
+        prepare_config(config, SCHEMA)
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", None)  # indexing again would fail
+    config["evals"] = {"tasks": ["hellaswag"]}
+    assert prepare_config(config, SCHEMA)["evals"]["tasks"] == ["hellaswag"]
 
 
 def write_task(folder, rows):

@@ -7,12 +7,13 @@ or one drawn from another test document. It is written as an lm-eval task (next_
 test.jsonl, a `dataset_path: json` task), so that `lm_eval --include_path` runs it as the rule does.
 """
 
+import contextlib
 import json
 import os
 import random
 
 from lmcore.data.splits import documents_in_split
-from lmcore.io import atomic_open, write_json
+from lmcore.io import atomic_open, cache_path, read_json, write_json
 
 NEXT_LINE = "next_line"
 TASK_FILE = (".yaml", ".yml")  # a configured task ending so is a task file of the user's, not a name
@@ -116,15 +117,28 @@ def task_specs(tasks, next_line_folder):
 
 
 def unknown_builtin_tasks(tasks):
-    """The configured names that are neither next_line, nor a YAML file, nor a task lm-eval knows (indexing its
-    tasks takes seconds: done only when a built-in name is configured)."""
+    """The configured names that are neither next_line, nor a YAML file, nor a task lm-eval knows."""
     names = [t for t in tasks if t != NEXT_LINE and not t.endswith(TASK_FILE)]
     if not names:
         return []
+    known = builtin_tasks()
+    return [t for t in names if t not in known]
+
+
+def builtin_tasks():
+    """The names of the tasks lm-eval ships. Indexing them takes about 20 s, and the workflow checks the config
+    each time it plans: the list is kept in the user's cache, once per lm-eval version."""
+    from importlib.metadata import version
+
+    path = cache_path(f"lm_eval-{version('lm_eval')}-tasks.json")
+    with contextlib.suppress(OSError, ValueError):
+        return set(read_json(path))
     from lm_eval.tasks import TaskManager
 
-    known = set(TaskManager().all_tasks)
-    return [t for t in names if t not in known]
+    names = sorted(TaskManager().all_tasks)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_json(path, names)
+    return set(names)
 
 
 def check_questions_fit(hf_folder, next_line_folder):

@@ -31,6 +31,7 @@ from lmcore.export.layouts import rope_permutation
 from lmcore.io import atomic_path
 from lmcore.model.config import LAYER_NORM_EPS, RMS_NORM_EPS, ROPE_THETA
 from lmcore.model.folder import read_config, read_weights
+from lmcore.tokens.chat import CHAT_TEMPLATE, is_chat_model
 from lmcore.tokens.tokenizer import read_proto
 
 # `gguf: {dtype}` and the file type the GGUF header states for it
@@ -157,6 +158,8 @@ def export(model_dir, path, dtype="f32", name=None, log=print):
             writer.add_value_length(head_dim)
         proto = read_proto(os.path.join(model_dir, "tokenizer.model"))
         add_tokenizer(writer, proto)
+        if is_chat_model(config["train"]):  # llama.cpp's chat completion renders conversations with it
+            writer.add_chat_template(CHAT_TEMPLATE)
         if proto.trainer_spec.model_type == proto.trainer_spec.UNIGRAM:
             log(
                 f"{path}: a unigram tokenizer: llama.cpp merges its pieces by score, not as SentencePiece segments"

@@ -18,6 +18,7 @@ from lmcore.export.layouts import gpt2_weights, llama_weights
 from lmcore.io import atomic_open, copy_file, write_json
 from lmcore.model.config import LAYER_NORM_EPS, RMS_NORM_EPS, ROPE_THETA
 from lmcore.model.folder import read_config, read_weights, save_safetensors
+from lmcore.tokens.chat import CHAT_TEMPLATE, is_chat_model
 from lmcore.tokens.tokenizer import ESCAPE, SPACE_SYMBOL, Tokenizer, read_proto
 
 
@@ -182,6 +183,7 @@ def export(model_dir, out_dir):
             "add_bos_token": False,
             "add_eos_token": False,
             **{k: sp.id_to_piece(i) for k, i in names.items() if i >= 0},
+            **({"chat_template": CHAT_TEMPLATE} if is_chat_model(config["train"]) else {}),
         },
     )
     copy_file(

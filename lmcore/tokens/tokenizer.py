@@ -18,6 +18,7 @@ import sentencepiece as spm
 from lmcore.data.splits import documents_in_split
 from lmcore.data.text import LINE_END, one_piece, pieces
 from lmcore.io import atomic_open, copy_file, sha256_file, stable_hash
+from lmcore.tokens.chat import CHAT_PIECES
 from lmcore.workflow.joblog import warn
 
 MAX_SENTENCE_BYTES = 8192
@@ -98,6 +99,7 @@ def train(documents, model_path, cfg, num_threads=1, log=print):
             allow_whitespace_only_pieces=True,
             split_digits=True,
             user_defined_symbols=["\n"] + [s for s in cfg.get("user_defined_symbols", []) if s != "\n"],
+            control_symbols=list(CHAT_PIECES),  # ids of their own that no text encodes to (lmcore.tokens.chat)
             max_sentence_length=MAX_SENTENCE_BYTES,
             **{f"{name}_id": i for name, i in cfg.get("special_ids", DEFAULT_SPECIAL_IDS).items()},
             num_threads=num_threads,

@@ -9,7 +9,7 @@ import time
 import torch
 import torch.distributed as dist
 
-from lmcore.io import read_json, write_json
+from lmcore.io import cache_path, read_json, write_json
 
 # Dense bf16 peaks from the vendors' data sheets, in TFLOP/s. A device name is matched against
 # the longest key it contains, so that "NVIDIA L40S" gets L40S, not L4, and "H100 PCIe" its own
@@ -90,7 +90,7 @@ def data_sheet_peak(name):
 
 
 def peak_cache_path():
-    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lmcore", "peak_flops.json")
+    return cache_path("peak_flops.json")
 
 
 def machine_key(device, dtype):

@@ -1,0 +1,89 @@
+"""Conversations and the one chat template lmcore uses everywhere.
+
+A conversation is a list of messages `{"role", "content"}` (the OpenAI and Hugging Face `messages`
+convention): roles system (first, at most once), user and assistant, content text. It renders as
+
+    <|system|>You are terse.<|end|><|user|>Hi<|end|><|assistant|>Hello.<|end|>
+
+The four markers are control pieces of every tokenizer lmcore trains (lmcore.tokens.tokenizer.train):
+they have ids of their own and encoding text never produces them, so a text that spells `<|user|>`
+is the characters it spells. The text between markers is encoded as any text is, so the ids are the
+markers' and each content's own: what the Hugging Face template below gives through
+`tokenizer.apply_chat_template`, and llama.cpp's chat completion through the GGUF file's copy of it.
+
+SFT trains on the assistant's turns only (`loss: assistant`): the loss mask is 1 on each assistant
+content's ids and on the `<|end|>` that closes it (the model learns to stop), 0 on the rest.
+"""
+
+import numpy as np
+
+ROLES = ("system", "user", "assistant")
+END = "<|end|>"
+MARKERS = {role: f"<|{role}|>" for role in ROLES}
+CHAT_PIECES = (*MARKERS.values(), END)  # reserved in every tokenizer, in this order
+
+# The same rendering in Jinja, for tokenizer_config.json's `chat_template` and GGUF's `tokenizer.chat_template`.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
+)
+
+
+def is_chat_model(entry):
+    """Whether a model entry trains on conversations' answers (`loss: assistant`): its exports carry the
+    template; a base model's do not."""
+    return entry.get("loss") == "assistant"
+
+
+class BadConversation(ValueError):
+    """A record that is not a conversation lmcore can train on; the message says what is wrong with it."""
+
+
+def check_conversation(messages, answered=True):
+    """The messages as (role, content) pairs, or BadConversation naming the first problem. `answered`: the
+    conversation must hold an assistant message (a prompt to be answered need not)."""
+    if not isinstance(messages, list) or not messages:
+        raise BadConversation(f"not a list of messages: {str(messages)[:80]!r}")
+    turns = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or "role" not in message or "content" not in message:
+            raise BadConversation(f"message {i} is not {{role, content}}: {str(message)[:80]!r}")
+        role, content = message["role"], message["content"]
+        if role not in ROLES:
+            raise BadConversation(f"message {i} has role {role!r}, not one of {', '.join(ROLES)}")
+        if not isinstance(content, str):
+            raise BadConversation(f"message {i} ({role}) has content that is not text: {str(content)[:80]!r}")
+        if role == "system" and i > 0:
+            raise BadConversation(f"message {i} is a system message after the first")
+        turns.append((role, content))
+    if answered and not any(role == "assistant" for role, _ in turns):
+        raise BadConversation("no assistant message: nothing to learn from")
+    return turns
+
+
+def chat_ids(tokenizer):
+    """{marker: id} of a tokenizer's chat pieces; a tokenizer without them (a `model_file` of other origin)
+    cannot render conversations."""
+    ids = {piece: tokenizer.sp.piece_to_id(piece) for piece in CHAT_PIECES}
+    missing = [piece for piece, i in ids.items() if tokenizer.sp.id_to_piece(i) != piece]
+    if missing:
+        raise ValueError(
+            f"{tokenizer.path}: no piece {', '.join(missing)}: the chat template needs the tokenizers lmcore "
+            "trains (they reserve its markers)"
+        )
+    return ids
+
+
+def render(tokenizer, messages, add_generation_prompt=False):
+    """(ids, mask) of a conversation as int64 and bool arrays of one length: the template's ids, and True
+    where the loss is taken (each assistant content and its end). With `add_generation_prompt` the ids end
+    with `<|assistant|>`, where a model continues with its reply."""
+    marker, ids, mask = chat_ids(tokenizer), [], []
+    for role, content in check_conversation(messages, answered=not add_generation_prompt):
+        body = [marker[MARKERS[role]], *tokenizer.encode(content), marker[END]]
+        ids += body
+        mask += [False] + [role == "assistant"] * (len(body) - 1)
+    if add_generation_prompt:
+        ids.append(marker[MARKERS["assistant"]])
+        mask.append(False)
+    return np.array(ids, dtype=np.int64), np.array(mask, dtype=bool)

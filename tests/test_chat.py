@@ -1,0 +1,117 @@
+"""Conversations and the one chat template (lmcore.tokens.chat): the markers are pieces no text encodes to,
+a conversation renders to the markers' ids and each content's own with the loss on the answers, and the
+Hugging Face and GGUF exports of a chat model carry the same template."""
+
+import json
+import random
+
+import pytest
+
+from helpers import FAMILIES, MIXED_TEXT, trained_folder
+from lmcore.tokens.chat import CHAT_PIECES, BadConversation, check_conversation, render
+
+WORDS = "the king and queen of england say that no man shall speak of what he saw".split()
+
+
+def conversations(n, seed=0):
+    """n conversations of one to three exchanges, half with a system message, some with newlines and spaces
+    at a content's ends and text of every script. (transformers and llama.cpp read a marker spelled inside a
+    message as the marker, lmcore as the characters: the one place their ids differ.)"""
+    rng = random.Random(seed)
+
+    def text():
+        words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 12)))
+        return rng.choice([words, words + "\n", "  " + words, words + " <|> " + words, MIXED_TEXT[:30]])
+
+    out = []
+    for i in range(n):
+        messages = [{"role": "system", "content": text()}] if i % 2 else []
+        for _ in range(rng.randint(1, 3)):
+            messages += [{"role": "user", "content": text()}, {"role": "assistant", "content": text()}]
+        out.append(messages)
+    return out
+
+
+def test_the_markers_are_pieces_that_no_text_encodes_to(bpe):
+    ids = {piece: bpe.sp.piece_to_id(piece) for piece in CHAT_PIECES}
+    assert all(bpe.sp.id_to_piece(i) == piece and bpe.sp.is_control(i) for piece, i in ids.items())
+    spelled = bpe.encode("say <|user|> then <|assistant|> and <|end|>")
+    assert not set(spelled) & set(ids.values())
+    assert bpe.decode(spelled) == "say <|user|> then <|assistant|> and <|end|>"
+
+
+def test_a_conversation_renders_to_the_markers_and_each_contents_ids_with_the_loss_on_the_answers(bpe):
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Who is king?"},
+        {"role": "assistant", "content": "The king."},
+        {"role": "user", "content": "And queen?"},
+        {"role": "assistant", "content": "The queen.\n"},
+    ]
+    ids, mask = render(bpe, messages)
+    marker = {piece: bpe.sp.piece_to_id(piece) for piece in CHAT_PIECES}
+    expected, loss = [], []
+    for m in messages:
+        body = [marker[f"<|{m['role']}|>"], *bpe.encode(m["content"]), marker["<|end|>"]]
+        expected += body
+        loss += [False] + [m["role"] == "assistant"] * (len(body) - 1)  # an answer and the end that closes it
+    assert ids.tolist() == expected and mask.tolist() == loss
+    prompt, prompt_mask = render(bpe, messages[:2], add_generation_prompt=True)
+    assert prompt.tolist()[-1] == marker["<|assistant|>"] and not prompt_mask.any()
+
+
+@pytest.mark.parametrize(
+    "messages, message",
+    [
+        ([{"role": "user", "content": "hi"}], "no assistant message"),
+        ([{"role": "bot", "content": "hi"}], "message 0 has role 'bot', not one of system, user, assistant"),
+        ([{"role": "user", "content": ["hi"]}], "message 0 \\(user\\) has content that is not text"),
+        ([{"role": "user", "content": "a"}, {"role": "system", "content": "b"}], "message 1 is a system message"),
+        ([{"role": "user"}], "message 0 is not \\{role, content\\}"),
+        ("hi", "not a list of messages"),
+    ],
+)
+def test_a_record_that_is_not_a_conversation_is_named(messages, message):
+    with pytest.raises(BadConversation, match=message):
+        check_conversation(messages)
+
+
+def chat_folder(tmp_path, tokenizer):
+    """A model folder of a chat model (`loss: assistant`) with random weights."""
+    folder = trained_folder(tmp_path, tokenizer, FAMILIES["llama-tied"])
+    config = json.loads((folder / "config.json").read_text())
+    config["train"]["loss"] = "assistant"
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_transformers_apply_chat_template_gives_lmcores_ids_on_50_conversations(tmp_path, bpe):
+    transformers = pytest.importorskip("transformers")
+    from lmcore.export.hf import export
+
+    export(chat_folder(tmp_path, bpe), tmp_path / "hf")
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+
+    def ids(messages, **options):
+        return theirs.apply_chat_template(messages, tokenize=True, return_dict=True, **options)["input_ids"]
+
+    for messages in conversations(50):
+        assert ids(messages) == render(bpe, messages)[0].tolist()
+        prompt = messages[:-1]
+        assert ids(prompt, add_generation_prompt=True) == render(bpe, prompt, add_generation_prompt=True)[0].tolist()
+
+
+def test_a_base_models_exports_have_no_chat_template_and_a_chat_models_gguf_has_it(tmp_path, bpe):
+    from gguf import GGUFReader
+
+    from lmcore.export import gguf, hf
+    from lmcore.tokens.chat import CHAT_TEMPLATE
+
+    base = trained_folder(tmp_path / "base", bpe, FAMILIES["llama-tied"])
+    hf.export(base, tmp_path / "base-hf")
+    assert "chat_template" not in json.loads((tmp_path / "base-hf" / "tokenizer_config.json").read_text())
+    gguf.export(base, tmp_path / "base.gguf", log=lambda *a: None)
+    assert "tokenizer.chat_template" not in GGUFReader(tmp_path / "base.gguf").fields
+    gguf.export(chat_folder(tmp_path / "chat", bpe), tmp_path / "chat.gguf", log=lambda *a: None)
+    field = GGUFReader(tmp_path / "chat.gguf").fields["tokenizer.chat_template"]
+    assert field.contents() == CHAT_TEMPLATE

@@ -188,7 +188,7 @@ def test_dataset_checks_fingerprint_and_token_range(tmp_path, bpe):
 def many_small_shards(tmp_path, tok, parts=12):
     """`parts` parts of a few documents each, every shard shorter than a 64-token context."""
     rng = random.Random(0)
-    docs = [{"id": str(i), "text": fake_document(rng, 1)} for i in range(parts * 2)]
+    docs = [{"id": str(i), "text": fake_document(rng, 1)[:45]} for i in range(parts * 2)]
     entries = []
     for k in range(parts):
         write_jsonl(tmp_path / f"p{k}.jsonl", [{**d, "id": f"d{k}-{i}"} for i, d in enumerate(docs[2 * k : 2 * k + 2])])

@@ -1,8 +1,8 @@
 """What a per-document data job needs for the longest document of its part, said before it starts.
 
 clean, dedup_signatures and shard hold one document at a time, with views of it (words, their
-lengths and hashes, n-gram hashes, token ids) that take a few times its size: bench/document_memory.py
-measured 7.6, 8.3 and 2.1 bytes per byte of a 90 MB document (2-core Xeon with AVX-512, 2026-11-29). A job
+lengths and hashes, n-gram hashes, token ids) that take a few times its size (bench/document_memory.py
+measures the factors below; docs/benchmarks.md has its figures). A job
 whose `mem_mb` cannot hold that for the longest document of its part stops before reading it,
 naming the document, rather than being killed part way by a cluster's memory limit.
 """

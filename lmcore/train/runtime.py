@@ -167,9 +167,8 @@ def memory_needed_mb(parameters, micro_batch_tokens, cfg, processes=1, shards=1,
     processes under fsdp; the best weights kept: 4), and per token of a micro-batch the logits with
     their softmax and gradient (12 bytes x vocab_size) and 50 bytes x n_layers x d_model of the
     blocks' activations (attention is SDPA's, with no context_length^2 matrix); with activation
-    checkpointing 4 bytes x n_layers x d_model (each block's input) and one block's 50 x d_model.
-    Measured within 5% on a 2-core Xeon (AVX-512, no BF16) for shapes of 0.9-5 M parameters, 4k-16k
-    tokens (2026-11-29)."""
+    checkpointing 4 bytes x n_layers x d_model (each block's input) and one block's 50 x d_model
+    (measured against it: docs/benchmarks.md)."""
     state = 16 * parameters / shards + 4 * parameters
     layers = (4 * cfg.n_layers + 50) if checkpointed else 50 * cfg.n_layers
     per_process = 400e6 + state + micro_batch_tokens * (12 * cfg.vocab_size + layers * cfg.d_model)

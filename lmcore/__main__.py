@@ -1,4 +1,5 @@
 """`python -m lmcore generate results/models/NAME --prompt "ROMEO:"`: play with a trained model.
+`python -m lmcore chat results/models/NAME [--system S] [--message M]`: a conversation with it.
 `python -m lmcore plan CONFIG`: the runs of a config's scaling studies, before any training.
 
 `python -m lmcore train ...` is what the train rule runs, in one process or under torchrun.
@@ -12,9 +13,11 @@ import sys
 
 import torch
 
+from lmcore.model.converse import one_shot, terminal
 from lmcore.model.folder import DamagedModel, load_model
 from lmcore.model.generate import generate
 from lmcore.schema import SCHEMA_PATH
+from lmcore.tokens.chat import chat_ids
 from lmcore.train.config import TrainJob, world_size
 from lmcore.train.loop import Stopped, train
 from lmcore.train.runtime import pick_device
@@ -68,24 +71,33 @@ def print_plan(path):
     print(f"{len(rows)} runs, {sum(r['budget'] for r in rows):.3g} training FLOPs in all")
 
 
+def sampling_arguments(parser, max_new_tokens):
+    """The model folder and how to sample from it: what generate and chat share."""
+    parser.add_argument("model_dir", type=model_folder, help="a results/models/<name> folder")
+    parser.add_argument("--max-new-tokens", type=number(int, 1, text="1 or more"), default=max_new_tokens)
+    parser.add_argument(
+        "--temperature", type=number(float, 0, text="0 (greedy) or more"), default=0.8, help="0 is greedy"
+    )
+    parser.add_argument(
+        "--top-k", type=number(int, 1, text="1 or more"), default=None, help="keep the k most likely tokens"
+    )
+    top_p = number(float, 0, 1, low_open=True, text="in (0, 1]")
+    parser.add_argument("--top-p", type=top_p, default=0.9, help="nucleus mass; 1 keeps all")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m lmcore")
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="continue a prompt with a trained model, streaming tokens as they come")
-    g.add_argument("model_dir", type=model_folder, help="a results/models/<name> folder")
+    sampling_arguments(g, max_new_tokens=200)
     g.add_argument("--prompt", default="\n")
-    g.add_argument("--max-new-tokens", type=number(int, 1, text="1 or more"), default=200)
-    g.add_argument("--temperature", type=number(float, 0, text="0 (greedy) or more"), default=0.8, help="0 is greedy")
-    g.add_argument("--top-k", type=number(int, 1, text="1 or more"), default=None, help="keep the k most likely tokens")
-    g.add_argument(
-        "--top-p",
-        type=number(float, 0, 1, low_open=True, text="in (0, 1]"),
-        default=0.9,
-        help="nucleus mass; 1 keeps all",
-    )
-    g.add_argument("--seed", type=int, default=0)
     g.add_argument("--num-samples", type=number(int, 1, text="1 or more"), default=1)
-    g.add_argument("--device", default="auto")
+    c = sub.add_parser("chat", help="a conversation with a trained model at the terminal (Ctrl-D leaves), or one reply")
+    sampling_arguments(c, max_new_tokens=256)
+    c.add_argument("--system", default=None, help="the system message that opens the conversation")
+    c.add_argument("--message", default=None, help="one message: print the reply as JSON and leave (for scripts)")
     t = sub.add_parser("train", help="train one model (what the train rule runs, also under torchrun)")
     t.add_argument("--config-json", required=True, help="the model's resolved configuration, as JSON")
     t.add_argument("--tokenizer", required=True)
@@ -120,15 +132,24 @@ def main(argv=None):
         os._exit(0)
 
     with torch.no_grad():
-        sample(parser, args)
+        try:
+            model, tokenizer = load_model(args.model_dir, pick_device(args.device))
+        except DamagedModel as e:
+            parser.error(str(e))
+        if args.command == "generate":
+            return sample(model, tokenizer, args)
+        sampling = {k: getattr(args, k) for k in ("max_new_tokens", "temperature", "top_k", "top_p", "seed")}
+        try:
+            chat_ids(tokenizer)
+        except ValueError as e:
+            parser.error(str(e))
+        if args.message is not None:
+            return one_shot(model, tokenizer, args.message, args.system, sampling)
+        return terminal(model, tokenizer, args.system, sampling)
 
 
-def sample(parser, args):
+def sample(model, tokenizer, args):
     """Stream `num_samples` continuations of the prompt to stdout."""
-    try:
-        model, tokenizer = load_model(args.model_dir, pick_device(args.device))
-    except DamagedModel as e:
-        parser.error(str(e))
     prompt_ids = tokenizer.encode(args.prompt)
     for n in range(args.num_samples):
         if args.num_samples > 1:
@@ -143,7 +164,7 @@ def sample(parser, args):
             args.top_k,
             args.top_p,
             seed=args.seed + n,
-            eot_id=tokenizer.eot_id,
+            stop={tokenizer.eot_id},
         ):
             ids.append(token)
             text = tokenizer.decode(ids)  # decode the whole tail: a character may span several byte tokens
@@ -151,7 +172,7 @@ def sample(parser, args):
                 sys.stdout.write(text[len(shown) :])
                 sys.stdout.flush()
                 shown = text
-        print()
+        print(tokenizer.decode(ids)[len(shown) :])  # bytes that end the sample without making a character
 
 
 if __name__ == "__main__":

@@ -115,3 +115,72 @@ def test_a_base_models_exports_have_no_chat_template_and_a_chat_models_gguf_has_
     gguf.export(chat_folder(tmp_path / "chat", bpe), tmp_path / "chat.gguf", log=lambda *a: None)
     field = GGUFReader(tmp_path / "chat.gguf").fields["tokenizer.chat_template"]
     assert field.contents() == CHAT_TEMPLATE
+
+
+def test_the_oldest_exchanges_leave_a_history_too_long_for_the_window_and_the_system_message_stays(bpe):
+    from lmcore.model.converse import fit_history
+
+    system = {"role": "system", "content": "Be brief."}
+    history = [system]
+    for i in range(6):
+        history += [{"role": "user", "content": f"question {i} " * 3}, {"role": "assistant", "content": "answer " * 3}]
+    history.append({"role": "user", "content": "the last question"})
+    kept, dropped = fit_history(bpe, history, window=60, room=10)
+    assert kept[0] == system and kept[-1] == history[-1] and dropped > 0
+    assert kept[1:] == history[1 + 2 * dropped :]  # whole exchanges, oldest first
+    assert len(render(bpe, kept, add_generation_prompt=True)[0]) <= 50
+    assert fit_history(bpe, history, window=10_000, room=10) == (history, 0)
+
+
+def test_chat_with_a_message_prints_the_models_reply_as_json(tmp_path, bpe, capsys):
+    from lmcore.__main__ import main
+    from lmcore.model.folder import load_model
+    from lmcore.model.generate import generate
+
+    folder = trained_folder(tmp_path, bpe, FAMILIES["llama-tied"])
+    main(["chat", str(folder), "--message", "Who is king?", "--system", "Be brief.", "--seed", "3"])
+    out = json.loads(capsys.readouterr().out)
+    model, _ = load_model(folder)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Who is king?"}]
+    prompt = render(bpe, messages, add_generation_prompt=True)[0].tolist()
+    ids = list(generate(model, prompt, 256, temperature=0.8, top_p=0.9, seed=3))  # the command's defaults
+    end = bpe.sp.piece_to_id("<|end|>")
+    ids = ids[: ids.index(end)] if end in ids else ids
+    assert ids and out == {"reply": bpe.decode(ids), "dropped_exchanges": 0}
+
+
+def test_chat_at_a_terminal_answers_each_line_and_ctrl_d_leaves(tmp_path, bpe):
+    """Through a pseudo-terminal, as a person types: a message, its streamed reply, another, then Ctrl-D."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    folder = trained_folder(tmp_path, bpe, FAMILIES["llama-tied"])
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmcore", "chat", str(folder), "--max-new-tokens", "4", "--temperature", "0"],
+        stdin=secondary, stdout=secondary, stderr=secondary, close_fds=True,
+    )  # fmt: skip
+    os.close(secondary)
+    seen = b""
+
+    def read_until(marker, timeout=60):
+        nonlocal seen
+        start = len(seen)
+        while marker not in seen[start:]:
+            ready, _, _ = select.select([primary], [], [], timeout)
+            assert ready, seen.decode(errors="replace")
+            seen += os.read(primary, 4096)
+
+    read_until(b"you> ")
+    for message in (b"Who is king?\n", b"And the queen?\n"):
+        os.write(primary, message)
+        read_until(b"model> ")
+        read_until(b"you> ")
+    os.write(primary, b"\x04")  # Ctrl-D at the start of a line: end of input
+    assert proc.wait(timeout=60) == 0, seen.decode(errors="replace")
+    os.close(primary)
+    text = seen.decode(errors="replace")
+    assert "Ctrl-D leaves" in text and text.count("model> ") == 2 and "Traceback" not in text

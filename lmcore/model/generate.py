@@ -24,8 +24,9 @@ def next_token_probs(logits, temperature=1.0, top_k=None, top_p=1.0):
 
 
 @torch.no_grad()
-def generate(model, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=1.0, seed=0, eot_id=None, use_cache=True):
-    """Yield new token ids one at a time; temperature 0 is greedy.
+def generate(model, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=1.0, seed=0, stop=(), use_cache=True):
+    """Yield new token ids one at a time, the last one in `stop` (end of text, a chat turn's end) if it came;
+    temperature 0 is greedy.
 
     The KV cache serves while the sequence fits the model's window; past it, the
     context is cropped to the last window of tokens and recomputed each step, since
@@ -47,7 +48,7 @@ def generate(model, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=1.0,
             token = int(torch.multinomial(next_token_probs(logits, temperature, top_k, top_p), 1, generator=generator))
         ids.append(token)
         yield token
-        if token == eot_id:
+        if token in stop:
             return
 
 
@@ -65,7 +66,7 @@ def sample_grid(model, tokenizer, prompts, presets, max_new_tokens, seed):
                     preset.get("top_k"),
                     preset.get("top_p", 1.0),
                     seed=seed,
-                    eot_id=tokenizer.eot_id,
+                    stop={tokenizer.eot_id},
                 )
             )
             rows.append(

@@ -1,0 +1,84 @@
+"""A conversation with a trained model: what `python -m lmcore chat` runs.
+
+Each turn renders the whole history with the chat template (lmcore.tokens.chat) and the model continues
+after `<|assistant|>` until it writes `<|end|>` (or the end of text, or max_new_tokens). A history longer
+than the model's window loses its oldest exchanges first (a system message stays), and the person is told.
+"""
+
+import json
+import sys
+
+from lmcore.model.generate import generate
+from lmcore.tokens.chat import END, chat_ids, render
+
+
+def fit_history(tokenizer, history, window, room):
+    """(messages that fit, exchanges dropped): the oldest user/assistant exchanges left out until the
+    prompt leaves `room` tokens of the window for the reply. The system message and the newest user
+    message always stay (a message longer than the window alone is cut at its start by the model)."""
+    system = [m for m in history[:1] if m["role"] == "system"]
+    turns, dropped = history[len(system) :], 0
+    while len(turns) > 1 and len(render(tokenizer, system + turns, add_generation_prompt=True)[0]) > window - room:
+        turns, dropped = turns[2:] if len(turns) > 2 else turns[1:], dropped + 1  # a question and its answer
+    return system + turns, dropped
+
+
+def reply(model, tokenizer, history, sampling):
+    """Yield the assistant's next message a piece of text at a time, as it is generated; `sampling`:
+    max_new_tokens, temperature, top_k, top_p, seed."""
+    prompt = render(tokenizer, history, add_generation_prompt=True)[0].tolist()
+    end = chat_ids(tokenizer)[END]
+    ids, shown = [], ""
+    for token in generate(model, prompt, stop={end, tokenizer.eot_id}, **sampling):
+        if token in (end, tokenizer.eot_id):
+            break
+        ids.append(token)
+        text = tokenizer.decode(ids)  # the whole tail: a character may span several byte tokens
+        if not text.endswith("\ufffd"):
+            yield text[len(shown) :]
+            shown = text
+    if tokenizer.decode(ids) != shown:  # bytes that end the reply without making a character
+        yield tokenizer.decode(ids)[len(shown) :]
+
+
+def room_for(model, sampling):
+    """The tokens a reply may take of the window: max_new_tokens, at most half the window."""
+    return min(sampling["max_new_tokens"], model.cfg.context_length // 2)
+
+
+def one_shot(model, tokenizer, message, system, sampling, out=None):
+    """`--message`: one reply, as JSON {reply, dropped_exchanges}, for scripts."""
+    out = out or sys.stdout
+    history = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": message}]
+    history, dropped = fit_history(tokenizer, history, model.cfg.context_length, room_for(model, sampling))
+    text = "".join(reply(model, tokenizer, history, sampling))
+    out.write(json.dumps({"reply": text, "dropped_exchanges": dropped}, ensure_ascii=False) + "\n")
+
+
+def terminal(model, tokenizer, system, sampling, read=input, out=None):
+    """A conversation at a terminal: a line is a message, the reply streams back; Ctrl-D (end of input) leaves."""
+    out = out or sys.stdout
+    history = [{"role": "system", "content": system}] if system else []
+    out.write(f"Chatting with a model of {model.cfg.context_length} tokens of context; Ctrl-D leaves.\n")
+    seed = sampling["seed"]
+    while True:
+        try:
+            message = read("you> ")
+        except EOFError:
+            out.write("\n")
+            return
+        if not message.strip():
+            continue
+        history.append({"role": "user", "content": message})
+        history, dropped = fit_history(tokenizer, history, model.cfg.context_length, room_for(model, sampling))
+        if dropped:
+            out.write(f"(the {dropped} oldest exchange{'s' if dropped > 1 else ''} left the model's window)\n")
+        out.write("model> ")
+        text = ""
+        for piece in reply(model, tokenizer, history, {**sampling, "seed": seed}):
+            out.write(piece)
+            out.flush()
+            text += piece
+        out.write("\n")
+        history.append({"role": "assistant", "content": text})
+        seed += 1  # each reply its own draw, the conversation still repeatable

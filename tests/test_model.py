@@ -167,3 +167,29 @@ def test_zero_init_starts_every_block_as_the_identity_and_an_untied_head_at_unif
     assert model(x, x)[1].item() == pytest.approx(math.log(64))
     tied = small(zero_init=True)
     assert tied.tok_emb.weight.any()  # a tied head is the embedding: never zeroed
+
+
+@pytest.mark.parametrize("opts", VARIANTS)
+def test_sequences_packed_in_one_window_see_only_themselves_from_position_0(opts):
+    """Packing conversations into a window (SFT): each gives the logits it gives alone, and the loss leaves
+    out the positions whose target is IGNORE."""
+    from lmcore.model.gpt import IGNORE
+
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=4, context_length=16, **opts)).eval()
+    a, b, c = torch.randint(0, 64, (1, 5)), torch.randint(0, 64, (1, 7)), torch.randint(0, 64, (1, 4))
+    packed = torch.cat([a, b, c], dim=1)
+    segments = torch.tensor([[0] * 5 + [1] * 7 + [2] * 4])
+    with torch.no_grad():
+        logits = model(packed, segments=segments)[0]
+        alone = torch.cat([model(x)[0] for x in (a, b, c)], dim=1)
+        assert torch.allclose(logits, alone, atol=1e-5)
+        targets = torch.randint(0, 64, (1, 16))
+        kept = torch.rand(1, 16) < 0.5
+        loss = model(packed, torch.where(kept, targets, IGNORE), segments=segments)[1]
+        nll = torch.nn.functional.cross_entropy(logits[kept], targets[kept])
+        assert loss.item() == pytest.approx(nll.item(), rel=1e-5)
+    model.checkpoint_activations(True)  # the mask reaches a block run again in the backward pass
+    again = model(packed, torch.where(kept, targets, IGNORE), segments=segments)[1]
+    again.backward()
+    assert again.item() == pytest.approx(loss.item(), rel=1e-6)

@@ -27,6 +27,27 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
 
 
+IGNORE = -1  # a target the loss leaves out
+
+
+def segment_positions(segments):
+    """(B, T) positions that start at 0 with each sequence of a packed window."""
+    T = segments.shape[1]
+    index = torch.arange(T, device=segments.device).expand_as(segments)
+    starts = torch.ones_like(segments, dtype=torch.bool)
+    starts[:, 1:] = segments[:, 1:] != segments[:, :-1]
+    # each position minus the index where its sequence began: the running max of the start indices
+    first = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=1).values
+    return index - first
+
+
+def segment_mask(segments):
+    """(B, 1, T, T) attention mask of a packed window: a query sees the keys of its own sequence, up to itself."""
+    T = segments.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=segments.device).tril()
+    return (segments.unsqueeze(2) == segments.unsqueeze(1)).unsqueeze(1) & causal
+
+
 def make_norm(cfg):
     return (
         nn.LayerNorm(cfg.d_model, eps=LAYER_NORM_EPS, bias=cfg.bias)
@@ -67,7 +88,7 @@ class CausalSelfAttention(nn.Module):
         self.dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, rope=None, cache=None):
+    def forward(self, x, rope=None, cache=None, mask=None):
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         if self.q_norm is not None:
@@ -79,7 +100,11 @@ class CausalSelfAttention(nn.Module):
                 k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
             cache["k"], cache["v"] = k, v
         L = k.shape[2]
-        if L != T:  # queries are the last T of L cached positions: each sees every key up to its own
+        if mask is not None:  # packed sequences: causal within each, nothing across (GPT.forward's segments)
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+            )
+        elif L != T:  # queries are the last T of L cached positions: each sees every key up to its own
             mask = torch.ones(T, L, dtype=torch.bool, device=x.device).tril(diagonal=L - T)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         else:
@@ -119,15 +144,15 @@ class Block(nn.Module):
         self.norm2, self.mlp = make_norm(cfg), MLP(cfg)
         self.checkpointed = False  # activation checkpointing, set by GPT.checkpoint_activations
 
-    def forward(self, x, rope=None, cache=None):
+    def forward(self, x, rope=None, cache=None, mask=None):
         if self.checkpointed and torch.is_grad_enabled() and cache is None:
             # Keep only x; the backward pass runs the block again for its activations (Chen et al. 2016).
             # Inside the block, so that under FSDP its weights are gathered for the recomputation too.
-            return checkpoint(self.compute, x, rope, use_reentrant=False)
-        return self.compute(x, rope, cache)
+            return checkpoint(self.compute, x, rope, None, mask, use_reentrant=False)
+        return self.compute(x, rope, cache, mask)
 
-    def compute(self, x, rope=None, cache=None):
-        x = x + self.attn(self.norm1(x), rope, cache)
+    def compute(self, x, rope=None, cache=None, mask=None):
+        x = x + self.attn(self.norm1(x), rope, cache, mask)
         return x + self.mlp(self.norm2(x))
 
 
@@ -169,32 +194,39 @@ class GPT(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx, targets=None, caches=None, start=0):
-        """Logits for every position; with targets, also the mean cross-entropy (nats per token).
+    def forward(self, idx, targets=None, caches=None, start=0, segments=None):
+        """Logits for every position; with targets, also the mean cross-entropy (nats per token) over the
+        positions whose target is not IGNORE (a loss mask: SFT's user and system tokens).
 
-        `caches` (one dict per layer) and `start` (position of idx[:, 0]) serve generation.
+        `caches` (one dict per layer) and `start` (position of idx[:, 0]) serve generation. `segments` (B, T),
+        for windows packed with several sequences (conversations): a sequence's number at each position,
+        non-decreasing along a row. Each sequence then sees only itself, from position 0, as if alone.
         """
         B, T = idx.shape
         if start + T > self.cfg.context_length:
             raise ValueError(f"sequence of {start + T} tokens is longer than context_length {self.cfg.context_length}")
+        positions, mask = torch.arange(start, start + T, device=idx.device), None
+        if segments is not None:
+            positions, mask = segment_positions(segments), segment_mask(segments)
         x = self.tok_emb(idx)
         if self.pos_emb is not None:
-            x = x + self.pos_emb(torch.arange(start, start + T, device=idx.device))
-        rope = (
-            (self.rope_cos[start : start + T], self.rope_sin[start : start + T])
-            if self.cfg.position == "rope"
-            else None
-        )
+            x = x + self.pos_emb(positions)
+        rope = None
+        if self.cfg.position == "rope" and segments is None:  # (T, D/2) tables, broadcast over batch and heads
+            rope = (self.rope_cos[start : start + T], self.rope_sin[start : start + T])
+        elif self.cfg.position == "rope":  # (B, 1, T, D/2): a position per sequence, broadcast over the heads
+            rope = (self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1))
         x = self.drop(x)
         for i, block in enumerate(self.blocks):
-            x = block(x, rope, None if caches is None else caches[i])
+            x = block(x, rope, None if caches is None else caches[i], mask)
         logits = self.lm_head(self.norm_f(x))
         if self.cfg.logit_softcap:  # smoothly bounded to (-c, c)
             c = self.cfg.logit_softcap
             logits = c * torch.tanh(logits / c)
         if targets is None:
             return logits, None
-        return logits, F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE)
+        return logits, loss
 
 
 def count_parameters(model):

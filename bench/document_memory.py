@@ -35,7 +35,7 @@ def worker(stage, part, model, out_dir):
     if stage == "clean":
         from lmcore.data.clean import clean_part
 
-        clean_part(part, os.path.join(out_dir, "clean.jsonl"), config["clean"], log=lambda *a: None)
+        clean_part(part, os.path.join(out_dir, "clean.jsonl"), config["clean"], warn=lambda *a: None)
     elif stage == "dedup_signatures":
         from lmcore.data.dedup import signatures
 

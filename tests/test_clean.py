@@ -252,11 +252,11 @@ def test_cleaning_that_drops_most_of_a_part_says_which_rule_did(tmp_path):
     ]
     write_jsonl(tmp_path / "in.jsonl", docs)
     lines = []
-    stats = clean.clean_part(tmp_path / "in.jsonl", tmp_path / "out.jsonl", clean_config(), log=lines.append)
+    stats = clean.clean_part(tmp_path / "in.jsonl", tmp_path / "out.jsonl", clean_config(), warn=lines.append)
     assert stats["dropped"] == {"c4.curly_braces": 3}
-    assert len(lines) == 1 and lines[0].startswith("WARNING: dropped 3 of 4 documents, 3 of them for c4.curly_braces")
+    assert len(lines) == 1 and lines[0].startswith("dropped 3 of 4 documents, 3 of them for c4.curly_braces")
     lines.clear()
-    clean.clean_part(tmp_path / "out.jsonl", tmp_path / "again.jsonl", clean_config(), log=lines.append)
+    clean.clean_part(tmp_path / "out.jsonl", tmp_path / "again.jsonl", clean_config(), warn=lines.append)
     assert lines == []
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from lmcore.data.ingest import read_part
 from lmcore.data.text import WordHasher, ngram_hashes, one_piece, pieces
 from lmcore.io import write_jsonl
+from lmcore.workflow.joblog import warn
 
 EXAMPLES_PER_REASON = 5
 EXCERPT_CHARS = 200
@@ -399,10 +400,10 @@ class Cleaner:
         return view.text, None
 
 
-def clean_part(in_paths, out_path, cfg, unique_ids=False, log=print):
+def clean_part(in_paths, out_path, cfg, unique_ids=False, warn=warn):
     """Clean one part, read from every ingest reader's file of it (lmcore.data.ingest.read_part); return
     statistics: documents and characters in and out, drops per reason (documents and characters), and up
-    to 5 examples (id and excerpt) per reason."""
+    to 5 examples (id and excerpt) per reason. Dropping most of the part is a warning on the console."""
     stats = {
         "documents_in": 0,
         "characters_in": 0,
@@ -435,10 +436,9 @@ def clean_part(in_paths, out_path, cfg, unique_ids=False, log=print):
     dropped = stats["documents_in"] - stats["documents_out"]
     if dropped > stats["documents_in"] / 2:
         reason, n = max(stats["dropped"].items(), key=lambda item: item[1])
-        log(
-            f"WARNING: dropped {dropped:,} of {stats['documents_in']:,} documents, {n:,} of them for {reason}; if "
-            "that rule does not "
-            "suit this corpus, switch it off or loosen it under `clean:` in the config (see "
+        warn(
+            f"dropped {dropped:,} of {stats['documents_in']:,} documents, {n:,} of them for {reason}; if that rule "
+            "does not suit this corpus, switch it off or loosen it under `clean:` in the config (see "
             "schemas/config.schema.yaml)"
         )
     return stats

@@ -248,6 +248,11 @@ def check_semantics(config):
             raise ConfigError(
                 f"config key 'models.{name}.d_model': {m['d_model']} is not divisible by n_heads = {m['n_heads']}"
             )
+        if m["lora"] and m["parallelism"] == "fsdp":
+            raise ConfigError(
+                f"config key 'models.{name}.lora': LoRA trains in one process or with parallelism: ddp; lmcore's "
+                "LoRA layers are not sharded by fsdp"
+            )
         if m["optimizer"] == "muon" and m["parallelism"] == "fsdp":
             raise ConfigError(
                 f"config key 'models.{name}.optimizer': muon orthogonalises whole matrices, which parallelism: fsdp "

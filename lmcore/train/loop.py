@@ -35,6 +35,7 @@ from lmcore.train.checkpoint import Checkpointer, list_checkpoints
 from lmcore.train.config import TrainConfig, processes_per_node, read_entry
 from lmcore.train.init import starting_weights
 from lmcore.train.loggers import Loggers
+from lmcore.train.lora import add_lora, merge_lora
 from lmcore.train.meter import Meter
 from lmcore.train.optim import lr_at, make_optimizer
 from lmcore.train.parallel import is_sharded, parallelize
@@ -145,6 +146,7 @@ def setup(job, log):
     counts = count_parameters(model)
     token_flops = flops_per_token(cfg, counts["non_embedding_parameters"])
     model = model.to(device)
+    counts["trainable_parameters"] = add_lora(model, train_cfg.lora) if train_cfg.lora else counts["parameters"]
     model.checkpoint_activations(train_cfg.activation_checkpointing)
     forward = parallelize(
         model, train_cfg.parallelism, world, device, amp_dtype, use_compile(train_cfg.compile, device)
@@ -206,6 +208,13 @@ def preflight(run, state, mem_mb, log):
             f"{run.counts['parameters']:,} parameters on {run.device} ({run.amp_dtype or torch.float32}) in "
             f"{run.world} process{'es' if run.world > 1 else ''}; peak {run.meter.peak / 1e9:,.1f} GFLOP/s, "
             f"{run.meter.peak_source}"
+        )
+    if train_cfg.lora and run.rank == 0:
+        trainable, total = run.counts["trainable_parameters"], run.counts["parameters"]
+        log(
+            f"LoRA rank {train_cfg.lora['rank']} on {', '.join(train_cfg.lora['targets'])}: {trainable:,} trainable "
+            f"parameters, {trainable / total:.2%} of {total:,}; AdamW's moments {8 * trainable / 1e6:,.2f} MB "
+            f"(of every weight: {8 * total / 1e6:,.1f} MB)"
         )
     if run.device.type == "cpu" and run.rank == 0:  # a GPU's memory is its own; the job's mem_mb is the host's
         need = memory_needed_mb(
@@ -376,6 +385,17 @@ def gradient_sync_off(run):
     return unsynced
 
 
+def optimizer_state_bytes(optimizer):
+    """Bytes of the tensors an optimizer keeps (AdamW's moments, Muon's momentum)."""
+    return sum(
+        t.numel() * t.element_size()
+        for opt in getattr(optimizer, "optimizers", [optimizer])
+        for per_param in opt.state.values()
+        for t in per_param.values()
+        if torch.is_tensor(t)
+    )
+
+
 def summarize(run, state):
     """summary.json: size, tokens, FLOPs, time, throughput and the best validation loss."""
     elapsed, token_flops = state.elapsed_s, run.meter.flops_per_token
@@ -392,6 +412,7 @@ def summarize(run, state):
         "mfu": run.meter.mfu(state.tokens / elapsed) if elapsed else None,
         "peak_flops": run.meter.peak,
         "peak_source": run.meter.peak_source,
+        "optimizer_state_mb": optimizer_state_bytes(run.optimizer) / 1e6,  # the moments: LoRA's alone with lora
         "best_val_loss": state.best_val,
         "initial_val_loss": run.initial_val_loss,
         "device": str(run.device),
@@ -427,6 +448,8 @@ def train(job, log=print):
         if run.rank != 0:
             return None
     run.model.load_state_dict(state.best_model)
+    if run.train_cfg.lora:  # the folder holds a plain model: the updates folded into their weights
+        merge_lora(run.model)
     summary = summarize(run, state)
     run.meter.close(run.device, run.amp_dtype)
     if state.elapsed_s:

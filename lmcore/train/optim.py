@@ -30,7 +30,7 @@ def make_optimizer(model, cfg):
     groups = param_groups(model, weight_decay)
     fast = {"fused": True} if next(model.parameters()).is_cuda else {"foreach": True}
     if cfg.optimizer == "muon":
-        hidden = {id(p) for block in model.blocks for p in block.parameters() if p.dim() == 2}
+        hidden = {id(p) for block in model.blocks for p in block.parameters() if p.dim() == 2 and p.requires_grad}
         groups = [{**g, "params": [p for p in g["params"] if id(p) not in hidden]} for g in groups]
         matrices = [p for p in model.parameters() if id(p) in hidden]
         muon = torch.optim.Muon(

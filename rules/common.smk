@@ -8,7 +8,7 @@ from lmcore.evaluation.harness import TASK_FILE
 from lmcore.export.architectures import HF_FILES, architecture
 from lmcore.train.init import starting_files
 from lmcore.data.splits import SPLITS
-from lmcore.workflow.jobs import eval_gpus, fetch_params, has_corpus_ids, slurm_geometry, train_params
+from lmcore.workflow.jobs import eval_gpus, fetch_params, has_corpus_ids, lora_base, slurm_geometry, train_params
 
 # Fails before any job runs, naming the key and the value.
 config.update(prepare_config(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml")))
@@ -19,6 +19,7 @@ MODELS = sorted(config["models"])
 EXPORTABLE = [m for m in MODELS if architecture(config["models"][m])[0]]  # those with a Hugging Face architecture
 SCORED = EXPORTABLE if config["evals"]["tasks"] else []  # lm-eval reads the Hugging Face folders
 GGUF = EXPORTABLE if config["gguf"]["enabled"] else []  # llama.cpp has a graph for each HF architecture
+ADAPTERS = [m for m in EXPORTABLE if lora_base(config["models"][m]) in EXPORTABLE]  # PEFT adapters over another export
 PARTS = [(source, part) for source in SOURCES for part in range(config["sources"][source]["parts"])]
 PAIR_JOBS = {"group": range(config["dedup"]["band_groups"]), "range": range(config["dedup"]["key_ranges"])}  # dedup's candidate-pair jobs
 
@@ -112,3 +113,14 @@ def eval_task_files(wildcards):
 def trained_model(wildcards):
     """A trained model's folder, as the files a rule reads from it."""
     return {key: rules.train.output[key].format(model=wildcards.model) for key in ("weights", "config", "tokenizer")}
+
+
+def lora_inputs(wildcards):
+    """A LoRA model's folder, and its base model's weights and Hugging Face folder, which the adapter applies to."""
+    base = lora_base(config["models"][wildcards.model])
+    return {
+        **trained_model(wildcards),
+        "base_weights": rules.train.output.weights.format(model=base),
+        "base_config": rules.train.output.config.format(model=base),
+        "base_hf": [path.format(model=base) for path in rules.export_hf.output],
+    }

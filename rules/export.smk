@@ -39,3 +39,25 @@ rule export_gguf:
         "benchmarks/export_gguf/{model}.tsv"
     script:
         "../workflow_scripts/export_gguf.py"
+
+
+# A PEFT adapter folder per LoRA model that continues another exported model (lmcore.export.peft):
+# peft.PeftModel.from_pretrained loads it onto that model's Hugging Face folder.
+rule export_lora:
+    input:
+        unpack(lora_inputs),
+    output:
+        config="results/lora/{model}/adapter_config.json",
+        weights="results/lora/{model}/adapter_model.safetensors",
+    params:
+        code=code("export_lora"),
+    threads: resource("export_lora", "threads")
+    resources:
+        mem_mb=resource("export_lora", "mem_mb"),
+        runtime=resource("export_lora", "runtime"),
+    log:
+        "logs/export_lora/{model}.log",
+    benchmark:
+        "benchmarks/export_lora/{model}.tsv"
+    script:
+        "../workflow_scripts/export_lora.py"

@@ -11,6 +11,7 @@ rule report:
         exports=expand("results/hf/{model}/config.json", model=EXPORTABLE),
         scores=expand(rules.lm_eval.output[0], model=SCORED),
         ggufs=expand(rules.export_gguf.output[0], model=GGUF),
+        adapters=expand(rules.export_lora.output.config, model=ADAPTERS),
     output:
         report("results/report.html", caption="../report/report.rst", category="Report"),
     params:

@@ -68,3 +68,44 @@ def test_lora_with_fsdp_is_a_config_error_before_any_job():
     config["models"]["a"].update(parallelism="ddp")
     lora = prepare_config(config, SCHEMA)["models"]["a"]["lora"]
     assert lora == {"rank": 4, "alpha": 16, "dropout": 0.0, "targets": ["qkv", "proj"]}  # the schema's defaults
+
+
+@pytest.mark.parametrize("preset", [None, "llama"])
+def test_peft_loads_the_adapter_onto_the_base_models_hugging_face_folder_with_the_tuned_models_logits(
+    tmp_path, shards, preset
+):
+    transformers = pytest.importorskip("transformers")
+    peft = pytest.importorskip("peft")
+    from lmcore.export.hf import export
+    from lmcore.export.peft import export_adapter
+    from lmcore.model.families import PRESETS
+
+    models = tmp_path / "models"
+    entry = {**tiny_entry(max_steps=3, eval_interval=3, dropout=0.0), **PRESETS.get(preset, {})}
+    train(TrainJob(entry, *shards, models / "base", tmp_path / "ck1"), log=lambda *a: None)
+    lora = {**LORA, "targets": ["qkv", "proj", "up", "down"]}
+    tuned = {**entry, "init_from": {"model": "base"}, "lora": lora, "lr": 0.02, "max_steps": 6}
+    train(TrainJob(tuned, *shards, models / "tuned", tmp_path / "ck2"), log=lambda *a: None)
+    for name in ("base", "tuned"):
+        export(models / name, tmp_path / "hf" / name)
+    export_adapter(models / "tuned", models / "base", tmp_path / "adapter", tmp_path / "hf" / "base")
+    base = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf" / "base").eval()
+    merged = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf" / "tuned").eval()
+    ids = torch.randint(0, merged.config.vocab_size, (2, 24), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before, ours = base(ids).logits, merged(ids).logits
+        adapted = peft.PeftModel.from_pretrained(base, tmp_path / "adapter").eval()  # into `base`, in place
+        theirs = adapted(ids).logits
+    assert torch.allclose(theirs, ours, atol=1e-4)
+    assert not torch.allclose(before, ours, atol=1e-3)  # the update changed the model
+
+
+def test_the_workflow_plans_an_adapter_for_a_lora_model_over_another_exported_model(tmp_path):
+    from helpers import planned_jobs, snakemake, write_config
+
+    config = tiny_config("file:///not-fetched.tar.gz", None)
+    config["models"]["c"] = {**config["models"]["a"], "init_from": {"model": "a"}, "lora": {"rank": 2}}
+    result = snakemake(tmp_path, "-n", "results/report.html", configfile=write_config(tmp_path / "c.yaml", config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert planned_jobs(result)["export_lora"] == 1 and "results/lora/c/adapter_config.json" in result.stdout
+    assert "results/lora/a/" not in result.stdout and "results/lora/b/" not in result.stdout

@@ -100,11 +100,13 @@ def test_the_best_model_comes_first_with_its_folders_commands_and_benchmark_scor
     row = {"task": "next_line", "metric": "acc_norm", "filter": "none", "value": 0.4, "stderr": 0.02, "chance": 0.25,
            "n": 500}  # fmt: skip
     models["small"]["scores"] = {"scores": [row]}
+    models["small"]["adapter"] = True  # a LoRA model's PEFT adapter
     html = page(models)
     assert "Best model: <strong>small</strong>, 1.200 test bits per byte (then tiny 1.500, broken nan)." in html
     assert html.index("Best model") < html.index("<h2>Models</h2>")
     assert '<a href="hf/small/">Hugging Face</a>' in html and 'href="hf/tiny/"' not in html
     assert '<a href="gguf/small.gguf">GGUF</a>' in html and 'href="gguf/tiny.gguf"' not in html
+    assert '<a href="lora/small/">PEFT adapter</a>' in html and 'href="lora/tiny/"' not in html
     assert 'href="checkpoints/tiny/"' in html and "python -m lmcore generate results/models/small" in html
     assert "--rerun-incomplete results/models/broken/summary.json" in html
     assert "<h3>Benchmark scores</h3>" in html

@@ -282,6 +282,7 @@ def model_links(models):
             "checkpoints": f"checkpoints/{name}/",
             "hf": f"hf/{name}/" if m.get("hf", "").startswith("ok") else None,
             "gguf": f"gguf/{name}.gguf" if m.get("gguf", "").startswith("ok") else None,
+            "adapter": f"lora/{name}/" if m.get("adapter") else None,
             "sample": f'python -m lmcore generate results/models/{name} --prompt "..."',
             "resume": f"snakemake --cores 8 --rerun-incomplete results/models/{name}/summary.json",
         }
@@ -464,6 +465,7 @@ def build(inputs, config, tokenizer_names, model_names, benchmarks_dir="benchmar
     exports = {os.path.basename(os.path.dirname(p)): p for p in inputs.exports}  # results/hf/<model>/config.json
     scores = {os.path.basename(p).removesuffix(".json"): read_json(p) for p in inputs.scores}  # results/evals/<m>.json
     ggufs = {os.path.basename(p).removesuffix(".gguf") for p in inputs.ggufs}  # results/gguf/<model>.gguf
+    adapters = {os.path.basename(os.path.dirname(p)) for p in inputs.adapters}  # results/lora/<model>/...
     models = {
         name: {
             "summary": read_json(s),
@@ -473,6 +475,7 @@ def build(inputs, config, tokenizer_names, model_names, benchmarks_dir="benchmar
             "hf": hf_export(config["models"][name], exports.get(name)),
             "gguf": gguf_export(config["models"][name], name in ggufs, config["gguf"]["enabled"]),
             "scores": scores.get(name),
+            "adapter": name in adapters,
         }
         for name, s, m, e, x in zip(model_names, inputs.summaries, inputs.metrics, inputs.evals, inputs.samples)
     }

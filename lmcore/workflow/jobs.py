@@ -43,3 +43,10 @@ def slurm_geometry(entry):
         return {"nodes": 1, "gpu": gpus, "gres": None, "tasks": None, "mpi": None, "tasks_per_gpu": None}
     gres = f"gpu:{gpus}" if gpus else None
     return {"nodes": nodes, "gpu": None, "gres": gres, "tasks": nodes, "mpi": "srun", "tasks_per_gpu": 0}
+
+
+def lora_base(entry):
+    """The model a LoRA entry's PEFT adapter applies to: the model it continues (`init_from: {model:}`); None
+    for an entry without LoRA, or one that starts elsewhere (a Hugging Face folder's adapter is its own)."""
+    start = entry.get("init_from") or {}
+    return start.get("model") if entry.get("lora") else None

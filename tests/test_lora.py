@@ -57,6 +57,14 @@ def test_a_lora_run_trains_the_targets_alone_and_its_folder_holds_the_merged_wei
     assert 8 * trainable <= summary["optimizer_state_mb"] * 1e6 <= 8 * trainable + 4 * 4 * entry["n_layers"]
 
 
+def test_the_memory_check_counts_gradients_and_moments_of_the_trainable_parameters_alone():
+    from lmcore.train.runtime import memory_needed_mb
+
+    cfg = ModelConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=4, context_length=16)
+    full, lora = memory_needed_mb(10**7, 1024, cfg), memory_needed_mb(10**7, 1024, cfg, trainable=10**5)
+    assert full - lora == pytest.approx(12 * (10**7 - 10**5) / 1e6)  # 4 bytes of gradient, 8 of moments
+
+
 def test_lora_with_fsdp_is_a_config_error_before_any_job():
     from helpers import SCHEMA
     from lmcore.config import ConfigError, prepare_config

@@ -56,7 +56,10 @@ RECIPE = {"optimizer": "muon", "qk_norm": True, "mlp": "relu2", "tie_embeddings"
           "logit_softcap": 15.0, "schedule": "wsd"}  # fmt: skip
 
 
-@pytest.mark.parametrize("options", [{}, RECIPE], ids=["defaults", "recipe"])
+LORA = {"lora": {"rank": 4, "alpha": 8, "dropout": 0.0, "targets": ["qkv", "proj", "up", "down"]}}
+
+
+@pytest.mark.parametrize("options", [{}, RECIPE, LORA], ids=["defaults", "recipe", "lora"])
 def test_two_ddp_processes_take_the_steps_of_one_process_on_the_same_global_batch(tmp_path, data, options):
     single = tiny_entry(
         batch_size=4, max_steps=8, eval_interval=4, log_interval=1, dropout=0.0, device="cpu", **options

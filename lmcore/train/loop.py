@@ -224,6 +224,7 @@ def preflight(run, state, mem_mb, log):
             processes_per_node(run.entry),
             shards=run.world if is_sharded(run.model) else 1,
             checkpointed=train_cfg.activation_checkpointing,
+            trainable=run.counts["trainable_parameters"],
         )
         check_memory(need, mem_mb, train_cfg.batch_size, cfg, log)
     step_flops = run.meter.flops_per_token * run.tokens_per_step

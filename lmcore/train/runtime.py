@@ -161,15 +161,17 @@ def peak_flops(device, dtype):
     return kept, f"best measured on this machine ({key}), kept in {path}"
 
 
-def memory_needed_mb(parameters, micro_batch_tokens, cfg, processes=1, shards=1, checkpointed=False):
+def memory_needed_mb(parameters, micro_batch_tokens, cfg, processes=1, shards=1, checkpointed=False, trainable=None):
     """Host memory of a CPU run's `processes` on one node, in MB, about: per process the torch runtime
     (400 MB), 20 bytes a parameter (weights, gradients, AdamW's two moments: 16, divided over `shards`
-    processes under fsdp; the best weights kept: 4), and per token of a micro-batch the logits with
+    processes under fsdp; the best weights kept: 4; with LoRA gradients and moments only for the
+    `trainable` ones), and per token of a micro-batch the logits with
     their softmax and gradient (12 bytes x vocab_size) and 50 bytes x n_layers x d_model of the
     blocks' activations (attention is SDPA's, with no context_length^2 matrix); with activation
     checkpointing 4 bytes x n_layers x d_model (each block's input) and one block's 50 x d_model
     (measured against it: docs/benchmarks.md)."""
-    state = 16 * parameters / shards + 4 * parameters
+    trainable = parameters if trainable is None else trainable  # LoRA: gradients and moments of the adapters alone
+    state = (4 * parameters + 12 * trainable) / shards + 4 * parameters
     layers = (4 * cfg.n_layers + 50) if checkpointed else 50 * cfg.n_layers
     per_process = 400e6 + state + micro_batch_tokens * (12 * cfg.vocab_size + layers * cfg.d_model)
     return processes * per_process / 1e6

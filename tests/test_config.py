@@ -17,6 +17,13 @@ def test_default_config_is_valid_and_gets_defaults():
     assert config["sampling"]["presets"]["greedy"]["temperature"] == 0.0
 
 
+@pytest.mark.parametrize("name", sorted(os.listdir(os.path.join(REPO, "configs"))))
+def test_every_shipped_config_is_valid(name):
+    """The configs the docs name run as they are: a key the schema renamed or dropped would fail here."""
+    with open(os.path.join(REPO, "configs", name), encoding="utf-8") as f:
+        assert prepare_config(yaml.safe_load(f), SCHEMA)["models"]
+
+
 def test_keys_come_out_sorted_whatever_the_file_order():
     config = tiny_config("file:///x", None)
     reordered = dict(reversed(list(config.items())))

@@ -15,7 +15,7 @@ import torch
 
 from lmcore.model.converse import one_shot, terminal
 from lmcore.model.folder import DamagedModel, load_model
-from lmcore.model.generate import generate
+from lmcore.model.generate import generate, stream_text
 from lmcore.schema import SCHEMA_PATH
 from lmcore.tokens.chat import chat_ids
 from lmcore.train.config import TrainJob, world_size
@@ -155,8 +155,7 @@ def sample(model, tokenizer, args):
         if args.num_samples > 1:
             print(f"--- sample {n + 1} ---")
         sys.stdout.write(args.prompt)
-        ids, shown = [], ""
-        for token in generate(
+        tokens = generate(
             model,
             prompt_ids,
             args.max_new_tokens,
@@ -165,14 +164,11 @@ def sample(model, tokenizer, args):
             args.top_p,
             seed=args.seed + n,
             stop={tokenizer.eot_id},
-        ):
-            ids.append(token)
-            text = tokenizer.decode(ids)  # decode the whole tail: a character may span several byte tokens
-            if not text.endswith("\ufffd"):
-                sys.stdout.write(text[len(shown) :])
-                sys.stdout.flush()
-                shown = text
-        print(tokenizer.decode(ids)[len(shown) :])  # bytes that end the sample without making a character
+        )
+        for piece in stream_text(tokenizer, tokens):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        print()
 
 
 if __name__ == "__main__":

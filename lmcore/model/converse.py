@@ -8,7 +8,7 @@ than the model's window loses its oldest exchanges first (a system message stays
 import json
 import sys
 
-from lmcore.model.generate import generate
+from lmcore.model.generate import generate, stream_text
 from lmcore.tokens.chat import END, chat_ids, render
 
 
@@ -27,18 +27,9 @@ def reply(model, tokenizer, history, sampling):
     """Yield the assistant's next message a piece of text at a time, as it is generated; `sampling`:
     max_new_tokens, temperature, top_k, top_p, seed."""
     prompt = render(tokenizer, history, add_generation_prompt=True)[0].tolist()
-    end = chat_ids(tokenizer)[END]
-    ids, shown = [], ""
-    for token in generate(model, prompt, stop={end, tokenizer.eot_id}, **sampling):
-        if token in (end, tokenizer.eot_id):
-            break
-        ids.append(token)
-        text = tokenizer.decode(ids)  # the whole tail: a character may span several byte tokens
-        if not text.endswith("\ufffd"):
-            yield text[len(shown) :]
-            shown = text
-    if tokenizer.decode(ids) != shown:  # bytes that end the reply without making a character
-        yield tokenizer.decode(ids)[len(shown) :]
+    stops = {chat_ids(tokenizer)[END], tokenizer.eot_id}
+    tokens = generate(model, prompt, stop=stops, **sampling)
+    yield from stream_text(tokenizer, (t for t in tokens if t not in stops))
 
 
 def room_for(model, sampling):

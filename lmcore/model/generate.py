@@ -52,6 +52,22 @@ def generate(model, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=1.0,
             return
 
 
+def stream_text(tokenizer, tokens):
+    """The text of `tokens` (ids, as they come) a piece at a time: the whole tail is decoded each time, since a
+    character may span several byte tokens, and held back while it ends mid-character; bytes that end the
+    ids without making a character come last."""
+    ids, shown = [], ""
+    for token in tokens:
+        ids.append(token)
+        text = tokenizer.decode(ids)
+        if not text.endswith("\ufffd"):
+            yield text[len(shown) :]
+            shown = text
+    text = tokenizer.decode(ids)
+    if text != shown:
+        yield text[len(shown) :]
+
+
 def sample_grid(model, tokenizer, prompts, presets, max_new_tokens, seed):
     """One sample per prompt and named preset ({temperature, top_k, top_p}; temperature 0 is greedy)."""
     rows = []

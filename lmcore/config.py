@@ -224,6 +224,41 @@ def check_parent(models, name):
         child = parent
 
 
+RECORD_KEYS = {"jsonl", "parquet", "arrow", "chat", "prompt"}
+
+
+def holds_conversations(source):
+    """Whether a source's documents are conversations."""
+    return isinstance(source["documents"], dict) and bool({"chat", "prompt", "dialogue"} & set(source["documents"]))
+
+
+def check_conversation_sources(name, entry, sources):
+    """SFT (`loss: assistant`) learns from answers: every source the model reads must hold conversations."""
+    read = sorted(entry["data"]["sources"] or sources)
+    prose = [s for s in read if s in sources and not holds_conversations(sources[s])]
+    if prose:
+        raise ConfigError(
+            f"config key 'models.{name}.loss': assistant takes the loss on conversations' answers, but source "
+            f"{prose[0]!r} holds no conversations (documents: {sources[prose[0]]['documents']}); name the "
+            f"conversation sources in `models.{name}.data.sources`"
+        )
+
+
+def check_patterns(name, documents):
+    """A dialogue source's patterns compile, and the speaker's has the group that names the speaker."""
+    for key in ("dialogue", "scene"):
+        if key in documents:
+            try:
+                pattern = re.compile(documents[key])
+            except re.error as e:
+                raise ConfigError(f"config key 'sources.{name}.documents.{key}': {documents[key]!r}: {e}") from None
+            if key == "dialogue" and pattern.groups < 1:
+                raise ConfigError(
+                    f"config key 'sources.{name}.documents.dialogue': {documents[key]!r} has no group; its first "
+                    "group is the speaker's name, e.g. '^([A-Z][A-Z ]+)\\.$'"
+                )
+
+
 def check_semantics(config):
     """Checks the schema cannot express."""
     for name, source in config["sources"].items():
@@ -232,12 +267,14 @@ def check_semantics(config):
             raise ConfigError(
                 f"config key 'sources.{name}': give exactly one of url, path, pypi (got {given or 'none'})"
             )
-        records = isinstance(source["documents"], dict) and set(source["documents"]) & {"jsonl", "parquet", "arrow"}
+        records = isinstance(source["documents"], dict) and set(source["documents"]) & RECORD_KEYS
         if source["where"] and not records:
             raise ConfigError(
                 f"config key 'sources.{name}.where': selects records by their fields; `documents: "
-                f"{source['documents']}` has none (use jsonl, parquet or arrow)"
+                f"{source['documents']}` has none (use jsonl, parquet, arrow, chat or prompt)"
             )
+        if isinstance(source["documents"], dict) and "dialogue" in source["documents"]:
+            check_patterns(name, source["documents"])
         if isinstance(source.get("url"), list) and source.get("sha256"):
             raise ConfigError(
                 f"config key 'sources.{name}.sha256': one checksum for {len(source['url'])} URLs; give each its "
@@ -248,6 +285,8 @@ def check_semantics(config):
             raise ConfigError(
                 f"config key 'models.{name}.d_model': {m['d_model']} is not divisible by n_heads = {m['n_heads']}"
             )
+        if m["loss"] == "assistant":
+            check_conversation_sources(name, m, config["sources"])
         if m["lora"] and m["parallelism"] == "fsdp":
             raise ConfigError(
                 f"config key 'models.{name}.lora': LoRA trains in one process or with parallelism: ddp; lmcore's "

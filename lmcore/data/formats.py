@@ -25,6 +25,7 @@ import zstandard
 CHUNK_BYTES = 64 << 20  # a plain JSON Lines file is cut into units of about this size
 BLOCK = 1 << 20
 RECORD_MODES = ("jsonl", "parquet", "arrow")
+CONVERSATION_MODES = ("chat", "prompt")  # records holding conversations, in a container named by the file's suffix
 DATASETS_METADATA = ("dataset_info.json", "state.json")  # beside the .arrow files `save_to_disk` writes
 
 
@@ -50,11 +51,21 @@ class Budget:
 
 
 def mode_of(documents):
-    """(kind, field) of a source's `documents`: ("file", None), ("split", delimiter) or (record mode, text field)."""
+    """(kind, field) of a source's `documents`: ("file", None), ("split", delimiter), (record mode, text field),
+    ("chat", messages field), ("prompt", prompt field) or ("dialogue", speaker pattern)."""
     if documents == "file":
         return "file", None
-    kind = next(k for k in ("split", *RECORD_MODES) if k in documents)
+    kind = next(k for k in ("split", *RECORD_MODES, *CONVERSATION_MODES, "dialogue") if k in documents)
     return kind, documents[kind]
+
+
+def container(kind, path):
+    """The record format a file of a source of documents `kind` is read as: the kind itself for a record
+    mode; for conversations, the file's suffix says (.parquet, .arrow, else JSON Lines of any compression)."""
+    if kind not in CONVERSATION_MODES:
+        return kind
+    suffix = os.path.splitext(path[: -len(compression(path))] if compression(path) else path)[1].lower()
+    return {".parquet": "parquet", ".arrow": "arrow"}.get(suffix, "jsonl")
 
 
 def compression(path):
@@ -147,6 +158,7 @@ class Unit:
 def units_of(files_dir, entry, kind):
     """The units of one manifest entry under the source's documents `kind`."""
     path, size = os.path.join(files_dir, entry["path"]), entry["bytes"]
+    kind = container(kind, entry["path"])
     if kind == "jsonl" and not compression(path) and len(entry.get("lines", ())) > 1:
         starts = entry["lines"]
         return [
@@ -182,7 +194,7 @@ def parquet_file(path):
         raise BadFile(f"{path}: not a parquet file ({e})") from None
 
 
-def arrow_batches(path, columns):
+def arrow_batches(path, columns, text=True):
     """Record batches of an arrow file: the IPC stream `datasets`' `save_to_disk` writes, or the IPC file format."""
     for opener in (pa.ipc.open_stream, pa.ipc.open_file):
         try:
@@ -192,36 +204,40 @@ def arrow_batches(path, columns):
             continue
     else:
         raise BadFile(f"{path}: not an arrow file (neither the IPC stream `save_to_disk` writes nor an IPC file)")
-    check_columns(path, reader.schema, columns)
+    check_columns(path, reader.schema, columns, text)
     for batch in (
         reader if opener is pa.ipc.open_stream else (reader.get_batch(i) for i in range(reader.num_record_batches))
     ):
         yield batch.select(columns)
 
 
-def check_columns(path, schema, columns):
-    """Raise BadFile naming the file when a column is missing or the text column holds no strings."""
+def check_columns(path, schema, columns, text=True):
+    """Raise BadFile naming the file when a column is missing or (`text`) the first column holds no strings."""
     missing = [c for c in columns if c not in schema.names]
     if missing:
         raise BadFile(f"{path}: no column {missing[0]!r} (columns: {schema.names[:20]})")
+    if not text:
+        return
     text_type = schema.field(columns[0]).type
     if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type) or pa.types.is_string_view(text_type)):
         raise BadFile(f"{path}: column {columns[0]!r} holds {text_type}, not text")
 
 
 def records(files_dir, unit, kind, columns, max_expansion=100):
-    """(position, dict of `columns`) for a record mode, position the line (JSON Lines) or row; the
-    first column is the text. A JSON line that is not an object raises BadFile naming the file and line."""
+    """(position, dict of `columns`) for a record mode or conversations, position the line (JSON Lines) or
+    row; the first column is the text (a record mode's). A JSON line that is not an object raises BadFile
+    naming the file and line."""
     path = os.path.join(files_dir, unit.path)
+    text, kind = kind in RECORD_MODES, container(kind, unit.path)
     if kind == "jsonl":
         yield from json_records(path, unit, max_expansion)
         return
     if kind == "parquet":
         f = parquet_file(path)
-        check_columns(path, f.schema_arrow, columns)
+        check_columns(path, f.schema_arrow, columns, text)
         batches = f.iter_batches(batch_size=1024, row_groups=range(unit.start, unit.stop), columns=columns)
     else:
-        batches = arrow_batches(path, columns)
+        batches = arrow_batches(path, columns, text)
     row = unit.first
     for batch in batches:
         for record in batch.to_pylist():

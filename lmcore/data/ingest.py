@@ -6,7 +6,10 @@ part still holds the documents whose id hashes to it, and clean job j reads part
 reader. Ids are stable across runs and do not depend on the number of parts: the corpus's
 own id when the source names an id field (`<source>/<id>`), else `<source>/<path inside the
 source>`, with `#<line>` (JSON Lines, 1-based), `#<row>` (parquet, arrow, 0-based) or
-`#<piece>` (split) appended when a file holds several documents.
+`#<piece>` (split, dialogue) appended when a file holds several documents.
+
+A conversation is a document with `messages` ([{role, content}, ...], each content normalised) beside
+its `text` (the contents one after another, lmcore.tokens.chat.text_of), which the data stages read.
 """
 
 import contextlib
@@ -17,9 +20,21 @@ import zlib
 
 import zstandard
 
-from lmcore.data.formats import DATASETS_METADATA, RECORD_MODES, BadFile, mode_of, records, share, text_blocks, units_of
+from lmcore.data.dialogue import SCENE, Dialogue
+from lmcore.data.formats import (
+    CONVERSATION_MODES,
+    DATASETS_METADATA,
+    RECORD_MODES,
+    BadFile,
+    mode_of,
+    records,
+    share,
+    text_blocks,
+    units_of,
+)
 from lmcore.data.text import normalize
 from lmcore.io import atomic_open, read_jsonl, stable_hash
+from lmcore.tokens.chat import BadConversation, check_conversation, text_of
 
 # What a damaged or misnamed compressed or columnar file raises while it is read (pyarrow's errors are
 # ValueErrors and OSErrors).
@@ -104,8 +119,10 @@ class Reader:
             "dropped_characters": {},
         }
 
-    def write(self, doc_id, text, meta):
+    def write(self, doc_id, text, meta, messages=None):
         record = {"id": doc_id, "text": text, "meta": {"source": self.name, **meta}}
+        if messages is not None:
+            record["messages"] = messages
         self.parts[stable_hash(doc_id) % len(self.parts)].write(
             json.dumps(record, ensure_ascii=False, sort_keys=True, default=str) + "\n"
         )
@@ -145,32 +162,87 @@ class Reader:
         elif carry.strip():
             self.write(f"{base}#{index}", carry.strip("\n"), {"path": unit.path})
 
+    def read_dialogue(self, files_dir, unit, max_expansion):
+        """`dialogue` mode: a play's conversations (lmcore.data.dialogue), a document each."""
+        documents, base = self.source["documents"], f"{self.name}/{unit.path}"
+        dialogue, index = Dialogue(documents["dialogue"], documents.get("scene") or SCENE), 0
+
+        def conversations():
+            for text, head, replaced in text_blocks(os.path.join(files_dir, unit.path), max_expansion):
+                if head and is_binary(head):
+                    self.stats["skipped"][unit.path] = "binary"
+                    return
+                self.count("replaced_bytes", unit.path, replaced)
+                text, controls = normalize(text)
+                self.count("control_characters", unit.path, controls)
+                for line in text.removesuffix("\n").split("\n"):  # a block ends after a newline, but the last
+                    yield from dialogue.feed(line)
+            yield from dialogue.finish()
+
+        for messages in conversations():
+            self.write_conversation(f"{base}#{index}", messages, {"path": unit.path})
+            index += 1
+
+    def write_conversation(self, doc_id, messages, meta):
+        """A conversation's document, or a skip counted by what is wrong with it."""
+        try:
+            turns = check_conversation(messages)
+        except BadConversation as e:
+            self.drop(f"not a conversation: {e.reason}", 0)
+            return
+        messages = [{"role": role, "content": normalize(content)[0]} for role, content in turns]
+        self.write(doc_id, text_of((m["role"], m["content"]) for m in messages), meta, messages)
+
     def read_records(self, files_dir, unit, max_expansion):
-        """JSON Lines, parquet and arrow: a document per record; text, id and meta fields as the source names them."""
+        """JSON Lines, parquet and arrow: a document per record; text (or conversation), id and meta fields
+        as the source names them."""
         documents = self.source["documents"]
         id_field, meta_fields = documents.get("id"), documents.get("meta") or []
-        columns = list(dict.fromkeys([self.field, *([id_field] if id_field else []), *meta_fields, *self.where]))
+        body = [documents["prompt"], documents["response"]] if self.kind == "prompt" else [self.field]
+        system = [documents["system"]] if documents.get("system") else []  # a record may leave it out
+        columns = list(dict.fromkeys([*body, *system, *([id_field] if id_field else []), *meta_fields, *self.where]))
         for position, record in records(files_dir, unit, self.kind, columns, max_expansion):
             at = f"{self.name}/{unit.path}#{position}"
-            if self.field not in record:  # a JSON line without it: likely the wrong field name, not a gap
-                raise BadFile(
-                    f"{unit.path}:{position}: no field {self.field!r} in this line (keys {sorted(record)[:10]})"
-                )
-            text = record[self.field]
-            if isinstance(text, str):
-                text = normalize(text)[0]  # escapes in JSON hid \r and controls
-            elif text is None:
-                self.drop(f"{self.field} is null", 0)
-                continue
+            missing = next((f for f in body if f not in record), None)
+            if missing:  # a JSON line without it: likely the wrong field name, not a gap
+                raise BadFile(f"{unit.path}:{position}: no field {missing!r} in this line (keys {sorted(record)[:10]})")
+            text = messages = None
+            if self.kind in CONVERSATION_MODES:
+                messages = record[self.field] if self.kind == "chat" else pair(record, documents)
             else:
-                raise BadFile(f"{at}: field {self.field!r} holds a {type(text).__name__}, not text: {str(text)[:80]!r}")
+                text = record[self.field]
+                if isinstance(text, str):
+                    text = normalize(text)[0]  # escapes in JSON hid \r and controls
+                elif text is None:
+                    self.drop(f"{self.field} is null", 0)
+                    continue
+                else:
+                    raise BadFile(
+                        f"{at}: field {self.field!r} holds a {type(text).__name__}, not text: {str(text)[:80]!r}"
+                    )
             failed = failed_condition(record, self.where, at)
             if failed:
-                self.drop(f"where {self.names[failed]}", len(text))
+                self.drop(f"where {self.names[failed]}", len(text or ""))
                 continue
             own = record.get(id_field) if id_field else None
             meta = {"path": unit.path, **{f: record.get(f) for f in meta_fields}}
-            self.write(f"{self.name}/{own}" if own is not None else at, text, meta)
+            doc_id = f"{self.name}/{own}" if own is not None else at
+            if messages is None:
+                self.write(doc_id, text, meta)
+            else:
+                self.write_conversation(doc_id, messages, meta)
+
+
+def pair(record, documents):
+    """The conversation of a one-turn record: its prompt and response fields, after its system field's text
+    where it has one."""
+    text = record.get(documents["system"]) if documents.get("system") else None
+    system = [{"role": "system", "content": text}] if text else []
+    return [
+        *system,
+        {"role": "user", "content": record[documents["prompt"]]},
+        {"role": "assistant", "content": record[documents["response"]]},
+    ]
 
 
 def ingest(source_name, files_dir, manifest, source, reader, readers, part_paths):
@@ -182,7 +254,8 @@ def ingest(source_name, files_dir, manifest, source, reader, readers, part_paths
         for unit in share(units, reader, readers):
             if unit.start == 0:
                 job.stats["files"] += 1
-            read = job.read_records if kind in RECORD_MODES else job.read_text
+            records_of = kind in RECORD_MODES or kind in CONVERSATION_MODES
+            read = job.read_dialogue if kind == "dialogue" else job.read_records if records_of else job.read_text
             try:
                 read(files_dir, unit, source.get("max_expansion", 100))
             except BadFile as e:

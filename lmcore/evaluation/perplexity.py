@@ -4,7 +4,9 @@ loss        = token-weighted mean negative log-likelihood in nats
 perplexity  = exp(loss)
 bits/byte   = total nats / (ln 2 x UTF-8 bytes of the decoded target tokens),
               which compares models across tokenizers.
-A unigram model counted on the train split is scored on the same tokens as a baseline.
+A unigram model counted on the train split is scored on the same tokens as a baseline. Where the split
+holds conversations, "answers" gives the same figures on the assistant's tokens only, each with its whole
+conversation before it: what SFT trains, for a base model and a fine-tuned one alike.
 """
 
 import math
@@ -14,7 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lmcore.io import read_json
 from lmcore.model.folder import load_model, read_config
+from lmcore.tokens.chat import IGNORE, chat_ids
 from lmcore.tokens.shards import TokenDataset
 from lmcore.train.runtime import autocast, autocast_dtype, pick_device, use_tf32
 
@@ -43,41 +47,62 @@ def split_figures(total_nats, n_tokens, n_bytes):
 
 
 @torch.no_grad()
-def evaluate_model(model, dataset, token_bytes, batch_size=16, device="cpu", dtype=None):
-    """Sum the NLL of every target token in fixed, non-overlapping windows of the model's context;
-    the figures over the whole split, and under "sources" each source's own. `dtype` (bf16) runs
-    the forward pass under autocast, as training did; the loss is summed in fp32."""
+def score_windows(model, windows, token_bytes, batch_size=16, device="cpu", dtype=None):
+    """Sum the NLL of every target but IGNORE of `windows` ((source, x, y, segments or None)); the figures
+    over all of them, and under "sources" each source's own. `dtype` (bf16) runs the forward pass under
+    autocast, as training did; the loss is summed in fp32."""
     model.eval()
     device = torch.device(device)
     totals = {}  # source -> [nats, tokens, bytes]
     batch = []
 
     def flush():
-        lengths = {}  # windows differ in length only at the end of a shard: batch equal lengths together
-        for source, x, y in batch:
-            lengths.setdefault(len(x), []).append((source, x, y))
+        lengths = {}  # windows differ in length only at the end of a stream: batch equal lengths together
+        for window in batch:
+            lengths.setdefault(len(window[1]), []).append(window)
         for group in lengths.values():
-            x = torch.from_numpy(np.stack([g[1] for g in group])).to(device)
-            y = torch.from_numpy(np.stack([g[2] for g in group])).to(device)
+            x, y = (torch.from_numpy(np.stack([g[i] for g in group])).to(device) for i in (1, 2))
+            packed = (
+                {"segments": torch.from_numpy(np.stack([g[3] for g in group])).to(device)}
+                if group[0][3] is not None
+                else {}
+            )
             with autocast(device, dtype):
-                logits = model(x)[0]
-            logits = logits.float()
-            nats = (
-                F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).sum(1)
-            )  # (B,) per window
-            for (source, _, target), n in zip(group, nats.tolist()):
-                totals[source][0] += n
-                totals[source][1] += len(target)
+                logits = model(x, **packed)[0]
+            nats = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="none")
+            for window, n in zip(group, nats.view(y.shape).sum(1).tolist()):  # (B,) per window
+                totals[window[0]][0] += n
         batch.clear()
 
-    for source, x, y in dataset.windows(model.cfg.context_length):
-        totals.setdefault(source, [0.0, 0, 0])[2] += int(token_bytes[y].sum())
-        batch.append((source, x, y))
+    for source, x, y, segments in windows:
+        scored = y[y != IGNORE]
+        total = totals.setdefault(source, [0.0, 0, 0])
+        total[1] += len(scored)
+        total[2] += int(token_bytes[scored].sum())
+        batch.append((source, x, y, segments))
         if len(batch) == batch_size:
             flush()
     flush()
     overall = split_figures(*(sum(t[i] for t in totals.values()) for i in range(3)))
     return {**overall, "sources": {source: split_figures(*t) for source, t in sorted(totals.items())}}
+
+
+def evaluate_model(model, dataset, token_bytes, batch_size=16, device="cpu", dtype=None):
+    """Every token of a split in fixed, non-overlapping windows of the model's context."""
+    windows = ((source, x, y, None) for source, x, y in dataset.windows(model.cfg.context_length))
+    return score_windows(model, windows, token_bytes, batch_size, device, dtype)
+
+
+def evaluate_answers(model, dataset, token_bytes, batch_size=16, device="cpu", dtype=None):
+    """The answers of a split's conversations (TokenDataset.answer_windows: packed whole, attention kept
+    within each); the bytes are those of the answer tokens."""
+    windows = dataset.answer_windows(model.cfg.context_length)
+    return score_windows(model, windows, token_bytes, batch_size, device, dtype)
+
+
+def conversation_sources(manifest_path, split="test"):
+    """The sources whose `split` holds conversations."""
+    return sorted({p["source"] for p in read_json(manifest_path)["parts"] if p["stats"][split].get("conversations")})
 
 
 def unigram_baseline(train, test, token_bytes, vocab_size):
@@ -109,6 +134,10 @@ def evaluate_folder(folder, manifest_path, log=print):
         s: evaluate_model(model, data[s], token_bytes, device=device, dtype=dtype) for s in ("test", "validation")
     }
     result["baseline"] = unigram_baseline(data["train"], data["test"], token_bytes, tok.vocab_size)
+    chats = conversation_sources(manifest_path)
+    if chats:
+        answers = TokenDataset(manifest_path, "test", tok.fingerprint, {s: 1 for s in chats}, chat_ids(tok))
+        result["test"]["answers"] = evaluate_answers(model, answers, token_bytes, device=device, dtype=dtype)
     result["tokenizer_fingerprint"] = tok.fingerprint
     log(f"{device.type}, {dtype or torch.float32}: {result}")
     return result

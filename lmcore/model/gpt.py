@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from lmcore.model.config import LAYER_NORM_EPS, RMS_NORM_EPS, ROPE_THETA
+from lmcore.tokens.chat import IGNORE  # a target the loss leaves out
 
 
 class RMSNorm(nn.Module):
@@ -25,9 +26,6 @@ class RMSNorm(nn.Module):
     def forward(self, x):
         # x / sqrt(mean(x^2) + eps) * weight (Zhang & Sennrich 2019), torch's fused kernel
         return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
-
-
-IGNORE = -1  # a target the loss leaves out
 
 
 def segment_positions(segments):
@@ -194,7 +192,7 @@ class GPT(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx, targets=None, caches=None, start=0, segments=None):
+    def forward(self, idx, targets=None, segments=None, caches=None, start=0):
         """Logits for every position; with targets, also the mean cross-entropy (nats per token) over the
         positions whose target is not IGNORE (a loss mask: SFT's user and system tokens).
 
@@ -225,8 +223,10 @@ class GPT(nn.Module):
             logits = c * torch.tanh(logits / c)
         if targets is None:
             return logits, None
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE)
-        return logits, loss
+        nats = F.cross_entropy(
+            logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE, reduction="sum"
+        )
+        return logits, nats / (targets != IGNORE).sum().clamp(min=1)  # a batch with no target left has loss 0
 
 
 def count_parameters(model):

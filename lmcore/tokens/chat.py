@@ -21,6 +21,7 @@ ROLES = ("system", "user", "assistant")
 END = "<|end|>"
 MARKERS = {role: f"<|{role}|>" for role in ROLES}
 CHAT_PIECES = (*MARKERS.values(), END)  # reserved in every tokenizer, in this order
+IGNORE = -1  # the target of a position the loss leaves out (GPT.forward): a conversation's context
 
 # The same rendering in Jinja, for tokenizer_config.json's `chat_template` and GGUF's `tokenizer.chat_template`.
 CHAT_TEMPLATE = (
@@ -36,29 +37,48 @@ def is_chat_model(entry):
 
 
 class BadConversation(ValueError):
-    """A record that is not a conversation lmcore can train on; the message says what is wrong with it."""
+    """A record that is not a conversation lmcore can train on: `reason` is the kind of problem (what ingest
+    counts skips by), the message says where it is."""
+
+    def __init__(self, reason, detail):
+        super().__init__(f"{detail}" if detail.startswith(reason) else f"{reason}: {detail}")
+        self.reason = reason
 
 
 def check_conversation(messages, answered=True):
     """The messages as (role, content) pairs, or BadConversation naming the first problem. `answered`: the
-    conversation must hold an assistant message (a prompt to be answered need not)."""
+    conversation must hold an assistant message with something in it (a prompt to be answered need not)."""
     if not isinstance(messages, list) or not messages:
-        raise BadConversation(f"not a list of messages: {str(messages)[:80]!r}")
+        raise BadConversation("not a list of messages", f"not a list of messages: {str(messages)[:80]!r}")
     turns = []
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
-            raise BadConversation(f"message {i} is not {{role, content}}: {str(message)[:80]!r}")
+            raise BadConversation(
+                "a message not {role, content}", f"message {i} is not {{role, content}}: {str(message)[:80]!r}"
+            )
         role, content = message["role"], message["content"]
         if role not in ROLES:
-            raise BadConversation(f"message {i} has role {role!r}, not one of {', '.join(ROLES)}")
+            raise BadConversation(
+                f"role {str(role)[:20]!r}", f"message {i} has role {role!r}, not one of {', '.join(ROLES)}"
+            )
         if not isinstance(content, str):
-            raise BadConversation(f"message {i} ({role}) has content that is not text: {str(content)[:80]!r}")
+            raise BadConversation(
+                "content not text", f"message {i} ({role}) has content that is not text: {str(content)[:80]!r}"
+            )
         if role == "system" and i > 0:
-            raise BadConversation(f"message {i} is a system message after the first")
+            raise BadConversation(
+                "a system message after the first", f"message {i} is a system message after the first"
+            )
         turns.append((role, content))
-    if answered and not any(role == "assistant" for role, _ in turns):
-        raise BadConversation("no assistant message: nothing to learn from")
+    if answered and not any(role == "assistant" and content.strip() for role, content in turns):
+        raise BadConversation("no assistant message", "no assistant message with text: nothing to learn from")
     return turns
+
+
+def text_of(turns):
+    """The text a conversation's tokens encode, its contents one after another (what dedup compares, the
+    tokenizer learns from and bits per byte divide by): no markers, which are tokens of their own."""
+    return "\n\n".join(content for _, content in turns)
 
 
 def chat_ids(tokenizer):
@@ -74,16 +94,39 @@ def chat_ids(tokenizer):
     return ids
 
 
-def render(tokenizer, messages, add_generation_prompt=False):
-    """(ids, mask) of a conversation as int64 and bool arrays of one length: the template's ids, and True
-    where the loss is taken (each assistant content and its end). With `add_generation_prompt` the ids end
-    with `<|assistant|>`, where a model continues with its reply."""
-    marker, ids, mask = chat_ids(tokenizer), [], []
-    for role, content in check_conversation(messages, answered=not add_generation_prompt):
-        body = [marker[MARKERS[role]], *tokenizer.encode(content), marker[END]]
+def assemble(marker, turns, contents, add_generation_prompt=False):
+    """(ids, mask) of (role, content) turns whose contents are already encoded (`contents`, a list of ids each)."""
+    ids, mask = [], []
+    for (role, _), content in zip(turns, contents):
+        body = [marker[MARKERS[role]], *content, marker[END]]
         ids += body
         mask += [False] + [role == "assistant"] * (len(body) - 1)
     if add_generation_prompt:
         ids.append(marker[MARKERS["assistant"]])
         mask.append(False)
     return np.array(ids, dtype=np.int64), np.array(mask, dtype=bool)
+
+
+def render(tokenizer, messages, add_generation_prompt=False):
+    """(ids, mask) of a conversation as int64 and bool arrays of one length: the template's ids, and True
+    where the loss is taken (each assistant content and its end). With `add_generation_prompt` the ids end
+    with `<|assistant|>`, where a model continues with its reply."""
+    turns = check_conversation(messages, answered=not add_generation_prompt)
+    contents = [tokenizer.encode(content) for _, content in turns]
+    return assemble(chat_ids(tokenizer), turns, contents, add_generation_prompt)
+
+
+def loss_mask(ids, marker):
+    """The mask `render` gives, recomputed from ids alone (the markers are ids no text encodes to, so the
+    shards need not store it): True from the id after each `<|assistant|>` through the `<|end|>` that
+    closes its turn, False elsewhere. `ids` must start at a conversation's start (or outside one)."""
+    ids = np.asarray(ids)  # (T,) or (B, T): rows
+    is_marker = np.isin(ids, list(marker.values()))
+    # the id of the latest marker at or before each position of a row (-1 before the first)
+    at = np.broadcast_to(np.arange(ids.shape[-1]), ids.shape)
+    latest = np.maximum.accumulate(np.where(is_marker, at, -1), axis=-1)
+    latest_id = np.where(latest >= 0, np.take_along_axis(ids, np.maximum(latest, 0), axis=-1), -1)
+    none = np.full((*ids.shape[:-1], 1), -1)
+    before = np.concatenate([none, latest_id[..., :-1]], axis=-1)  # the latest marker strictly before each position
+    assistant, end = marker[MARKERS["assistant"]], marker[END]
+    return (before == assistant) & (~is_marker | (ids == end))

@@ -9,6 +9,7 @@ import numpy as np
 
 from lmcore.data.splits import SPLITS, split_of
 from lmcore.io import raw_to_npy, read_json, read_jsonl, sha256_file, write_json
+from lmcore.tokens.chat import IGNORE, assemble, chat_ids, loss_mask
 
 
 def _batches(iterable, n):
@@ -22,24 +23,45 @@ def _batches(iterable, n):
         yield batch
 
 
+def encode_documents(tokenizer, docs, num_threads=1):
+    """The ids of each document: its text's, or a conversation's as the chat template renders it (the contents
+    of every conversation of the batch encoded at once)."""
+    chats = [d for d in docs if "messages" in d]
+    contents = iter(tokenizer.encode_arrays([m["content"] for d in chats for m in d["messages"]], num_threads))
+    texts = iter(tokenizer.encode_arrays([d["text"] for d in docs if "messages" not in d], num_threads))
+    marker = chat_ids(tokenizer) if chats else None
+    for doc in docs:
+        if "messages" in doc:
+            turns = [(m["role"], m["content"]) for m in doc["messages"]]
+            yield assemble(marker, turns, [next(contents) for _ in turns])[0].astype(tokenizer.dtype)
+        else:
+            yield next(texts)
+
+
+def encoded_texts(doc):
+    """The texts a document's tokens encode: its text, or a conversation's contents (the markers are no text)."""
+    return [m["content"] for m in doc["messages"]] if "messages" in doc else [doc["text"]]
+
+
 def shard_part(doc_path, tokenizer, fractions, out_paths, num_threads=1, batch_docs=256):
     """Encode one part's documents into one `.npy` per split; an end-of-text id follows every document.
 
     Memory stays flat: tokens go to a raw file per split, which is then copied into the `.npy`.
-    Returns per-split statistics: documents, tokens, and UTF-8 bytes of the text.
+    Returns per-split statistics: documents, tokens, UTF-8 bytes of the text, and conversations.
     """
     eot = np.array([tokenizer.eot_id], dtype=tokenizer.dtype)
-    stats = {s: {"documents": 0, "tokens": 0, "bytes": 0} for s in SPLITS}
+    stats = {s: {"documents": 0, "tokens": 0, "bytes": 0, "conversations": 0} for s in SPLITS}
     with tempfile.TemporaryDirectory(dir=os.path.dirname(out_paths["train"])) as tmp, contextlib.ExitStack() as stack:
         raw = {s: stack.enter_context(open(os.path.join(tmp, s + ".bin"), "wb")) for s in SPLITS}
         for docs in _batches(read_jsonl(doc_path), batch_docs):
-            for doc, ids in zip(docs, tokenizer.encode_arrays([d["text"] for d in docs], num_threads)):
+            for doc, ids in zip(docs, encode_documents(tokenizer, docs, num_threads)):
                 split = split_of(doc["id"], fractions)
                 raw[split].write(ids)
                 raw[split].write(eot)
                 stats[split]["documents"] += 1
+                stats[split]["conversations"] += "messages" in doc
                 stats[split]["tokens"] += len(ids) + 1
-                stats[split]["bytes"] += len(doc["text"].encode("utf-8"))
+                stats[split]["bytes"] += sum(len(t.encode("utf-8")) for t in encoded_texts(doc))
         for f in raw.values():
             f.close()
         for s in SPLITS:
@@ -113,6 +135,7 @@ def write_manifest(out_path, tokenizer, parts, readers=None, tokenizer_name=None
     return manifest
 
 
+CHUNK_TOKENS = 1 << 24  # tokens scanned at once for conversation starts
 OPEN_SHARDS = 64  # memory maps held at once: a few thousand parts never hold a few thousand files open
 
 
@@ -143,6 +166,18 @@ def stream_windows(stream, array, context_length):
         yield row[:-1], row[1:]
 
 
+def answer_rows(rows, length, eot_id, marker):
+    """(x, y, segments) of rows of ids that start at a conversation's start, each padded with end-of-text
+    ids to `length`: targets IGNORE but on answers (lmcore.tokens.chat.loss_mask), and each position's
+    conversation, counted from 0 in its row (an end-of-text id closes its conversation)."""
+    ids = np.full((len(rows), length), eot_id, dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = row
+    x, y = ids[:, :-1], np.where(loss_mask(ids, marker)[:, 1:], ids[:, 1:], IGNORE)
+    eot = x == eot_id
+    return x, y, np.cumsum(eot, axis=1) - eot
+
+
 class TokenDataset:
     """The shards of one split, memory-mapped as they are needed: random windows for training, ordered
     windows for evaluation, as int64 numpy arrays (numpy only: the shard jobs never import torch).
@@ -151,9 +186,14 @@ class TokenDataset:
     document boundary): any number of parts serves any context. `sources` ({name: weight}, None for all)
     chooses the sources read and how often a window comes from each: with probability weight / sum of
     weights, from anywhere in that source's shards. Without weights, every source counts by its tokens,
-    as if the shards were one."""
+    as if the shards were one.
 
-    def __init__(self, manifest_path, split, fingerprint=None, sources=None):
+    `answers` ({chat marker: id}, lmcore.tokens.chat.chat_ids) reads conversations for SFT instead: each
+    window starts at a conversation's start, drawn uniformly among the split's conversations, holds the
+    conversations that follow it, and comes with its segments (a conversation's number at each position,
+    so that attention and positions restart at each) and targets IGNORE but on the answers' tokens."""
+
+    def __init__(self, manifest_path, split, fingerprint=None, sources=None, answers=None):
         manifest = read_json(manifest_path)
         if fingerprint is not None and manifest["tokenizer_fingerprint"] != fingerprint:
             raise ValueError(
@@ -188,6 +228,7 @@ class TokenDataset:
             [self.by_source[s] for s in sorted(sources)] if sources else [Stream(range(len(parts)), self.lengths)]
         )
         self._open, self._checked = collections.OrderedDict(), set()
+        self.answers, self._starts = answers, {}
 
     def array(self, k):
         """Shard k, memory-mapped (the least recently used of OPEN_SHARDS closed); on first use its length is
@@ -221,14 +262,32 @@ class TokenDataset:
                     self.split, stream.total, self.documents, context_length + 1, who, self.all_documents
                 )
 
+    def conversation_starts(self, stream):
+        """Where each conversation starts in a stream (int64): after every end-of-text id but a shard's last.
+        Found by one pass over the stream's shards, a chunk at a time, and kept: 8 bytes per conversation."""
+        if stream not in self._starts:
+            found = []
+            for k, first in zip(stream.shards, stream.starts):
+                a = self.array(k)
+                found.append(np.array([first] if len(a) else [], dtype=np.int64))
+                for at in range(0, len(a), CHUNK_TOKENS):
+                    ends = np.flatnonzero(a[at : at + CHUNK_TOKENS] == self.eot_id) + at + 1
+                    found.append(first + ends[ends < len(a)])
+            self._starts[stream] = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+            if not len(self._starts[stream]):
+                raise ValueError(f"the {self.split} split of a source this model reads holds no conversation")
+        return self._starts[stream]
+
+    def draw_streams(self, rng, batch_size):
+        """The stream of each of `batch_size` windows: one of `streams`, by the sources' weights."""
+        if not self.weights:
+            return np.zeros(batch_size, dtype=np.int64)
+        total = sum(self.weights.values())
+        return rng.choice(len(self.streams), size=batch_size, p=[self.weights[s] / total for s in sorted(self.weights)])
+
     def draw(self, rng, batch_size, context_length):
         """(stream, start) of `batch_size` random windows, from the numpy Generator `rng`."""
-        if self.weights:
-            total = sum(self.weights.values())
-            p = [self.weights[s] / total for s in sorted(self.weights)]
-            stream = rng.choice(len(self.streams), size=batch_size, p=p)
-        else:
-            stream = np.zeros(batch_size, dtype=np.int64)
+        stream = self.draw_streams(rng, batch_size)
         usable = np.array([s.total - context_length for s in self.streams])
         return stream, rng.integers(0, usable[stream])
 
@@ -238,14 +297,42 @@ class TokenDataset:
         return self.sources[s.shards[int(np.searchsorted(s.starts, pos, side="right")) - 1]]
 
     def sample_batch(self, rng, batch_size, context_length, rows=None):
-        """Random windows (x, y), y shifted by one. Every caller draws the same `batch_size` windows from
-        `rng`; `rows` (a slice) reads only those rows from disk, as a DDP rank reads its share."""
+        """Random windows (x, y), y shifted by one (with `answers`, (x, y, segments)). Every caller draws the
+        same `batch_size` windows from `rng`; `rows` (a slice) reads only those rows from disk, as a DDP rank
+        reads its share."""
+        if self.answers:
+            return self.sample_conversations(rng, batch_size, context_length, rows)
         self.check_window(context_length)
         stream, start = self.draw(rng, batch_size, context_length)
         mine = range(batch_size)[rows] if rows is not None else range(batch_size)
         rows = np.stack([self.streams[stream[i]].read(self.array, start[i], context_length + 1) for i in mine])
         rows = rows.astype(np.int64)
         return rows[:, :-1], rows[:, 1:]
+
+    def sample_conversations(self, rng, batch_size, context_length, rows=None):
+        starts = [self.conversation_starts(s) for s in self.streams]
+        stream = self.draw_streams(rng, batch_size)
+        pick = rng.integers(0, [len(starts[s]) for s in stream])
+        mine = range(batch_size)[rows] if rows is not None else range(batch_size)
+        read = [self.streams[stream[i]].read(self.array, starts[stream[i]][pick[i]], context_length + 1) for i in mine]
+        return answer_rows(read, context_length + 1, self.eot_id, self.answers)
+
+    def answer_windows(self, context_length):
+        """(source, x, y, segments) that score every answer token of a split once, with its whole conversation
+        before it: each source's conversations in order, as many whole ones per window as fit (a conversation
+        longer than the window is scored on its first context_length + 1 tokens, its rest not at all)."""
+        for source, stream in self.by_source.items():
+            starts = self.conversation_starts(stream)
+            ends = np.append(starts[1:], stream.total)
+            i = 0
+            while i < len(starts):
+                j = max(int(np.searchsorted(ends, starts[i] + context_length + 1, side="right")), i + 1)
+                length = min(int(ends[j - 1] - starts[i]), context_length + 1)
+                x, y, segments = answer_rows(
+                    [stream.read(self.array, starts[i], length)], length, self.eot_id, self.answers
+                )
+                yield source, x[0], y[0], segments[0]
+                i = j
 
     def windows(self, context_length):
         """(source, x, y) with every token predicted once but each source's first: each source's shards

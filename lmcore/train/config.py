@@ -50,6 +50,7 @@ class TrainConfig:
     activation_checkpointing: bool
     loggers: list  # tensorboard, wandb: lmcore.train.loggers
     wandb_project: str
+    loss: str  # all, or assistant: SFT on conversations' answers (lmcore.tokens.chat)
     lora: dict | None  # {rank, alpha, dropout, targets}: lmcore.train.lora
     init_from: dict | None  # {hf: folder} or {model: name}: the weights to start from
     data: dict  # {sources: {name: weight} or None}: what to train on

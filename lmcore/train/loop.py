@@ -27,6 +27,7 @@ from torch.distributed.tensor import DTensor
 from lmcore.model.config import ModelConfig
 from lmcore.model.folder import save_model
 from lmcore.model.gpt import GPT, count_parameters, flops_per_token
+from lmcore.tokens.chat import chat_ids
 from lmcore.tokens.shards import TokenDataset
 from lmcore.tokens.tokenizer import Tokenizer
 from lmcore.train.batches import Batches, to_device
@@ -126,9 +127,14 @@ def setup(job, log):
     cfg = ModelConfig(vocab_size=tokenizer.vocab_size, **model_keys)
     sources = train_cfg.data.get("sources")  # {name: weight}, or None for every source by its tokens
     manifest = os.fspath(job.manifest)
-    train_data, val_data = (TokenDataset(manifest, s, tokenizer.fingerprint, sources) for s in ("train", "validation"))
+    answers = chat_ids(tokenizer) if train_cfg.loss == "assistant" else None  # SFT: conversations' answers
+    train_data, val_data = (
+        TokenDataset(manifest, s, tokenizer.fingerprint, sources, answers) for s in ("train", "validation")
+    )
     for data in (train_data, val_data, TokenDataset(manifest, "test", tokenizer.fingerprint)):
         data.check_window(cfg.context_length)  # evaluate reads test: fail now, not after training
+    for stream in (*train_data.streams, *val_data.streams) if answers else ():
+        (train_data if stream in train_data.streams else val_data).conversation_starts(stream)  # none: fail now
 
     rank, world, device = distributed(pick_device(train_cfg.device))
     say = log if rank == 0 else lambda message: None  # what one process says for all
@@ -247,11 +253,11 @@ def train_step(forward, micro_batches, amp, no_sync=None):
     gradient all-reduce for every micro-batch but the last.
     """
     total = 0.0
-    for i, (x, y) in enumerate(micro_batches):
+    for i, batch in enumerate(micro_batches):  # (x, y), or (x, y, segments) for packed conversations
         last = i == len(micro_batches) - 1
         with no_sync() if no_sync and not last else contextlib.nullcontext():
             with amp():
-                loss = forward(x, y)[1] / len(micro_batches)
+                loss = forward(*batch)[1] / len(micro_batches)
             loss.backward()
         total = total + loss.detach().float()
     return total
@@ -262,9 +268,9 @@ def estimate_loss(model, batches, amp):
     """The mean loss over fixed batches; the plain model (a compiled one would compile a graph for eval)."""
     model.eval()
     losses = []
-    for x, y in batches:
+    for batch in batches:
         with amp():
-            losses.append(model(x, y)[1].item())
+            losses.append(model(*batch)[1].item())
     model.train()
     return sum(losses) / len(losses)
 

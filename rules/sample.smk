@@ -1,6 +1,7 @@
 rule sample:
     input:
         unpack(trained_model),
+        manifest=shards_manifest_of,
     output:
         report("results/samples/{model}.json", caption="../report/samples.rst", category="Models", subcategory="{model}"),
     params:

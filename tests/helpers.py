@@ -253,3 +253,32 @@ def exported_family(family, tmp_path, tokenizer, export, name):
     folder = trained_folder(tmp_path, tokenizer, FAMILIES[family])
     assert export(folder, tmp_path / name) == family.split("-")[0]
     return folder, tmp_path / name
+
+
+WORDS = "the king and queen of england say that no man shall speak of what he saw".split()
+
+
+def conversations(n, seed=0):
+    """n conversations of one to three exchanges, half with a system message, some with newlines and spaces
+    at a content's ends and text of every script. (transformers and llama.cpp read a marker spelled inside a
+    message as the marker, lmcore as the characters: the one place their ids differ.)"""
+    rng = random.Random(seed)
+
+    def text():
+        words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 12)))
+        return rng.choice([words, words + "\n", "  " + words, words + " <|> " + words, MIXED_TEXT[:30]])
+
+    out = []
+    for i in range(n):
+        messages = [{"role": "system", "content": text()}] if i % 2 else []
+        for _ in range(rng.randint(1, 3)):
+            messages += [{"role": "user", "content": text()}, {"role": "assistant", "content": text()}]
+        out.append(messages)
+    return out
+
+
+def chat_shards(tmp_path, tok, n=60):
+    """(documents, stats): `n` of `conversations` sharded with `tok` into tmp_path, as make_shards does."""
+    docs = [{"id": f"c{i}", "text": "", "messages": m} for i, m in enumerate(conversations(n, seed=4))]
+    stats, _ = make_shards(tmp_path, tok, docs)
+    return docs, stats

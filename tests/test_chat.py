@@ -3,33 +3,11 @@ a conversation renders to the markers' ids and each content's own with the loss 
 Hugging Face and GGUF exports of a chat model carry the same template."""
 
 import json
-import random
 
 import pytest
 
-from helpers import FAMILIES, MIXED_TEXT, trained_folder
+from helpers import FAMILIES, conversations, trained_folder
 from lmcore.tokens.chat import CHAT_PIECES, BadConversation, check_conversation, render
-
-WORDS = "the king and queen of england say that no man shall speak of what he saw".split()
-
-
-def conversations(n, seed=0):
-    """n conversations of one to three exchanges, half with a system message, some with newlines and spaces
-    at a content's ends and text of every script. (transformers and llama.cpp read a marker spelled inside a
-    message as the marker, lmcore as the characters: the one place their ids differ.)"""
-    rng = random.Random(seed)
-
-    def text():
-        words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 12)))
-        return rng.choice([words, words + "\n", "  " + words, words + " <|> " + words, MIXED_TEXT[:30]])
-
-    out = []
-    for i in range(n):
-        messages = [{"role": "system", "content": text()}] if i % 2 else []
-        for _ in range(rng.randint(1, 3)):
-            messages += [{"role": "user", "content": text()}, {"role": "assistant", "content": text()}]
-        out.append(messages)
-    return out
 
 
 def test_the_markers_are_pieces_that_no_text_encodes_to(bpe):

@@ -10,10 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import make_shards
+from helpers import chat_shards, conversations
 from lmcore.tokens.chat import IGNORE, chat_ids, loss_mask, render
 from lmcore.tokens.shards import TokenDataset
-from test_chat import conversations
 from test_ingest import run_ingest
 
 PLAY = """THE TRAGEDY OF MACBETH
@@ -128,12 +127,6 @@ def test_a_plays_speeches_answer_each_other_within_a_scene_without_stage_directi
         ["You are FIRST WITCH. SECOND WITCH speaks to you.", "That will be ere the set of sun.", "Where the place?"],
         ["You are MALCOLM. DUNCAN speaks to you.", "What bloody man is that?", "This is the sergeant."],
     ]  # fmt: skip
-
-
-def chat_shards(tmp_path, tok, n=60):
-    docs = [{"id": f"c{i}", "text": "", "messages": m} for i, m in enumerate(conversations(n, seed=4))]
-    stats, _ = make_shards(tmp_path, tok, docs)
-    return docs, stats
 
 
 def test_shards_hold_each_conversation_as_the_template_renders_it(tmp_path, bpe):

@@ -209,3 +209,21 @@ def test_each_source_gets_its_test_bits_per_byte_beside_what_each_model_trained_
         in section
     )
     assert "<h2>By source</h2>" not in page({"one": model(3.0)})  # one source, nothing continued: no section
+
+
+def test_conversations_put_the_base_and_the_fine_tuned_model_side_by_side_with_their_replies_escaped():
+    models = {"base": model(3.0), "sft": model(3.2)}
+    for name, bits in (("base", 2.5), ("sft", 1.25)):
+        models[name]["eval"]["test"]["answers"] = {"loss": bits, "bits_per_byte": bits, "tokens": 40, "bytes": 90}
+        messages = [{"role": "user", "content": "Who <b>goes</b> there?"}]
+        models[name]["conversations"] = [
+            {"messages": messages, "reference": "Nay, answer me.", "replies": {"greedy": f"<i>{name}</i>"}}
+        ]
+    config = {"models": {"base": {}, "sft": {"init_from": {"model": "base"}, "loss": "assistant"}}}
+    html = render({"config": config, "commit": "abc", "rule_times": {}}, *page_data(), models)
+    section = html[html.index("<h2>Conversations</h2>") : html.index("<h2>Training curves</h2>")]
+    assert "<td>sft</td><td>assistant</td><td></td><td>base</td><td class='n'>40</td>" in section
+    assert "1.25" in section and "2.5" in section
+    assert "Who &lt;b&gt;goes&lt;/b&gt; there?" in section and "&lt;i&gt;sft&lt;/i&gt;" in section
+    assert section.count("Nay, answer me.") == 1  # one conversation, both models' replies under it
+    assert "<h2>Conversations</h2>" not in page({"base": model(3.0)})

@@ -16,10 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lmcore.io import read_json
 from lmcore.model.folder import load_model, read_config
 from lmcore.tokens.chat import IGNORE, chat_ids
-from lmcore.tokens.shards import TokenDataset
+from lmcore.tokens.shards import TokenDataset, conversation_sources
 from lmcore.train.runtime import autocast, autocast_dtype, pick_device, use_tf32
 
 MAX_EXP_ARG = math.log(sys.float_info.max)  # about 709.8
@@ -98,11 +97,6 @@ def evaluate_answers(model, dataset, token_bytes, batch_size=16, device="cpu", d
     within each); the bytes are those of the answer tokens."""
     windows = dataset.answer_windows(model.cfg.context_length)
     return score_windows(model, windows, token_bytes, batch_size, device, dtype)
-
-
-def conversation_sources(manifest_path, split="test"):
-    """The sources whose `split` holds conversations."""
-    return sorted({p["source"] for p in read_json(manifest_path)["parts"] if p["stats"][split].get("conversations")})
 
 
 def unigram_baseline(train, test, token_bytes, vocab_size):

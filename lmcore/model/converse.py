@@ -8,8 +8,13 @@ than the model's window loses its oldest exchanges first (a system message stays
 import json
 import sys
 
+import numpy as np
+
 from lmcore.model.generate import generate, stream_text
-from lmcore.tokens.chat import END, chat_ids, render
+from lmcore.tokens.chat import END, chat_ids, parse, render
+from lmcore.tokens.shards import TokenDataset, conversation_sources
+
+PRESET_DEFAULTS = {"temperature": 1.0, "top_k": None, "top_p": 1.0}  # a sampling preset's unstated keys
 
 
 def fit_history(tokenizer, history, window, room):
@@ -30,6 +35,30 @@ def reply(model, tokenizer, history, sampling):
     stops = {chat_ids(tokenizer)[END], tokenizer.eot_id}
     tokens = generate(model, prompt, stop=stops, **sampling)
     yield from stream_text(tokenizer, (t for t in tokens if t not in stops))
+
+
+def held_out_conversations(model, tokenizer, manifest_path, n, presets, max_new_tokens, seed):
+    """The model's replies to the last user message of the first `n` conversations of the test split (each
+    source that holds them), beside the reply the data holds, once per decoding preset."""
+    sources = conversation_sources(manifest_path)
+    data = TokenDataset(manifest_path, "test", tokenizer.fingerprint, dict.fromkeys(sources, 1), chat_ids(tokenizer))
+    rows = []
+    for source in sources:
+        stream = data.by_source[source]
+        starts = np.append(data.conversation_starts(stream), stream.total)[: n + 1]
+        for start, stop in zip(starts[:-1], starts[1:]):
+            messages = parse(tokenizer, stream.read(data.array, start, stop - start))
+            last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+            sampling = {"max_new_tokens": max_new_tokens, "seed": seed}
+            history, _ = fit_history(tokenizer, messages[:last], model.cfg.context_length, room_for(model, sampling))
+            replies = {
+                name: "".join(reply(model, tokenizer, history, {**sampling, **PRESET_DEFAULTS, **preset}))
+                for name, preset in sorted(presets.items())
+            }
+            rows.append(
+                {"source": source, "messages": history, "reference": messages[last]["content"], "replies": replies}
+            )
+    return rows
 
 
 def room_for(model, sampling):

@@ -332,6 +332,8 @@ def render(run, data, tokenizers, models):
         ],
         sweeps=sweep_tables(run["config"], models),
         per_source=source_table(run["config"], models),
+        answers=answer_table(run["config"], models),
+        conversations=conversation_samples(models),
         studies=[scaling_study(s, runs, models) for s, runs in scaling_models(run["config"].get("scaling")).items()],
         plots=[markupsafe.Markup(svg) for svg in plots],  # drawn by matplotlib, which escapes the text it writes
         data=data_tables(data),
@@ -425,6 +427,43 @@ def source_table(config, models):
     return table(models, columns)
 
 
+def answer_table(config, models):
+    """Per model that was scored on conversations: loss and bits per byte on the answers of the held-out
+    conversations (the assistant's tokens only), what it trained on and started from; None without any."""
+    scored = {n: m["eval"]["test"]["answers"] for n, m in models.items() if m["eval"]["test"].get("answers")}
+    if not scored:
+        return None
+    entries = config.get("models", {})
+
+    def starts_from(name):
+        init = entries.get(name, {}).get("init_from") or {}
+        return init.get("model") or init.get("hf") or "random"
+
+    return table(
+        scored,
+        [
+            ("model", lambda n: n),
+            ("loss on", lambda n: entries.get(n, {}).get("loss", "all")),
+            ("LoRA", lambda n: "rank {rank}".format(**entries[n]["lora"]) if entries.get(n, {}).get("lora") else ""),
+            ("starts from", starts_from),
+            ("answer tokens", lambda n: scored[n]["tokens"]),
+            ("answer loss (nats/token)", lambda n: scored[n]["loss"]),
+            ("answer bits per byte", lambda n: scored[n]["bits_per_byte"]),
+        ],
+    )
+
+
+def conversation_samples(models):
+    """The held-out conversations the models replied to, each with the data's reply and every model's."""
+    shown = {}
+    for name, m in models.items():
+        for c in m.get("conversations") or ():
+            key = json.dumps(c["messages"], sort_keys=True)
+            entry = shown.setdefault(key, {"messages": c["messages"], "reference": c["reference"], "replies": []})
+            entry["replies"] += [(name, preset, text) for preset, text in sorted(c["replies"].items())]
+    return list(shown.values())
+
+
 def rule_times(benchmarks_dir):
     """{rule: (jobs, seconds)} from Snakemake's benchmark files, benchmarks/<rule>[/...].tsv."""
     times = {}
@@ -454,6 +493,11 @@ def gguf_export(entry, written, enabled):
     return "off (gguf: {enabled: false})" if not enabled else "no: " + reason
 
 
+def samples_of(written):
+    """{samples, conversations} of a model's results/samples/<model>.json."""
+    return {"samples": written["samples"], "conversations": written.get("conversations", [])}
+
+
 def build(inputs, config, tokenizer_names, model_names, benchmarks_dir="benchmarks"):
     """Read every stage's outputs (paths in `inputs`, as the report rule lists them) and render the HTML."""
     data = {
@@ -471,7 +515,7 @@ def build(inputs, config, tokenizer_names, model_names, benchmarks_dir="benchmar
             "summary": read_json(s),
             "metrics": list(read_jsonl(m)),
             "eval": read_json(e),
-            "samples": read_json(x),
+            **samples_of(read_json(x)),
             "hf": hf_export(config["models"][name], exports.get(name)),
             "gguf": gguf_export(config["models"][name], name in ggufs, config["gguf"]["enabled"]),
             "scores": scores.get(name),

@@ -130,3 +130,18 @@ def loss_mask(ids, marker):
     before = np.concatenate([none, latest_id[..., :-1]], axis=-1)  # the latest marker strictly before each position
     assistant, end = marker[MARKERS["assistant"]], marker[END]
     return (before == assistant) & (~is_marker | (ids == end))
+
+
+def parse(tokenizer, ids):
+    """The messages of a conversation's ids as `render` wrote them (lossless: encoding is), up to its end."""
+    role_of = {i: piece[2:-2] for piece, i in chat_ids(tokenizer).items() if piece != END}
+    end, messages, content, role = chat_ids(tokenizer)[END], [], [], None
+    for i in ids:
+        if i in role_of:
+            role, content = role_of[i], []
+        elif i == end and role:
+            messages.append({"role": role, "content": tokenizer.decode(content)})
+            role = None
+        elif role:
+            content.append(int(i))
+    return messages

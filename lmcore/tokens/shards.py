@@ -69,6 +69,11 @@ def shard_part(doc_path, tokenizer, fractions, out_paths, num_threads=1, batch_d
     return stats
 
 
+def conversation_sources(manifest_path, split="test"):
+    """The sources whose `split` holds conversations."""
+    return sorted({p["source"] for p in read_json(manifest_path)["parts"] if p["stats"][split].get("conversations")})
+
+
 class SplitTooSmall(ValueError):
     pass
 

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import http.server
 import io
+import json
 import os
 import random
 import subprocess
@@ -282,3 +283,12 @@ def chat_shards(tmp_path, tok, n=60):
     docs = [{"id": f"c{i}", "text": "", "messages": m} for i, m in enumerate(conversations(n, seed=4))]
     stats, _ = make_shards(tmp_path, tok, docs)
     return docs, stats
+
+
+def chat_folder(tmp_path, tokenizer):
+    """A model folder of a chat model (`loss: assistant`) with random weights."""
+    folder = trained_folder(tmp_path, tokenizer, FAMILIES["llama-tied"])
+    config = json.loads((folder / "config.json").read_text())
+    config["train"]["loss"] = "assistant"
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from helpers import FAMILIES, conversations, trained_folder
+from helpers import FAMILIES, chat_folder, conversations, trained_folder
 from lmcore.tokens.chat import CHAT_PIECES, BadConversation, check_conversation, render
 
 
@@ -52,15 +52,6 @@ def test_a_conversation_renders_to_the_markers_and_each_contents_ids_with_the_lo
 def test_a_record_that_is_not_a_conversation_is_named(messages, message):
     with pytest.raises(BadConversation, match=message):
         check_conversation(messages)
-
-
-def chat_folder(tmp_path, tokenizer):
-    """A model folder of a chat model (`loss: assistant`) with random weights."""
-    folder = trained_folder(tmp_path, tokenizer, FAMILIES["llama-tied"])
-    config = json.loads((folder / "config.json").read_text())
-    config["train"]["loss"] = "assistant"
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder
 
 
 def test_transformers_apply_chat_template_gives_lmcores_ids_on_50_conversations(tmp_path, bpe):

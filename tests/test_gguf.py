@@ -14,7 +14,7 @@ import torch
 from gguf import MODEL_ARCH, GGMLQuantizationType, GGUFReader, SpecialVocab, TokenType, get_tensor_name_map
 from gguf.quants import dequantize
 
-from helpers import FAMILIES, MIXED_TEXT, exported_family, train_tokenizer, trained_folder
+from helpers import FAMILIES, MIXED_TEXT, chat_folder, conversations, exported_family, train_tokenizer, trained_folder
 from lmcore.export.architectures import architecture
 from lmcore.export.gguf import encode, export
 from lmcore.export.hf import export as export_hf
@@ -197,3 +197,26 @@ def test_the_hugging_face_folder_tells_llama_cpps_converter_no_space_prefix_and_
     vocab = SpecialVocab(tmp_path / "hf", n_vocab=bpe.vocab_size)
     assert vocab.add_special_token == {"bos": False, "eos": False}
     assert vocab.special_token_ids["eos"] == bpe.eot_id
+
+
+@needs_llama_cpp
+def test_llama_cpps_chat_completion_renders_lmcores_template_and_replies_as_lmcore_does(tmp_path, bpe):
+    """llama-cpp-python formats a conversation with the GGUF file's tokenizer.chat_template, tokenizes it to
+    lmcore's ids, and its greedy reply (stopping at <|end|>, a turn's end llama.cpp knows) is lmcore's."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    from lmcore.model.converse import reply
+    from lmcore.tokens.chat import CHAT_TEMPLATE, render
+
+    folder = chat_folder(tmp_path, bpe)
+    export(folder, tmp_path / "chat.gguf")
+    ours, _ = load_model(folder)
+    model = llama(tmp_path / "chat.gguf", n_ctx=256)
+    formatter = Jinja2ChatFormatter(CHAT_TEMPLATE, eos_token="", bos_token="")
+    for messages in conversations(10, seed=7):
+        prompt = formatter(messages=messages[:-1]).prompt
+        ids = model.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        assert ids == render(bpe, messages[:-1], add_generation_prompt=True)[0].tolist()
+        theirs = model.create_chat_completion(messages[:-1], max_tokens=8, temperature=0.0, top_k=1)
+        sampling = {"max_new_tokens": 8, "temperature": 0.0, "seed": 0}
+        assert theirs["choices"][0]["message"]["content"] == "".join(reply(ours, bpe, messages[:-1], sampling))

@@ -49,7 +49,7 @@ def held_out_conversations(model, tokenizer, manifest_path, n, presets, max_new_
         for start, stop in zip(starts[:-1], starts[1:]):
             messages = parse(tokenizer, stream.read(data.array, start, stop - start))
             last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-            sampling = {"max_new_tokens": max_new_tokens, "seed": seed}
+            sampling = {"max_new_tokens": max_new_tokens, "seed": seed + len(rows)}  # a stream per conversation
             history, _ = fit_history(tokenizer, messages[:last], model.cfg.context_length, room_for(model, sampling))
             replies = {
                 name: "".join(reply(model, tokenizer, history, {**sampling, **PRESET_DEFAULTS, **preset}))

@@ -292,3 +292,21 @@ def chat_folder(tmp_path, tokenizer):
     config["train"]["loss"] = "assistant"
     (folder / "config.json").write_text(json.dumps(config))
     return folder
+
+
+def resumes_exactly(entry, tokenizer_path, manifest, tmp_path, resumed_at):
+    """Train `entry` once, remove its newest checkpoint (as if killed after the one before), train again
+    from the checkpoints, and check the two runs end with the same weights; the first run's folder."""
+    from lmcore.model.folder import load_safetensors
+    from lmcore.train.checkpoint import list_checkpoints
+    from lmcore.train.config import TrainJob
+    from lmcore.train.loop import train
+
+    train(TrainJob(entry, tokenizer_path, manifest, tmp_path / "once", tmp_path / "ck"), log=lambda *a: None)
+    os.remove(list_checkpoints(tmp_path / "ck")[-1])
+    lines = []
+    train(TrainJob(entry, tokenizer_path, manifest, tmp_path / "resumed", tmp_path / "ck"), log=lines.append)
+    assert f"Resumed from step {resumed_at}" in lines
+    once, resumed = (load_safetensors(tmp_path / d / "model.safetensors") for d in ("once", "resumed"))
+    assert all(torch.equal(once[k], resumed[k]) for k in once)
+    return tmp_path / "once"

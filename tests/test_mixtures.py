@@ -1,13 +1,11 @@
 """Data mixtures, per-source evaluation and continued training (init_from: {model: name})."""
 
 import math
-import os
 
 import numpy as np
 import pytest
-import torch
 
-from helpers import documents, tiny_entry
+from helpers import documents, resumes_exactly, tiny_entry
 from lmcore.data.splits import SPLITS
 from lmcore.evaluation.perplexity import evaluate_model
 from lmcore.io import read_json, write_jsonl
@@ -179,15 +177,6 @@ def test_a_flop_budget_sets_the_tokens_by_the_models_flops_per_token(tmp_path, b
 
 
 def test_a_mixture_run_resumed_from_a_checkpoint_ends_with_the_weights_of_one_never_interrupted(tmp_path, bpe):
-    from lmcore.model.folder import load_safetensors
-    from lmcore.train.checkpoint import list_checkpoints
-
     manifest = two_sources(tmp_path, bpe)
     cfg = entry(data={"sources": {"big": 1, "small": 2}}, checkpoint_interval=3, keep_checkpoints=5)
-    train(TrainJob(cfg, bpe.path, manifest, tmp_path / "once", tmp_path / "ck"), log=lambda *a: None)
-    os.remove(list_checkpoints(tmp_path / "ck")[-1])  # as if killed between step 3 and step 6
-    lines = []
-    train(TrainJob(cfg, bpe.path, manifest, tmp_path / "resumed", tmp_path / "ck"), log=lines.append)
-    assert "Resumed from step 3" in lines
-    once, resumed = (load_safetensors(tmp_path / d / "model.safetensors") for d in ("once", "resumed"))
-    assert all(torch.equal(once[k], resumed[k]) for k in once)
+    resumes_exactly(cfg, bpe.path, manifest, tmp_path, resumed_at=3)  # killed between step 3 and step 6

@@ -1,6 +1,7 @@
 """The README's commands work as written: each shell command (of docs/ too) and python example runs in a copy
 of the repository (snakemake as a dry run, make as `make -n`), with the README's own example
-config as `my.yaml` and a trained tiny model as `results/models/small` (and its exports)."""
+config as `my.yaml` and a trained tiny model as `results/models/small` (and its exports) and as the chat
+config's `small-sft`."""
 
 import glob
 import importlib.util
@@ -82,7 +83,8 @@ def checkout(tmp_path_factory, pipeline):
         folder.mkdir(parents=True)
         for i in range(5):
             (folder / f"text{i}.txt").write_text(fake_document(rng, 30), encoding="utf-8")
-    shutil.copytree(pipeline["work"] / "results" / "models" / "a", root / "results" / "models" / "small")
+    for folder in ("results/models/small", "results-chat/results/models/small-sft"):  # what the commands name
+        shutil.copytree(pipeline["work"] / "results" / "models" / "a", root / folder)
     shutil.copytree(pipeline["work"] / "results" / "hf" / "a", root / "results" / "hf" / "small")
     (root / "results" / "gguf").mkdir()
     shutil.copy(pipeline["work"] / "results" / "gguf" / "a.gguf", root / "results" / "gguf" / "small.gguf")
@@ -98,7 +100,9 @@ def test_each_readme_command_runs_as_written(checkout, command):
         argv = [sys.executable, *command[1:]]
     else:
         argv = ["make", "-n", *command[1:]]
-    result = subprocess.run(argv, cwd=checkout, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(  # no input: `python -m lmcore chat` at a terminal ends at once, as at Ctrl-D
+        argv, cwd=checkout, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
+    )
     assert result.returncode == 0, f"{shlex.join(command)}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
     if program == "python" and "generate" in command:
         assert result.stdout.startswith("ROMEO:") and len(result.stdout) > len("ROMEO:\n")

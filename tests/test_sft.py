@@ -2,23 +2,17 @@
 scored on held-out answers beside a base model, replying to held-out conversations; and the config
 errors that stop an SFT entry that could not work before any job runs."""
 
-import os
-
 import numpy as np
 import pytest
 import torch
 
-from helpers import SCHEMA, chat_shards, conversations, tiny_config, tiny_entry
+from helpers import SCHEMA, chat_shards, conversations, resumes_exactly, tiny_config, tiny_entry
 from lmcore.config import ConfigError, prepare_config
 from lmcore.evaluation.perplexity import evaluate_answers, evaluate_folder
 from lmcore.model.config import ModelConfig
-from lmcore.model.folder import load_safetensors
 from lmcore.model.gpt import GPT
 from lmcore.tokens.chat import chat_ids, loss_mask, parse, render
 from lmcore.tokens.shards import TokenDataset
-from lmcore.train.checkpoint import list_checkpoints
-from lmcore.train.config import TrainJob
-from lmcore.train.loop import train
 
 quiet = lambda *a: None  # noqa: E731
 
@@ -36,16 +30,8 @@ def chats(tmp_path_factory, bpe):
 
 
 def test_sft_learns_the_answers_and_a_resumed_run_ends_with_the_weights_of_one_never_stopped(tmp_path, bpe, chats):
-    entry = sft_entry(lr=0.01)
-    train(TrainJob(entry, bpe.path, chats, tmp_path / "once", tmp_path / "ck"), log=quiet)
-    os.remove(list_checkpoints(tmp_path / "ck")[-1])  # as if killed between step 6 and step 12
-    lines = []
-    train(TrainJob(entry, bpe.path, chats, tmp_path / "resumed", tmp_path / "ck"), log=lines.append)
-    assert "Resumed from step 6" in lines
-    once, resumed = (load_safetensors(tmp_path / d / "model.safetensors") for d in ("once", "resumed"))
-    assert all(torch.equal(once[k], resumed[k]) for k in once)
-
-    result = evaluate_folder(tmp_path / "once", chats, log=quiet)
+    folder = resumes_exactly(sft_entry(lr=0.01), bpe.path, chats, tmp_path, resumed_at=6)
+    result = evaluate_folder(folder, chats, log=quiet)
     answers = result["test"]["answers"]
     tokens = np.load(chats.parent / "test.npy")
     assert max(map(len, np.split(tokens, np.flatnonzero(tokens == bpe.eot_id)))) <= 257  # every conversation fits

@@ -137,10 +137,9 @@ class Reader:
         self.count("dropped", reason, 1)
         self.count("dropped_characters", reason, chars)
 
-    def read_text(self, files_dir, unit, max_expansion):
-        """`file` and `split` modes: one document per file, or per piece between delimiters."""
-        base = f"{self.name}/{unit.path}"
-        texts, index, carry = [], 0, ""
+    def normalized_blocks(self, files_dir, unit, max_expansion):
+        """A text file's blocks (lmcore.data.formats.text_blocks), normalised, with what decoding replaced
+        and normalising removed counted; none of a binary file, which is counted as skipped."""
         for text, head, replaced in text_blocks(os.path.join(files_dir, unit.path), max_expansion):
             if head and is_binary(head):
                 self.stats["skipped"][unit.path] = "binary"
@@ -148,6 +147,13 @@ class Reader:
             self.count("replaced_bytes", unit.path, replaced)
             text, controls = normalize(text)
             self.count("control_characters", unit.path, controls)
+            yield text
+
+    def read_text(self, files_dir, unit, max_expansion):
+        """`file` and `split` modes: one document per file, or per piece between delimiters."""
+        base = f"{self.name}/{unit.path}"
+        texts, index, carry = [], 0, ""
+        for text in self.normalized_blocks(files_dir, unit, max_expansion):
             if self.kind == "file":
                 texts.append(text)
                 continue
@@ -157,6 +163,8 @@ class Reader:
                 if piece.strip():
                     self.write(f"{base}#{index}", piece.strip("\n"), {"path": unit.path})
                     index += 1
+        if unit.path in self.stats["skipped"]:
+            return
         if self.kind == "file":
             self.write(base, "".join(texts), {"path": unit.path})
         elif carry.strip():
@@ -168,16 +176,11 @@ class Reader:
         dialogue, index = Dialogue(documents["dialogue"], documents.get("scene") or SCENE), 0
 
         def conversations():
-            for text, head, replaced in text_blocks(os.path.join(files_dir, unit.path), max_expansion):
-                if head and is_binary(head):
-                    self.stats["skipped"][unit.path] = "binary"
-                    return
-                self.count("replaced_bytes", unit.path, replaced)
-                text, controls = normalize(text)
-                self.count("control_characters", unit.path, controls)
+            for text in self.normalized_blocks(files_dir, unit, max_expansion):
                 for line in text.removesuffix("\n").split("\n"):  # a block ends after a newline, but the last
                     yield from dialogue.feed(line)
-            yield from dialogue.finish()
+            if unit.path not in self.stats["skipped"]:
+                yield from dialogue.finish()
 
         for messages in conversations():
             self.write_conversation(f"{base}#{index}", messages, {"path": unit.path})

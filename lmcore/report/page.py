@@ -201,6 +201,9 @@ def data_tables(data):
         ("after cleaning", sum(s["documents_out"] for s in clean), sum(s["characters_out"] for s in clean)),
         ("after dedup", dedup["documents_out"], dedup["characters_out"]),
     ]
+    conversations = sum(s.get("conversations", 0) for s in clean)
+    if conversations:  # the text rules judge prose (lmcore.data.clean.clean_part)
+        funnel.insert(-1, ("of them conversations, which the text rules pass", conversations, ""))
     reasons = {}
     for s in clean:
         for reason, n in s["dropped"].items():

@@ -70,6 +70,35 @@ def test_transformers_apply_chat_template_gives_lmcores_ids_on_50_conversations(
         assert ids(prompt, add_generation_prompt=True) == render(bpe, prompt, add_generation_prompt=True)[0].tolist()
 
 
+def test_transformers_generate_on_a_chat_models_folder_replies_as_lmcore_and_stops_at_the_turns_end(tmp_path, bpe):
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    from lmcore.export.hf import export
+    from lmcore.model.config import ModelConfig
+    from lmcore.model.folder import save_model
+    from lmcore.model.generate import generate
+    from lmcore.model.gpt import GPT
+
+    end = bpe.sp.piece_to_id("<|end|>")
+    torch.manual_seed(0)
+    ours = GPT(ModelConfig(vocab_size=bpe.vocab_size, d_model=32, n_layers=2, n_heads=4, context_length=96,
+                           **FAMILIES["llama-untied"])).eval()  # fmt: skip
+    prompts = [render(bpe, m[:-1], add_generation_prompt=True)[0].tolist() for m in conversations(5, seed=9)]
+    third = list(generate(ours, prompts[0], 3, temperature=0.0))[2]
+    with torch.no_grad():  # the head's rows of that token and <|end|> swapped: the first reply ends at its third
+        ours.lm_head.weight[[third, end]] = ours.lm_head.weight[[end, third]]
+    save_model(tmp_path / "model", ours, {"tokenizer": "t", "loss": "assistant"}, bpe.path, [], {})
+    export(tmp_path / "model", tmp_path / "hf")
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    stops = {end, bpe.eot_id}
+    for i, prompt in enumerate(prompts):
+        with torch.no_grad():
+            out = theirs.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False)[0, len(prompt) :]
+        expected = list(generate(ours, prompt, 12, temperature=0.0, stop=stops))
+        assert out.tolist() == expected and (i > 0 or expected[-1] == end and len(expected) == 3)
+
+
 def test_a_base_models_exports_have_no_chat_template_and_a_chat_models_gguf_has_it(tmp_path, bpe):
     from gguf import GGUFReader
 

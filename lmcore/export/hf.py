@@ -18,7 +18,7 @@ from lmcore.export.layouts import gpt2_weights, llama_weights
 from lmcore.io import atomic_open, copy_file, write_json
 from lmcore.model.config import LAYER_NORM_EPS, RMS_NORM_EPS, ROPE_THETA
 from lmcore.model.folder import read_config, read_weights, save_safetensors
-from lmcore.tokens.chat import CHAT_TEMPLATE, is_chat_model
+from lmcore.tokens.chat import CHAT_TEMPLATE, END, chat_ids, is_chat_model
 from lmcore.tokens.tokenizer import ESCAPE, SPACE_SYMBOL, Tokenizer, read_proto
 
 
@@ -167,7 +167,10 @@ def export(model_dir, out_dir):
     save_safetensors(hf, os.path.join(out_dir, "model.safetensors"), {"format": "pt"})
     hf_config = {"llama": llama_config, "qwen3": qwen3_config, "gpt2": gpt2_config}[arch]
     write_json(os.path.join(out_dir, "config.json"), hf_config(m, special))
-    write_json(os.path.join(out_dir, "generation_config.json"), special)
+    generation = dict(special)
+    if is_chat_model(config["train"]):  # `generate` ends a reply at the turn's end, as lmcore's chat does
+        generation["eos_token_id"] = [special["eos_token_id"], chat_ids(tokenizer)[END]]
+    write_json(os.path.join(out_dir, "generation_config.json"), generation)
     sp = tokenizer.sp
     with atomic_open(os.path.join(out_dir, "tokenizer.json")) as f:
         f.write(tokenizer_json(tokenizer.path))

@@ -1,4 +1,4 @@
-"""Samples for every prompt and decoding preset of the config; replies to held-out conversations where the test split has them."""
+"""Samples for every prompt and decoding preset; replies to held-out conversations where the test split has them."""
 
 import os
 

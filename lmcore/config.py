@@ -224,7 +224,7 @@ def check_parent(models, name):
         child = parent
 
 
-RECORD_KEYS = {"jsonl", "parquet", "arrow", "chat", "prompt"}
+RECORD_KEYS = {"jsonl", "parquet", "arrow", "chat", "prompt", "html"}
 
 
 def holds_conversations(source):
@@ -271,7 +271,7 @@ def check_semantics(config):
         if source["where"] and not records:
             raise ConfigError(
                 f"config key 'sources.{name}.where': selects records by their fields; `documents: "
-                f"{source['documents']}` has none (use jsonl, parquet, arrow, chat or prompt)"
+                f"{source['documents']}` has none (use jsonl, parquet, arrow, chat, prompt or html)"
             )
         if isinstance(source["documents"], dict) and "dialogue" in source["documents"]:
             check_patterns(name, source["documents"])

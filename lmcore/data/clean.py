@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lmcore.data.ingest import read_part
+from lmcore.data.language import ENGLISH_RULES, Identifier
 from lmcore.data.text import WordHasher, ngram_hashes, one_piece, pieces
 from lmcore.io import write_jsonl
 from lmcore.workflow.joblog import warn
@@ -400,6 +401,43 @@ class Cleaner:
         return view.text, None
 
 
+class Language:
+    """`clean.language`: each document's language and score into its meta, counted per language (documents,
+    characters), and the documents whose language is not kept, or whose score is below min_score, dropped."""
+
+    def __init__(self, cfg):
+        self.keep, self.min_score = set(cfg["keep"]), cfg["min_score"]
+        self.identify = Identifier(cfg["model_file"])
+        self.passed = {}  # documents kept per language, for the English-only rules' warning
+
+    def __call__(self, doc, stats):
+        """The drop reason, or None; the document's meta gets `language` and `language_score`."""
+        language, score = self.identify(doc["text"])
+        meta = doc.setdefault("meta", {})
+        meta["language"], meta["language_score"] = language, round(score, 4)
+        count = stats["languages"].setdefault(language, [0, 0])
+        count[0] += 1
+        count[1] += len(doc["text"])
+        if self.keep and language not in self.keep:
+            return "language.keep"
+        if self.min_score is not None and score < self.min_score:
+            return "language.min_score"
+        self.passed[language] = self.passed.get(language, 0) + 1
+        return None
+
+    def warn_unsuited(self, cfg, warn):
+        """Gopher's and C4's rules were written for English: say so when other languages went through them."""
+        rules = [group for group in ENGLISH_RULES if cfg[group]["enabled"]]
+        others = {lang: n for lang, n in self.passed.items() if lang != "en"}
+        if rules and others:
+            shown = ", ".join(f"{lang} {n:,}" for lang, n in sorted(others.items(), key=lambda i: (-i[1], i[0]))[:5])
+            warn(
+                f"{sum(others.values()):,} documents not in English ({shown}) went through {', '.join(rules)}, "
+                "whose rules were written for English (stop words, word lengths, policy lines); switch them off "
+                "with `enabled: false` for such a corpus, or keep only English with `language: {keep: [en]}`"
+            )
+
+
 def clean_part(in_paths, out_path, cfg, unique_ids=False, warn=warn):
     """Clean one part, read from every ingest reader's file of it (lmcore.data.ingest.read_part); return
     statistics: documents and characters in and out, drops per reason (documents and characters), and up
@@ -415,18 +453,20 @@ def clean_part(in_paths, out_path, cfg, unique_ids=False, warn=warn):
         "dropped_characters": {},
         "examples": {},
         "conversations": 0,  # passed untouched
+        "languages": {},  # language -> [documents, characters], where clean.language is enabled
     }
     cleaner = Cleaner(cfg)
+    language = Language(cfg["language"]) if cfg.get("language", {}).get("enabled") else None
 
     def kept():
         for doc in read_part(in_paths, unique_ids):
             whole = doc["text"]
             stats["documents_in"] += 1
             stats["characters_in"] += len(whole)
-            if "messages" in doc:  # the rules judge prose: a conversation's turns pass as they are
+            reason = language(doc, stats) if language else None
+            if reason is None and "messages" in doc:  # the rules judge prose: a conversation's turns pass
                 stats["conversations"] += 1
-                reason = None
-            else:
+            elif reason is None:
                 doc["text"], reason = cleaner(whole)
             if reason:  # counted and shown as the document came in: what the corpus lost
                 stats["dropped"][reason] = stats["dropped"].get(reason, 0) + 1
@@ -440,9 +480,12 @@ def clean_part(in_paths, out_path, cfg, unique_ids=False, warn=warn):
             yield doc
 
     write_jsonl(out_path, kept())
-    dropped = stats["documents_in"] - stats["documents_out"]
-    if dropped > stats["documents_in"] / 2:
-        reason, n = max(stats["dropped"].items(), key=lambda item: item[1])
+    if language:
+        language.warn_unsuited(cfg, warn)
+    chosen = stats["dropped"].get("language.keep", 0)  # the languages a config leaves out: its choice, not a rule's
+    dropped = stats["documents_in"] - stats["documents_out"] - chosen
+    if dropped > (stats["documents_in"] - chosen) / 2:
+        reason, n = max(((r, n) for r, n in stats["dropped"].items() if r != "language.keep"), key=lambda i: i[1])
         warn(
             f"dropped {dropped:,} of {stats['documents_in']:,} documents, {n:,} of them for {reason}; if that rule "
             "does not suit this corpus, switch it off or loosen it under `clean:` in the config (see "

@@ -25,7 +25,8 @@ import zstandard
 CHUNK_BYTES = 64 << 20  # a plain JSON Lines file is cut into units of about this size
 BLOCK = 1 << 20
 RECORD_MODES = ("jsonl", "parquet", "arrow")
-CONVERSATION_MODES = ("chat", "prompt")  # records holding conversations, in a container named by the file's suffix
+CONVERSATION_MODES = ("chat", "prompt")  # records holding conversations
+BY_SUFFIX = (*CONVERSATION_MODES, "html")  # record kinds whose container the file's suffix names
 DATASETS_METADATA = ("dataset_info.json", "state.json")  # beside the .arrow files `save_to_disk` writes
 
 
@@ -52,17 +53,19 @@ class Budget:
 
 def mode_of(documents):
     """(kind, field) of a source's `documents`: ("file", None), ("split", delimiter), (record mode, text field),
-    ("chat", messages field), ("prompt", prompt field) or ("dialogue", speaker pattern)."""
-    if documents == "file":
-        return "file", None
-    kind = next(k for k in ("split", *RECORD_MODES, *CONVERSATION_MODES, "dialogue") if k in documents)
+    ("chat", messages field), ("prompt", prompt field), ("dialogue", speaker pattern), ("html", HTML field)
+    or ("warc", None)."""
+    if documents in ("file", "warc"):
+        return documents, None
+    kind = next(k for k in ("split", *RECORD_MODES, *BY_SUFFIX, "dialogue") if k in documents)
     return kind, documents[kind]
 
 
 def container(kind, path):
     """The record format a file of a source of documents `kind` is read as: the kind itself for a record
-    mode; for conversations, the file's suffix says (.parquet, .arrow, else JSON Lines of any compression)."""
-    if kind not in CONVERSATION_MODES:
+    mode; for conversations and HTML records, the file's suffix says (.parquet, .arrow, else JSON Lines of
+    any compression)."""
+    if kind not in BY_SUFFIX:
         return kind
     suffix = os.path.splitext(path[: -len(compression(path))] if compression(path) else path)[1].lower()
     return {".parquet": "parquet", ".arrow": "arrow"}.get(suffix, "jsonl")

@@ -22,6 +22,7 @@ import zstandard
 
 from lmcore.data.dialogue import SCENE, Dialogue
 from lmcore.data.formats import (
+    BY_SUFFIX,
     CONVERSATION_MODES,
     DATASETS_METADATA,
     RECORD_MODES,
@@ -33,6 +34,7 @@ from lmcore.data.formats import (
     units_of,
 )
 from lmcore.data.text import normalize
+from lmcore.data.web import EXTRACTORS, decode, extract, warc_pages
 from lmcore.io import atomic_open, read_jsonl, stable_hash
 from lmcore.tokens.chat import BadConversation, check_conversation, text_of
 
@@ -186,6 +188,27 @@ class Reader:
             self.write_conversation(f"{base}#{index}", messages, {"path": unit.path})
             index += 1
 
+    def page_text(self, html):
+        """A page's main text, normalised; None (counted) where the extractor finds none."""
+        text = normalize(extract(html, self.source.get("extractor", EXTRACTORS[0])))[0]  # tests give no defaults
+        if not text.strip():
+            self.drop("no text extracted", 0)
+            return None
+        return text
+
+    def read_warc(self, files_dir, unit, max_expansion):
+        """`warc` mode: a document per page (a response record of status 200 and an HTML type), named by its
+        WARC-Record-ID, its URL and date in meta; the other records counted by why they are none."""
+        for position, page in warc_pages(os.path.join(files_dir, unit.path), max_expansion):
+            if isinstance(page, str):
+                self.drop(page, 0)
+                continue
+            text = self.page_text(page["html"])
+            if text is not None:
+                own = page["record_id"] or f"{unit.path}#{position}"
+                meta = {"path": unit.path, "url": page["url"], "date": page["date"]}
+                self.write(f"{self.name}/{own}", text, meta)
+
     def write_conversation(self, doc_id, messages, meta):
         """A conversation's document, or a skip counted by what is wrong with it."""
         try:
@@ -214,6 +237,10 @@ class Reader:
                 messages = record[self.field] if self.kind == "chat" else pair(record, documents)
             else:
                 text = record[self.field]
+                if self.kind == "html" and isinstance(text, (str, bytes)):
+                    text = self.page_text(decode(text))
+                    if text is None:
+                        continue
                 if isinstance(text, str):
                     text = normalize(text)[0]  # escapes in JSON hid \r and controls
                 elif text is None:
@@ -257,8 +284,9 @@ def ingest(source_name, files_dir, manifest, source, reader, readers, part_paths
         for unit in share(units, reader, readers):
             if unit.start == 0:
                 job.stats["files"] += 1
-            records_of = kind in RECORD_MODES or kind in CONVERSATION_MODES
-            read = job.read_dialogue if kind == "dialogue" else job.read_records if records_of else job.read_text
+            special = {"dialogue": job.read_dialogue, "warc": job.read_warc}
+            records_of = kind in RECORD_MODES or kind in BY_SUFFIX
+            read = special.get(kind) or (job.read_records if records_of else job.read_text)
             try:
                 read(files_dir, unit, source.get("max_expansion", 100))
             except BadFile as e:

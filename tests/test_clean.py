@@ -82,8 +82,8 @@ def test_the_rules_table_is_the_schemas_clean_section():
     """Every threshold key of the schema belongs to one rule of clean.RULES (or C4's line removal), and
     every rule's keys are in the schema: a rule cannot be added to one and not the other."""
     schema = yaml.safe_load(open(SCHEMA, encoding="utf-8"))["properties"]["clean"]["properties"]
-    groups = {name for name, spec in schema.items() if spec.get("type") == "object"}
-    in_schema = {(None, k) for k in schema if k not in groups}
+    groups = {name for name, spec in schema.items() if spec.get("type") == "object"} - set(clean.STEPS)
+    in_schema = {(None, k) for k in schema if k not in groups and k not in clean.STEPS}
     in_schema |= {(g, k) for g in groups for k in schema[g]["properties"] if k != "enabled"}
     in_table = {(rule.group, key) for rule in clean.RULES for key in rule.keys}
     assert in_schema == in_table | {("c4", key) for key in clean.LINE_RULES}
@@ -122,7 +122,7 @@ def test_bullet_and_ellipsis_lines_and_letterless_words_count_as_gopher_defines_
 
 
 def test_rules_run_in_the_tables_order_and_an_n_gram_of_a_rule_can_be_left_out():
-    on = clean.filters(clean_config(min_chars=1, min_words=1))
+    on = clean.filters(clean_config(min_chars=1, min_words=1, fineweb={"enabled": True}))
     assert [rule for rule, _ in on] == list(clean.RULES)
     text = "cat dog " * 40  # the top 2-gram covers all of it
     quality_off = {"gopher_quality": {"enabled": False}}
@@ -291,3 +291,31 @@ def test_a_document_too_long_for_a_jobs_memory_is_named_before_the_job_reads_it(
     ):
         check_document_memory(tmp_path / "part-0.jsonl", "clean", 100)
     assert check_document_memory(tmp_path / "part-0.jsonl", "shard", 2000) == pytest.approx(212, abs=1)
+
+
+SENTENCES = "\n".join(line + "." for line in prose_lines()) + "\n"
+FINEWEB_DROPS = [
+    (PROSE, "fineweb.min_line_punct_ratio"),  # no line ends in punctuation
+    ("\n".join(f"Item {i}." for i in range(40)), "fineweb.max_short_line_ratio"),
+    (SENTENCES + prose_lines()[0] + ".\n", "fineweb.max_dup_line_char_ratio"),  # one line of 13 again: 7.7%
+    (
+        "\n".join(f"Extraordinarily magnificent accomplishments{i}." for i in range(20)),
+        "fineweb.max_newline_word_ratio",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "text, reason", [(SENTENCES, None), *FINEWEB_DROPS], ids=lambda v: v if v is None or " " not in v else ""
+)
+def test_finewebs_rules_drop_with_its_thresholds(text, reason):
+    cfg = clean_config(
+        gopher_quality={"enabled": False}, gopher_repetition={"enabled": False}, fineweb={"enabled": True}
+    )
+    assert clean.Cleaner(cfg)(text)[1] == reason
+
+
+def test_c4s_brace_rule_looks_at_the_lines_c4_keeps_of_three_words_or_more():
+    cleaner = clean.Cleaner(clean_config())
+    assert cleaner("{\n" + PROSE + "}\n")[1] is None  # lines C4 would have removed as too short
+    assert cleaner("if x { y }\n" + PROSE)[1] == "c4.curly_braces"

@@ -8,7 +8,7 @@ path in the config (`gopher_quality.max_symbol_word_ratio`, `min_chars`,
 A threshold of null switches its rule off (a rule with two bounds keeps the other), `enabled: false`
 its group. C4's line removal (`c4.javascript`, `c4.policy`) runs before every rule; a document a
 later rule drops only because of that removal is dropped for the removal's key.
-Sources: Gopher (Rae et al. 2021, appendix A), C4 (Raffel et al. 2020). Defaults follow the papers,
+Sources: Gopher (Rae et al. 2021, appendix A), C4 (Raffel et al. 2020), FineWeb (Penedo et al. 2024). Defaults follow the papers,
 except where they would drop verse, plays and whole books (short repeated speaker lines, no final
 punctuation, one file one document); the schema (schemas/config.schema.yaml) says where and why.
 """
@@ -31,6 +31,7 @@ EXCERPT_CHARS = 200
 STOP_WORDS = {"the", "be", "to", "of", "and", "that", "have", "with"}
 BULLETS = ("●", "•", "*", "-", "‣", "⁃", "◦", "▪")  # what a bullet line starts with, after spaces and tabs
 ELLIPSES = ("...", "…")
+FINEWEB_STOP_CHARS = (".", "'", '"', "!", "?")  # what a line must end with to count as ending a sentence
 LETTER = re.compile(r"[^\W\d_]")  # a word character but a digit or the underscore
 POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 LINE_RULES = {"javascript": ("javascript",), "policy": POLICY}  # c4's keys: the lines mentioning these go
@@ -314,6 +315,37 @@ def gopher_duplicate_ngrams(limits):
     return test
 
 
+# FineWeb rules (Penedo et al. 2024, section 3.3; datatrove's FineWebQualityFilter).
+
+
+def fineweb_line_punctuation(min_share):
+    def test(v):
+        lines = v.lines
+        ending = sum(1 for line in lines if line.endswith(FINEWEB_STOP_CHARS))
+        return "min_line_punct_ratio" if lines and ending / len(lines) < min_share else None
+
+    return test
+
+
+def fineweb_short_lines(max_share, short_chars):
+    def test(v):
+        lines = v.lines
+        short = sum(1 for line in lines if len(line) <= short_chars)
+        return "max_short_line_ratio" if lines and above(short / len(lines), max_share) else None
+
+    return test
+
+
+def fineweb_duplicate_line_chars(max_share):
+    """The characters of lines that repeat an earlier line, over all the lines' characters."""
+    return lambda v: "max_dup_line_char_ratio" if above(_duplicate_share(v.lines)[1], max_share) else None
+
+
+def fineweb_newlines(max_ratio):
+    """Newlines per word: a page that is a list of short items."""
+    return lambda v: "max_newline_word_ratio" if above(v.text.count("\n") / max(1, v.word_count), max_ratio) else None
+
+
 # C4 rules.
 
 
@@ -322,7 +354,15 @@ def c4_lorem_ipsum(on):
 
 
 def c4_curly_braces(on):
-    return lambda v: "curly_braces" if "{" in v.text else None
+    """As C4's code applies it (tfds c4_utils): a brace in a line that C4 keeps, of 3 words or more (C4 first
+    removes shorter lines); the paper's "any page with a curly bracket" would count a lone `{` line too."""
+
+    def test(v):
+        if "{" not in v.text:
+            return None
+        return "curly_braces" if any("{" in line and len(line.split()) >= 3 for line in v.lines) else None
+
+    return test
 
 
 @dataclass(frozen=True)
@@ -347,6 +387,9 @@ def switched_off(value):
     return value is None or value is False or (isinstance(value, dict) and all(v is None for v in value.values()))
 
 
+# Sections of `clean:` that are steps of their own, not rules of the table (language identification).
+STEPS = ("language",)
+
 # Every rule, in the order they run: the first that fires names the reason.
 RULES = (
     Rule("c4", ("lorem_ipsum",), c4_lorem_ipsum),
@@ -364,6 +407,10 @@ RULES = (
     Rule("gopher_repetition", ("max_dup_para_frac", "max_dup_para_char_frac"), gopher_duplicate_paragraphs),
     Rule("gopher_repetition", ("top_ngram_char_frac",), gopher_top_ngrams),
     Rule("gopher_repetition", ("dup_ngram_char_frac",), gopher_duplicate_ngrams),
+    Rule("fineweb", ("min_line_punct_ratio",), fineweb_line_punctuation),
+    Rule("fineweb", ("max_short_line_ratio", "short_line_chars"), fineweb_short_lines),
+    Rule("fineweb", ("max_dup_line_char_ratio",), fineweb_duplicate_line_chars),
+    Rule("fineweb", ("max_newline_word_ratio",), fineweb_newlines),
 )
 
 

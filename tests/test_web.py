@@ -154,3 +154,54 @@ def test_a_fasttext_model_file_identifies_the_languages_it_was_trained_on(tmp_pa
     for lang, text in TEXTS.items():
         label, score = identify(text + "\n" + text)
         assert label == lang and 0.5 < score <= 1.0
+
+
+def clean_docs(tmp_path, docs, **cfg):
+    """(kept documents, stats) of clean_part on `docs` with the text rules off and `cfg`."""
+    from test_clean import clean_config
+
+    from lmcore.data.clean import clean_part
+    from lmcore.io import read_jsonl, write_jsonl
+
+    write_jsonl(tmp_path / "in.jsonl", docs)
+    config = clean_config(gopher_quality={"enabled": False}, gopher_repetition={"enabled": False}, **cfg)
+    stats = clean_part(tmp_path / "in.jsonl", tmp_path / "out.jsonl", config, warn=lambda *a: None)
+    return list(read_jsonl(tmp_path / "out.jsonl")), stats
+
+
+def test_emails_and_public_ips_are_replaced_and_private_ones_kept(tmp_path):
+    text = ("Write to jane.doe+news@mail.example.org or to [ops@10.1.2.3]. The server is at 8.8.8.8, "
+            "the router at 192.168.0.1, the host itself 127.0.0.1; version 1.2.3.4.5 is no address.")  # fmt: skip
+    (doc,), stats = clean_docs(tmp_path, [{"id": "a", "text": text, "meta": {}}], pii=True)
+    assert "jane.doe" not in doc["text"] and doc["text"].count("email@example.com") == 2
+    assert "8.8.8.8" not in doc["text"] and "at 192.0.2.1," in doc["text"]
+    assert "192.168.0.1" in doc["text"] and "127.0.0.1" in doc["text"]
+    assert stats["pii"] == {"email": 2, "ip": 1}
+
+
+def test_mojibake_is_repaired_and_counted(tmp_path):
+    broken = "The cafÃ© serves crÃ¨me brÃ»lÃ©e"  # UTF-8 read as Latin-1
+    docs = [{"id": "a", "text": broken, "meta": {}}, {"id": "b", "text": "Plain text.", "meta": {}}]
+    out, stats = clean_docs(tmp_path, docs, fix_text=True)
+    assert [d["text"] for d in out] == ["The café serves crème brûlée", "Plain text."]
+    assert stats["fixed_text"] == 1
+
+
+def test_blocked_urls_go_by_exact_url_subdomain_and_registered_domain_and_allow_makes_exceptions(tmp_path):
+    (tmp_path / "block.txt").write_text("# spam\nspam.example\nbbc.co.uk\nhttps://good.example/bad-page\n")
+    (tmp_path / "allow.txt").write_text("weather.bbc.co.uk\n")
+    urls = {
+        "spam": "https://www.spam.example/offer",  # a subdomain of a blocked domain
+        "bbc": "http://news.bbc.co.uk/story",  # blocked by its registered domain
+        "weather": "https://weather.bbc.co.uk/today",  # an exception
+        "page": "https://good.example/bad-page#top",  # the exact URL
+        "other": "https://good.example/fine",
+        "notspam": "https://notspam.example/",  # a name that ends like a blocked one is not it
+    }
+    docs = [{"id": k, "text": "Some text.", "meta": {"url": u}} for k, u in urls.items()]
+    docs.append({"id": "none", "text": "No URL.", "meta": {}})
+    out, stats = clean_docs(
+        tmp_path, docs, urls={"block": str(tmp_path / "block.txt"), "allow": str(tmp_path / "allow.txt")}
+    )
+    assert sorted(d["id"] for d in out) == ["none", "notspam", "other", "weather"]
+    assert stats["dropped"] == {"urls.block": 3} and stats["urls"] == {"without a url": 1, "allowed": 1}

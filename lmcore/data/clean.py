@@ -8,9 +8,9 @@ path in the config (`gopher_quality.max_symbol_word_ratio`, `min_chars`,
 A threshold of null switches its rule off (a rule with two bounds keeps the other), `enabled: false`
 its group. C4's line removal (`c4.javascript`, `c4.policy`) runs before every rule; a document a
 later rule drops only because of that removal is dropped for the removal's key.
-Sources: Gopher (Rae et al. 2021, appendix A), C4 (Raffel et al. 2020), FineWeb (Penedo et al. 2024). Defaults follow the papers,
-except where they would drop verse, plays and whole books (short repeated speaker lines, no final
-punctuation, one file one document); the schema (schemas/config.schema.yaml) says where and why.
+Sources: Gopher (Rae et al. 2021, appendix A), C4 (Raffel et al. 2020), FineWeb (Penedo et al. 2024).
+Defaults follow the papers, except where they would drop verse, plays and whole books (short repeated
+speaker lines, no final punctuation, one file one document); the schema (schemas/config.schema.yaml) says where and why.
 """
 
 import functools
@@ -18,11 +18,14 @@ import itertools
 import re
 from dataclasses import dataclass
 
+import ftfy
 import numpy as np
 
 from lmcore.data.ingest import read_part
 from lmcore.data.language import ENGLISH_RULES, Identifier
+from lmcore.data.pii import replace_pii
 from lmcore.data.text import WordHasher, ngram_hashes, one_piece, pieces
+from lmcore.data.urls import UrlFilter
 from lmcore.io import write_jsonl
 from lmcore.workflow.joblog import warn
 
@@ -387,8 +390,9 @@ def switched_off(value):
     return value is None or value is False or (isinstance(value, dict) and all(v is None for v in value.values()))
 
 
-# Sections of `clean:` that are steps of their own, not rules of the table (language identification).
-STEPS = ("language",)
+# Sections of `clean:` that are steps of their own, not rules of the table: in the order they run, URL lists
+# and ftfy before language identification, then the rules, then PII replacement in what was kept.
+STEPS = ("urls", "fix_text", "language", "pii")
 
 # Every rule, in the order they run: the first that fires names the reason.
 RULES = (
@@ -501,20 +505,33 @@ def clean_part(in_paths, out_path, cfg, unique_ids=False, warn=warn):
         "examples": {},
         "conversations": 0,  # passed untouched
         "languages": {},  # language -> [documents, characters], where clean.language is enabled
+        "urls": {"without a url": 0, "allowed": 0},  # where clean.urls is set
+        "fixed_text": 0,  # documents ftfy changed (clean.fix_text)
+        "pii": {"email": 0, "ip": 0},  # replacements (clean.pii)
     }
     cleaner = Cleaner(cfg)
     language = Language(cfg["language"]) if cfg.get("language", {}).get("enabled") else None
+    urls = UrlFilter(cfg["urls"]) if cfg.get("urls", {}).get("block") else None
 
     def kept():
         for doc in read_part(in_paths, unique_ids):
             whole = doc["text"]
             stats["documents_in"] += 1
             stats["characters_in"] += len(whole)
-            reason = language(doc, stats) if language else None
+            reason = urls(doc, stats) if urls else None
+            if reason is None and cfg.get("fix_text") and "messages" not in doc:
+                doc["text"] = fixed = ftfy.fix_text(whole)
+                stats["fixed_text"] += fixed != whole
+            if reason is None and language:
+                reason = language(doc, stats)
             if reason is None and "messages" in doc:  # the rules judge prose: a conversation's turns pass
                 stats["conversations"] += 1
             elif reason is None:
-                doc["text"], reason = cleaner(whole)
+                doc["text"], reason = cleaner(doc["text"])
+            if reason is None and cfg.get("pii"):
+                doc["text"], found = replace_pii(doc["text"])
+                for kind, n in found.items():
+                    stats["pii"][kind] += n
             if reason:  # counted and shown as the document came in: what the corpus lost
                 stats["dropped"][reason] = stats["dropped"].get(reason, 0) + 1
                 stats["dropped_characters"][reason] = stats["dropped_characters"].get(reason, 0) + len(whole)

@@ -256,7 +256,7 @@ def exported_family(family, tmp_path, tokenizer, export, name):
     return folder, tmp_path / name
 
 
-WORDS = "the king and queen of england say that no man shall speak of what he saw".split()
+CHAT_WORDS = "the king and queen of england say that no man shall speak of what he saw".split()
 
 
 def conversations(n, seed=0):
@@ -266,7 +266,7 @@ def conversations(n, seed=0):
     rng = random.Random(seed)
 
     def text():
-        words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 12)))
+        words = " ".join(rng.choice(CHAT_WORDS) for _ in range(rng.randint(1, 12)))
         return rng.choice([words, words + "\n", "  " + words, words + " <|> " + words, MIXED_TEXT[:30]])
 
     out = []

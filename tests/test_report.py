@@ -227,3 +227,14 @@ def test_conversations_put_the_base_and_the_fine_tuned_model_side_by_side_with_t
     assert "Who &lt;b&gt;goes&lt;/b&gt; there?" in section and "&lt;i&gt;sft&lt;/i&gt;" in section
     assert section.count("Nay, answer me.") == 1  # one conversation, both models' replies under it
     assert "<h2>Conversations</h2>" not in page({"base": model(3.0)})
+
+
+def test_the_funnel_counts_languages_and_the_text_cleaning_changed():
+    data, tokenizers = page_data()
+    data["clean"][0] |= {"languages": {"en": [2, 250], "fr": [1, 50]}, "fixed_text": 1, "pii": {"email": 3, "ip": 0}}
+    html = render({"config": {}, "commit": "abc", "rule_times": {}}, data, tokenizers, {"m": model(3.0)})
+    section = html[html.index("<h3>Languages</h3>") : html.index("<h2>Tokenizers</h2>")]
+    assert section.index("<td>en</td>") < section.index("<td>fr</td>") and "250" in section
+    assert "mojibake repaired (clean.fix_text)</td><td class='n'>1" in section and "email replaced" in section
+    assert "ip replaced" not in section  # nothing to say
+    assert "<h3>Languages</h3>" not in page({"m": model(3.0)})

@@ -181,6 +181,9 @@ def pairs(*headers):
     return [(header, lambda row, i=i: row[i]) for i, header in enumerate(headers)]
 
 
+LANGUAGES = [("language", lambda r: r[0]), ("documents", lambda r: r[1][0]), ("characters", lambda r: r[1][1])]
+
+
 def data_tables(data):
     """The data funnel, drop reasons, skipped and repaired files, and duplicate clusters."""
     ingest, clean, dedup = data["ingest"], data["clean"], data["dedup"]["stats"]
@@ -223,7 +226,25 @@ def data_tables(data):
         for s in ingest
         for path in set(s.get("replaced_bytes", {})) | set(s.get("control_characters", {}))
     )
+    languages = {}
+    for s in clean:
+        for language, (n, chars) in s.get("languages", {}).items():
+            total = languages.setdefault(language, [0, 0])
+            total[0], total[1] = total[0] + n, total[1] + chars
+
+    def total(key, sub=None):
+        return sum(s.get(key, {}).get(sub, 0) if sub else s.get(key, 0) for s in clean)
+
+    edits = [
+        ("mojibake repaired (clean.fix_text)", total("fixed_text")),
+        ("email replaced (clean.pii)", total("pii", "email")),
+        ("ip replaced (clean.pii)", total("pii", "ip")),
+        ("URL list: allowed (clean.urls)", total("urls", "allowed")),
+        ("URL list: without a url (clean.urls)", total("urls", "without a url")),
+    ]
     return {
+        "languages": table(sorted(languages.items(), key=lambda i: -i[1][1]), LANGUAGES),
+        "edits": table([e for e in edits if e[1]], pairs("what", "count")),
         "funnel": table(funnel, pairs("stage", "documents", "characters")),
         "dropped": table(dropped, pairs("reason", "documents", "characters", "examples")),
         "skipped": table(skipped, pairs("file", "reason")),

@@ -271,3 +271,10 @@ def test_a_vocabulary_larger_than_the_corpus_gives_is_said_on_the_console(tmp_pa
     )
     assert console.getvalue() == f"Warning in logs/train_tokenizer/tok.log: {said}\n"
     assert f"Warning: {said}" in capsys.readouterr().out  # and in the job's log
+
+
+def test_a_tokenizer_with_nothing_to_train_on_says_so(tmp_path):
+    from helpers import train_tokenizer
+
+    with pytest.raises(ValueError, match="no text to train on: cleaning and dedup kept no document"):
+        train_tokenizer(tmp_path / "spm.model", docs=[])

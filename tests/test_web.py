@@ -205,3 +205,57 @@ def test_blocked_urls_go_by_exact_url_subdomain_and_registered_domain_and_allow_
     )
     assert sorted(d["id"] for d in out) == ["none", "notspam", "other", "weather"]
     assert stats["dropped"] == {"urls.block": 3} and stats["urls"] == {"without a url": 1, "allowed": 1}
+
+
+def english_page(rng, i):
+    """An English article of a few paragraphs of sentences, with an author's address in it."""
+    from helpers import WORDS
+
+    sentences = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 16))).capitalize() + "." for _ in range(30)]
+    paragraphs = [" ".join(sentences[k : k + 5]) for k in range(0, 30, 5)]
+    body = "".join(f"<p>{p}</p>" for p in paragraphs) + f"<p>Write to the author at writer{i}@mail.example.org.</p>"
+    nav = '<nav><a href="/">Home</a> <a href="/news">News</a></nav>'
+    return f"<html><head><title>Article {i}</title></head><body>{nav}<article>{body}</article></body></html>".encode()
+
+
+@pytest.mark.slow
+def test_the_web_config_runs_its_data_stages_on_a_local_stand_in(tmp_path):
+    import os
+    import random
+
+    import yaml
+
+    from helpers import REPO, serve, snakemake, write_config
+
+    config = yaml.safe_load(open(os.path.join(REPO, "configs", "web.yaml")))
+    source = config["sources"]["cc"]
+    prefix = "https://data.commoncrawl.org/"
+    (url,) = source["url"]
+    assert url.startswith(prefix) and url.endswith(".warc.gz")
+    rng = random.Random(0)
+    english = [(f"https://site{i}.example/a", "200 OK", "text/html", english_page(rng, i)) for i in range(24)]
+    french = [(f"https://site{i}.example/fr", "200 OK", "text/html; charset=iso-8859-1",
+               page("La Loire", LOIRE * 4, "iso-8859-1")) for i in range(4)]  # fmt: skip
+    (tmp_path / "www" / os.path.dirname(url[len(prefix) :])).mkdir(parents=True)
+    write_warc(tmp_path / "www" / url[len(prefix) :], english + french + RECORDS[3:])
+    (tmp_path / "block.txt").write_text("site3.example\n")
+    config["sources"]["cc"].update(url=[url.replace(prefix, "{base}/")], parts=2)
+    config["clean"]["urls"] = {"block": str(tmp_path / "block.txt")}
+    config["tokenizers"]["bpe32k"].update(vocab_size=400)
+    config["splits"] = {"validation": 0.1, "test": 0.1}
+    config["models"]["gpt2_124m"].update(context_length=16, gpus=0)
+    config["resources"] = {}
+    with serve(tmp_path / "www") as base:
+        config["sources"]["cc"]["url"] = [u.format(base=base) for u in config["sources"]["cc"]["url"]]
+        configfile = write_config(tmp_path / "config.yaml", config)
+        result = snakemake(tmp_path, "results/shards/bpe32k/manifest.json", configfile=configfile)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ingest = json.loads((tmp_path / "results/docs/cc/stats.json").read_text())
+    assert ingest["documents"] == 24 + 4 and ingest["dropped"]["HTTP status 4xx"] == 1
+    clean = [json.loads((tmp_path / f"results/clean/cc/part-{k}.stats.json").read_text()) for k in range(2)]
+    kept = [json.loads(line) for k in range(2) for line in open(tmp_path / f"results/clean/cc/part-{k}.jsonl")]
+    # site3.example's two pages blocked (URL lists run first), the other three French ones by language
+    assert sum(s["dropped"].get("urls.block", 0) for s in clean) == 2
+    assert sum(s["dropped"].get("language.keep", 0) for s in clean) == 3
+    assert len(kept) == 23 and all(d["meta"]["language"] == "en" for d in kept)
+    assert all("email@example.com" in d["text"] and "writer" not in d["text"] for d in kept)

@@ -107,6 +107,11 @@ def train(documents, model_path, cfg, num_threads=1, log=print):
             minloglevel=1,
         )
     except RuntimeError as e:  # SentencePiece's own words, with the fix in the config's terms
+        if "!sentences_.empty()" in str(e):
+            raise ValueError(
+                "no text to train on: cleaning and dedup kept no document in the train split (the clean stats, "
+                "results/clean/<source>/part-<k>.stats.json, and the clean logs say what was dropped and why)"
+            ) from None
         small = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", str(e))
         if not small:
             raise

@@ -124,3 +124,15 @@ def lora_inputs(wildcards):
         "base_config": rules.train.output.config.format(model=base),
         "base_hf": [path.format(model=base) for path in rules.export_hf.output],
     }
+
+
+def paragraph_repeats(wildcards):
+    """Every key range's repeated paragraphs, where dedup.paragraphs is on."""
+    if not config["dedup"]["paragraphs"]["enabled"]:
+        return []
+    return expand(rules.paragraph_duplicates.output[0], range=range(config["dedup"]["key_ranges"]))
+
+
+def part_number(wildcards):
+    """A part's place in PARTS: the number the paragraph files know it by."""
+    return PARTS.index((wildcards.source, int(wildcards.part)))

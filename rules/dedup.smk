@@ -63,14 +63,59 @@ rule dedup_clusters:
         "../workflow_scripts/dedup_clusters.py"
 
 
-rule dedup_apply:
+rule paragraph_hashes:
     input:
         docs=rules.clean.output.docs,
         clusters=rules.dedup_clusters.output[0],
     output:
-        "results/dedup/{source}/part-{part}.jsonl",
+        "results/dedup/paragraphs/hashes/{source}/part-{part}.npy",
+    params:
+        code=code("paragraph_hashes"),
+        paragraphs=config["dedup"]["paragraphs"],
+    threads: resource("paragraph_hashes", "threads")
+    resources:
+        mem_mb=resource("paragraph_hashes", "mem_mb"),
+        runtime=resource("paragraph_hashes", "runtime"),
+    log:
+        "logs/paragraph_hashes/{source}/part-{part}.log",
+    benchmark:
+        "benchmarks/paragraph_hashes/{source}/part-{part}.tsv"
+    script:
+        "../workflow_scripts/paragraph_hashes.py"
+
+
+rule paragraph_duplicates:
+    input:
+        part_paths(rules.paragraph_hashes.output[0]),
+    output:
+        "results/dedup/paragraphs/repeats/range-{range}.npy",
+    params:
+        code=code("paragraph_duplicates"),
+        key_ranges=config["dedup"]["key_ranges"],
+    threads: resource("paragraph_duplicates", "threads")
+    resources:
+        mem_mb=resource("paragraph_duplicates", "mem_mb"),
+        runtime=resource("paragraph_duplicates", "runtime"),
+    log:
+        "logs/paragraph_duplicates/range-{range}.log",
+    benchmark:
+        "benchmarks/paragraph_duplicates/range-{range}.tsv"
+    script:
+        "../workflow_scripts/paragraph_duplicates.py"
+
+
+rule dedup_apply:
+    input:
+        docs=rules.clean.output.docs,
+        clusters=rules.dedup_clusters.output[0],
+        paragraphs=paragraph_repeats,
+    output:
+        docs="results/dedup/{source}/part-{part}.jsonl",
+        stats="results/dedup/{source}/part-{part}.stats.json",
     params:
         code=code("dedup_apply"),
+        paragraphs=config["dedup"]["paragraphs"],
+        part_number=part_number,
     threads: resource("dedup_apply", "threads")
     resources:
         mem_mb=resource("dedup_apply", "mem_mb"),

@@ -259,3 +259,6 @@ def test_the_web_config_runs_its_data_stages_on_a_local_stand_in(tmp_path):
     assert sum(s["dropped"].get("language.keep", 0) for s in clean) == 3
     assert len(kept) == 23 and all(d["meta"]["language"] == "en" for d in kept)
     assert all("email@example.com" in d["text"] and "writer" not in d["text"] for d in kept)
+    paragraphs = [json.loads((tmp_path / f"results/dedup/cc/part-{k}.stats.json").read_text()) for k in range(2)]
+    # every page closes with the same address once PII is replaced: a repeat, removed from all but one
+    assert sum(p["paragraphs"]["paragraphs_removed"] for p in paragraphs) == 22

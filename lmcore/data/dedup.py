@@ -311,8 +311,9 @@ def find_clusters(pairs_paths, json_paths, npy_paths, out_path, cfg):
     return stats
 
 
-def apply_clusters(in_path, clusters_path, out_path):
-    """Copy one part without the removed duplicates; return (kept, removed) counts."""
+def apply_clusters(in_path, clusters_path, out_path, edit=None):
+    """Copy one part without the removed duplicates; return its counts (kept, removed). `edit(doc)`, where
+    given, returns the document to write or None to drop it (lmcore.data.paragraphs.ParagraphEdit)."""
     removed = set(read_json(clusters_path)["removed"])
     counts = {"kept": 0, "removed": 0}
 
@@ -321,8 +322,10 @@ def apply_clusters(in_path, clusters_path, out_path):
             if doc["id"] in removed:
                 counts["removed"] += 1
                 continue
-            counts["kept"] += 1
-            yield doc
+            doc = edit(doc) if edit else doc
+            if doc is not None:
+                counts["kept"] += 1
+                yield doc
 
     write_jsonl(out_path, kept())
     return counts

@@ -204,6 +204,18 @@ def data_tables(data):
         ("after cleaning", sum(s["documents_out"] for s in clean), sum(s["characters_out"] for s in clean)),
         ("after dedup", dedup["documents_out"], dedup["characters_out"]),
     ]
+    paragraphs = [p for p in data.get("paragraphs") or () if p]  # where dedup.paragraphs is on
+    if paragraphs:
+        dropped_docs = sum(p["documents_dropped"] for p in paragraphs)
+        removed_chars = sum(p["characters_removed"] for p in paragraphs)
+        funnel.append(
+            (
+                f"after paragraph dedup ({sum(p['paragraphs_removed'] for p in paragraphs):,} repeated paragraphs "
+                f"removed, {dropped_docs:,} documents mostly repeats dropped: beyond MinHash)",
+                dedup["documents_out"] - dropped_docs,
+                dedup["characters_out"] - removed_chars,
+            )
+        )
     conversations = sum(s.get("conversations", 0) for s in clean)
     if conversations:  # the text rules judge prose (lmcore.data.clean.clean_part)
         funnel.insert(-1, ("of them conversations, which the text rules pass", conversations, ""))
@@ -528,6 +540,7 @@ def build(inputs, config, tokenizer_names, model_names, benchmarks_dir="benchmar
         "ingest": [read_json(path) for path in inputs.ingest],
         "clean": [read_json(p) for p in inputs.clean],
         "dedup": read_json(inputs.dedup),
+        "paragraphs": [read_json(p)["paragraphs"] for p in inputs.dedup_parts],
     }
     tokenizers = dict(zip(tokenizer_names, (read_json(p) for p in inputs.tokenizers)))
     exports = {os.path.basename(os.path.dirname(p)): p for p in inputs.exports}  # results/hf/<model>/config.json

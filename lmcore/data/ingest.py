@@ -119,6 +119,7 @@ class Reader:
             "control_characters": {},
             "dropped": {},
             "dropped_characters": {},
+            "records": {},  # WARC records that are no response (warcinfo, request, metadata)
         }
 
     def write(self, doc_id, text, meta, messages=None):
@@ -200,11 +201,11 @@ class Reader:
         """`warc` mode: a document per page (a response record of status 200 and an HTML type), named by its
         WARC-Record-ID, its URL and date in meta; the other records counted by why they are none."""
         for position, page in warc_pages(os.path.join(files_dir, unit.path), max_expansion):
-            if isinstance(page, str):
+            if isinstance(page, str) and page.endswith(" record"):  # no response: not a page dropped
+                self.count("records", page, 1)
+            elif isinstance(page, str):
                 self.drop(page, 0)
-                continue
-            text = self.page_text(page["html"])
-            if text is not None:
+            elif (text := self.page_text(page["html"])) is not None:
                 own = page["record_id"] or f"{unit.path}#{position}"
                 meta = {"path": unit.path, "url": page["url"], "date": page["date"]}
                 self.write(f"{self.name}/{own}", text, meta)

@@ -111,7 +111,7 @@ def language_config(**language):
     from test_clean import clean_config
 
     return clean_config(gopher_quality={"enabled": False}, gopher_repetition={"enabled": False},
-                        language={"enabled": True, **language})  # fmt: skip
+                        language=language or {"enabled": True})  # fmt: skip
 
 
 def test_each_documents_language_goes_into_its_meta_and_the_languages_not_kept_are_dropped(tmp_path):

@@ -510,7 +510,8 @@ def clean_part(in_paths, out_path, cfg, unique_ids=False, warn=warn):
         "pii": {"email": 0, "ip": 0},  # replacements (clean.pii)
     }
     cleaner = Cleaner(cfg)
-    language = Language(cfg["language"]) if cfg.get("language", {}).get("enabled") else None
+    lang = cfg.get("language", {})
+    language = Language(lang) if lang.get("enabled") or lang.get("keep") else None
     urls = UrlFilter(cfg["urls"]) if cfg.get("urls", {}).get("block") else None
 
     def kept():

@@ -136,3 +136,16 @@ def paragraph_repeats(wildcards):
 def part_number(wildcards):
     """A part's place in PARTS: the number the paragraph files know it by."""
     return PARTS.index((wildcards.source, int(wildcards.part)))
+
+
+def scored_contexts():
+    """{tokenizer file: the shortest context among the scored models that use it}: next_line's lines fit them all."""
+    contexts = {}
+    for m in SCORED:
+        path = rules.train_tokenizer.output[0].format(tok=config["models"][m]["tokenizer"])
+        contexts[path] = min(contexts.get(path, config["models"][m]["context_length"]), config["models"][m]["context_length"])
+    return contexts
+
+
+def scored_tokenizers(wildcards):
+    return sorted(scored_contexts())

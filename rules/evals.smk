@@ -1,12 +1,15 @@
 # Benchmark scores through lm-evaluation-harness on each exported model (lmcore.evaluation.harness).
 rule next_line_task:
     input:
-        part_paths(rules.dedup_apply.output[0]),
+        parts=part_paths(rules.dedup_apply.output[0]),
+        tokenizers=scored_tokenizers,
     output:
         task="results/evals/tasks/next_line/next_line.yaml",
         questions="results/evals/tasks/next_line/test.jsonl",
+        stats="results/evals/tasks/next_line/stats.json",
     params:
         code=code("next_line_task"),
+        contexts=scored_contexts(),
         next_line=config["evals"]["next_line"],
         splits=config["splits"],
     threads: resource("next_line_task", "threads")

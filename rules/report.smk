@@ -13,6 +13,7 @@ rule report:
         scores=expand(rules.lm_eval.output[0], model=SCORED),
         ggufs=expand(rules.export_gguf.output[0], model=GGUF),
         adapters=expand(rules.export_lora.output.config, model=ADAPTERS),
+        next_line=[rules.next_line_task.output.stats] if SCORED and "next_line" in config["evals"]["tasks"] else [],
     output:
         report("results/report.html", caption="../report/report.rst", category="Report"),
     params:

@@ -38,6 +38,24 @@ def test_each_question_asks_for_the_line_that_follows_its_passage_among_lines_of
     assert rows == next_line_questions(docs, questions=50, choices=4, context_lines=2, max_chars=200, seed=1)
 
 
+def test_next_lines_questions_fit_the_shortest_context_of_the_scored_models_and_say_how_many_lines_did_not(
+    tmp_path, bpe
+):
+    """A model of 12 tokens of context and the default max_chars of 80: lines longer than its context are left
+    out (lm-eval stopped the whole run on one), counted in stats.json."""
+    from lmcore.evaluation.harness import write_next_line_task
+    from lmcore.io import write_jsonl
+
+    write_jsonl(tmp_path / "part.jsonl", documents(60, seed=3))
+    folder = str(tmp_path / "task")
+    stats = write_next_line_task([tmp_path / "part.jsonl"], {"validation": 0.0, "test": 0.999}, folder, questions=40,
+                                 max_chars=80, contexts={str(bpe.path): 12})  # fmt: skip
+    rows = [json.loads(line) for line in open(os.path.join(folder, "test.jsonl"))]
+    assert stats["questions"] == len(rows) == 40 and stats["left_out_lines"] > 0 and stats["contexts"] == [12]
+    assert all(len(bpe.encode(" " + c)) <= 12 for row in rows for c in row["choices"])
+    assert max(len(bpe.encode(" " + c)) for row in rows for c in row["choices"]) >= 6
+
+
 def test_a_task_lm_eval_does_not_know_fails_the_config_and_its_tasks_are_indexed_once(monkeypatch):
     """Indexing lm-eval's tasks takes about 20 s: once per lm-eval version, then the user's cache answers."""
     import lm_eval.tasks

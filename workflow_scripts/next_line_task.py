@@ -3,12 +3,13 @@
 import os
 
 from lmcore.evaluation.harness import write_next_line_task
+from lmcore.io import write_json
 from lmcore.workflow.joblog import redirect_output
 
 redirect_output(snakemake.log[0])
 cfg = snakemake.params.next_line
-n = write_next_line_task(
-    list(snakemake.input),
+stats = write_next_line_task(
+    list(snakemake.input.parts),
     snakemake.params.splits,
     os.path.dirname(snakemake.output.task),
     cfg["questions"],
@@ -16,5 +17,7 @@ n = write_next_line_task(
     cfg["context_lines"],
     cfg["max_chars"],
     cfg["seed"],
+    snakemake.params.contexts,
 )
-print(f"{n} questions of {cfg['choices']} choices after {cfg['context_lines']} lines")
+write_json(snakemake.output.stats, stats)
+print(f"{stats} ({cfg['choices']} choices after {cfg['context_lines']} lines)")

@@ -55,17 +55,22 @@ def reservoir_add(sample, item, seen, size, rng):
             sample[j] = item
 
 
-def next_line_questions(docs, questions, choices, context_lines, max_chars, seed):
+def next_line_questions(docs, questions, choices, context_lines, max_chars, seed, fits=None, left_out=None):
     """Up to `questions` questions {context, choices, answer} drawn uniformly from every eligible place in
     `docs` (a line of MIN_LINE_CHARS to `max_chars` characters, so that a choice fits in a model's context,
     after `context_lines` non-empty lines), each with choices - 1 wrong lines drawn from other documents;
-    the answer's position is drawn too. One pass, in memory bounded by the questions, not the documents."""
+    the answer's position is drawn too. One pass, in memory bounded by the questions, not the documents.
+    `fits(line)`, where given, says whether a line fits every scored model's context; `left_out` counts the
+    lines it leaves out."""
     rng = random.Random(seed)
     picked, pool, places, lines_seen = [], [], 0, 0
     for d, doc in enumerate(docs):
         lines = [line for line in doc["text"].split("\n") if line.strip()]
         for k, line in enumerate(lines):
             if not MIN_LINE_CHARS <= len(line) <= max_chars:
+                continue
+            if fits and not fits(line):
+                left_out["lines"] += 1
                 continue
             lines_seen += 1
             reservoir_add(pool, (d, line), lines_seen, 4 * choices * questions, rng)
@@ -84,22 +89,39 @@ def next_line_questions(docs, questions, choices, context_lines, max_chars, seed
     return rows
 
 
-def write_next_line_task(parts, fractions, folder, questions=500, choices=4, context_lines=2, max_chars=80, seed=0):
+def context_fit(contexts):
+    """`fits(line)` for {tokenizer path: the shortest context of the scored models that use it}: the line, with
+    the space lm-eval puts before a choice, is no longer than each (None: no model to fit)."""
+    if not contexts:
+        return None
+    from lmcore.tokens.tokenizer import Tokenizer
+
+    limits = [(Tokenizer(path), context) for path, context in sorted(contexts.items())]
+    return lambda line: all(len(tok.encode(" " + line)) <= context for tok, context in limits)
+
+
+def write_next_line_task(
+    parts, fractions, folder, questions=500, choices=4, context_lines=2, max_chars=80, seed=0, contexts=None
+):
     """next_line.yaml and test.jsonl in `folder` (a path relative to the workflow's folder, where the rule
-    runs lm_eval: datasets reads data_files from there) from the test documents of `parts`."""
+    runs lm_eval: datasets reads data_files from there) from the test documents of `parts`; the lines are
+    those that fit every scored model's context (`contexts`, context_fit). Returns {questions, left_out}."""
     docs = documents_in_split(parts, "test", fractions)
-    rows = next_line_questions(docs, questions, choices, context_lines, max_chars, seed)
+    left_out = {"lines": 0}
+    rows = next_line_questions(
+        docs, questions, choices, context_lines, max_chars, seed, context_fit(contexts), left_out
+    )
     if not rows:
         raise ValueError(
             f"next_line: no line of {MIN_LINE_CHARS} to {max_chars} characters after {context_lines} lines in the "
-            "test documents"
+            f"test documents ({left_out['lines']:,} left out as longer than a scored model's context)"
         )
     os.makedirs(folder, exist_ok=True)
     with atomic_open(os.path.join(folder, "test.jsonl")) as f:
         f.writelines(json.dumps(row) + "\n" for row in rows)
     with atomic_open(os.path.join(folder, "next_line.yaml")) as f:
         f.write(TASK_YAML.format(folder=folder, data=os.path.join(folder, "test.jsonl")))
-    return len(rows)
+    return {"questions": len(rows), "left_out_lines": left_out["lines"], "contexts": sorted((contexts or {}).values())}
 
 
 def task_specs(tasks, next_line_folder):

@@ -358,6 +358,7 @@ def render(run, data, tokenizers, models):
         short_vocab=short_vocabularies(tokenizers),
         links=model_links(models),
         scores=score_table(models),
+        next_line=data.get("next_line"),
         quality=table(items, QUALITY),
         cost=table(items, COST),
         worse=[m["name"] for m in items if not beats_unigram(m)],
@@ -540,6 +541,7 @@ def build(inputs, config, tokenizer_names, model_names, benchmarks_dir="benchmar
         "ingest": [read_json(path) for path in inputs.ingest],
         "clean": [read_json(p) for p in inputs.clean],
         "dedup": read_json(inputs.dedup),
+        "next_line": read_json(inputs.next_line[0]) if getattr(inputs, "next_line", None) else None,
         "paragraphs": [read_json(p)["paragraphs"] for p in inputs.dedup_parts],
     }
     tokenizers = dict(zip(tokenizer_names, (read_json(p) for p in inputs.tokenizers)))

@@ -19,3 +19,22 @@ rule clean:
         "benchmarks/clean/{source}/part-{part}.tsv"
     script:
         "../workflow_scripts/clean.py"
+
+
+rule corpus_stats:
+    input:
+        clean=source_clean_stats,
+    output:
+        "results/stats/{source}.json",
+    params:
+        code=code("corpus_stats"),
+    threads: resource("corpus_stats", "threads")
+    resources:
+        mem_mb=resource("corpus_stats", "mem_mb"),
+        runtime=resource("corpus_stats", "runtime"),
+    log:
+        "logs/corpus_stats/{source}.log",
+    benchmark:
+        "benchmarks/corpus_stats/{source}.tsv"
+    script:
+        "../workflow_scripts/corpus_stats.py"

@@ -20,6 +20,7 @@ EXPORTABLE = [m for m in MODELS if architecture(config["models"][m])[0]]  # thos
 SCORED = EXPORTABLE if config["evals"]["tasks"] else []  # lm-eval reads the Hugging Face folders
 GGUF = EXPORTABLE if config["gguf"]["enabled"] else []  # llama.cpp has a graph for each HF architecture
 ADAPTERS = [m for m in EXPORTABLE if lora_base(config["models"][m]) in EXPORTABLE]  # PEFT adapters over another export
+DECONTAMINATE = config["evals"]["decontaminate"] != "off" and bool(config["evals"]["tasks"])  # lmcore.evaluation.contamination
 PARTS = [(source, part) for source in SOURCES for part in range(config["sources"][source]["parts"])]
 PAIR_JOBS = {"group": range(config["dedup"]["band_groups"]), "range": range(config["dedup"]["key_ranges"])}  # dedup's candidate-pair jobs
 
@@ -149,3 +150,22 @@ def scored_contexts():
 
 def scored_tokenizers(wildcards):
     return sorted(scored_contexts())
+
+
+def training_docs(wildcards):
+    """A part's documents as the shards read them: after decontamination where it runs, else after dedup."""
+    docs = rules.decontaminate.output.docs if DECONTAMINATE else rules.dedup_apply.output[0]
+    return docs.format(source=wildcards.source, part=wildcards.part)
+
+
+def task_files(wildcards):
+    """The configured task YAML files and the local data files they name: an edit reruns the decontamination."""
+    from lmcore.evaluation.contamination import task_data_files
+
+    yamls = [t for t in config["evals"]["tasks"] if t.endswith(TASK_FILE)]
+    return yamls + [f for t in yamls for f in task_data_files(t) or [] if os.path.exists(f)]
+
+
+def source_clean_stats(wildcards):
+    """The clean statistics of every part of one source."""
+    return [rules.clean.output.stats.format(source=wildcards.source, part=k) for k in range(config["sources"][wildcards.source]["parts"])]

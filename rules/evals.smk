@@ -45,3 +45,51 @@ rule lm_eval:
         "benchmarks/lm_eval/{model}.tsv"
     script:
         "../workflow_scripts/evals.py"
+
+
+rule eval_ngrams:
+    input:
+        parts=part_paths(rules.dedup_apply.output[0]),
+        tasks=task_files,
+    output:
+        ngrams="results/decontamination/ngrams.npz",
+        tasks="results/decontamination/tasks.json",
+    params:
+        code=code("eval_ngrams"),
+        tasks=config["evals"]["tasks"],
+        ngram=config["evals"]["decontaminate_ngram"],
+        splits=config["splits"],
+    threads: resource("eval_ngrams", "threads")
+    resources:
+        mem_mb=resource("eval_ngrams", "mem_mb"),
+        runtime=resource("eval_ngrams", "runtime"),
+    log:
+        "logs/eval_ngrams.log",
+    benchmark:
+        "benchmarks/eval_ngrams.tsv"
+    script:
+        "../workflow_scripts/eval_ngrams.py"
+
+
+rule decontaminate:
+    input:
+        docs=rules.dedup_apply.output[0],
+        ngrams=rules.eval_ngrams.output.ngrams,
+    output:
+        docs="results/decontamination/{source}/part-{part}.jsonl",
+        stats="results/decontamination/{source}/part-{part}.json",
+    params:
+        code=code("decontaminate"),
+        action=config["evals"]["decontaminate"],
+        ngram=config["evals"]["decontaminate_ngram"],
+        splits=config["splits"],
+    threads: resource("decontaminate", "threads")
+    resources:
+        mem_mb=resource("decontaminate", "mem_mb"),
+        runtime=resource("decontaminate", "runtime"),
+    log:
+        "logs/decontaminate/{source}/part-{part}.log",
+    benchmark:
+        "benchmarks/decontaminate/{source}/part-{part}.tsv"
+    script:
+        "../workflow_scripts/decontaminate.py"

@@ -2,6 +2,7 @@ rule report:
     input:
         ingest=expand(rules.ingest_stats.output[0], source=SOURCES),
         clean=part_paths(rules.clean.output.stats),
+        corpus=expand(rules.corpus_stats.output[0], source=SOURCES),
         dedup=rules.dedup_clusters.output[0],
         dedup_parts=part_paths(rules.dedup_apply.output.stats),
         tokenizers=expand(rules.eval_tokenizer.output[0], tok=TOKENIZERS),
@@ -14,6 +15,8 @@ rule report:
         ggufs=expand(rules.export_gguf.output[0], model=GGUF),
         adapters=expand(rules.export_lora.output.config, model=ADAPTERS),
         next_line=[rules.next_line_task.output.stats] if SCORED and "next_line" in config["evals"]["tasks"] else [],
+        contamination=part_paths(rules.decontaminate.output.stats) if DECONTAMINATE else [],
+        contamination_tasks=[rules.eval_ngrams.output.tasks] if DECONTAMINATE else [],
     output:
         report("results/report.html", caption="../report/report.rst", category="Report"),
     params:

@@ -1,6 +1,6 @@
 rule shard:
     input:
-        docs=rules.dedup_apply.output[0],
+        docs=training_docs,
         tokenizer=rules.train_tokenizer.output[0],
     output:
         shards=expand("results/shards/{{tok}}/{split}/{{source}}/part-{{part}}.npy", split=SPLITS),

@@ -119,6 +119,7 @@ DATA_JOBS = {
     "dedup_clusters": 1,
     "dedup_apply": 2,
 }
+DECONTAMINATION_JOBS = {"eval_ngrams": 1, "decontaminate": 2}  # the next_line task's n-grams; each part checked
 TOKEN_JOBS = {"train_tokenizer": 1, "eval_tokenizer": 1, "shard": 2, "shards_manifest": 1}
 
 

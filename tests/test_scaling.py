@@ -169,7 +169,7 @@ def test_a_dry_run_of_the_example_study_lists_exactly_its_jobs(tmp_path):
         r["model"]
         for r in plan(prepare_config(yaml.safe_load(open(f"{REPO}/configs/scaling.yaml", encoding="utf-8")), SCHEMA))
     }
-    assert jobs == {**DATA_JOBS, **TOKEN_JOBS, "report": 1}  # the data stages and the report once
+    assert jobs == {**DATA_JOBS, "corpus_stats": 1, **TOKEN_JOBS, "report": 1}  # the data stages, the report once
 
 
 def test_the_report_gives_each_study_its_runs_optima_exponents_prediction_and_plots():

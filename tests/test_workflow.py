@@ -14,6 +14,7 @@ import torch
 
 from helpers import (
     DATA_JOBS,
+    DECONTAMINATION_JOBS,
     REPO,
     SCHEMA,
     TOKEN_JOBS,
@@ -39,10 +40,13 @@ ALL_RULES = {
     "ingest",
     "ingest_stats",
     "clean",
+    "corpus_stats",
     "dedup_signatures",
     "dedup_pairs",
     "dedup_clusters",
     "dedup_apply",
+    "eval_ngrams",
+    "decontaminate",
     "train_tokenizer",
     "eval_tokenizer",
     "shard",
@@ -156,6 +160,8 @@ def test_changing_a_cleaning_threshold_reruns_everything_downstream(pipeline):
     jobs, _ = jobs_and_wildcards(pipeline, lambda c: c["clean"].update(min_words=25))
     assert jobs == {
         **jobs_from("clean", DATA_JOBS),
+        "corpus_stats": 1,
+        **DECONTAMINATION_JOBS,
         **TOKEN_JOBS,
         "train": 2,
         "evaluate": 2,

@@ -24,6 +24,7 @@ import numpy as np
 from lmcore.data.ingest import read_part
 from lmcore.data.language import ENGLISH_RULES, Identifier
 from lmcore.data.pii import replace_pii
+from lmcore.data.stats import Shape
 from lmcore.data.text import WordHasher, ngram_hashes, one_piece, pieces
 from lmcore.data.urls import UrlFilter
 from lmcore.io import write_jsonl
@@ -514,9 +515,12 @@ def clean_part(in_paths, out_path, cfg, unique_ids=False, warn=warn):
     language = Language(lang) if lang.get("enabled") or lang.get("keep") else None
     urls = UrlFilter(cfg["urls"]) if cfg.get("urls", {}).get("block") else None
 
+    shape_in, shape_out = Shape(), Shape()
+
     def kept():
         for doc in read_part(in_paths, unique_ids):
             whole = doc["text"]
+            shape_in.add(doc)
             stats["documents_in"] += 1
             stats["characters_in"] += len(whole)
             reason = urls(doc, stats) if urls else None
@@ -542,9 +546,11 @@ def clean_part(in_paths, out_path, cfg, unique_ids=False, warn=warn):
                 continue
             stats["documents_out"] += 1
             stats["characters_out"] += len(doc["text"])
+            shape_out.add(doc)
             yield doc
 
     write_jsonl(out_path, kept())
+    stats["shape"] = {"in": shape_in.to_json(), "out": shape_out.to_json()}  # lmcore.data.stats
     if language:
         language.warn_unsuited(cfg, warn)
     chosen = stats["dropped"].get("language.keep", 0)  # the languages a config leaves out: its choice, not a rule's

@@ -19,10 +19,11 @@ import jinja2
 import markupsafe
 
 from lmcore.config import scaling_models, sweep_models
+from lmcore.evaluation.contamination import contamination_table
 from lmcore.evaluation.scaling import fit
 from lmcore.export.architectures import architecture
 from lmcore.io import read_json, read_jsonl
-from lmcore.report.plots import isoflop_plot, line_plot, optima_plot, size_plot, sweep_plot
+from lmcore.report.plots import isoflop_plot, length_plot, line_plot, optima_plot, size_plot, sweep_plot
 
 
 def fmt(value, digits=3):
@@ -265,6 +266,25 @@ def data_tables(data):
     }
 
 
+def corpus_section(data):
+    """Per source, the length of its documents in characters and words as cleaning took them in and kept them
+    (plots), and its top domains; and how many duplicates dedup removed per cluster size."""
+    sources = []
+    for s in data.get("corpus") or ():
+        if not s["shape"]["in"]:
+            continue
+        plots = [markupsafe.Markup(length_plot(s["source"], s["shape"], key)) for key in ("chars", "words")]
+        domains = table(
+            sorted(s["shape"]["in"]["domains"].items(), key=lambda i: -i[1])[:10], pairs("domain", "documents")
+        )
+        sources.append({"name": s["source"], "plots": plots, "domains": domains if domains["rows"] else None})
+    sizes = {}
+    for cluster in data["dedup"].get("clusters", []):
+        n = len(cluster["members"])
+        sizes[n] = sizes.get(n, 0) + n - 1
+    return {"sources": sources, "clusters": table(sorted(sizes.items()), pairs("cluster size", "documents removed"))}
+
+
 def sweep_table(keys, done, models):
     """One sweep's finished cells ({model: {key: value}}): values, test loss and bits per byte, the best marked."""
     losses = {name: models[name]["eval"]["test"]["loss"] for name in done}
@@ -290,13 +310,22 @@ def sweep_tables(config, models):
     return sweeps
 
 
-SCORES = pairs("model", "task", "metric", "value", "stderr", "chance", "questions")
+SCORES = pairs("model", "task", "metric", "value", "stderr", "chance", "questions", "training documents overlapping")
 
 
-def score_table(models):
-    """lm-eval's scores of every scored model (results/evals/<model>.json), a row per task and metric."""
+def score_table(models, contamination=None):
+    """lm-eval's scores of every scored model (results/evals/<model>.json), a row per task and metric; with
+    decontamination, how many training documents share an n-gram with the task's data ("unchecked": its data
+    is not local)."""
+
+    def overlap(task):
+        found = (contamination or {}).get(task)
+        if contamination is None:
+            return ""
+        return "unchecked" if found is None or found["ngrams"] is None else found["documents"]
+
     rows = [
-        (name, r["task"], r["metric"], r["value"], r["stderr"], r["chance"], r["n"])
+        (name, r["task"], r["metric"], r["value"], r["stderr"], r["chance"], r["n"], overlap(r["task"]))
         for name, m in models.items()
         for r in (m.get("scores") or {"scores": []})["scores"]
     ]
@@ -357,7 +386,7 @@ def render(run, data, tokenizers, models):
         ranking=ranking(models),
         short_vocab=short_vocabularies(tokenizers),
         links=model_links(models),
-        scores=score_table(models),
+        scores=score_table(models, data.get("contamination")),
         next_line=data.get("next_line"),
         quality=table(items, QUALITY),
         cost=table(items, COST),
@@ -374,6 +403,7 @@ def render(run, data, tokenizers, models):
         studies=[scaling_study(s, runs, models) for s, runs in scaling_models(run["config"].get("scaling")).items()],
         plots=[markupsafe.Markup(svg) for svg in plots],  # drawn by matplotlib, which escapes the text it writes
         data=data_tables(data),
+        corpus=corpus_section(data),
         dedup={k: dedup[k] for k in ("documents_removed", "characters_removed")}
         | {"clusters": len(data["dedup"]["clusters"])},
         tokenizers=table([{"name": n, **t} for n, t in tokenizers.items()], TOKENIZERS),
@@ -542,6 +572,11 @@ def build(inputs, config, tokenizer_names, model_names, benchmarks_dir="benchmar
         "clean": [read_json(p) for p in inputs.clean],
         "dedup": read_json(inputs.dedup),
         "next_line": read_json(inputs.next_line[0]) if getattr(inputs, "next_line", None) else None,
+        "contamination": contamination_table(
+            [read_json(p) for p in inputs.contamination], read_json(inputs.contamination_tasks[0])
+        )
+        if getattr(inputs, "contamination_tasks", None)
+        else None,
         "paragraphs": [read_json(p)["paragraphs"] for p in inputs.dedup_parts],
     }
     tokenizers = dict(zip(tokenizer_names, (read_json(p) for p in inputs.tokenizers)))

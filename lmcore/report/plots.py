@@ -119,3 +119,20 @@ def optima_plot(study, result):
         )
     ax.set_yscale("log")
     return log_axes(fig, ax, f"{study}: compute-optimal N and D (star: 10x the largest budget)", "C (training FLOPs)")
+
+
+def length_plot(source, shapes, key):
+    """The distribution of `key` (chars, words, lines) per document of a source, as cleaning took it in and
+    as it kept it: counts per power-of-two bin (lmcore.data.stats)."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for label, shape in (("in", shapes["in"]), ("kept", shapes["out"])):
+        pts = [(2**k if k else 0.5, n) for k, n in enumerate(shape[key]) if n]
+        if pts:
+            ax.step(*zip(*pts), where="post", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{key} per document (bins of powers of two)")
+    ax.set_ylabel("documents")
+    ax.set_title(f"{source}: {key} per document")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return svg(fig)

@@ -4,6 +4,8 @@ counted per reason (lmcore.data.web)."""
 import gzip
 import io
 import json
+import random
+import uuid
 
 import pytest
 
@@ -34,16 +36,24 @@ def write_warc(path, records, gz=True):
     from warcio.statusandheaders import StatusAndHeaders
     from warcio.warcwriter import WARCWriter
 
+    rng = random.Random(str(path.name))  # record ids of their own, the same on every run: the splits follow them
+
+    def ids():
+        return {"WARC-Record-ID": f"<urn:uuid:{uuid.UUID(int=rng.getrandbits(128))}>"}
+
     with open(path, "wb") as f:
         writer = WARCWriter(f, gzip=gz)
         writer.write_record(writer.create_warcinfo_record(str(path), {"software": "lmcore tests"}))
         for url, status, content_type, body in records:
             request = StatusAndHeaders("GET / HTTP/1.1", [("Host", "example.com")], is_http_request=True)
-            writer.write_record(writer.create_warc_record(url, "request", http_headers=request))
-            headers = StatusAndHeaders(status, [("Content-Type", content_type)], protocol="HTTP/1.1")
             writer.write_record(
-                writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=headers)
+                writer.create_warc_record(url, "request", http_headers=request, warc_headers_dict=ids())
             )
+            headers = StatusAndHeaders(status, [("Content-Type", content_type)], protocol="HTTP/1.1")
+            response = writer.create_warc_record(
+                url, "response", payload=io.BytesIO(body), http_headers=headers, warc_headers_dict=ids()
+            )
+            writer.write_record(response)
 
 
 VOLGA = "Волга — крупнейшая река Европы, она течёт через всю Россию к Каспийскому морю. " * 3

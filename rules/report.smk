@@ -3,6 +3,7 @@ rule report:
         ingest=expand(rules.ingest_stats.output[0], source=SOURCES),
         clean=part_paths(rules.clean.output.stats),
         corpus=expand(rules.corpus_stats.output[0], source=SOURCES),
+        manifests=expand(rules.shards_manifest.output[0], tok=TOKENIZERS),
         dedup=rules.dedup_clusters.output[0],
         dedup_parts=part_paths(rules.dedup_apply.output.stats),
         tokenizers=expand(rules.eval_tokenizer.output[0], tok=TOKENIZERS),

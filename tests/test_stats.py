@@ -45,7 +45,19 @@ def test_the_report_plots_each_sources_lengths_and_counts_duplicates_per_cluster
 
     data, tokenizers = page_data()
     data["corpus"] = [{"source": "web", "shape": {"in": shape_of(DOCS), "out": shape_of(DOCS[10:])}}]
+    counts = [0, 0, 0, 4, 9, 2] + [0] * 34
+    data["manifests"] = {"bpe": {"parts": [{"source": "web", "stats": {"train": {"tokens_per_document": counts}}}]}}
     html = render({"config": {}, "commit": "abc", "rule_times": {}}, data, tokenizers, {"m": model(3.0)})
     section = html[html.index("<h3>Corpus statistics</h3>") : html.index("<h2>Tokenizers</h2>")]
-    assert section.count("<svg") == 2 and "web: chars per document" in section and "site1.example" in section
+    assert section.count("<svg") == 3 and "web: chars per document" in section and "site1.example" in section
+    assert "web: bpe tokens per document" in section
     assert "<td class='n'>2</td><td class='n'>1</td>" in section  # the page data's cluster of 2: one removed
+
+
+def test_shards_count_tokens_per_document_in_the_same_bins(tmp_path, bpe):
+    from helpers import documents, make_shards
+
+    stats, _ = make_shards(tmp_path, bpe, documents(30, seed=2))
+    for split in stats.values():
+        assert sum(split["tokens_per_document"]) == split["documents"]
+        assert sum(n * 2**k for k, n in enumerate(split["tokens_per_document"])) >= split["tokens"] - split["documents"]

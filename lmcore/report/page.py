@@ -23,7 +23,15 @@ from lmcore.evaluation.contamination import contamination_table
 from lmcore.evaluation.scaling import fit
 from lmcore.export.architectures import architecture
 from lmcore.io import read_json, read_jsonl
-from lmcore.report.plots import isoflop_plot, length_plot, line_plot, optima_plot, size_plot, sweep_plot
+from lmcore.report.plots import (
+    histogram_plot,
+    isoflop_plot,
+    length_plot,
+    line_plot,
+    optima_plot,
+    size_plot,
+    sweep_plot,
+)
 
 
 def fmt(value, digits=3):
@@ -266,6 +274,13 @@ def data_tables(data):
     }
 
 
+def token_histogram(manifest, source):
+    """Tokens per document of a source's training split, over its parts (shard statistics)."""
+    found = [p["stats"]["train"].get("tokens_per_document") for p in manifest["parts"] if p["source"] == source]
+    found = [h for h in found if h]
+    return [sum(col) for col in zip(*found)] if found else None
+
+
 def corpus_section(data):
     """Per source, the length of its documents in characters and words as cleaning took them in and kept them
     (plots), and its top domains; and how many duplicates dedup removed per cluster size."""
@@ -274,6 +289,10 @@ def corpus_section(data):
         if not s["shape"]["in"]:
             continue
         plots = [markupsafe.Markup(length_plot(s["source"], s["shape"], key)) for key in ("chars", "words")]
+        for tok, manifest in (data.get("manifests") or {}).items():
+            tokens = token_histogram(manifest, s["source"])
+            if tokens:
+                plots.append(markupsafe.Markup(histogram_plot(f"{s['source']}: {tok} tokens per document", tokens)))
         domains = table(
             sorted(s["shape"]["in"]["domains"].items(), key=lambda i: -i[1])[:10], pairs("domain", "documents")
         )

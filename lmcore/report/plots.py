@@ -123,16 +123,24 @@ def optima_plot(study, result):
 
 def length_plot(source, shapes, key):
     """The distribution of `key` (chars, words, lines) per document of a source, as cleaning took it in and
-    as it kept it: counts per power-of-two bin (lmcore.data.stats)."""
+    as it kept it."""
+    series = {"in": shapes["in"][key], "kept": shapes["out"][key]}
+    return histogram_plot(f"{source}: {key} per document", series, f"{key} per document")
+
+
+def histogram_plot(title, series, xlabel="tokens per document"):
+    """Counts per power-of-two bin (lmcore.data.stats: bin k holds [2^(k-1), 2^k)) as steps on a log axis;
+    `series` is {label: counts} or one list of counts."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    for label, shape in (("in", shapes["in"]), ("kept", shapes["out"])):
-        pts = [(2**k if k else 0.5, n) for k, n in enumerate(shape[key]) if n]
+    for label, counts in series.items() if isinstance(series, dict) else [(None, series)]:
+        pts = [(2**k if k else 0.5, n) for k, n in enumerate(counts) if n]
         if pts:
             ax.step(*zip(*pts), where="post", label=label)
     ax.set_xscale("log")
-    ax.set_xlabel(f"{key} per document (bins of powers of two)")
+    ax.set_xlabel(f"{xlabel} (bins of powers of two)")
     ax.set_ylabel("documents")
-    ax.set_title(f"{source}: {key} per document")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if isinstance(series, dict):
+        ax.legend()
     return svg(fig)

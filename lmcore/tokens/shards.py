@@ -8,6 +8,7 @@ import tempfile
 import numpy as np
 
 from lmcore.data.splits import SPLITS, split_of
+from lmcore.data.stats import BINS, bin_of
 from lmcore.io import raw_to_npy, read_json, read_jsonl, sha256_file, write_json
 from lmcore.tokens.chat import IGNORE, assemble, chat_ids, loss_mask
 
@@ -47,10 +48,12 @@ def shard_part(doc_path, tokenizer, fractions, out_paths, num_threads=1, batch_d
     """Encode one part's documents into one `.npy` per split; an end-of-text id follows every document.
 
     Memory stays flat: tokens go to a raw file per split, which is then copied into the `.npy`.
-    Returns per-split statistics: documents, tokens, UTF-8 bytes of the text, and conversations.
+    Returns per-split statistics: documents, tokens, UTF-8 bytes of the text, conversations, and a histogram
+    of tokens per document.
     """
     eot = np.array([tokenizer.eot_id], dtype=tokenizer.dtype)
-    stats = {s: {"documents": 0, "tokens": 0, "bytes": 0, "conversations": 0} for s in SPLITS}
+    stats = {s: {"documents": 0, "tokens": 0, "bytes": 0, "conversations": 0, "tokens_per_document": [0] * BINS}
+             for s in SPLITS}  # fmt: skip
     with tempfile.TemporaryDirectory(dir=os.path.dirname(out_paths["train"])) as tmp, contextlib.ExitStack() as stack:
         raw = {s: stack.enter_context(open(os.path.join(tmp, s + ".bin"), "wb")) for s in SPLITS}
         for docs in _batches(read_jsonl(doc_path), batch_docs):
@@ -61,6 +64,7 @@ def shard_part(doc_path, tokenizer, fractions, out_paths, num_threads=1, batch_d
                 stats[split]["documents"] += 1
                 stats[split]["conversations"] += "messages" in doc
                 stats[split]["tokens"] += len(ids) + 1
+                stats[split]["tokens_per_document"][bin_of(len(ids))] += 1  # lmcore.data.stats' bins
                 stats[split]["bytes"] += sum(len(t.encode("utf-8")) for t in encoded_texts(doc))
         for f in raw.values():
             f.close()

@@ -190,9 +190,10 @@ def test_emails_and_public_ips_are_replaced_and_private_ones_kept(tmp_path):
 
 def test_mojibake_is_repaired_and_counted(tmp_path):
     broken = "The cafÃ© serves crÃ¨me brÃ»lÃ©e"  # UTF-8 read as Latin-1
-    docs = [{"id": "a", "text": broken, "meta": {}}, {"id": "b", "text": "Plain text.", "meta": {}}]
+    styled = "“Curly” quotes, a ﬁne ligature and ＦＵＬＬ width stay: they are text, not damage."
+    docs = [{"id": "a", "text": broken, "meta": {}}, {"id": "b", "text": styled, "meta": {}}]
     out, stats = clean_docs(tmp_path, docs, fix_text=True)
-    assert [d["text"] for d in out] == ["The café serves crème brûlée", "Plain text."]
+    assert [d["text"] for d in out] == ["The café serves crème brûlée", styled]
     assert stats["fixed_text"] == 1
 
 

@@ -35,6 +35,13 @@ EXCERPT_CHARS = 200
 STOP_WORDS = {"the", "be", "to", "of", "and", "that", "have", "with"}
 BULLETS = ("●", "•", "*", "-", "‣", "⁃", "◦", "▪")  # what a bullet line starts with, after spaces and tabs
 ELLIPSES = ("...", "…")
+# ftfy repairs what decoding broke (mojibake, lossy sequences, C1 controls) and no more: its defaults also
+# straighten curly quotes, split ligatures and fold full-width letters, which is text, not damage (datatrove's
+# FTFYFormatter turns them off too); HTML entities stay as the extractor left them, NFC is ingest's.
+FTFY = ftfy.TextFixerConfig(
+    unescape_html=False, uncurl_quotes=False, fix_latin_ligatures=False, fix_character_width=False,
+    fix_line_breaks=False, normalization=None,
+)  # fmt: skip
 FINEWEB_STOP_CHARS = (".", "'", '"', "!", "?")  # what a line must end with to count as ending a sentence
 LETTER = re.compile(r"[^\W\d_]")  # a word character but a digit or the underscore
 POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
@@ -525,7 +532,7 @@ def clean_part(in_paths, out_path, cfg, unique_ids=False, warn=warn):
             stats["characters_in"] += len(whole)
             reason = urls(doc, stats) if urls else None
             if reason is None and cfg.get("fix_text") and "messages" not in doc:
-                doc["text"] = fixed = ftfy.fix_text(whole)
+                doc["text"] = fixed = ftfy.fix_text(whole, FTFY)
                 stats["fixed_text"] += fixed != whole
             if reason is None and language:
                 reason = language(doc, stats)

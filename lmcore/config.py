@@ -347,6 +347,7 @@ def check_semantics(config):
                 + (" and 256 bytes (byte_fallback)" if tok["byte_fallback"] else "")
                 + f" take {reserved}; use a vocab_size above {reserved}"
             )
+    check_filters(config)
     check_evals(config["evals"]["tasks"])
     held_out = config["splits"]["validation"] + config["splits"]["test"]
     if not held_out < 1:
@@ -354,6 +355,100 @@ def check_semantics(config):
     for split in ("validation", "test"):
         if config["splits"][split] <= 0:
             raise ConfigError(f"config key 'splits.{split}': must be above 0, got {config['splits'][split]}")
+
+
+KEEP_FORMS = {"quality": ("top", "min_score"), "perplexity": ("top", "max_bits_per_byte", "buckets")}
+
+
+def check_filters(config):
+    """Tokenizers' sources exist and hold what their models read; a filter names what exists, keeps in a form
+    that suits it, and makes no cycle (a reference model whose tokenizer or data waits for the filter it runs)."""
+    sources, models, tokenizers = config["sources"], config["models"], config["tokenizers"]
+    for name, tok in tokenizers.items():
+        for s in tok["sources"] or ():
+            if s not in sources:
+                raise ConfigError(
+                    f"config key 'tokenizers.{name}.sources': no source {s!r} (defined: {sorted(sources)})"
+                )
+    for name, m in models.items():
+        own = tokenizers[m["tokenizer"]]["sources"]
+        outside = sorted(set(m["data"]["sources"] or ()) - set(own or sources))
+        if outside:
+            raise ConfigError(
+                f"config key 'models.{name}.data.sources': {outside[0]!r} is not among the sources of its tokenizer "
+                f"{m['tokenizer']!r} ({own}), whose shards the model reads"
+            )
+    for name, source in sources.items():
+        for kind, forms in KEEP_FORMS.items():
+            spec, key = source[kind], f"config key 'sources.{name}.{kind}"
+            if not spec:
+                continue
+            (form,) = spec["keep"]
+            if form not in forms:
+                raise ConfigError(f"{key}.keep': {form} does not suit a {kind} filter; use one of {list(forms)}")
+        quality = source["quality"]
+        if quality:
+            if bool(quality["positive"]) == bool(quality["model_file"]):
+                raise ConfigError(
+                    f"config key 'sources.{name}.quality': give `positive` (a source to train a classifier on) or "
+                    f"`model_file` (a fastText classifier), one of them"
+                )
+            if quality["model_file"] and not os.path.isfile(quality["model_file"]):
+                raise ConfigError(f"config key 'sources.{name}.quality.model_file': no file {quality['model_file']!r}")
+            for role in ("positive", "negative"):
+                other = quality[role]
+                if other is not None and other not in sources:
+                    raise ConfigError(
+                        f"config key 'sources.{name}.quality.{role}': no source {other!r} (defined: {sorted(sources)})"
+                    )
+            if quality["positive"] in (name, quality["negative"]):
+                raise ConfigError(
+                    f"config key 'sources.{name}.quality.positive': {quality['positive']!r} is also the negative "
+                    "class; "
+                    "the positive source is the text to keep more of, the negative (default: this source) the pool"
+                )
+        if source["perplexity"] and source["perplexity"]["model"] not in models:
+            raise ConfigError(
+                f"config key 'sources.{name}.perplexity.model': {source['perplexity']['model']!r} is not a model of "
+                f"this config (models: {sorted(models)})"
+            )
+    for name in sources:
+        cycle = filter_cycle(config, name)
+        if cycle:
+            raise ConfigError(
+                f"config key 'sources.{name}.perplexity.model': {' -> '.join(cycle)} is a cycle: the reference model "
+                f"waits for {name!r}'s filtered documents; give it a tokenizer that reads other sources "
+                f"(`tokenizers.<name>.sources`)"
+            )
+
+
+def filter_dependencies(config, node):
+    """What a node of the DAG waits for: a source's filtered documents on its reference model, a model on its
+    tokenizer (and the shards of that tokenizer's sources) and the model it starts from, a tokenizer on its sources."""
+    kind, name = node
+    if kind == "source":
+        spec = config["sources"][name]["perplexity"]
+        return [("model", spec["model"])] if spec else []
+    if kind == "model":
+        m = config["models"][name]
+        return [("tokenizer", m["tokenizer"])] + (
+            [("model", m["init_from"]["model"])] if (m["init_from"] or {}).get("model") else []
+        )
+    return [("source", s) for s in config["tokenizers"][name]["sources"] or sorted(config["sources"])]
+
+
+def filter_cycle(config, source):
+    """The path from a source's filtered documents back to themselves, as `kind name` steps, or None."""
+    start, stack, seen = ("source", source), [[("source", source)]], set()
+    while stack:
+        path = stack.pop()
+        for dep in filter_dependencies(config, path[-1]):
+            if dep == start:
+                return [f"{k} {n}" for k, n in path + [dep]]
+            if dep not in seen:
+                seen.add(dep)
+                stack.append(path + [dep])
+    return None
 
 
 def check_evals(tasks):

@@ -4,6 +4,7 @@ import os
 from lmcore.workflow.closure import digest
 from lmcore.config import prepare_config
 from lmcore.data.download import source_listing
+from lmcore.data.quality import scorers
 from lmcore.evaluation.harness import TASK_FILE
 from lmcore.export.architectures import HF_FILES, architecture
 from lmcore.train.init import starting_files
@@ -22,6 +23,8 @@ GGUF = EXPORTABLE if config["gguf"]["enabled"] else []  # llama.cpp has a graph 
 ADAPTERS = [m for m in EXPORTABLE if lora_base(config["models"][m]) in EXPORTABLE]  # PEFT adapters over another export
 DECONTAMINATE = config["evals"]["decontaminate"] != "off" and bool(config["evals"]["tasks"])  # lmcore.evaluation.contamination
 PARTS = [(source, part) for source in SOURCES for part in range(config["sources"][source]["parts"])]
+FILTERED = [s for s in SOURCES if scorers(config["sources"][s])]  # a quality, perplexity or sample filter after dedup
+TRAINED_CLASSIFIERS = [s for s in FILTERED if (config["sources"][s]["quality"] or {}).get("positive")]
 PAIR_JOBS = {"group": range(config["dedup"]["band_groups"]), "range": range(config["dedup"]["key_ranges"])}  # dedup's candidate-pair jobs
 
 
@@ -152,10 +155,61 @@ def scored_tokenizers(wildcards):
     return sorted(scored_contexts())
 
 
+def kept_docs(source, part):
+    """A part's documents after dedup and its source's filters (results/filter/), if it has any."""
+    docs = rules.filter_apply.output.docs if source in FILTERED else rules.dedup_apply.output.docs
+    return docs.format(source=source, part=part)
+
+
+def filtered_docs(wildcards):
+    return kept_docs(wildcards.source, wildcards.part)
+
+
 def training_docs(wildcards):
-    """A part's documents as the shards read them: after decontamination where it runs, else after dedup."""
-    docs = rules.decontaminate.output.docs if DECONTAMINATE else rules.dedup_apply.output[0]
-    return docs.format(source=wildcards.source, part=wildcards.part)
+    """A part's documents as the shards read them: after decontamination where it runs, else after the filters."""
+    if DECONTAMINATE:
+        return rules.decontaminate.output.docs.format(source=wildcards.source, part=wildcards.part)
+    return filtered_docs(wildcards)
+
+
+def tokenizer_parts(tok):
+    """The (source, part)s a tokenizer trains on and shards: those of its `sources`, else every one."""
+    names = config["tokenizers"][tok]["sources"] or SOURCES
+    return [(s, k) for s, k in PARTS if s in names]
+
+
+def tokenizer_docs(wildcards):
+    return [kept_docs(s, k) for s, k in tokenizer_parts(wildcards.tok)]
+
+
+def tokenizer_shard_stats(wildcards):
+    return [rules.shard.output.stats.format(tok=wildcards.tok, source=s, part=k) for s, k in tokenizer_parts(wildcards.tok)]
+
+
+def source_parts(pattern):
+    """An input function: `pattern` over every part of the job's source."""
+    return lambda wildcards: [pattern.format(source=wildcards.source, part=k) for k in range(config["sources"][wildcards.source]["parts"])]
+
+
+def classifier_docs(role):
+    """The deduplicated parts of a quality classifier's positive or negative source (negative: the source itself)."""
+
+    def docs(wildcards):
+        name = config["sources"][wildcards.source]["quality"][role] or wildcards.source
+        return [rules.dedup_apply.output.docs.format(source=name, part=k) for k in range(config["sources"][name]["parts"])]
+
+    return docs
+
+
+def scorer_inputs(wildcards):
+    """What a part's scores need: its source's classifier (trained here, or the user's file) and reference model."""
+    source, inputs = config["sources"][wildcards.source], {}
+    if source["quality"]:
+        inputs["classifier"] = source["quality"]["model_file"] or rules.quality_classifier.output.model.format(source=wildcards.source)
+    if source["perplexity"]:
+        model = source["perplexity"]["model"]
+        inputs.update({f"reference_{k}": rules.train.output[k].format(model=model) for k in ("weights", "config", "tokenizer")})
+    return inputs
 
 
 def task_files(wildcards):

@@ -73,7 +73,7 @@ rule eval_ngrams:
 
 rule decontaminate:
     input:
-        docs=rules.dedup_apply.output[0],
+        docs=filtered_docs,
         ngrams=rules.eval_ngrams.output.ngrams,
     output:
         docs="results/decontamination/{source}/part-{part}.jsonl",

@@ -22,13 +22,13 @@ rule shard:
 
 rule shards_manifest:
     input:
-        stats=part_paths(rules.shard.output.stats, tok="{tok}"),
+        stats=tokenizer_shard_stats,
         tokenizer=rules.train_tokenizer.output[0],
     output:
         "results/shards/{tok}/manifest.json",
     params:
         code=code("shards_manifest"),
-        parts=PARTS,
+        parts=lambda wildcards: tokenizer_parts(wildcards.tok),
     threads: resource("shards_manifest", "threads")
     resources:
         mem_mb=resource("shards_manifest", "mem_mb"),

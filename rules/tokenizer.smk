@@ -1,6 +1,6 @@
 rule train_tokenizer:
     input:
-        docs=part_paths(rules.dedup_apply.output[0]),
+        docs=tokenizer_docs,
         model_file=tokenizer_model_file,
     output:
         "results/tokenizers/{tok}/spm.model",
@@ -22,7 +22,7 @@ rule train_tokenizer:
 
 rule eval_tokenizer:
     input:
-        docs=part_paths(rules.dedup_apply.output[0]),
+        docs=tokenizer_docs,
         tokenizer=rules.train_tokenizer.output[0],
     output:
         "results/tokenizers/{tok}/stats.json",

@@ -135,3 +135,62 @@ def evaluate_folder(folder, manifest_path, log=print):
     result["tokenizer_fingerprint"] = tok.fingerprint
     log(f"{device.type}, {dtype or torch.float32}: {result}")
     return result
+
+
+class DocumentScorer:
+    """Bits per byte of each document under a model folder's model (CCNet's perplexity filter): its first
+    `max_tokens` tokens after an end-of-text, in windows of the model's context packed several to a row,
+    each window attending to itself only (GPT.forward's segments)."""
+
+    def __init__(self, folder, max_tokens, batch_size=16):
+        torch.set_grad_enabled(False)
+        self.model, self.tok = load_model(folder)
+        self.token_bytes = self.tok.token_bytes()
+        self.context = self.model.cfg.context_length
+        self.max_tokens = max_tokens
+        self.batch_size = batch_size
+
+    def chunks(self, texts):
+        """(document index, ids of context + 1 tokens at most) covering each document's tokens once."""
+        for i, ids in enumerate(self.tok.encode_arrays(texts)):
+            ids = np.concatenate([[self.tok.eot_id], ids[: self.max_tokens]]).astype(np.int64)
+            for start in range(0, len(ids) - 1, self.context):
+                yield i, ids[start : start + self.context + 1]
+
+    def rows(self, texts):
+        """Rows of (x, y, segments, owner): chunks packed greedily, padding's targets IGNORE."""
+        row = []
+        for chunk in self.chunks(texts):
+            if row and sum(len(c) - 1 for _, c in row) + len(chunk[1]) - 1 > self.context:
+                yield self.pack(row)
+                row = []
+            row.append(chunk)
+        if row:
+            yield self.pack(row)
+
+    def pack(self, row):
+        T = self.context
+        x, y = np.zeros(T, dtype=np.int64), np.full(T, IGNORE, dtype=np.int64)
+        segments, owner = np.full(T, len(row), dtype=np.int64), np.full(T, -1, dtype=np.int64)
+        at = 0
+        for k, (doc, ids) in enumerate(row):
+            n = len(ids) - 1
+            x[at : at + n], y[at : at + n] = ids[:-1], ids[1:]
+            segments[at : at + n], owner[at : at + n] = k, doc
+            at += n
+        return x, y, segments, owner
+
+    def __call__(self, texts):
+        nats, n_bytes = np.zeros(len(texts)), np.zeros(len(texts))
+        rows = list(self.rows(texts))
+        for start in range(0, len(rows), self.batch_size):
+            x, y, segments, owner = (np.stack(column) for column in zip(*rows[start : start + self.batch_size]))
+            logits = self.model(torch.from_numpy(x), segments=torch.from_numpy(segments))[0]
+            token_nats = F.cross_entropy(
+                logits.float().flatten(0, 1), torch.from_numpy(y).flatten(), ignore_index=IGNORE, reduction="none"
+            ).numpy()  # (B * T,): 0 where the target is IGNORE
+            scored = owner.ravel() >= 0
+            np.add.at(nats, owner.ravel()[scored], token_nats[scored])
+            np.add.at(n_bytes, owner.ravel()[scored], self.token_bytes[y.ravel()[scored]])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (nats / (math.log(2) * n_bytes)).astype(np.float32)  # NaN where a document has no byte

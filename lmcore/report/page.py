@@ -29,6 +29,7 @@ from lmcore.report.plots import (
     length_plot,
     line_plot,
     optima_plot,
+    score_plot,
     size_plot,
     sweep_plot,
 )
@@ -225,6 +226,9 @@ def data_tables(data):
                 dedup["characters_out"] - removed_chars,
             )
         )
+    if data.get("filters"):
+        documents, characters = filtered_out(data)
+        funnel.append(("after the model-based filters", funnel[-1][1] - documents, funnel[-1][2] - characters))
     conversations = sum(s.get("conversations", 0) for s in clean)
     if conversations:  # the text rules judge prose (lmcore.data.clean.clean_part)
         funnel.insert(-1, ("of them conversations, which the text rules pass", conversations, ""))
@@ -272,6 +276,75 @@ def data_tables(data):
         "repaired": table(repaired, pairs("file", "invalid UTF-8 sequences replaced", "control characters removed")),
         "clusters": table(data["dedup"]["clusters"][:50], CLUSTERS),
     }
+
+
+FILTER_ROWS = [
+    ("source", lambda r: r["source"]),
+    ("filter", lambda r: r["scorer"]),
+    ("keeps", lambda r: r["rule"]),
+    ("documents in", lambda r: r["documents"]),
+    ("dropped", lambda r: r["dropped"]),
+    ("kept", lambda r: r["kept"]),
+]
+SCORE_AXES = {"quality": "classifier's score (probability of the positive class)", "perplexity": "bits per byte"}
+
+
+def filter_section(data):
+    """Per filtered source: each filter's rule and what it dropped, the classifier's held-out accuracy, and the
+    scores' histogram with the kept range shaded."""
+    rows, plots, classifiers = [], [], []
+    for name, plan in sorted((data.get("filters") or {}).items()):
+        parts = plan["parts"]
+        documents = sum(p["documents"] for p in parts)
+        kept = documents
+        for scorer in plan["thresholds"]["scorers"]:
+            dropped = sum(p["dropped"][scorer] for p in parts)
+            kept -= dropped
+            keep = {"share": plan["config"]["sample"]} if scorer == "sample" else plan["config"][scorer]["keep"]
+            rule = ", ".join(f"{k} {v if k != 'buckets' else ' + '.join(v)}" for k, v in keep.items())
+            rows.append(
+                {
+                    "source": name,
+                    "scorer": scorer,
+                    "rule": rule,
+                    "documents": documents,
+                    "dropped": dropped,
+                    "kept": kept,
+                }
+            )
+            documents = kept
+            histogram = plan["thresholds"][scorer].get("histogram")
+            if histogram:
+                kept_bins = plan["thresholds"][scorer]["keep"].get("bins")
+                plots.append(
+                    markupsafe.Markup(score_plot(f"{name}: {scorer} filter", histogram, SCORE_AXES[scorer], kept_bins))
+                )
+        if plan.get("classifier"):
+            c = plan["classifier"]
+            classifiers.append(
+                (
+                    name,
+                    plan["config"]["quality"]["positive"],
+                    plan["config"]["quality"]["negative"] or name,
+                    c["held_out_accuracy"],
+                    c["held_out_documents"]["positive"] + c["held_out_documents"]["negative"],
+                    c["train_documents"]["positive"] + c["train_documents"]["negative"],
+                )
+            )
+    return {
+        "rows": table(rows, FILTER_ROWS),
+        "classifiers": table(
+            classifiers,
+            pairs("source", "positive", "negative", "held-out accuracy", "held-out documents", "training documents"),
+        ),
+        "plots": plots,
+    }
+
+
+def filtered_out(data):
+    """Documents and characters the model-based filters dropped, over every filtered source."""
+    parts = [p for plan in (data.get("filters") or {}).values() for p in plan["parts"]]
+    return sum(p["documents"] - p["kept"] for p in parts), sum(p["chars"] - p["kept_chars"] for p in parts)
 
 
 def token_histogram(manifest, source):
@@ -423,6 +496,7 @@ def render(run, data, tokenizers, models):
         plots=[markupsafe.Markup(svg) for svg in plots],  # drawn by matplotlib, which escapes the text it writes
         data=data_tables(data),
         corpus=corpus_section(data),
+        filters=filter_section(data),
         dedup={k: dedup[k] for k in ("documents_removed", "characters_removed")}
         | {"clusters": len(data["dedup"]["clusters"])},
         tokenizers=table([{"name": n, **t} for n, t in tokenizers.items()], TOKENIZERS),
@@ -584,6 +658,22 @@ def samples_of(written):
     return {"samples": written["samples"], "conversations": written.get("conversations", [])}
 
 
+def filter_data(inputs, config):
+    """{source: {config, thresholds, parts, classifier}} of each filtered source, from results/filter/<source>/."""
+    filters = {}
+    for path in getattr(inputs, "filter_thresholds", ()):
+        name = os.path.basename(os.path.dirname(path))
+        folder = os.path.dirname(path)
+        classifier = os.path.join(folder, "classifier.json")
+        filters[name] = {
+            "config": config["sources"][name],
+            "thresholds": read_json(path),
+            "parts": [read_json(p) for p in inputs.filter_parts if os.path.dirname(p) == folder],
+            "classifier": read_json(classifier) if classifier in inputs.filter_classifiers else None,
+        }
+    return filters
+
+
 def build(inputs, config, tokenizer_names, model_names, benchmarks_dir="benchmarks"):
     """Read every stage's outputs (paths in `inputs`, as the report rule lists them) and render the HTML."""
     data = {
@@ -597,6 +687,7 @@ def build(inputs, config, tokenizer_names, model_names, benchmarks_dir="benchmar
         if getattr(inputs, "contamination_tasks", None)
         else None,
         "paragraphs": [read_json(p)["paragraphs"] for p in inputs.dedup_parts],
+        "filters": filter_data(inputs, config),
     }
     tokenizers = dict(zip(tokenizer_names, (read_json(p) for p in inputs.tokenizers)))
     exports = {os.path.basename(os.path.dirname(p)): p for p in inputs.exports}  # results/hf/<model>/config.json

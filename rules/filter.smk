@@ -8,7 +8,7 @@ rule quality_classifier:
         stats="results/filter/{source}/classifier.json",
     params:
         code=code("quality_classifier"),
-        quality=lookup(dpath="sources/{source}/quality", within=config),
+        quality=per_source(lambda source: scoring_params(source)["quality"]),
         splits=config["splits"],
     threads: resource("quality_classifier", "threads")
     resources:
@@ -30,7 +30,7 @@ rule filter_scores:
         "results/filter/{source}/scores/part-{part}.npy",
     params:
         code=code("filter_scores"),
-        source=lookup(dpath="sources/{source}", within=config),
+        source=per_source(scoring_params),
     threads: resource("filter_scores", "threads")
     resources:
         mem_mb=resource("filter_scores", "mem_mb"),

@@ -5,7 +5,7 @@ rule ingest:
         directory("results/docs/{source}/reader-{reader}"),
     params:
         code=code("ingest"),
-        source=lookup(dpath="sources/{source}", within=config),
+        source=per_source(reading_params),
     threads: resource("ingest", "threads")
     resources:
         mem_mb=resource("ingest", "mem_mb"),

@@ -143,7 +143,6 @@ class DocumentScorer:
     each window attending to itself only (GPT.forward's segments)."""
 
     def __init__(self, folder, max_tokens, batch_size=16):
-        torch.set_grad_enabled(False)
         self.model, self.tok = load_model(folder)
         self.token_bytes = self.tok.token_bytes()
         self.context = self.model.cfg.context_length
@@ -180,6 +179,7 @@ class DocumentScorer:
             at += n
         return x, y, segments, owner
 
+    @torch.no_grad()
     def __call__(self, texts):
         nats, n_bytes = np.zeros(len(texts)), np.zeros(len(texts))
         rows = list(self.rows(texts))

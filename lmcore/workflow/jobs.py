@@ -6,11 +6,17 @@ from lmcore.train.config import NOT_THE_MATHS
 # How a source's documents are read from its files (ingest's keys): a change reruns ingest and what follows,
 # and never fetches the corpus again.
 READING_KEYS = ("documents", "where", "parts")
+FILTER_KEYS = ("quality", "perplexity", "sample")  # read after dedup (lmcore.data.quality): they rerun nothing before
 
 
 def fetch_params(source):
     """The keys of a source that say which bytes arrive: the download job's param."""
-    return {k: v for k, v in source.items() if k not in READING_KEYS}
+    return {k: v for k, v in source.items() if k not in READING_KEYS + FILTER_KEYS}
+
+
+def reading_params(source):
+    """The keys of a source that say how its files become documents: the ingest jobs' param."""
+    return {k: v for k, v in source.items() if k not in FILTER_KEYS}
 
 
 def train_params(entry):
@@ -50,3 +56,12 @@ def lora_base(entry):
     for an entry without LoRA, or one that starts elsewhere (a Hugging Face folder's adapter is its own)."""
     start = entry.get("init_from") or {}
     return start.get("model") if entry.get("lora") else None
+
+
+def scoring_params(source):
+    """What a filtered source's scores depend on: its filters without `keep`, which only the thresholds read (a new
+    share reruns the thresholds and the filter, not the classifier nor the scores)."""
+    return {
+        k: {**source[k], "keep": None} if isinstance(source[k], dict) else source[k]
+        for k in ("quality", "perplexity", "sample")
+    }

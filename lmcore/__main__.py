@@ -15,7 +15,7 @@ import torch
 
 from lmcore.model.converse import one_shot, terminal
 from lmcore.model.folder import DamagedModel, load_model
-from lmcore.model.generate import generate, stream_text
+from lmcore.model.generate import decode, stream_text
 from lmcore.schema import SCHEMA_PATH
 from lmcore.tokens.chat import chat_ids
 from lmcore.train.config import TrainJob, world_size
@@ -84,6 +84,13 @@ def sampling_arguments(parser, max_new_tokens):
     top_p = number(float, 0, 1, low_open=True, text="in (0, 1]")
     parser.add_argument("--top-p", type=top_p, default=0.9, help="nucleus mass; 1 keeps all")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--beams", type=number(int, 1, text="1 or more"), default=1, help="beam search's width; 1 samples (or greedy)"
+    )
+    parser.add_argument("--length-penalty", type=number(float, -math.inf, text="a number"), default=1.0)
+    parser.add_argument(
+        "--early-stopping", choices=["false", "true", "never"], default="false", help="when beam search stops"
+    )
     parser.add_argument("--device", default="auto")
 
 
@@ -138,7 +145,8 @@ def main(argv=None):
             parser.error(str(e))
         if args.command == "generate":
             return sample(model, tokenizer, args)
-        sampling = {k: getattr(args, k) for k in ("max_new_tokens", "temperature", "top_k", "top_p", "seed")}
+        sampling = {k: getattr(args, k) for k in SAMPLING}
+        sampling["early_stopping"] = EARLY_STOPPING[args.early_stopping]
         try:
             chat_ids(tokenizer)
         except ValueError as e:
@@ -148,23 +156,20 @@ def main(argv=None):
         return terminal(model, tokenizer, args.system, sampling)
 
 
+SAMPLING = ("max_new_tokens", "temperature", "top_k", "top_p", "seed", "beams", "length_penalty")
+EARLY_STOPPING = {"false": False, "true": True, "never": "never"}
+
+
 def sample(model, tokenizer, args):
-    """Stream `num_samples` continuations of the prompt to stdout."""
+    """Stream `num_samples` continuations of the prompt to stdout (beam search's when it ends)."""
     prompt_ids = tokenizer.encode(args.prompt)
+    sampling = {k: getattr(args, k) for k in SAMPLING}
     for n in range(args.num_samples):
         if args.num_samples > 1:
             print(f"--- sample {n + 1} ---")
         sys.stdout.write(args.prompt)
-        tokens = generate(
-            model,
-            prompt_ids,
-            args.max_new_tokens,
-            args.temperature,
-            args.top_k,
-            args.top_p,
-            seed=args.seed + n,
-            stop={tokenizer.eot_id},
-        )
+        settings = {**sampling, "seed": args.seed + n, "early_stopping": EARLY_STOPPING[args.early_stopping]}
+        tokens = decode(model, prompt_ids, stop={tokenizer.eot_id}, **settings)
         for piece in stream_text(tokenizer, tokens):
             sys.stdout.write(piece)
             sys.stdout.flush()

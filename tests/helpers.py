@@ -238,7 +238,16 @@ def trained_folder(tmp_path, tokenizer, options, seed=0):
     """A model folder as training writes it, with random weights (the layouts do not care whether they were trained)."""
     torch.manual_seed(seed)
     model = GPT(
-        ModelConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4, context_length=24, **options)
+        ModelConfig(
+            **{
+                "vocab_size": tokenizer.vocab_size,
+                "d_model": 32,
+                "n_layers": 2,
+                "n_heads": 4,
+                "context_length": 24,
+                **options,
+            }
+        )
     )
     with torch.no_grad():  # norms and biases away from their initial 1 and 0, so that a mix-up shows
         for p in model.parameters():

@@ -10,11 +10,11 @@ import sys
 
 import numpy as np
 
-from lmcore.model.generate import generate, stream_text
+from lmcore.model.generate import decode, stream_text
 from lmcore.tokens.chat import END, chat_ids, parse, render
 from lmcore.tokens.shards import TokenDataset, conversation_sources
 
-PRESET_DEFAULTS = {"temperature": 1.0, "top_k": None, "top_p": 1.0}  # a sampling preset's unstated keys
+PRESET_DEFAULTS = {"temperature": 1.0, "top_k": None, "top_p": 1.0, "beams": 1}  # a preset's unstated keys
 
 
 def fit_history(tokenizer, history, window, room):
@@ -30,10 +30,10 @@ def fit_history(tokenizer, history, window, room):
 
 def reply(model, tokenizer, history, sampling):
     """Yield the assistant's next message a piece of text at a time, as it is generated; `sampling`:
-    max_new_tokens, temperature, top_k, top_p, seed."""
+    max_new_tokens, temperature, top_k, top_p, seed; or beams, length_penalty, early_stopping (generate.decode)."""
     prompt = render(tokenizer, history, add_generation_prompt=True)[0].tolist()
     stops = {chat_ids(tokenizer)[END], tokenizer.eot_id}
-    tokens = generate(model, prompt, stop=stops, **sampling)
+    tokens = decode(model, prompt, stop=stops, **sampling)
     yield from stream_text(tokenizer, (t for t in tokens if t not in stops))
 
 

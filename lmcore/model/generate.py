@@ -1,6 +1,9 @@
-"""Sampling from a trained model: greedy, temperature, top-k, top-p (nucleus), seeded, with a KV cache."""
+"""Decoding from a trained model: greedy, temperature, top-k, top-p (nucleus), seeded, with a KV cache; and beam
+search (lmcore.model.beam)."""
 
 import torch
+
+from lmcore.model.beam import beam_search
 
 
 def top_p_filter(probs, p):
@@ -52,6 +55,18 @@ def generate(model, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=1.0,
             return
 
 
+def decode(
+    model, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=1.0, seed=0, stop=(), beams=1,
+    length_penalty=1.0, early_stopping=False, use_cache=True,
+):  # fmt: skip
+    """New token ids as `generate` yields them; with beams > 1, the best beam's (beam search: temperature, top_k and
+    top_p unused), all at once when the search ends."""
+    if beams > 1:
+        yield from beam_search(model, ids, max_new_tokens, beams, length_penalty, early_stopping, stop, use_cache)
+    else:
+        yield from generate(model, ids, max_new_tokens, temperature, top_k, top_p, seed, stop, use_cache)
+
+
 def stream_text(tokenizer, tokens):
     """The text of `tokens` (ids, as they come) a piece at a time: the whole tail is decoded each time, since a
     character may span several byte tokens, and held back while it ends mid-character; bytes that end the
@@ -69,21 +84,13 @@ def stream_text(tokenizer, tokens):
 
 
 def sample_grid(model, tokenizer, prompts, presets, max_new_tokens, seed):
-    """One sample per prompt and named preset ({temperature, top_k, top_p}; temperature 0 is greedy)."""
+    """One sample per prompt and named preset ({temperature, top_k, top_p} or {beams, length_penalty, early_stopping};
+    temperature 0 is greedy)."""
     rows = []
     for prompt in prompts:
         for name, preset in sorted(presets.items()):
             ids = list(
-                generate(
-                    model,
-                    tokenizer.encode(prompt),
-                    max_new_tokens,
-                    preset.get("temperature", 1.0),
-                    preset.get("top_k"),
-                    preset.get("top_p", 1.0),
-                    seed=seed,
-                    stop={tokenizer.eot_id},
-                )
+                decode(model, tokenizer.encode(prompt), max_new_tokens, seed=seed, stop={tokenizer.eot_id}, **preset)
             )
             rows.append(
                 {

@@ -224,6 +224,49 @@ def check_parent(models, name):
         child = parent
 
 
+def check_teacher(models, name):
+    """`models.<name>.distill.teacher.model` names another model of the same tokenizer and a context at least as
+    long, trained in a way the student can wait for (no loop of teachers and parents)."""
+    key = f"config key 'models.{name}.distill.teacher.model'"
+    teacher = models[name]["distill"]["teacher"]["model"]
+    if teacher not in models:
+        raise ConfigError(f"{key}: {teacher!r} is not a model of this config (models: {sorted(models)})")
+    if models[teacher]["tokenizer"] != models[name]["tokenizer"]:
+        raise ConfigError(
+            f"{key}: {teacher!r} uses tokenizer {models[teacher]['tokenizer']!r}, this model "
+            f"{models[name]['tokenizer']!r}; a teacher's distribution is over the student's tokens"
+        )
+    if models[teacher]["context_length"] < models[name]["context_length"]:
+        raise ConfigError(
+            f"{key}: {teacher!r} reads {models[teacher]['context_length']} tokens, this model "
+            f"{models[name]['context_length']}; the teacher needs the student's whole window"
+        )
+    if models[name]["parallelism"] == "fsdp":
+        raise ConfigError(f"config key 'models.{name}.distill': with parallelism: ddp or one process, not fsdp")
+    chain = model_chain(models, name)
+    if chain:
+        raise ConfigError(f"{key}: {' -> '.join(chain)} is a cycle; a model cannot wait for itself")
+
+
+def model_chain(models, name):
+    """A loop of the models `name` waits for (init_from and teachers), as names, or None."""
+    from lmcore.train.init import other_models
+
+    def waits_for(m):
+        entry = models[m]
+        return [n for n in [(entry["init_from"] or {}).get("model"), *other_models(entry).values()] if n in models]
+
+    stack = [[name]]
+    while stack:
+        path = stack.pop()
+        for nxt in waits_for(path[-1]):
+            if nxt == name:
+                return path + [nxt]
+            if nxt not in path:
+                stack.append(path + [nxt])
+    return None
+
+
 RECORD_KEYS = {"jsonl", "parquet", "arrow", "chat", "prompt", "html"}
 
 
@@ -320,6 +363,8 @@ def check_semantics(config):
                     f"config key 'models.{name}.data.sources.{source}': no such source (defined: "
                     f"{sorted(config['sources'])})"
                 )
+        if m["distill"]:
+            check_teacher(config["models"], name)
         init = m["init_from"] or {}
         if init.get("hf") and not os.path.isfile(os.path.join(init["hf"], "config.json")):
             raise ConfigError(
@@ -401,7 +446,7 @@ def check_filters(config):
                     raise ConfigError(
                         f"config key 'sources.{name}.quality.{role}': no source {other!r} (defined: {sorted(sources)})"
                     )
-            if quality["positive"] in (name, quality["negative"]):
+            if quality["positive"] and quality["positive"] in (name, quality["negative"]):
                 raise ConfigError(
                     f"config key 'sources.{name}.quality.positive': {quality['positive']!r} is also the negative "
                     "class; "

@@ -7,7 +7,7 @@ from lmcore.data.download import source_listing
 from lmcore.data.quality import scorers
 from lmcore.evaluation.harness import TASK_FILE
 from lmcore.export.architectures import HF_FILES, architecture
-from lmcore.train.init import starting_files
+from lmcore.train.init import weight_files
 from lmcore.data.splits import SPLITS
 from lmcore.workflow.jobs import eval_gpus, fetch_params, has_corpus_ids, lora_base, reading_params, scoring_params, slurm_geometry, train_params
 
@@ -81,12 +81,11 @@ def tokenizer_of(wildcards):
 
 
 def model_inputs(wildcards):
-    """The shards and tokenizer a model trains on, and the files of the weights it starts from:
-    a Hugging Face folder's, or another model's, which makes that model train first."""
+    """The shards and tokenizer a model trains on, and the files of the weights it reads: those it starts from
+    (a Hugging Face folder's, or another model's) and its teacher's, which makes those models train first."""
     inputs = {"tokenizer": rules.train_tokenizer.output[0].format(tok=tokenizer_of(wildcards)), "manifest": shards_manifest_of(wildcards)}
-    init_from = config["models"][wildcards.model]["init_from"]
-    if init_from:
-        inputs["init_from"] = starting_files(init_from, "results/models")
+    for role, files in weight_files(config["models"][wildcards.model], "results/models").items():
+        inputs["init_from" if role == "start" else role] = files
     return inputs
 
 

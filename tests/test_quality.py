@@ -14,6 +14,7 @@ from lmcore.data.quality import (
     BINS,
     apply_filter,
     draw_sample,
+    score_part,
     source_thresholds,
     train_classifier,
     write_thresholds,
@@ -57,6 +58,30 @@ def test_the_classifier_separates_two_planted_kinds_of_text_on_held_out_document
     )
     assert figures["held_out_documents"]["positive"] >= 10 and figures["held_out_documents"]["negative"] >= 10
     assert figures["held_out_accuracy"] >= 0.95, figures
+
+
+def test_a_classifier_the_user_has_scores_by_its_label(tmp_path):
+    rng = random.Random(2)
+    verse = [(f"v{i}", fake_document(rng, 20)) for i in range(60)]
+    junk = [(f"j{i}", junk_document(rng, 20)) for i in range(60)]
+    model_file = str(tmp_path / "theirs.bin")
+    train_classifier(verse, junk, model_file, CLASSIFIER, "good", log=lambda *a: None)
+    docs = part(
+        tmp_path / "part.jsonl",
+        [{"id": "a", "text": fake_document(rng, 20)}, {"id": "b", "text": junk_document(rng, 20)}],
+    )
+    config = filtered_config(quality={"model_file": model_file, "label": "good", "keep": {"min_score": 0.5}})
+    source = prepare_config(config, SCHEMA)["sources"]["pool"]
+    scores = score_part(docs, source, tmp_path / "scores.npy", classifier=model_file, log=lambda *a: None)
+    assert scores[0, 0] > 0.9 > 0.1 > scores[1, 0]
+    with pytest.raises(
+        ValueError, match=r"theirs.bin: the classifier's labels are \['good', 'other'\]; quality.label 'hq'"
+    ):
+        score_part(
+            docs, {**source, "quality": {**source["quality"], "label": "hq"}}, tmp_path / "s.npy", classifier=model_file
+        )
+    with pytest.raises(ConfigError, match=r"quality\.model_file': no file 'nope.bin'"):
+        prepare_config(filtered_config(quality={"model_file": "nope.bin"}), SCHEMA)
 
 
 def test_the_training_sample_is_the_same_whatever_the_parts_and_bounded(tmp_path):
@@ -202,6 +227,11 @@ def test_filters_keep_the_planted_good_text_end_to_end(tmp_path):
     assert all(0 <= d["meta"]["quality_score"] <= 1 and d["meta"]["bits_per_byte"] > 0 for d in kept)
     stats = [json.loads((tmp_path / f"results/filter/pool/part-{k}.stats.json").read_text()) for k in range(2)]
     assert sum(s["documents"] for s in stats) == 100 and sum(s["dropped"]["quality"] for s in stats) >= 45
+    for k in range(2):  # the reference model alone: the planted verse has the lowest bits per byte
+        ids = [d["id"] for d in read_jsonl(tmp_path / f"results/dedup/pool/part-{k}.jsonl")]
+        bpb = np.load(tmp_path / f"results/filter/pool/scores/part-{k}.npy")[:, 1]  # columns: quality, perplexity
+        lowest = [ids[i] for i in np.argsort(bpb)[: len(ids) // 2]]
+        assert sum("verse" in i for i in lowest) >= 0.9 * len(lowest)
     tokens = json.loads((tmp_path / "results/shards/reftok/manifest.json").read_text())
     assert {p["source"] for p in tokens["parts"]} == {"good"}  # the reference's tokenizer never waits for pool
     html = (tmp_path / "results/report.html").read_text()

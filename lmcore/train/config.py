@@ -53,6 +53,7 @@ class TrainConfig:
     loss: str  # all, or assistant: SFT on conversations' answers (lmcore.tokens.chat)
     lora: dict | None  # {rank, alpha, dropout, targets}: lmcore.train.lora
     init_from: dict | None  # {hf: folder} or {model: name}: the weights to start from
+    distill: dict | None  # {teacher: {model: name}, temperature, alpha}: lmcore.train.distill
     data: dict  # {sources: {name: weight} or None}: what to train on
 
 

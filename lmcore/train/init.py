@@ -25,6 +25,22 @@ def starting_files(init_from, models_dir):
     return [os.path.join(models_dir, init_from["model"], "model.safetensors")]
 
 
+def other_models(entry):
+    """{role: model name} of the other models of the config whose weights this entry's training reads: the
+    teacher it distils (and the reference of preference tuning); each trains first, and a new one retrains it."""
+    distill = entry.get("distill")
+    return {"teacher": distill["teacher"]["model"]} if distill else {}
+
+
+def weight_files(entry, models_dir):
+    """{role: files} of every model's weights this entry's training reads: `start` (init_from's) and other_models'.
+    The train rule's inputs and the checkpoints' run key."""
+    files = {"start": starting_files(entry["init_from"], models_dir)} if entry.get("init_from") else {}
+    for role, name in other_models(entry).items():
+        files[role] = [os.path.join(models_dir, name, f) for f in ("model.safetensors", "config.json")]
+    return files
+
+
 def starting_weights(init_from, model, models_dir, tokenizer):
     """The weights `init_from` names (a Hugging Face folder, or another model's folder in `models_dir`),
     checked against `model` and its tokenizer tensor by tensor before any step."""

@@ -34,6 +34,7 @@ from lmcore.train.batches import Batches, to_device
 from lmcore.train.budget import Budget
 from lmcore.train.checkpoint import Checkpointer, list_checkpoints
 from lmcore.train.config import TrainConfig, processes_per_node, read_entry
+from lmcore.train.distill import Distillation, load_teacher
 from lmcore.train.init import starting_weights
 from lmcore.train.loggers import Loggers
 from lmcore.train.lora import add_lora, merge_lora
@@ -154,8 +155,14 @@ def setup(job, log):
     model = model.to(device)
     counts["trainable_parameters"] = add_lora(model, train_cfg.lora) if train_cfg.lora else counts["parameters"]
     model.checkpoint_activations(train_cfg.activation_checkpointing)
+    objective = model  # what a step calls for its loss: the model's own cross-entropy, or distillation's
+    if train_cfg.distill:
+        teacher = load_teacher(train_cfg.distill, models_dir, tokenizer, cfg.context_length, device)
+        objective = Distillation(model, teacher, train_cfg.distill["temperature"], train_cfg.distill["alpha"])
+        teacher_size = count_parameters(teacher)["parameters"]
+        log(f"distilling {train_cfg.distill['teacher']['model']} ({teacher_size:,} parameters)")
     forward = parallelize(
-        model, train_cfg.parallelism, world, device, amp_dtype, use_compile(train_cfg.compile, device)
+        objective, train_cfg.parallelism, world, device, amp_dtype, use_compile(train_cfg.compile, device)
     )  # before the optimizer: fsdp replaces the parameters by their shards
     optimizer = make_optimizer(model, train_cfg)
 

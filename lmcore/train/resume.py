@@ -9,7 +9,7 @@ import torch.distributed as dist
 from lmcore.io import sha256_file
 from lmcore.train.checkpoint import DamagedCheckpoint, list_checkpoints, load_checkpoint, remove_checkpoint
 from lmcore.train.config import NOT_THE_MATHS
-from lmcore.train.init import starting_files
+from lmcore.train.init import weight_files
 from lmcore.workflow.closure import digest
 
 
@@ -22,8 +22,8 @@ def code_fingerprint():
 def run_key(entry, fingerprint, models_dir):
     """What a checkpoint must match to be resumed: the model's configuration, the tokenizer, the code,
     and the files of the weights it started from."""
-    init = entry.get("init_from")
-    start = {os.path.basename(path): sha256_file(path) for path in starting_files(init, models_dir)} if init else None
+    files = weight_files(entry, models_dir)  # a new parent, teacher or reference starts the run afresh
+    start = {role: {os.path.basename(p): sha256_file(p) for p in paths} for role, paths in files.items()} or None
     # Turning activation checkpointing on to get past an out-of-memory, or a logger on, resumes.
     config = {k: v for k, v in entry.items() if k not in NOT_THE_MATHS}
     return json.dumps(

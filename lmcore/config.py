@@ -248,6 +248,44 @@ def check_teacher(models, name):
         raise ConfigError(f"{key}: {' -> '.join(chain)} is a cycle; a model cannot wait for itself")
 
 
+def check_preferences(config, name):
+    """A `dpo` entry reads preference pairs only, against a reference of its tokenizer; no other entry reads them
+    (their rejected answers are not text to learn)."""
+    models, sources, m = config["models"], config["sources"], config["models"][name]
+    own = config["tokenizers"][m["tokenizer"]]["sources"] or sorted(sources)
+    read = sorted(m["data"]["sources"] or own)
+    pairs = [s for s in read if holds_pairs(sources[s])]
+    key = f"config key 'models.{name}"
+    if not m["dpo"]:
+        if pairs:
+            raise ConfigError(
+                f"{key}.data.sources': source {pairs[0]!r} holds preference pairs, which only a `dpo` entry reads; "
+                f"name the sources this model reads in `models.{name}.data.sources`"
+            )
+        return
+    others = [s for s in read if s not in pairs]
+    if others:
+        raise ConfigError(
+            f"{key}.dpo': DPO learns from preference pairs, but source {others[0]!r} holds none; name the "
+            f"preference sources in `models.{name}.data.sources`"
+        )
+    reference = m["dpo"]["reference"]["model"]
+    if reference not in models:
+        raise ConfigError(f"{key}.dpo.reference.model': {reference!r} is not a model of this config")
+    if models[reference]["tokenizer"] != m["tokenizer"]:
+        raise ConfigError(f"{key}.dpo.reference.model': {reference!r} uses another tokenizer than this model")
+    for other in ("distill",):
+        if m[other]:
+            raise ConfigError(f"{key}.dpo': a model trains with one objective: dpo or {other}, not both")
+    if m["parallelism"] == "fsdp":
+        raise ConfigError(f"{key}.dpo': with parallelism: ddp or one process, not fsdp")
+    chain = model_chain(models, name)
+    if chain:
+        raise ConfigError(
+            f"{key}.dpo.reference.model': {' -> '.join(chain)} is a cycle; a model cannot wait for itself"
+        )
+
+
 def model_chain(models, name):
     """A loop of the models `name` waits for (init_from and teachers), as names, or None."""
     from lmcore.train.init import other_models
@@ -267,12 +305,19 @@ def model_chain(models, name):
     return None
 
 
-RECORD_KEYS = {"jsonl", "parquet", "arrow", "chat", "prompt", "html"}
+RECORD_KEYS = {"jsonl", "parquet", "arrow", "chat", "chosen", "prompt", "html"}
 
 
 def holds_conversations(source):
     """Whether a source's documents are conversations."""
-    return isinstance(source["documents"], dict) and bool({"chat", "prompt", "dialogue"} & set(source["documents"]))
+    return isinstance(source["documents"], dict) and bool(
+        {"chat", "chosen", "prompt", "dialogue"} & set(source["documents"])
+    )
+
+
+def holds_pairs(source):
+    """Whether a source's documents are preference pairs (a chosen and a rejected answer)."""
+    return isinstance(source["documents"], dict) and "rejected" in source["documents"]
 
 
 def check_conversation_sources(name, entry, sources):
@@ -365,6 +410,7 @@ def check_semantics(config):
                 )
         if m["distill"]:
             check_teacher(config["models"], name)
+        check_preferences(config, name)
         init = m["init_from"] or {}
         if init.get("hf") and not os.path.isfile(os.path.join(init["hf"], "config.json")):
             raise ConfigError(

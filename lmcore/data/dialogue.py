@@ -10,7 +10,10 @@ names both ("You are HORATIO. MARCELLUS speaks to you."). A speech is held until
 memory is one speech, whatever the size of the play.
 """
 
+import itertools
 import re
+
+from lmcore.io import stable_hash
 
 SCENE = r"^(ACT|Act|SCENE|Scene)\b"  # a scene heading, when the source names none
 DIRECTION = re.compile(r"\[[^\]]*\]")
@@ -30,11 +33,13 @@ class Dialogue:
         self.in_play = False
         self.speech = None  # (speaker, lines) of the speech being read
         self.previous = None  # (speaker, text) of the scene's last speech
+        self.scenes = 0  # scene headings read: the scene of a conversation `feed` yields
 
     def feed(self, line):
         if self.scene.match(line):
             yield from self.finish()
             self.previous, self.in_play = None, True
+            self.scenes += 1
             return
         if not self.in_play:
             return
@@ -61,3 +66,24 @@ class Dialogue:
                 {"role": "assistant", "content": text},
             ]
         self.previous = (who, text)
+
+
+def with_rejected(conversations):
+    """Preference pairs of a play's conversations ((scene, messages) in order): each chosen answer the play's own,
+    the rejected one a reply drawn (by a hash of the exchange) from the scene before; the first scene's from the
+    play's last (a play of one scene gives none). Memory: two scenes."""
+
+    def paired(scene, replies):
+        for messages in scene:
+            yield messages, replies[stable_hash(messages[1]["content"] + messages[2]["content"]) % len(replies)]
+
+    first, previous, scenes = None, None, 0
+    for _, group in itertools.groupby(conversations, key=lambda c: c[0]):
+        scene = [messages for _, messages in group]
+        if previous is None:
+            first = scene
+        else:
+            yield from paired(scene, previous)
+        previous, scenes = [messages[2]["content"] for messages in scene], scenes + 1
+    if scenes > 1:
+        yield from paired(first, previous)

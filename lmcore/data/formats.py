@@ -25,7 +25,7 @@ import zstandard
 CHUNK_BYTES = 64 << 20  # a plain JSON Lines file is cut into units of about this size
 BLOCK = 1 << 20
 RECORD_MODES = ("jsonl", "parquet", "arrow")
-CONVERSATION_MODES = ("chat", "prompt")  # records holding conversations
+CONVERSATION_MODES = ("chat", "chosen", "prompt")  # records holding conversations (chosen: preference pairs)
 BY_SUFFIX = (*CONVERSATION_MODES, "html")  # record kinds whose container the file's suffix names
 DATASETS_METADATA = ("dataset_info.json", "state.json")  # beside the .arrow files `save_to_disk` writes
 
@@ -53,8 +53,8 @@ class Budget:
 
 def mode_of(documents):
     """(kind, field) of a source's `documents`: ("file", None), ("split", delimiter), (record mode, text field),
-    ("chat", messages field), ("prompt", prompt field), ("dialogue", speaker pattern), ("html", HTML field)
-    or ("warc", None)."""
+    ("chat", messages field), ("chosen", chosen field: a preference pair), ("prompt", prompt field), ("dialogue",
+    speaker pattern), ("html", HTML field) or ("warc", None)."""
     if documents in ("file", "warc"):
         return documents, None
     kind = next(k for k in ("split", *RECORD_MODES, *BY_SUFFIX, "dialogue") if k in documents)

@@ -20,7 +20,7 @@ import zlib
 
 import zstandard
 
-from lmcore.data.dialogue import SCENE, Dialogue
+from lmcore.data.dialogue import SCENE, Dialogue, with_rejected
 from lmcore.data.formats import (
     BY_SUFFIX,
     CONVERSATION_MODES,
@@ -36,7 +36,7 @@ from lmcore.data.formats import (
 from lmcore.data.text import normalize
 from lmcore.data.web import EXTRACTORS, decode, extract, warc_pages
 from lmcore.io import atomic_open, read_jsonl, stable_hash
-from lmcore.tokens.chat import BadConversation, check_conversation, text_of
+from lmcore.tokens.chat import BadConversation, check_conversation, check_pair, text_of
 
 # What a damaged or misnamed compressed or columnar file raises while it is read (pyarrow's errors are
 # ValueErrors and OSErrors).
@@ -122,10 +122,12 @@ class Reader:
             "records": {},  # WARC records that are no response (warcinfo, request, metadata)
         }
 
-    def write(self, doc_id, text, meta, messages=None):
+    def write(self, doc_id, text, meta, messages=None, rejected=None):
         record = {"id": doc_id, "text": text, "meta": {"source": self.name, **meta}}
         if messages is not None:
             record["messages"] = messages
+        if rejected is not None:  # a preference pair: the last assistant message is the chosen answer
+            record["rejected"] = rejected
         self.parts[stable_hash(doc_id) % len(self.parts)].write(
             json.dumps(record, ensure_ascii=False, sort_keys=True, default=str) + "\n"
         )
@@ -178,14 +180,19 @@ class Reader:
         documents, base = self.source["documents"], f"{self.name}/{unit.path}"
         dialogue, index = Dialogue(documents["dialogue"], documents.get("scene") or SCENE), 0
 
-        def conversations():
+        def conversations():  # (scene, messages)
             for text in self.normalized_blocks(files_dir, unit, max_expansion):
                 for line in text.removesuffix("\n").split("\n"):  # a block ends after a newline, but the last
-                    yield from dialogue.feed(line)
+                    yield from ((dialogue.scenes, m) for m in dialogue.feed(line))
             if unit.path not in self.stats["skipped"]:
-                yield from dialogue.finish()
+                yield from ((dialogue.scenes, m) for m in dialogue.finish())
 
-        for messages in conversations():
+        if documents.get("rejected"):  # other_scene: preference pairs
+            for messages, rejected in with_rejected(conversations()):
+                self.write_conversation(f"{base}#{index}", messages, {"path": unit.path}, rejected)
+                index += 1
+            return
+        for _, messages in conversations():
             self.write_conversation(f"{base}#{index}", messages, {"path": unit.path})
             index += 1
 
@@ -210,22 +217,32 @@ class Reader:
                 meta = {"path": unit.path, "url": page["url"], "date": page["date"]}
                 self.write(f"{self.name}/{own}", text, meta)
 
-    def write_conversation(self, doc_id, messages, meta):
-        """A conversation's document, or a skip counted by what is wrong with it."""
+    def write_conversation(self, doc_id, messages, meta, rejected=None):
+        """A conversation's document (with `rejected`, a preference pair's), or a skip counted by what is wrong."""
         try:
             turns = check_conversation(messages)
+            if rejected is not None:
+                rejected = check_pair(turns, rejected)
         except BadConversation as e:
-            self.drop(f"not a conversation: {e.reason}", 0)
+            self.drop(f"not a {'preference pair' if rejected is not None else 'conversation'}: {e.reason}", 0)
             return
         messages = [{"role": role, "content": normalize(content)[0]} for role, content in turns]
-        self.write(doc_id, text_of((m["role"], m["content"]) for m in messages), meta, messages)
+        text = text_of((m["role"], m["content"]) for m in messages)
+        if rejected is not None:
+            rejected = normalize(rejected)[0]
+            text += "\n" + rejected
+        self.write(doc_id, text, meta, messages, rejected)
 
     def read_records(self, files_dir, unit, max_expansion):
         """JSON Lines, parquet and arrow: a document per record; text (or conversation), id and meta fields
         as the source names them."""
         documents = self.source["documents"]
         id_field, meta_fields = documents.get("id"), documents.get("meta") or []
-        body = [documents["prompt"], documents["response"]] if self.kind == "prompt" else [self.field]
+        body = {
+            "prompt": [documents.get("prompt"), documents.get("response")],
+            "chosen": [documents.get("prompt"), documents.get("chosen"), documents.get("rejected")],
+        }.get(self.kind, [self.field])
+        body = [f for f in body if f]
         system = [documents["system"]] if documents.get("system") else []  # a record may leave it out
         columns = list(dict.fromkeys([*body, *system, *([id_field] if id_field else []), *meta_fields, *self.where]))
         for position, record in records(files_dir, unit, self.kind, columns, max_expansion):
@@ -233,8 +250,14 @@ class Reader:
             missing = next((f for f in body if f not in record), None)
             if missing:  # a JSON line without it: likely the wrong field name, not a gap
                 raise BadFile(f"{unit.path}:{position}: no field {missing!r} in this line (keys {sorted(record)[:10]})")
-            text = messages = None
-            if self.kind in CONVERSATION_MODES:
+            text = messages = rejected = None
+            if self.kind == "chosen":
+                try:
+                    messages, rejected = preference(record, documents)
+                except BadConversation as e:
+                    self.drop(f"not a preference pair: {e.reason}", 0)
+                    continue
+            elif self.kind in CONVERSATION_MODES:
                 messages = record[self.field] if self.kind == "chat" else pair(record, documents)
             else:
                 text = record[self.field]
@@ -261,7 +284,22 @@ class Reader:
             if messages is None:
                 self.write(doc_id, text, meta)
             else:
-                self.write_conversation(doc_id, messages, meta)
+                self.write_conversation(doc_id, messages, meta, rejected)
+
+
+def preference(record, documents):
+    """(the chosen conversation, the rejected answer's text) of a preference record: `{prompt, chosen, rejected}`
+    text fields (a one-turn exchange), or `{chosen, rejected}` fields holding conversations (TRL's conversational
+    form) that differ in their last message only. The rejected answer is checked with the chosen conversation."""
+    chosen, rejected = record[documents["chosen"]], record[documents["rejected"]]
+    if documents.get("prompt"):
+        return pair({**record, "_response": chosen}, {**documents, "response": "_response"}), rejected
+    if isinstance(chosen, list) and isinstance(rejected, list) and rejected:
+        if chosen[:-1] != rejected[:-1]:
+            raise BadConversation("conversations that differ before their last message", "the chosen and rejected "
+                                  "conversations differ before their last message")  # fmt: skip
+        return chosen, rejected[-1].get("content") if isinstance(rejected[-1], dict) else rejected[-1]
+    return chosen, rejected
 
 
 def pair(record, documents):

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from lmcore.model.folder import load_model, read_config
 from lmcore.tokens.chat import IGNORE, chat_ids
-from lmcore.tokens.shards import TokenDataset, conversation_sources
+from lmcore.tokens.shards import TokenDataset, conversation_sources, pair_sources
 from lmcore.train.runtime import autocast, autocast_dtype, pick_device, use_tf32
 
 MAX_EXP_ARG = math.log(sys.float_info.max)  # about 709.8
@@ -128,6 +128,13 @@ def evaluate_folder(folder, manifest_path, log=print):
         s: evaluate_model(model, data[s], token_bytes, device=device, dtype=dtype) for s in ("test", "validation")
     }
     result["baseline"] = unigram_baseline(data["train"], data["test"], token_bytes, tok.vocab_size)
+    pairs = pair_sources(manifest_path)
+    if pairs:  # held-out preference pairs: how often the model prefers the chosen answer
+        from lmcore.train.dpo import PreferencePairs, preference_accuracy
+
+        data = PreferencePairs(manifest_path, "test", tok.fingerprint, dict.fromkeys(pairs, 1), chat_ids(tok))
+        amp = lambda: autocast(device, dtype)  # noqa: E731
+        result["test"]["preferences"] = preference_accuracy(model, data, model.cfg.context_length, device, amp)
     chats = conversation_sources(manifest_path)
     if chats:
         answers = TokenDataset(manifest_path, "test", tok.fingerprint, {s: 1 for s in chats}, chat_ids(tok))

@@ -491,6 +491,7 @@ def render(run, data, tokenizers, models):
         sweeps=sweep_tables(run["config"], models),
         per_source=source_table(run["config"], models),
         answers=answer_table(run["config"], models),
+        preferences=preference_table(run["config"], models),
         conversations=conversation_samples(models),
         studies=[scaling_study(s, runs, models) for s, runs in scaling_models(run["config"].get("scaling")).items()],
         plots=[markupsafe.Markup(svg) for svg in plots],  # drawn by matplotlib, which escapes the text it writes
@@ -609,6 +610,33 @@ def answer_table(config, models):
             ("answer tokens", lambda n: scored[n]["tokens"]),
             ("answer loss (nats/token)", lambda n: scored[n]["loss"]),
             ("answer bits per byte", lambda n: scored[n]["bits_per_byte"]),
+        ],
+    )
+
+
+def preference_table(config, models):
+    """Per model scored on held-out preference pairs: how often it prefers the chosen answer (by the answer's total
+    log-probability and per token), how it trained; None without any."""
+    scored = {n: m["eval"]["test"]["preferences"] for n, m in models.items() if m["eval"]["test"].get("preferences")}
+    if not scored:
+        return None
+    entries = config.get("models", {})
+
+    def trained(name):
+        entry = entries.get(name, {})
+        if entry.get("dpo"):
+            return "DPO, beta {beta} against {reference[model]}".format(**entry["dpo"])
+        return "SFT" if entry.get("loss") == "assistant" else "pretraining"
+
+    return table(
+        scored,
+        [
+            ("model", lambda n: n),
+            ("trained by", trained),
+            ("held-out pairs", lambda n: scored[n]["pairs"]),
+            ("prefers the chosen (total log-prob)", lambda n: scored[n]["accuracy"]),
+            ("prefers the chosen (per token)", lambda n: scored[n]["accuracy_per_token"]),
+            ("mean margin (nats)", lambda n: scored[n]["margin"]),
         ],
     )
 

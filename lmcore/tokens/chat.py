@@ -75,6 +75,18 @@ def check_conversation(messages, answered=True):
     return turns
 
 
+def check_pair(turns, rejected):
+    """The rejected answer of a preference pair whose chosen conversation is `turns`, or BadConversation: the
+    conversation must end with the chosen assistant message, and the rejected answer be other text."""
+    if turns[-1][0] != "assistant":
+        raise BadConversation("no chosen answer last", "the chosen conversation does not end with an assistant message")
+    if not isinstance(rejected, str) or not rejected.strip():
+        raise BadConversation("rejected answer not text", f"the rejected answer is not text: {str(rejected)[:80]!r}")
+    if rejected == turns[-1][1]:
+        raise BadConversation("rejected answer equals the chosen", "the rejected answer is the chosen one")
+    return rejected
+
+
 def text_of(turns):
     """The text a conversation's tokens encode, its contents one after another (what dedup compares, the
     tokenizer learns from and bits per byte divide by): no markers, which are tokens of their own."""

@@ -26,22 +26,33 @@ def _batches(iterable, n):
 
 def encode_documents(tokenizer, docs, num_threads=1):
     """The ids of each document: its text's, or a conversation's as the chat template renders it (the contents
-    of every conversation of the batch encoded at once)."""
+    of every conversation of the batch encoded at once). A preference pair is its chosen conversation, an
+    end-of-text id, and the same conversation with the rejected answer last: two conversations in a row."""
     chats = [d for d in docs if "messages" in d]
-    contents = iter(tokenizer.encode_arrays([m["content"] for d in chats for m in d["messages"]], num_threads))
+    contents = iter(tokenizer.encode_arrays([t for d in chats for t in encoded_texts(d)], num_threads))
     texts = iter(tokenizer.encode_arrays([d["text"] for d in docs if "messages" not in d], num_threads))
     marker = chat_ids(tokenizer) if chats else None
     for doc in docs:
-        if "messages" in doc:
-            turns = [(m["role"], m["content"]) for m in doc["messages"]]
-            yield assemble(marker, turns, [next(contents) for _ in turns])[0].astype(tokenizer.dtype)
-        else:
+        if "messages" not in doc:
             yield next(texts)
+            continue
+        turns = [(m["role"], m["content"]) for m in doc["messages"]]
+        ids = assemble(marker, turns, [next(contents) for _ in turns])[0]
+        if "rejected" in doc:
+            rejected = turns[:-1] + [("assistant", doc["rejected"])]
+            ids = np.concatenate(
+                [ids, [tokenizer.eot_id], assemble(marker, rejected, [next(contents) for _ in rejected])[0]]
+            )
+        yield ids.astype(tokenizer.dtype)
 
 
 def encoded_texts(doc):
-    """The texts a document's tokens encode: its text, or a conversation's contents (the markers are no text)."""
-    return [m["content"] for m in doc["messages"]] if "messages" in doc else [doc["text"]]
+    """The texts a document's tokens encode: its text, or a conversation's contents (the markers are no text); a
+    preference pair's, both conversations'."""
+    if "messages" not in doc:
+        return [doc["text"]]
+    texts = [m["content"] for m in doc["messages"]]
+    return texts + texts[:-1] + [doc["rejected"]] if "rejected" in doc else texts
 
 
 def shard_part(doc_path, tokenizer, fractions, out_paths, num_threads=1, batch_docs=256):
@@ -52,8 +63,8 @@ def shard_part(doc_path, tokenizer, fractions, out_paths, num_threads=1, batch_d
     of tokens per document.
     """
     eot = np.array([tokenizer.eot_id], dtype=tokenizer.dtype)
-    stats = {s: {"documents": 0, "tokens": 0, "bytes": 0, "conversations": 0, "tokens_per_document": [0] * BINS}
-             for s in SPLITS}  # fmt: skip
+    stats = {s: {"documents": 0, "tokens": 0, "bytes": 0, "conversations": 0, "pairs": 0,
+                 "tokens_per_document": [0] * BINS} for s in SPLITS}  # fmt: skip
     with tempfile.TemporaryDirectory(dir=os.path.dirname(out_paths["train"])) as tmp, contextlib.ExitStack() as stack:
         raw = {s: stack.enter_context(open(os.path.join(tmp, s + ".bin"), "wb")) for s in SPLITS}
         for docs in _batches(read_jsonl(doc_path), batch_docs):
@@ -62,7 +73,8 @@ def shard_part(doc_path, tokenizer, fractions, out_paths, num_threads=1, batch_d
                 raw[split].write(ids)
                 raw[split].write(eot)
                 stats[split]["documents"] += 1
-                stats[split]["conversations"] += "messages" in doc
+                stats[split]["conversations"] += "messages" in doc and "rejected" not in doc
+                stats[split]["pairs"] += "rejected" in doc
                 stats[split]["tokens"] += len(ids) + 1
                 stats[split]["tokens_per_document"][bin_of(len(ids))] += 1  # lmcore.data.stats' bins
                 stats[split]["bytes"] += sum(len(t.encode("utf-8")) for t in encoded_texts(doc))
@@ -74,8 +86,13 @@ def shard_part(doc_path, tokenizer, fractions, out_paths, num_threads=1, batch_d
 
 
 def conversation_sources(manifest_path, split="test"):
-    """The sources whose `split` holds conversations."""
+    """The sources whose `split` holds conversations (preference pairs are not counted as such)."""
     return sorted({p["source"] for p in read_json(manifest_path)["parts"] if p["stats"][split].get("conversations")})
+
+
+def pair_sources(manifest_path, split="test"):
+    """The sources whose `split` holds preference pairs."""
+    return sorted({p["source"] for p in read_json(manifest_path)["parts"] if p["stats"][split].get("pairs")})
 
 
 class SplitTooSmall(ValueError):

@@ -54,6 +54,7 @@ class TrainConfig:
     lora: dict | None  # {rank, alpha, dropout, targets}: lmcore.train.lora
     init_from: dict | None  # {hf: folder} or {model: name}: the weights to start from
     distill: dict | None  # {teacher: {model: name}, temperature, alpha}: lmcore.train.distill
+    dpo: dict | None  # {beta, reference: {model: name}}: lmcore.train.dpo
     data: dict  # {sources: {name: weight} or None}: what to train on
 
 

@@ -28,8 +28,11 @@ def starting_files(init_from, models_dir):
 def other_models(entry):
     """{role: model name} of the other models of the config whose weights this entry's training reads: the
     teacher it distils (and the reference of preference tuning); each trains first, and a new one retrains it."""
-    distill = entry.get("distill")
-    return {"teacher": distill["teacher"]["model"]} if distill else {}
+    distill, dpo = entry.get("distill"), entry.get("dpo")
+    return {
+        **({"teacher": distill["teacher"]["model"]} if distill else {}),
+        **({"reference": dpo["reference"]["model"]} if dpo else {}),
+    }
 
 
 def weight_files(entry, models_dir):

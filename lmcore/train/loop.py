@@ -35,6 +35,7 @@ from lmcore.train.budget import Budget
 from lmcore.train.checkpoint import Checkpointer, list_checkpoints
 from lmcore.train.config import TrainConfig, processes_per_node, read_entry
 from lmcore.train.distill import Distillation, load_teacher
+from lmcore.train.dpo import DPO, PreferencePairs, score_reference
 from lmcore.train.init import starting_weights
 from lmcore.train.loggers import Loggers
 from lmcore.train.lora import add_lora, merge_lora
@@ -80,6 +81,7 @@ class Run:
     train_cfg: TrainConfig
     model: GPT  # sharded in place under fsdp
     forward: torch.nn.Module  # the model as a step calls it: compiled, under DDP, or itself
+    validator: torch.nn.Module  # what the validation loss is of: the model (its cross-entropy), or DPO's objective
     optimizer: torch.optim.Optimizer
     val_batches: list  # fixed validation batches, on the device
     device: torch.device
@@ -128,10 +130,9 @@ def setup(job, log):
     cfg = ModelConfig(vocab_size=tokenizer.vocab_size, **model_keys)
     sources = train_cfg.data.get("sources")  # {name: weight}, or None for every source by its tokens
     manifest = os.fspath(job.manifest)
-    answers = chat_ids(tokenizer) if train_cfg.loss == "assistant" else None  # SFT: conversations' answers
-    train_data, val_data = (
-        TokenDataset(manifest, s, tokenizer.fingerprint, sources, answers) for s in ("train", "validation")
-    )
+    answers = chat_ids(tokenizer) if train_cfg.loss == "assistant" or train_cfg.dpo else None  # conversations
+    Data = PreferencePairs if train_cfg.dpo else TokenDataset  # DPO: pairs of answers, with the reference's scores
+    train_data, val_data = (Data(manifest, s, tokenizer.fingerprint, sources, answers) for s in ("train", "validation"))
     for data in (train_data, val_data, TokenDataset(manifest, "test", tokenizer.fingerprint)):
         data.check_window(cfg.context_length)  # evaluate reads test: fail now, not after training
     for stream in (*train_data.streams, *val_data.streams) if answers else ():
@@ -155,7 +156,13 @@ def setup(job, log):
     model = model.to(device)
     counts["trainable_parameters"] = add_lora(model, train_cfg.lora) if train_cfg.lora else counts["parameters"]
     model.checkpoint_activations(train_cfg.activation_checkpointing)
-    objective = model  # what a step calls for its loss: the model's own cross-entropy, or distillation's
+    objective = model  # what a step calls for its loss: the model's own cross-entropy, distillation's or DPO's
+    if train_cfg.dpo:
+        amp = lambda: autocast(device, amp_dtype)  # noqa: E731
+        score_reference(
+            train_cfg.dpo, models_dir, (train_data, val_data), tokenizer, cfg.context_length, device, amp, say
+        )
+        objective = DPO(model, train_cfg.dpo["beta"])
     if train_cfg.distill:
         teacher = load_teacher(train_cfg.distill, models_dir, tokenizer, cfg.context_length, device)
         objective = Distillation(model, teacher, train_cfg.distill["temperature"], train_cfg.distill["alpha"])
@@ -166,7 +173,8 @@ def setup(job, log):
     )  # before the optimizer: fsdp replaces the parameters by their shards
     optimizer = make_optimizer(model, train_cfg)
 
-    tokens_per_step = train_cfg.batch_size * cfg.context_length * train_cfg.grad_accum * world
+    rows = 2 if train_cfg.dpo else 1  # DPO: a pair is two rows, the chosen and the rejected conversation
+    tokens_per_step = rows * train_cfg.batch_size * cfg.context_length * train_cfg.grad_accum * world
     max_tokens = train_cfg.max_flops / token_flops if train_cfg.max_flops else train_cfg.max_tokens
     max_steps = math.ceil(max_tokens / tokens_per_step) if max_tokens else train_cfg.max_steps
     entry = {**job.entry, "max_steps": max_steps}
@@ -190,12 +198,14 @@ def setup(job, log):
     )  # fmt: skip
     run = Run(
         entry=entry, train_cfg=train_cfg, model=model, forward=forward, optimizer=optimizer, val_batches=val_batches,
+        validator=objective if train_cfg.dpo else model,
         device=device, amp_dtype=amp_dtype, rank=rank, world=world, counts=counts, tokens_per_step=tokens_per_step,
         loss_limit=loss_limit, budget=Budget(max_steps, train_cfg.max_minutes, world, device, say), batches=batches,
         meter=Meter(token_flops, peak, peak_source, train_cfg.log_interval, say), checkpointer=checkpointer,
     )  # fmt: skip
     if train_cfg.init_from:  # what the starting weights bring
-        run.initial_val_loss = estimate_loss(model, val_batches, run.amp)
+        run.initial_val_loss = estimate_loss(run.validator, val_batches, run.amp)
+        metrics(run, "val_")
         log(f"validation loss of the starting weights: {run.initial_val_loss:.4f}")
     return run
 
@@ -307,10 +317,15 @@ class StopSignal:
         self.requested = True
 
 
+def metrics(run, prefix=""):
+    """The objective's own figures since they were last read (DPO's rewards, as TRL names them), else none."""
+    return run.validator.metrics(prefix) if hasattr(run.validator, "metrics") else {}
+
+
 def validate(run, state):
     """The validation loss now; the weights are kept when it is the best so far (under fsdp gathered
     by every process, kept by rank 0)."""
-    val_loss = estimate_loss(run.model, run.val_batches, run.amp)
+    val_loss = estimate_loss(run.validator, run.val_batches, run.amp)
     if val_loss < state.best_val:
         state.best_val, state.best_model = val_loss, full_weights(run.model)
     return val_loss
@@ -376,8 +391,11 @@ def fit(run, state):
 
         run.budget.update(state, step_s)
         run.meter.step(state, run.tokens_per_step, step_s)
-        val_loss = validate(run, state) if state.step % cfg.eval_interval == 0 or run.budget.done(state) else None
-        run.meter.report(state, run.budget.max_steps, loss, val_loss, lr, grad_norm)
+        validating = state.step % cfg.eval_interval == 0 or run.budget.done(state)
+        extra = metrics(run) if validating or state.step % cfg.log_interval == 0 else {}  # since the last row
+        val_loss = validate(run, state) if validating else None
+        extra |= metrics(run, "val_") if validating else {}
+        run.meter.report(state, run.budget.max_steps, loss, val_loss, lr, grad_norm, extra)
         run.checkpointer.maybe_save(state, run.batches, run.job_s(), stopping)
         if stopping:
             raise Stopped(f"SIGTERM: checkpoint written at step {state.step}; rerun to resume")

@@ -34,14 +34,15 @@ class Meter:
             if self.log_interval > 1:
                 self.log(f"step {state.step} took {step_s:.3g} s; progress every {self.log_interval} steps")
 
-    def report(self, state, max_steps, loss, val_loss, lr, grad_norm):
+    def report(self, state, max_steps, loss, val_loss, lr, grad_norm, extra=None):
         """At each log_interval and each validation: a row of metrics (kept in `state.metrics`), the progress
         line and the loggers; the throughput window starts again."""
         if state.step % self.log_interval != 0 and val_loss is None:
             return
         tokens_per_s = self.window_tokens / (time.perf_counter() - self.window_start)
         row = dict(step=state.step, tokens=state.tokens, loss=loss, val_loss=val_loss, lr=lr, grad_norm=grad_norm,
-                   tokens_per_s=tokens_per_s, mfu=self.mfu(tokens_per_s), elapsed_s=state.elapsed_s)  # fmt: skip
+                   tokens_per_s=tokens_per_s, mfu=self.mfu(tokens_per_s), elapsed_s=state.elapsed_s,
+                   **(extra or {}))  # fmt: skip
         state.metrics.append(row)
         self.log(progress_line(row, max_steps, state.elapsed_s))
         if self.loggers:

@@ -90,3 +90,15 @@ def test_a_teacher_of_another_tokenizer_and_a_loop_of_teachers_are_config_errors
     config["models"]["a"]["context_length"] = 32
     with pytest.raises(ConfigError, match=r"(a -> b -> a|b -> a -> b) is a cycle"):
         prepare_config(config, SCHEMA)
+
+
+def test_the_weights_a_student_and_a_dpo_entry_wait_for_are_their_train_jobs_inputs():
+    from lmcore.train.init import weight_files
+
+    entry = {"init_from": {"model": "sft"}, "distill": None, "dpo": {"beta": 0.1, "reference": {"model": "sft"}}}
+    assert weight_files(entry, "results/models") == {
+        "start": ["results/models/sft/model.safetensors"],
+        "reference": ["results/models/sft/model.safetensors", "results/models/sft/config.json"],
+    }
+    student = {"init_from": None, "distill": {"teacher": {"model": "big"}}}
+    assert weight_files(student, "m") == {"teacher": ["m/big/model.safetensors", "m/big/config.json"]}

@@ -108,11 +108,13 @@ def run_variant(work, name, filters):
     with open(configfile, "w", encoding="utf-8") as f:
         yaml.safe_dump(config, f)
     start = time.time()
-    subprocess.run(
-        snakemake_command(folder, "--cores", "2", "results/report.html", configfile=configfile),
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    with open(os.path.join(folder, "snakemake.log"), "w") as log:  # Snakemake's own output, for a failed run
+        subprocess.run(
+            snakemake_command(folder, "--cores", "2", "results/report.html", configfile=configfile),
+            check=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     return folder, time.time() - start
 
 

@@ -42,7 +42,7 @@ def part(path, docs):
 
 
 SPLITS = {"validation": 0.1, "test": 0.1}
-CLASSIFIER = {"word_ngrams": 2, "epochs": 20, "lr": 0.5}
+CLASSIFIER = {"word_ngrams": 2, "epochs": 20, "lr": 0.5, "dim": 16, "buckets": 100_000}
 
 
 def test_the_classifier_separates_two_planted_kinds_of_text_on_held_out_documents(tmp_path):
@@ -215,7 +215,7 @@ def test_filters_keep_the_planted_good_text_end_to_end(tmp_path):
         (tmp_path / "data/pool" / f"verse{i:03d}.txt").write_text(fake_document(rng, rng.randint(30, 60)))
         (tmp_path / "data/pool" / f"junk{i:03d}.txt").write_text(junk_document(rng, rng.randint(30, 60)))
     config = filtered_config(
-        quality={"positive": "good", "keep": {"top": 0.5}, "epochs": 20},
+        quality={"positive": "good", "keep": {"top": 0.5}, "epochs": 20, "buckets": 100_000},
         perplexity={"model": "ref", "keep": {"top": 0.5}},
     )
     configfile = write_config(tmp_path / "config.yaml", config)

@@ -80,7 +80,15 @@ def train_classifier(positive, negative, model_path, cfg, label, log=print):
             for i in np.random.default_rng(0).permutation(len(train)):  # fastText reads in order: classes mixed
                 f.write(f"{train[i][0]} {fasttext_line(train[i][1])}\n")
         model = fasttext.train_supervised(
-            input=data, wordNgrams=cfg["word_ngrams"], epoch=cfg["epochs"], lr=cfg["lr"], thread=1, seed=0, verbose=0
+            input=data,
+            wordNgrams=cfg["word_ngrams"],
+            epoch=cfg["epochs"],
+            lr=cfg["lr"],
+            dim=cfg["dim"],
+            bucket=cfg["buckets"],
+            thread=1,
+            seed=0,
+            verbose=0,
         )
         tmp_model = os.path.join(tmp, "classifier.bin")
         model.save_model(tmp_model)

@@ -29,7 +29,7 @@ llama-cpp: install
 	CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF \
 	-DGGML_OPENMP=OFF" $(BIN)/python -m pip install --quiet --no-binary llama-cpp-python llama-cpp-python -c constraints.txt
 
-# Figures, not tests: each script prints a table (about 80 minutes on 2 cores, a third of it
+# Figures, not tests: each script prints a table (about 90 minutes on 2 cores, a third of it
 # quality_per_minute.py's equal-time training).
 bench: install
 	$(BIN)/python bench/dag.py
@@ -43,6 +43,9 @@ bench: install
 	$(BIN)/python bench/peak.py
 	$(BIN)/python bench/nanogpt_parity.py
 	$(BIN)/python bench/quality_per_minute.py
+	$(BIN)/python bench/quality_filter.py
+	$(BIN)/python bench/web_stages.py
+	$(BIN)/python bench/language_id.py
 	$(BIN)/python bench/gpu_scale.py
 	bash bench/gpu_check.sh results/gpu_check.json
 	$(BIN)/python bench/cluster_plan.py

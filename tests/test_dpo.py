@@ -170,3 +170,23 @@ def test_a_model_reading_every_source_must_leave_the_pairs_out():
     del config["models"]["a"]["data"]
     with pytest.raises(ConfigError, match=r"models\.a\.data\.sources': source 'prefs' holds preference pairs"):
         prepare_config(config, SCHEMA)
+
+
+def test_the_report_puts_base_sft_and_dpo_side_by_side_on_held_out_pairs():
+    from lmcore.report.page import preference_table
+
+    config = {
+        "models": {
+            "base": {},
+            "sft": {"loss": "assistant"},
+            "dpo": {"dpo": {"beta": 0.1, "reference": {"model": "sft"}}},
+        }
+    }
+    scores = {"base": 0.5, "sft": 0.6, "dpo": 0.8}
+    models = {
+        n: {"eval": {"test": {"preferences": {"pairs": 40, "accuracy": a, "accuracy_per_token": a, "margin": a}}}}
+        for n, a in scores.items()
+    }
+    rows = preference_table(config, models)["rows"]
+    assert [r[:2] for r in rows] == [["base", "pretraining"], ["sft", "SFT"], ["dpo", "DPO, beta 0.1 against sft"]]
+    assert preference_table(config, {"base": {"eval": {"test": {}}}}) is None

@@ -192,16 +192,24 @@ def source_thresholds(source, score_paths):
             out[name] = {"keep": {"below": source["sample"]}}
             continue
         keep = source[name]["keep"]
-        lo, hi = RANGES[name]
         out[name] = {
             "keep": threshold(counts[name], name, keep),
             "cuts": cut_bins(counts[name]),
-            "histogram": {
-                "range": [lo, hi],
-                "counts": counts[name].reshape(PLOT_BINS, -1).sum(1).tolist(),
-            },
+            "histogram": plot_histogram(counts[name], name),
         }
     return out
+
+
+def plot_histogram(counts, name):
+    """The report's histogram of one scorer: PLOT_BINS bins over [0, 1] for a classifier's scores, over the range
+    the documents fill for bits per byte; `scale` is the range of the thresholds' bins."""
+    lo, hi = RANGES[name]
+    filled = np.flatnonzero(counts)
+    first, last = (0, BINS - 1) if name == "quality" or not len(filled) else (filled[0], filled[-1])
+    width = -(-(last - first + 1) // PLOT_BINS)  # fine bins per plotted bin, rounded up
+    groups = [int(counts[at : at + width].sum()) for at in range(first, last + 1, width)]
+    edge = lambda b: lo + (hi - lo) * b / BINS  # noqa: E731
+    return {"range": [edge(first), edge(first + width * len(groups))], "counts": groups, "scale": [lo, hi]}
 
 
 def kept(name, scores, rule):

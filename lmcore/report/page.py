@@ -19,6 +19,7 @@ import jinja2
 import markupsafe
 
 from lmcore.config import scaling_models, sweep_models
+from lmcore.data.quality import BINS
 from lmcore.evaluation.contamination import contamination_table
 from lmcore.evaluation.scaling import fit
 from lmcore.export.architectures import architecture
@@ -317,7 +318,9 @@ def filter_section(data):
             if histogram:
                 kept_bins = plan["thresholds"][scorer]["keep"].get("bins")
                 plots.append(
-                    markupsafe.Markup(score_plot(f"{name}: {scorer} filter", histogram, SCORE_AXES[scorer], kept_bins))
+                    markupsafe.Markup(
+                        score_plot(f"{name}: {scorer} filter", histogram, SCORE_AXES[scorer], kept_bins, BINS)
+                    )
                 )
         if plan.get("classifier"):
             c = plan["classifier"]

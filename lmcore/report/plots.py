@@ -146,18 +146,17 @@ def histogram_plot(title, series, xlabel="tokens per document"):
     return svg(fig)
 
 
-def score_plot(title, histogram, xlabel, kept_bins=None):
-    """A filter's scores over a source (lmcore.data.quality: `histogram` is {range, counts}), the kept share shaded."""
-    lo, hi = histogram["range"]
+def score_plot(title, histogram, xlabel, kept_bins=None, bins=10_000):
+    """A filter's scores over a source (lmcore.data.quality.plot_histogram), the kept range shaded (`kept_bins`,
+    [first, last] pairs of the thresholds' `bins` bins over histogram["scale"])."""
     counts = histogram["counts"]
-    edges = np.linspace(lo, hi, len(counts) + 1)
+    edges = np.linspace(*histogram["range"], len(counts) + 1)
+    lo, hi = histogram["scale"]
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.stairs(counts, edges, fill=True, alpha=0.6)
-    for first, last in kept_bins or ():  # in the thresholds' 10,000 bins
-        ax.axvspan(lo + (hi - lo) * first / 10_000, lo + (hi - lo) * (last + 1) / 10_000, color="green", alpha=0.12)
-    nonzero = [e for e, n in zip(edges, counts) if n]
-    if nonzero and hi - lo > 1:  # bits per byte: the range the documents fill
-        ax.set_xlim(nonzero[0], nonzero[-1] + (hi - lo) / len(counts))
+    ax.set_xlim(*histogram["range"])
+    for first, last in kept_bins or ():
+        ax.axvspan(lo + (hi - lo) * first / bins, lo + (hi - lo) * (last + 1) / bins, color="green", alpha=0.12)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("documents")
     ax.set_title(title)

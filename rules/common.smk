@@ -82,7 +82,7 @@ def tokenizer_of(wildcards):
 
 def model_inputs(wildcards):
     """The shards and tokenizer a model trains on, and the files of the weights it reads: those it starts from
-    (a Hugging Face folder's, or another model's) and its teacher's, which makes those models train first."""
+    (a Hugging Face folder's, or another model's), its teacher's and its DPO reference's: those models train first."""
     inputs = {"tokenizer": rules.train_tokenizer.output[0].format(tok=tokenizer_of(wildcards)), "manifest": shards_manifest_of(wildcards)}
     for role, files in weight_files(config["models"][wildcards.model], "results/models").items():
         inputs["init_from" if role == "start" else role] = files

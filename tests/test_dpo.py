@@ -88,7 +88,7 @@ def test_a_pair_is_its_chosen_and_its_rejected_conversation_and_scores_the_last_
     first = next(d for d in docs if render(bpe, d["messages"])[0].tolist() == test[: starts[0, 1] - 1].tolist())
     rejected = first["messages"][:-1] + [{"role": "assistant", "content": first["rejected"]}]
     assert test[starts[0, 1] : starts[0, 2] - 1].tolist() == render(bpe, rejected)[0].tolist()
-    x, y = data.rows(0, [0], 64)
+    x, y = data.rows([(0, 0)], 64)
     _, mask = render(bpe, first["messages"])
     assert (y[0] != IGNORE).sum() == mask.sum() and (y[0][: len(mask) - 1][~mask[1:]] == IGNORE).all()
 

@@ -49,26 +49,25 @@ class PreferencePairs(TokenDataset):
             raise ValueError(f"the {self.split} split of a preference source holds an odd number of conversations")
         return np.stack([starts[:-1:2], starts[1::2], starts[2::2]], axis=1)
 
-    def rows(self, stream, picks, context_length):
-        """x, y of the given pairs of a stream: the chosen rows, then the rejected ones."""
-        s, bounds = self.streams[stream], self.pair_starts(self.streams[stream])
-        length = context_length + 1
-        ids = np.full((2 * len(picks), length), self.eot_id, dtype=np.int64)
-        for i, k in enumerate(picks):
-            for j, (start, end) in enumerate(((bounds[k, 0], bounds[k, 1]), (bounds[k, 1], bounds[k, 2]))):
-                row = s.read(self.array, int(start), min(int(end - start), length))
-                ids[j * len(picks) + i, : len(row)] = row
-        x, y = ids[:, :-1], np.where(last_answer_mask(ids, self.answers)[:, 1:], ids[:, 1:], IGNORE)
-        return x, y
+    def rows(self, picks, context_length):
+        """x, y of the given (stream, pair) picks: the chosen rows, then the rejected ones, as wide as the longest
+        (context_length at most; a row's end is end-of-text ids with IGNORE targets)."""
+        read = []
+        for j in (0, 1):  # the chosen conversations, then the rejected ones
+            for stream, k in picks:
+                s = self.streams[stream]
+                start, end = self.pair_starts(s)[k, j : j + 2]
+                read.append(s.read(self.array, int(start), min(int(end - start), context_length + 1)))
+        ids = np.full((len(read), max(map(len, read))), self.eot_id, dtype=np.int64)
+        for i, row in enumerate(read):
+            ids[i, : len(row)] = row
+        return ids[:, :-1], np.where(last_answer_mask(ids, self.answers)[:, 1:], ids[:, 1:], IGNORE)
 
     def sample_batch(self, rng, batch_size, context_length, rows=None):
         stream = self.draw_streams(rng, batch_size)
         pick = rng.integers(0, [len(self.pair_starts(self.streams[s])) for s in stream])
         mine = list(range(batch_size)[rows] if rows is not None else range(batch_size))
-        xs, ys = zip(*(self.rows(stream[i], [pick[i]], context_length) for i in mine))
-        chosen, rejected = slice(0, None, 2), slice(1, None, 2)  # each pair gave (chosen, rejected) rows
-        x, y = np.concatenate(xs), np.concatenate(ys)
-        x, y = np.concatenate([x[chosen], x[rejected]]), np.concatenate([y[chosen], y[rejected]])
+        x, y = self.rows([(stream[i], pick[i]) for i in mine], context_length)
         reference = np.stack([self.reference[stream[i]][pick[i]] for i in mine]).astype(np.float32)
         return x, y, reference
 
@@ -77,7 +76,10 @@ class PreferencePairs(TokenDataset):
         for stream in range(len(self.streams)):
             n = len(self.pair_starts(self.streams[stream]))
             for start in range(0, n, batch_size):
-                yield (stream, *self.rows(stream, range(start, min(start + batch_size, n)), context_length))
+                yield (
+                    stream,
+                    *self.rows([(stream, k) for k in range(start, min(start + batch_size, n))], context_length),
+                )
 
 
 def answer_logps(model, x, y):

@@ -71,7 +71,7 @@ class Dialogue:
 def with_rejected(conversations):
     """Preference pairs of a play's conversations ((scene, messages) in order): each chosen answer the play's own,
     the rejected one a reply drawn (by a hash of the exchange) from the scene before; the first scene's from the
-    play's last (a play of one scene gives none). Memory: two scenes."""
+    play's last (a play of one scene gives none). Memory: three scenes (the first, the one before, this one)."""
 
     def paired(scene, replies):
         for messages in scene:

@@ -286,23 +286,31 @@ def check_preferences(config, name):
         )
 
 
-def model_chain(models, name):
-    """A loop of the models `name` waits for (init_from and teachers), as names, or None."""
+def waits_for(models, name):
+    """The models a model's training reads: the one it starts from, its teacher, its DPO reference."""
     from lmcore.train.init import other_models
 
-    def waits_for(m):
-        entry = models[m]
-        return [n for n in [(entry["init_from"] or {}).get("model"), *other_models(entry).values()] if n in models]
+    entry = models[name]
+    return [n for n in [(entry["init_from"] or {}).get("model"), *other_models(entry).values()] if n in models]
 
-    stack = [[name]]
+
+def find_cycle(start, dependencies):
+    """A path from `start` back to itself along `dependencies(node)`, or None."""
+    stack, seen = [[start]], set()
     while stack:
         path = stack.pop()
-        for nxt in waits_for(path[-1]):
-            if nxt == name:
-                return path + [nxt]
-            if nxt not in path:
-                stack.append(path + [nxt])
+        for dep in dependencies(path[-1]):
+            if dep == start:
+                return path + [dep]
+            if dep not in seen:
+                seen.add(dep)
+                stack.append(path + [dep])
     return None
+
+
+def model_chain(models, name):
+    """A loop of the models `name` waits for (init_from, teachers, references), as names, or None."""
+    return find_cycle(name, lambda m: waits_for(models, m))
 
 
 RECORD_KEYS = {"jsonl", "parquet", "arrow", "chat", "chosen", "prompt", "html"}
@@ -515,31 +523,21 @@ def check_filters(config):
 
 def filter_dependencies(config, node):
     """What a node of the DAG waits for: a source's filtered documents on its reference model, a model on its
-    tokenizer (and the shards of that tokenizer's sources) and the model it starts from, a tokenizer on its sources."""
+    tokenizer (and the shards of that tokenizer's sources) and the models it reads, a tokenizer on its sources."""
     kind, name = node
     if kind == "source":
         spec = config["sources"][name]["perplexity"]
         return [("model", spec["model"])] if spec else []
     if kind == "model":
-        m = config["models"][name]
-        return [("tokenizer", m["tokenizer"])] + (
-            [("model", m["init_from"]["model"])] if (m["init_from"] or {}).get("model") else []
-        )
+        models = config["models"]
+        return [("tokenizer", models[name]["tokenizer"])] + [("model", m) for m in waits_for(models, name)]
     return [("source", s) for s in config["tokenizers"][name]["sources"] or sorted(config["sources"])]
 
 
 def filter_cycle(config, source):
     """The path from a source's filtered documents back to themselves, as `kind name` steps, or None."""
-    start, stack, seen = ("source", source), [[("source", source)]], set()
-    while stack:
-        path = stack.pop()
-        for dep in filter_dependencies(config, path[-1]):
-            if dep == start:
-                return [f"{k} {n}" for k, n in path + [dep]]
-            if dep not in seen:
-                seen.add(dep)
-                stack.append(path + [dep])
-    return None
+    path = find_cycle(("source", source), lambda node: filter_dependencies(config, node))
+    return [f"{k} {n}" for k, n in path] if path else None
 
 
 def check_evals(tasks):

@@ -23,7 +23,7 @@ rule clean:
 
 rule corpus_stats:
     input:
-        clean=source_clean_stats,
+        clean=source_parts(rules.clean.output.stats),
     output:
         "results/stats/{source}.json",
     params:

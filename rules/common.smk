@@ -185,17 +185,21 @@ def tokenizer_shard_stats(wildcards):
     return [rules.shard.output.stats.format(tok=wildcards.tok, source=s, part=k) for s, k in tokenizer_parts(wildcards.tok)]
 
 
+def parts_of(pattern, source):
+    """`pattern` over every part of one source."""
+    return [pattern.format(source=source, part=k) for k in range(config["sources"][source]["parts"])]
+
+
 def source_parts(pattern):
     """An input function: `pattern` over every part of the job's source."""
-    return lambda wildcards: [pattern.format(source=wildcards.source, part=k) for k in range(config["sources"][wildcards.source]["parts"])]
+    return lambda wildcards: parts_of(pattern, wildcards.source)
 
 
 def classifier_docs(role):
     """The deduplicated parts of a quality classifier's positive or negative source (negative: the source itself)."""
 
     def docs(wildcards):
-        name = config["sources"][wildcards.source]["quality"][role] or wildcards.source
-        return [rules.dedup_apply.output.docs.format(source=name, part=k) for k in range(config["sources"][name]["parts"])]
+        return parts_of(rules.dedup_apply.output.docs, config["sources"][wildcards.source]["quality"][role] or wildcards.source)
 
     return docs
 
@@ -217,8 +221,3 @@ def task_files(wildcards):
 
     yamls = [t for t in config["evals"]["tasks"] if t.endswith(TASK_FILE)]
     return yamls + [f for t in yamls for f in task_data_files(t) or [] if os.path.exists(f)]
-
-
-def source_clean_stats(wildcards):
-    """The clean statistics of every part of one source."""
-    return [rules.clean.output.stats.format(source=wildcards.source, part=k) for k in range(config["sources"][wildcards.source]["parts"])]

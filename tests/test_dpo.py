@@ -2,7 +2,6 @@
 shards, the loss and TRL's metrics, the reference scored once and exactly, a DPO run that resumes exactly and
 raises the held-out preference for the chosen answers, and the config errors that stop what could not work."""
 
-import contextlib
 import json
 import random
 
@@ -97,7 +96,7 @@ def test_the_loss_and_metrics_are_trls_and_the_reference_is_scored_exactly(pairs
     folder = trained_folder(pairs.parent / "m", bpe, {"context_length": 64})
     model, _ = load_model(folder)
     data = PreferencePairs(pairs, "train", bpe.fingerprint, None, chat_ids(bpe))
-    data.reference, _ = pair_logps(model, data, 64, "cpu", contextlib.nullcontext)
+    data.reference, _ = pair_logps(model, data, 64, "cpu")
     x, y, ref = (torch.from_numpy(a) for a in data.sample_batch(np.random.default_rng(0), 4, 64))
     objective = DPO(model, beta=0.1)
     _, loss = objective(x, y, ref)

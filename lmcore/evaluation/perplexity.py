@@ -133,8 +133,7 @@ def evaluate_folder(folder, manifest_path, log=print):
         from lmcore.train.dpo import PreferencePairs, preference_accuracy
 
         data = PreferencePairs(manifest_path, "test", tok.fingerprint, dict.fromkeys(pairs, 1), chat_ids(tok))
-        amp = lambda: autocast(device, dtype)  # noqa: E731
-        result["test"]["preferences"] = preference_accuracy(model, data, model.cfg.context_length, device, amp)
+        result["test"]["preferences"] = preference_accuracy(model, data, model.cfg.context_length, device, dtype)
     chats = conversation_sources(manifest_path)
     if chats:
         answers = TokenDataset(manifest_path, "test", tok.fingerprint, {s: 1 for s in chats}, chat_ids(tok))

@@ -7,13 +7,11 @@ The T^2 keeps the soft term's gradients on the scale of the hard one's as T grow
 teacher runs in evaluation mode without gradients, on the student's inputs; it shares the student's tokenizer.
 """
 
-import os
-
 import torch
 import torch.nn.functional as F
 
-from lmcore.model.folder import load_model
 from lmcore.tokens.chat import IGNORE
+from lmcore.train.init import other_model
 
 
 class Distillation(torch.nn.Module):
@@ -42,16 +40,10 @@ class Distillation(torch.nn.Module):
 
 def load_teacher(distill, models_dir, tokenizer, context_length, device):
     """The teacher named by `distill.teacher.model`, in evaluation mode on `device`, checked against the student."""
-    folder = os.path.join(models_dir, distill["teacher"]["model"])
-    teacher, teacher_tokenizer = load_model(folder, device)
-    if teacher_tokenizer.fingerprint != tokenizer.fingerprint:
-        raise ValueError(
-            f"distill.teacher {folder}: trained with tokenizer {teacher_tokenizer.fingerprint[:12]}, the student with "
-            f"{tokenizer.fingerprint[:12]}; a teacher's distribution is over the student's tokens"
-        )
+    teacher = other_model(models_dir, distill["teacher"]["model"], tokenizer, device, "distill.teacher")
     if teacher.cfg.context_length < context_length:
         raise ValueError(
-            f"distill.teacher {folder}: a context of {teacher.cfg.context_length} tokens, shorter than the student's "
-            f"{context_length}"
+            f"distill.teacher {distill['teacher']['model']}: a context of {teacher.cfg.context_length} tokens, "
+            f"shorter than the student's {context_length}"
         )
     return teacher

@@ -15,15 +15,14 @@ same with the rejected answer. A conversation longer than the context is read on
 tokens, for the policy and the reference alike.
 """
 
-import os
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lmcore.model.folder import load_model
 from lmcore.tokens.chat import IGNORE, MARKERS, loss_mask
 from lmcore.tokens.shards import TokenDataset
+from lmcore.train.init import other_model
+from lmcore.train.runtime import autocast
 
 
 def last_answer_mask(ids, marker):
@@ -91,14 +90,14 @@ def answer_logps(model, x, y):
 
 
 @torch.no_grad()
-def pair_logps(model, data, context_length, device, amp, batch_size=16):
+def pair_logps(model, data, context_length, device, dtype=None, batch_size=16):
     """Per stream of `data`, (pairs, 2) summed log-probabilities of each pair's chosen and rejected answers, and
-    (pairs, 2) their numbers of tokens, under `model` in evaluation mode."""
+    (pairs, 2) their numbers of tokens, under `model` in evaluation mode (under autocast to `dtype` where given)."""
     model.eval()
     logps = [[] for _ in data.streams]
     counts = [[] for _ in data.streams]
     for stream, x, y in data.all_pairs(context_length, batch_size):
-        with amp():
+        with autocast(torch.device(device), dtype):
             total, n = answer_logps(model, torch.from_numpy(x).to(device), torch.from_numpy(y).to(device))
         half = len(x) // 2
         logps[stream].append(torch.stack([total[:half], total[half:]], 1).cpu().numpy())
@@ -107,14 +106,11 @@ def pair_logps(model, data, context_length, device, amp, batch_size=16):
     return [join(p) for p in logps], [join(c) for c in counts]
 
 
-def score_reference(dpo, models_dir, datasets, tokenizer, context_length, device, amp, log):
+def score_reference(dpo, models_dir, datasets, tokenizer, context_length, device, dtype, log):
     """Set each dataset's `reference`: the reference model's log-probabilities of its pairs, computed once."""
-    folder = os.path.join(models_dir, dpo["reference"]["model"])
-    reference, reference_tokenizer = load_model(folder, device)
-    if reference_tokenizer.fingerprint != tokenizer.fingerprint:
-        raise ValueError(f"dpo.reference {folder}: trained with another tokenizer than this model's")
+    reference = other_model(models_dir, dpo["reference"]["model"], tokenizer, device, "dpo.reference")
     for data in datasets:
-        data.reference, _ = pair_logps(reference, data, context_length, device, amp)
+        data.reference, _ = pair_logps(reference, data, context_length, device, dtype)
         log(f"reference {dpo['reference']['model']}: {sum(map(len, data.reference)):,} {data.split} pairs scored")
 
 
@@ -125,7 +121,7 @@ class DPO(torch.nn.Module):
     def __init__(self, policy, beta):
         super().__init__()
         self.policy, self.beta = policy, beta
-        self.sums, self.pairs = torch.zeros(4), 0
+        self.sums, self.pairs = 0, 0  # a (4,) tensor on the policy's device once a batch came: no copy per step
 
     def forward(self, x, y, reference):
         logps, _ = answer_logps(self.policy, x, y)
@@ -137,21 +133,21 @@ class DPO(torch.nn.Module):
             step = torch.stack(
                 [chosen.sum(), rejected.sum(), (chosen > rejected).float().sum(), (chosen - rejected).sum()]
             )
-            self.sums, self.pairs = self.sums + step.float().cpu(), self.pairs + n
+            self.sums, self.pairs = self.sums + step.float(), self.pairs + n
         return None, loss
 
     def metrics(self, prefix=""):
         """TRL's metrics, the mean over the pairs since the last call."""
         names = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins")
         out = {f"{prefix}{k}": v / self.pairs for k, v in zip(names, self.sums.tolist())} if self.pairs else {}
-        self.sums, self.pairs = torch.zeros(4), 0
+        self.sums, self.pairs = 0, 0
         return out
 
 
-def preference_accuracy(model, data, context_length, device, amp):
+def preference_accuracy(model, data, context_length, device, dtype=None):
     """How often the model prefers the chosen answer, by its total log-probability and per token, over every pair
     of `data` (held-out pairs): what the report puts side by side for base, SFT and DPO models."""
-    logps, counts = pair_logps(model, data, context_length, device, amp)
+    logps, counts = pair_logps(model, data, context_length, device, dtype)
     logps, counts = np.concatenate(logps), np.concatenate(counts)
     per_token = logps / np.maximum(counts, 1)
     return {

@@ -158,9 +158,8 @@ def setup(job, log):
     model.checkpoint_activations(train_cfg.activation_checkpointing)
     objective = model  # what a step calls for its loss: the model's own cross-entropy, distillation's or DPO's
     if train_cfg.dpo:
-        amp = lambda: autocast(device, amp_dtype)  # noqa: E731
         score_reference(
-            train_cfg.dpo, models_dir, (train_data, val_data), tokenizer, cfg.context_length, device, amp, say
+            train_cfg.dpo, models_dir, (train_data, val_data), tokenizer, cfg.context_length, device, amp_dtype, say
         )
         objective = DPO(model, train_cfg.dpo["beta"])
     if train_cfg.distill:

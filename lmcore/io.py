@@ -86,6 +86,18 @@ def read_jsonl(path):
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
 
 
+def batches(iterable, n):
+    """Lists of `n` items of `iterable` (the last may be shorter), one in memory at a time."""
+    batch = []
+    for item in iterable:
+        batch.append(item)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def sha256_file(path):
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
@@ -94,6 +106,11 @@ def sha256_file(path):
 def stable_hash(text):
     """A 64-bit integer hash of a string that is the same on every machine and run."""
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def uniform(text):
+    """A draw in [0, 1) that a string decides, the same on every machine and run (splits, samples)."""
+    return stable_hash(text) / 2**64
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ import tempfile
 import numpy as np
 
 from lmcore.data.splits import split_of
-from lmcore.io import atomic_open, read_json, read_jsonl, stable_hash, write_json, write_jsonl
+from lmcore.io import atomic_open, batches, read_json, read_jsonl, stable_hash, uniform, write_json, write_jsonl
 
 SCORERS = ("quality", "perplexity", "sample")  # a part's score columns, in this order, those configured
 BINS = 10_000
@@ -58,7 +58,7 @@ def draw_sample(paths, size, fractions, salt):
 
 
 def held_out(doc_id):
-    return stable_hash("held-out:" + doc_id) / 2**64 < HELD_OUT
+    return uniform("held-out:" + doc_id) < HELD_OUT
 
 
 def train_classifier(positive, negative, model_path, cfg, label, log=print):
@@ -136,7 +136,7 @@ class Classifier:
 
 def sample_scores(ids):
     """The random baseline's score: a uniform draw in [0, 1) from each id."""
-    return np.array([stable_hash("sample:" + i) / 2**64 for i in ids], dtype=np.float64)
+    return np.array([uniform("sample:" + i) for i in ids], dtype=np.float64)
 
 
 def bins(scores, name):
@@ -278,20 +278,10 @@ def score_part(docs_path, source, out_path, classifier=None, reference=None, bat
         from lmcore.evaluation.perplexity import DocumentScorer
 
         score["perplexity"] = DocumentScorer(reference, source["perplexity"]["max_tokens"])
-    columns, ids, texts = [], [], []
-
-    def flush():
-        if ids:
-            columns.append(np.stack([sample_scores(ids) if n == "sample" else score[n](texts) for n in names], axis=1))
-            ids.clear()
-            texts.clear()
-
-    for doc in read_jsonl(docs_path):
-        ids.append(doc["id"])
-        texts.append(doc["text"])
-        if len(ids) == batch:
-            flush()
-    flush()
+    columns = []
+    for docs in batches(read_jsonl(docs_path), batch):
+        ids, texts = [d["id"] for d in docs], [d["text"] for d in docs]
+        columns.append(np.stack([sample_scores(ids) if n == "sample" else score[n](texts) for n in names], axis=1))
     scores = np.concatenate(columns) if columns else np.zeros((0, len(names)))
     with atomic_open(out_path, "wb") as f:
         np.save(f, scores.astype(np.float32))

@@ -1,13 +1,13 @@
 """train / validation / test, assigned per document by a stable hash of its id (after dedup)."""
 
-from lmcore.io import read_jsonl, stable_hash
+from lmcore.io import read_jsonl, uniform
 
 SPLITS = ("train", "validation", "test")
 
 
 def split_of(doc_id, fractions):
     """The split of one document: a uniform draw u in [0, 1) from its id decides it."""
-    u = stable_hash(fractions.get("salt", "") + doc_id) / 2**64
+    u = uniform(fractions.get("salt", "") + doc_id)
     if u < fractions["test"]:
         return "test"
     if u < fractions["test"] + fractions["validation"]:

@@ -9,19 +9,8 @@ import numpy as np
 
 from lmcore.data.splits import SPLITS, split_of
 from lmcore.data.stats import BINS, bin_of
-from lmcore.io import raw_to_npy, read_json, read_jsonl, sha256_file, write_json
+from lmcore.io import batches, raw_to_npy, read_json, read_jsonl, sha256_file, write_json
 from lmcore.tokens.chat import IGNORE, assemble, chat_ids, loss_mask
-
-
-def _batches(iterable, n):
-    batch = []
-    for item in iterable:
-        batch.append(item)
-        if len(batch) == n:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def encode_documents(tokenizer, docs, num_threads=1):
@@ -67,7 +56,7 @@ def shard_part(doc_path, tokenizer, fractions, out_paths, num_threads=1, batch_d
                  "tokens_per_document": [0] * BINS} for s in SPLITS}  # fmt: skip
     with tempfile.TemporaryDirectory(dir=os.path.dirname(out_paths["train"])) as tmp, contextlib.ExitStack() as stack:
         raw = {s: stack.enter_context(open(os.path.join(tmp, s + ".bin"), "wb")) for s in SPLITS}
-        for docs in _batches(read_jsonl(doc_path), batch_docs):
+        for docs in batches(read_jsonl(doc_path), batch_docs):
             for doc, ids in zip(docs, encode_documents(tokenizer, docs, num_threads)):
                 split = split_of(doc["id"], fractions)
                 raw[split].write(ids)

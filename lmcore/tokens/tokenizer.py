@@ -17,7 +17,7 @@ import sentencepiece as spm
 
 from lmcore.data.splits import documents_in_split
 from lmcore.data.text import LINE_END, one_piece, pieces
-from lmcore.io import atomic_open, copy_file, sha256_file, stable_hash
+from lmcore.io import atomic_open, copy_file, sha256_file, uniform
 from lmcore.tokens.chat import CHAT_PIECES
 from lmcore.workflow.joblog import warn
 
@@ -72,9 +72,7 @@ def training_documents(paths, fractions, max_chars, seed=0):
     """
     total = sum(len(d["text"]) for d in documents_in_split(paths, "train", fractions))
     keep = min(1.0, max_chars / max(1, total))
-    sample = [
-        d for d in documents_in_split(paths, "train", fractions) if stable_hash(f"{seed}/{d['id']}") / 2**64 < keep
-    ]
+    sample = [d for d in documents_in_split(paths, "train", fractions) if uniform(f"{seed}/{d['id']}") < keep]
     return sorted(sample, key=lambda d: d["id"])
 
 

@@ -145,8 +145,7 @@ def main(argv=None):
             parser.error(str(e))
         if args.command == "generate":
             return sample(model, tokenizer, args)
-        sampling = {k: getattr(args, k) for k in SAMPLING}
-        sampling["early_stopping"] = EARLY_STOPPING[args.early_stopping]
+        sampling = decoding(args)
         try:
             chat_ids(tokenizer)
         except ValueError as e:
@@ -160,16 +159,20 @@ SAMPLING = ("max_new_tokens", "temperature", "top_k", "top_p", "seed", "beams", 
 EARLY_STOPPING = {"false": False, "true": True, "never": "never"}
 
 
+def decoding(args):
+    """The decoding settings of generate's and chat's options, as lmcore.model.generate.decode takes them."""
+    return {**{k: getattr(args, k) for k in SAMPLING}, "early_stopping": EARLY_STOPPING[args.early_stopping]}
+
+
 def sample(model, tokenizer, args):
     """Stream `num_samples` continuations of the prompt to stdout (beam search's when it ends)."""
     prompt_ids = tokenizer.encode(args.prompt)
-    sampling = {k: getattr(args, k) for k in SAMPLING}
+    sampling = decoding(args)
     for n in range(args.num_samples):
         if args.num_samples > 1:
             print(f"--- sample {n + 1} ---")
         sys.stdout.write(args.prompt)
-        settings = {**sampling, "seed": args.seed + n, "early_stopping": EARLY_STOPPING[args.early_stopping]}
-        tokens = decode(model, prompt_ids, stop={tokenizer.eot_id}, **settings)
+        tokens = decode(model, prompt_ids, stop={tokenizer.eot_id}, **{**sampling, "seed": args.seed + n})
         for piece in stream_text(tokenizer, tokens):
             sys.stdout.write(piece)
             sys.stdout.flush()

@@ -164,17 +164,17 @@ def first_bin_reaching(counts, share):
     return int(np.searchsorted(np.cumsum(counts), share * counts.sum()))
 
 
-def threshold(counts, name, keep):
-    """The rule `keep` becomes for one scorer: {"bins": [[first, last], ...]} kept, or a raw comparison."""
+def threshold(counts, name, keep, cuts):
+    """The rule `keep` becomes for one scorer: {"bins": [[first, last], ...]} kept, or a raw comparison; `cuts`
+    are CCNet's thirds of the same counts (cut_bins)."""
     if "min_score" in keep or "max_bits_per_byte" in keep:
         return dict(keep)
     if "top" in keep:  # the best share: the highest scores of a classifier, the lowest bits per byte
         if name == "quality":
             return {"bins": [[BINS - 1 - first_bin_reaching(counts[::-1], keep["top"]), BINS - 1]]}
         return {"bins": [[0, first_bin_reaching(counts, keep["top"])]]}
-    cuts = cut_bins(counts)
     spans = {"head": [0, cuts[0]], "middle": [cuts[0] + 1, cuts[1]], "tail": [cuts[1] + 1, BINS - 1]}
-    return {"bins": [spans[b] for b in keep["buckets"]], "cuts": cuts}
+    return {"bins": [spans[b] for b in keep["buckets"]]}
 
 
 def cut_bins(counts):
@@ -191,10 +191,10 @@ def source_thresholds(source, score_paths):
         if name == "sample":
             out[name] = {"keep": {"below": source["sample"]}}
             continue
-        keep = source[name]["keep"]
+        cuts = cut_bins(counts[name])
         out[name] = {
-            "keep": threshold(counts[name], name, keep),
-            "cuts": cut_bins(counts[name]),
+            "keep": threshold(counts[name], name, source[name]["keep"], cuts),
+            "cuts": cuts,
             "histogram": plot_histogram(counts[name], name),
         }
     return out

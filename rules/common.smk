@@ -9,7 +9,7 @@ from lmcore.evaluation.harness import TASK_FILE
 from lmcore.export.architectures import HF_FILES, architecture
 from lmcore.train.init import weight_files
 from lmcore.data.splits import SPLITS
-from lmcore.workflow.jobs import eval_gpus, fetch_params, has_corpus_ids, lora_base, reading_params, scoring_params, slurm_geometry, train_params
+from lmcore.workflow.jobs import classifier_params, eval_gpus, fetch_params, has_corpus_ids, lora_base, reading_params, scoring_params, slurm_geometry, train_params
 
 # Fails before any job runs, naming the key and the value.
 config.update(prepare_config(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml")))

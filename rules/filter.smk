@@ -8,7 +8,7 @@ rule quality_classifier:
         stats="results/filter/{source}/classifier.json",
     params:
         code=code("quality_classifier"),
-        quality=per_source(lambda source: scoring_params(source)["quality"]),
+        quality=per_source(classifier_params),
         splits=config["splits"],
     threads: resource("quality_classifier", "threads")
     resources:

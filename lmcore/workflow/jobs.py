@@ -65,3 +65,8 @@ def scoring_params(source):
         k: {**source[k], "keep": None} if isinstance(source[k], dict) else source[k]
         for k in ("quality", "perplexity", "sample")
     }
+
+
+def classifier_params(source):
+    """What a source's quality classifier is trained by: its `quality` entry without `keep`."""
+    return scoring_params(source)["quality"]

@@ -108,6 +108,19 @@ def load_model(model_dir, device="cpu"):
     return model.to(device).eval(), read_tokenizer(model_dir, config)
 
 
+def other_model(models_dir, name, tokenizer, device, role):
+    """Another model of the config that this run reads (`role`: its teacher, its DPO reference), in evaluation mode
+    on `device`, checked to share the run's tokenizer (its distribution is over the same tokens)."""
+    folder = os.path.join(models_dir, name)
+    model, theirs = load_model(folder, device)
+    if theirs.fingerprint != tokenizer.fingerprint:
+        raise ValueError(
+            f"{role} {folder}: trained with tokenizer {theirs.fingerprint[:12]}, this model with "
+            f"{tokenizer.fingerprint[:12]}; a {role} must share the tokenizer of the model it trains"
+        )
+    return model
+
+
 def read_tokenizer(model_dir, config):
     """The folder's tokenizer.model, checked against the fingerprint training recorded."""
     path = os.path.join(model_dir, "tokenizer.model")

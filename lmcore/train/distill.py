@@ -10,8 +10,8 @@ teacher runs in evaluation mode without gradients, on the student's inputs; it s
 import torch
 import torch.nn.functional as F
 
+from lmcore.model.folder import other_model
 from lmcore.tokens.chat import IGNORE
-from lmcore.train.init import other_model
 
 
 class Distillation(torch.nn.Module):

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lmcore.model.folder import other_model
 from lmcore.tokens.chat import IGNORE, MARKERS, loss_mask
 from lmcore.tokens.shards import TokenDataset
-from lmcore.train.init import other_model
 from lmcore.train.runtime import autocast
 
 

@@ -44,21 +44,6 @@ def weight_files(entry, models_dir):
     return files
 
 
-def other_model(models_dir, name, tokenizer, device, role):
-    """Another model of the config that this run reads (`role`: its teacher, its DPO reference), in evaluation mode
-    on `device`, checked to share the run's tokenizer (its distribution is over the same tokens)."""
-    from lmcore.model.folder import load_model
-
-    folder = os.path.join(models_dir, name)
-    model, theirs = load_model(folder, device)
-    if theirs.fingerprint != tokenizer.fingerprint:
-        raise ValueError(
-            f"{role} {folder}: trained with tokenizer {theirs.fingerprint[:12]}, this model with "
-            f"{tokenizer.fingerprint[:12]}; a {role} must share the tokenizer of the model it trains"
-        )
-    return model
-
-
 def starting_weights(init_from, model, models_dir, tokenizer):
     """The weights `init_from` names (a Hugging Face folder, or another model's folder in `models_dir`),
     checked against `model` and its tokenizer tensor by tensor before any step."""
